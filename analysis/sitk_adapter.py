@@ -1,0 +1,80 @@
+"""The one place in :mod:`analysis` that touches SimpleITK.
+
+Conversions between :class:`~analysis.volume.Volume` and ``SimpleITK.Image``
+and resampling of one volume onto another's grid (the sequences of a study share
+a frame of reference but not always a grid). No file I/O here: callers read and
+write files themselves.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import SimpleITK as sitk
+
+from analysis.volume import Volume
+
+
+def volume_from_image(image: sitk.Image) -> Volume:
+    """A :class:`Volume` holding a copy of ``image``'s voxels and geometry."""
+    if not isinstance(image, sitk.Image):
+        raise TypeError(f"image must be a SimpleITK.Image, got {type(image).__name__}")
+    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
+        raise ValueError("image must be a scalar 3-D image")
+    return Volume(
+        array=sitk.GetArrayFromImage(image),
+        spacing=image.GetSpacing(),
+        origin=image.GetOrigin(),
+        direction=image.GetDirection(),
+    )
+
+
+def image_from_volume(volume: Volume) -> sitk.Image:
+    """A ``SimpleITK.Image`` with ``volume``'s voxels and geometry."""
+    if not isinstance(volume, Volume):
+        raise TypeError(f"volume must be a Volume, got {type(volume).__name__}")
+    image = sitk.GetImageFromArray(np.ascontiguousarray(volume.array))
+    image.SetSpacing(volume.spacing)
+    image.SetOrigin(volume.origin)
+    image.SetDirection(volume.direction)
+    return image
+
+
+def resample_like(volume: Volume, reference: Volume, *, labels: bool = False) -> Volume:
+    """``volume`` resampled onto ``reference``'s grid (linear, or nearest for label maps)."""
+    if not isinstance(reference, Volume):
+        raise TypeError(f"reference must be a Volume, got {type(reference).__name__}")
+    moving = image_from_volume(volume)
+    if not labels:
+        moving = sitk.Cast(moving, sitk.sitkFloat32)
+    resampled = sitk.Resample(
+        moving,
+        image_from_volume(reference.with_array(np.zeros(reference.array.shape, dtype=np.uint8))),
+        sitk.Transform(),
+        sitk.sitkNearestNeighbor if labels else sitk.sitkLinear,
+        0.0,
+        moving.GetPixelID(),
+    )
+    return volume_from_image(resampled)
+
+
+def take_every_nth_slice(volume: Volume, step: int, axis: int = 0) -> Volume:
+    """A thicker-slice series: every ``step``-th slice along array ``axis`` (0 = k).
+
+    Used to turn the 1 mm research volumes into realistic 3-4 mm clinical series
+    while keeping the LPS geometry exact.
+    """
+    if step < 1:
+        raise ValueError(f"step must be >= 1, got {step}")
+    if axis not in (0, 1, 2):
+        raise ValueError(f"axis must be 0, 1 or 2, got {axis}")
+    index_axis = 2 - axis
+    sl: list[slice] = [slice(None)] * 3
+    sl[axis] = slice(None, None, step)
+    spacing = list(volume.spacing)
+    spacing[index_axis] *= step
+    return Volume(
+        array=np.ascontiguousarray(volume.array[tuple(sl)]),
+        spacing=(spacing[0], spacing[1], spacing[2]),
+        origin=volume.origin,
+        direction=volume.direction,
+    )

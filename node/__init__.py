@@ -1,0 +1,1 @@
+"""Lumbar Sentinel DICOM node: receive, store, queue, analyse, send."""

@@ -1,0 +1,64 @@
+"""`lumbar-sentinel`: the node's command line.
+
+Each sub-command lives in its own module exposing ``add_parser(subparsers)``;
+the parser it adds sets ``handler`` to a ``(args, settings) -> int`` function.
+Settings are loaded once here, only for the commands that need them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from node.settings import ConfigError, Settings, load_settings
+
+log = logging.getLogger("lumbar_sentinel")
+
+
+def _command_modules() -> list[object]:
+    from node import commands
+
+    return commands.MODULES
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lumbar-sentinel",
+        description="DICOM node flagging MRI signs of spinal malignancy (a triage aid, not a diagnosis).",
+    )
+    parser.add_argument("--config", type=Path, default=None, help="TOML settings file (default: config/node.toml)")
+    parser.add_argument("--log-level", default=None, help="override logging.level")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in _command_modules():
+        module.add_parser(sub)  # type: ignore[attr-defined]
+    return parser
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # pynetdicom logs every PDU at INFO; keep its noise at WARNING.
+    logging.getLogger("pynetdicom").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings: Settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(f"lumbar-sentinel: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(args.log_level or settings.logging.level)
+    result: int = args.handler(args, settings)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

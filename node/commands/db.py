@@ -1,0 +1,27 @@
+"""`lumbar-sentinel db upgrade|current`: the database schema."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from node.db import create_db_engine, upgrade
+from node.db.migrate import current_revision
+from node.settings import Settings
+
+
+def add_parser(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser("db", help="database schema")
+    parser.add_argument("action", choices=["upgrade", "current"])
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    engine = create_db_engine(settings.database.url)
+    try:
+        if args.action == "upgrade":
+            upgrade(engine)
+        print(current_revision(engine) or "(empty database)")
+    finally:
+        engine.dispose()
+    return 0

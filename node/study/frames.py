@@ -1,0 +1,188 @@
+"""Per-frame header facts of classic and multi-frame (functional group) MR objects.
+
+Classic MR Image Storage keeps one frame per file with its attributes at the top
+level; Enhanced and Legacy Converted Enhanced MR keep them in the Shared and
+Per-frame Functional Groups Sequences, the per-frame item winning.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+from node.study.errors import SeriesError
+
+MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4"
+ENHANCED_MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4.1"
+LEGACY_CONVERTED_ENHANCED_MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4.4"
+MULTI_FRAME_MR = frozenset({ENHANCED_MR_IMAGE, LEGACY_CONVERTED_ENHANCED_MR_IMAGE})
+SUPPORTED_SOP_CLASSES = frozenset({MR_IMAGE}) | MULTI_FRAME_MR
+
+
+@dataclass(frozen=True)
+class FrameHeader:
+    """Geometry and pixel value facts of one frame (one 2-D slice) of a series."""
+
+    path: Path
+    frame_index: int | None  # 0-based index in a multi-frame object; None for single-frame
+    sop_instance_uid: str
+    position: tuple[float, float, float]  # Image Position (Patient), LPS mm
+    orientation: tuple[float, float, float, float, float, float]  # Image Orientation (Patient)
+    pixel_spacing: tuple[float, float]  # (between rows, between columns), mm
+    rows: int
+    columns: int
+    rescale_slope: float
+    rescale_intercept: float
+    slice_thickness: float | None
+
+
+def is_multi_frame(ds: Dataset) -> bool:
+    return "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds
+
+
+def frame_count(ds: Dataset) -> int:
+    if is_multi_frame(ds):
+        return int(ds.get("NumberOfFrames", 1) or 1)
+    return 1
+
+
+def functional_group(ds: Dataset, frame_index: int, keyword: str) -> Dataset | None:
+    """The first item of functional group ``keyword`` for a frame: per-frame, else shared."""
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    if per_frame is not None and frame_index < len(per_frame):
+        seq = per_frame[frame_index].get(keyword)
+        if seq:
+            item: Dataset = seq[0]
+            return item
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    if shared:
+        seq = shared[0].get(keyword)
+        if seq:
+            shared_item: Dataset = seq[0]
+            return shared_item
+    return None
+
+
+def frame_value(ds: Dataset, frame_index: int | None, group: str, keyword: str) -> object:
+    """An attribute of one frame: from functional group ``group`` or, failing that, the top level."""
+    if frame_index is not None:
+        item = functional_group(ds, frame_index, group)
+        if item is not None and item.get(keyword) not in (None, ""):
+            return item.get(keyword)
+    value = ds.get(keyword)
+    return None if value == "" else value
+
+
+def _floats(value: object, count: int, what: str, where: str) -> tuple[float, ...]:
+    if value is None:
+        raise SeriesError(f"{where}: {what} is missing")
+    try:
+        items = list(value) if isinstance(value, Iterable) and not isinstance(value, str) else [value]
+        numbers = tuple(float(v) for v in items)
+    except (TypeError, ValueError) as exc:
+        raise SeriesError(f"{where}: {what} is not numeric: {value!r}") from exc
+    if len(numbers) != count:
+        raise SeriesError(f"{where}: {what} must have {count} values, got {len(numbers)}")
+    return numbers
+
+
+def _optional_float(value: object, default: float | None) -> float | None:
+    if value is None or value == "":
+        return default
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return default
+
+
+def read_header(path: str | os.PathLike[str]) -> Dataset:
+    """The header of a stored DICOM file without its pixel data."""
+    try:
+        return dcmread(path, stop_before_pixels=True)
+    except (InvalidDicomError, OSError, EOFError) as exc:
+        raise SeriesError(f"{os.fspath(path)}: not a readable DICOM file ({exc})") from exc
+
+
+def frame_headers(path: Path, ds: Dataset) -> list[FrameHeader]:
+    """One :class:`FrameHeader` per frame of the object ``ds`` stored at ``path``."""
+    sop_class = str(ds.get("SOPClassUID", ""))
+    if sop_class not in SUPPORTED_SOP_CLASSES:
+        name = getattr(ds.get("SOPClassUID"), "name", sop_class) or "missing"
+        raise SeriesError(f"{path}: SOP class {name} is not an MR image storage class this node reads")
+    if int(ds.get("SamplesPerPixel", 1) or 1) != 1:
+        raise SeriesError(f"{path}: colour images ({ds.SamplesPerPixel} samples per pixel) are not MR volumes")
+    rows, columns = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    if rows < 1 or columns < 1:
+        raise SeriesError(f"{path}: Rows/Columns missing or zero")
+    uid = str(ds.get("SOPInstanceUID", ""))
+    multi = is_multi_frame(ds)
+    indices: list[int | None] = list(range(frame_count(ds))) if multi else [None]
+    out: list[FrameHeader] = []
+    for index in indices:
+        where = f"{path}" if index is None else f"{path} frame {index + 1}"
+        position = _floats(
+            frame_value(ds, index, "PlanePositionSequence", "ImagePositionPatient"),
+            3, "Image Position (Patient)", where,
+        )
+        orientation = _floats(
+            frame_value(ds, index, "PlaneOrientationSequence", "ImageOrientationPatient"),
+            6, "Image Orientation (Patient)", where,
+        )
+        spacing = _floats(
+            frame_value(ds, index, "PixelMeasuresSequence", "PixelSpacing"), 2, "Pixel Spacing", where
+        )
+        if min(spacing) <= 0:
+            raise SeriesError(f"{where}: Pixel Spacing must be positive, got {spacing}")
+        slope = _optional_float(frame_value(ds, index, "PixelValueTransformationSequence", "RescaleSlope"), 1.0)
+        intercept = _optional_float(
+            frame_value(ds, index, "PixelValueTransformationSequence", "RescaleIntercept"), 0.0
+        )
+        thickness = _optional_float(frame_value(ds, index, "PixelMeasuresSequence", "SliceThickness"), None)
+        out.append(
+            FrameHeader(
+                path=path,
+                frame_index=index,
+                sop_instance_uid=uid,
+                position=(position[0], position[1], position[2]),
+                orientation=(
+                    orientation[0], orientation[1], orientation[2],
+                    orientation[3], orientation[4], orientation[5],
+                ),
+                pixel_spacing=(spacing[0], spacing[1]),
+                rows=rows,
+                columns=columns,
+                rescale_slope=1.0 if slope is None else slope,
+                rescale_intercept=0.0 if intercept is None else intercept,
+                slice_thickness=thickness,
+            )
+        )
+    return out
+
+
+def series_frame_headers(
+    paths: Sequence[str | os.PathLike[str]], headers: Sequence[Dataset] | None = None
+) -> tuple[list[Path], list[Dataset], list[FrameHeader]]:
+    """Headers (read now unless given) and frames of the files of one series."""
+    if isinstance(paths, (str, os.PathLike)):
+        raise TypeError("paths must be a sequence of file paths, not a single path")
+    files = [Path(p) for p in paths]
+    if not files:
+        raise SeriesError("paths: the series has no files")
+    if headers is None:
+        datasets = [read_header(p) for p in files]
+    else:
+        if len(headers) != len(files):
+            raise ValueError(f"headers: {len(headers)} headers for {len(files)} paths")
+        datasets = list(headers)
+    for kw, what in (("SeriesInstanceUID", "series"), ("FrameOfReferenceUID", "frames of reference")):
+        values = {str(ds.get(kw, "")) for ds in datasets}
+        if len(values) > 1:
+            raise SeriesError(f"files belong to {len(values)} different {what} ({kw})")
+    frames = [frame for path, ds in zip(files, datasets, strict=True) for frame in frame_headers(path, ds)]
+    return files, datasets, frames
