@@ -84,7 +84,7 @@ def _floats(value: object, count: int, what: str, where: str) -> tuple[float, ..
         raise SeriesError(f"{where}: {what} is missing")
     try:
         items = list(value) if isinstance(value, Iterable) and not isinstance(value, str) else [value]
-        numbers = tuple(float(v) for v in items)
+        numbers = tuple(float(str(v)) for v in items)
     except (TypeError, ValueError) as exc:
         raise SeriesError(f"{where}: {what} is not numeric: {value!r}") from exc
     if len(numbers) != count:
@@ -95,9 +95,11 @@ def _floats(value: object, count: int, what: str, where: str) -> tuple[float, ..
 def _optional_float(value: object, default: float | None) -> float | None:
     if value is None or value == "":
         return default
+    if not isinstance(value, (int, float, str)):
+        return default
     try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+        return float(value)
+    except ValueError:
         return default
 
 
@@ -116,7 +118,7 @@ def frame_headers(path: Path, ds: Dataset) -> list[FrameHeader]:
         name = getattr(ds.get("SOPClassUID"), "name", sop_class) or "missing"
         raise SeriesError(f"{path}: SOP class {name} is not an MR image storage class this node reads")
     if int(ds.get("SamplesPerPixel", 1) or 1) != 1:
-        raise SeriesError(f"{path}: colour images ({ds.SamplesPerPixel} samples per pixel) are not MR volumes")
+        raise SeriesError(f"{path}: colour images ({ds.SamplesPerPixel} samples per pixel) are not MR")
     rows, columns = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
     if rows < 1 or columns < 1:
         raise SeriesError(f"{path}: Rows/Columns missing or zero")
@@ -139,7 +141,9 @@ def frame_headers(path: Path, ds: Dataset) -> list[FrameHeader]:
         )
         if min(spacing) <= 0:
             raise SeriesError(f"{where}: Pixel Spacing must be positive, got {spacing}")
-        slope = _optional_float(frame_value(ds, index, "PixelValueTransformationSequence", "RescaleSlope"), 1.0)
+        slope = _optional_float(
+            frame_value(ds, index, "PixelValueTransformationSequence", "RescaleSlope"), 1.0
+        )
         intercept = _optional_float(
             frame_value(ds, index, "PixelValueTransformationSequence", "RescaleIntercept"), 0.0
         )
@@ -180,6 +184,9 @@ def series_frame_headers(
         if len(headers) != len(files):
             raise ValueError(f"headers: {len(headers)} headers for {len(files)} paths")
         datasets = list(headers)
+    for path, ds in zip(files, datasets, strict=True):
+        if not ds.get("SeriesInstanceUID"):
+            raise SeriesError(f"{path}: no Series Instance UID (truncated file or not an image instance)")
     for kw, what in (("SeriesInstanceUID", "series"), ("FrameOfReferenceUID", "frames of reference")):
         values = {str(ds.get(kw, "")) for ds in datasets}
         if len(values) > 1:

@@ -1,0 +1,98 @@
+"""Find the DICOM files under a folder and group them by study and series."""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydicom.dataset import Dataset
+
+from node.study.errors import SeriesError
+from node.study.frames import read_header
+
+MEDIA_DIRECTORY = "1.2.840.10008.1.3.10"
+
+
+@dataclass(frozen=True, eq=False)
+class SeriesFiles:
+    """The files of one series and their headers (read without pixel data), in path order."""
+
+    study_instance_uid: str
+    series_instance_uid: str
+    paths: tuple[Path, ...]
+    headers: tuple[Dataset, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class StudyFiles:
+    study_instance_uid: str
+    series: tuple[SeriesFiles, ...]
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    path: Path
+    reason: str
+
+
+@dataclass(frozen=True, eq=False)
+class DicomFolder:
+    """Every study found under a folder, and the files that were not DICOM instances."""
+
+    root: Path
+    studies: tuple[StudyFiles, ...]
+    skipped: tuple[SkippedFile, ...]
+
+    def study(self, study_instance_uid: str) -> StudyFiles:
+        for study in self.studies:
+            if study.study_instance_uid == study_instance_uid:
+                return study
+        raise KeyError(study_instance_uid)
+
+
+def group_dicom_folder(folder: str | os.PathLike[str]) -> DicomFolder:
+    """Read the header of every file under ``folder`` (recursively) and group by Study/Series UID.
+
+    Files that are not DICOM, DICOMDIR media directories and instances without
+    Study or Series Instance UID are listed in ``skipped`` with the reason.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise ValueError(f"folder: {root} is not a directory")
+    groups: dict[str, dict[str, list[tuple[Path, Dataset]]]] = defaultdict(lambda: defaultdict(list))
+    skipped: list[SkippedFile] = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        try:
+            ds = read_header(path)
+        except SeriesError as exc:
+            skipped.append(SkippedFile(path, str(exc)))
+            continue
+        meta = getattr(ds, "file_meta", None)
+        sop_class = str(ds.get("SOPClassUID", "") or getattr(meta, "MediaStorageSOPClassUID", ""))
+        if sop_class == MEDIA_DIRECTORY:
+            skipped.append(SkippedFile(path, "DICOMDIR media directory"))
+            continue
+        study_uid = str(ds.get("StudyInstanceUID", "") or "")
+        series_uid = str(ds.get("SeriesInstanceUID", "") or "")
+        if not study_uid or not series_uid:
+            skipped.append(SkippedFile(path, "no Study or Series Instance UID"))
+            continue
+        groups[study_uid][series_uid].append((path, ds))
+    studies = tuple(
+        StudyFiles(
+            study_uid,
+            tuple(
+                SeriesFiles(
+                    study_uid,
+                    series_uid,
+                    tuple(p for p, _ in members),
+                    tuple(ds for _, ds in members),
+                )
+                for series_uid, members in sorted(series.items())
+            ),
+        )
+        for study_uid, series in sorted(groups.items())
+    )
+    return DicomFolder(root, studies, tuple(skipped))

@@ -1,0 +1,198 @@
+"""Pick, per study, the sagittal series the analysis uses, and say why (or why none)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Sequence as Seq
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+
+from pydicom.dataset import Dataset
+
+from analysis.volume import Plane, Sequence
+from node.study.classify import SeriesClassification, classify_series
+from node.study.errors import SeriesError, StudyInputError
+from node.study.frames import SUPPORTED_SOP_CLASSES, frame_headers
+from node.study.geometry import GeometryTolerance, stack_geometry
+
+WANTED: tuple[Sequence, ...] = (Sequence.T1, Sequence.T2, Sequence.STIR, Sequence.T1C)
+# What the analysis cannot assess without each sequence (shown with the study's results).
+MISSING_CONSEQUENCE: Mapping[Sequence, str] = MappingProxyType({
+    Sequence.T1: "no T1 marrow signal assessment",
+    Sequence.T2: "no T2 signal assessment",
+    Sequence.STIR: "no fat-suppressed (STIR) oedema/lesion assessment",
+    Sequence.T1C: "no enhancement assessment",
+})
+COVERAGE_STEP_MM = 5.0  # coverages closer than this count as equal
+
+
+@dataclass(frozen=True)
+class SeriesSummary:
+    """One series as the selection sees it, from its headers."""
+
+    study_instance_uid: str
+    series_instance_uid: str
+    series_number: int | None
+    description: str
+    modality: str
+    classification: SeriesClassification | None  # None when it is not an MR image series
+    slices: int
+    slice_spacing: float | None  # mm between slice positions, when the series forms a volume
+    slice_thickness: float | None
+    derived: bool
+    acquired: str  # sortable acquisition date and time ("" when not recorded)
+    volume_problem: str | None  # why it cannot form a volume; None when it can
+
+    @property
+    def coverage_mm(self) -> float:
+        return self.slices * self.slice_spacing if self.slice_spacing else 0.0
+
+    @property
+    def label(self) -> str:
+        number = "?" if self.series_number is None else str(self.series_number)
+        return f"series {number} '{self.description}'"
+
+
+@dataclass(frozen=True)
+class SeriesChoice:
+    sequence: Sequence
+    series: SeriesSummary
+    reason: str
+
+
+@dataclass(frozen=True)
+class StudySelection:
+    """The series chosen per sequence; ``problems`` non-empty means the study cannot be analysed."""
+
+    study_instance_uid: str
+    choices: tuple[SeriesChoice, ...]
+    series: tuple[SeriesSummary, ...]
+    problems: tuple[str, ...]
+    notes: tuple[str, ...]  # limitations: sequences missing, series set aside
+
+    @property
+    def analysable(self) -> bool:
+        return not self.problems
+
+    def choice(self, sequence: Sequence) -> SeriesChoice | None:
+        return next((c for c in self.choices if c.sequence is sequence), None)
+
+
+def _acquired(ds: Dataset) -> str:
+    if ds.get("AcquisitionDateTime"):
+        return str(ds.AcquisitionDateTime)
+    for date, time in (("AcquisitionDate", "AcquisitionTime"), ("SeriesDate", "SeriesTime"),
+                       ("ContentDate", "ContentTime")):
+        if ds.get(date) or ds.get(time):
+            return f"{ds.get(date, '') or ''}{ds.get(time, '') or ''}"
+    return ""
+
+
+def summarize_series(headers: Seq[Dataset], tolerance: GeometryTolerance | None = None) -> SeriesSummary:
+    """Classification and volume facts of one series from its headers (no pixel data read)."""
+    if not headers:
+        raise StudyInputError("headers: a series needs at least one header")
+    first = headers[0]
+    modality = str(first.get("Modality", "") or "")
+    number = first.get("SeriesNumber")
+    image_type = [str(v).upper() for v in (first.get("ImageType") or [])]
+    frames, problem = [], None
+    try:
+        for n, ds in enumerate(headers):
+            name = getattr(ds, "filename", None)
+            frames.extend(frame_headers(Path(name) if isinstance(name, str) else Path(f"#{n}"), ds))
+        geometry = stack_geometry(frames, tolerance)
+    except SeriesError as exc:
+        geometry, problem = None, str(exc)
+    thickness = next((f.slice_thickness for f in frames if f.slice_thickness), None)
+    mr_image = modality == "MR" and str(first.get("SOPClassUID", "")) in SUPPORTED_SOP_CLASSES
+    return SeriesSummary(
+        study_instance_uid=str(first.get("StudyInstanceUID", "") or ""),
+        series_instance_uid=str(first.get("SeriesInstanceUID", "") or ""),
+        series_number=None if number in (None, "") else int(number),
+        description=str(first.get("SeriesDescription", "") or ""),
+        modality=modality,
+        classification=classify_series(headers) if mr_image else None,
+        slices=len(frames),
+        slice_spacing=None if geometry is None else geometry.spacing[2],
+        slice_thickness=thickness,
+        derived=bool(image_type) and image_type[0] == "DERIVED",
+        acquired=_acquired(first),
+        volume_problem=problem,
+    )
+
+
+_Criterion = tuple[str, Callable[[SeriesSummary], object]]
+# In order of importance; the first that separates the best from the runner-up is the reason.
+_CRITERIA: tuple[_Criterion, ...] = (
+    ("original, not derived", lambda s: not s.derived),
+    ("covers more of the spine", lambda s: round(s.coverage_mm / COVERAGE_STEP_MM)),
+    ("thinner slices", lambda s: -(s.slice_thickness or s.slice_spacing or 1e9)),
+    ("more slices", lambda s: s.slices),
+    ("latest of repeats", lambda s: (s.acquired, s.series_number or 0)),
+)
+
+
+def _sort_key(summary: SeriesSummary) -> tuple[object, ...]:
+    return tuple(key(summary) for _, key in _CRITERIA)
+
+
+def _rank(candidates: list[SeriesSummary]) -> tuple[SeriesSummary, str]:
+    ordered = sorted(candidates, key=_sort_key, reverse=True)
+    best = ordered[0]
+    facts = (
+        f"{best.slices} slices, {best.coverage_mm:.0f} mm coverage, "
+        f"{best.slice_thickness or best.slice_spacing:g} mm slices"
+    )
+    if len(ordered) == 1:
+        return best, f"only candidate: {best.label} ({facts})"
+    runner_up = ordered[1]
+    why = next((name for name, key in _CRITERIA if key(best) != key(runner_up)), "first of equals")
+    return best, f"{best.label} over {runner_up.label}: {why} ({facts})"
+
+
+def select_series(
+    series_headers: Iterable[Seq[Dataset]], tolerance: GeometryTolerance | None = None
+) -> StudySelection:
+    """Choose the sagittal T1, T2, STIR and post-contrast T1 of one study.
+
+    ``series_headers`` holds one sequence of headers per series. A study with
+    no usable sagittal series of those four contrasts cannot be analysed;
+    ``problems`` then says why.
+    """
+    summaries = tuple(summarize_series(h, tolerance) for h in series_headers)
+    studies = {s.study_instance_uid for s in summaries}
+    if len(studies) > 1:
+        raise StudyInputError(f"series_headers: series of {len(studies)} studies given, expected one")
+    study_uid = next(iter(studies), "")
+    problems: list[str] = []
+    notes: list[str] = []
+    mr = [s for s in summaries if s.classification is not None]
+    sagittal = [s for s in mr if s.classification and s.classification.plane is Plane.SAGITTAL]
+    if not summaries:
+        problems.append("the study has no series")
+    elif not mr:
+        kinds = ", ".join(sorted({s.modality or "unknown" for s in summaries}))
+        problems.append(f"no MR image series (modalities: {kinds})")
+    elif not sagittal:
+        planes = ", ".join(sorted({str(s.classification.plane) for s in mr if s.classification}))
+        problems.append(f"no sagittal MR series (planes found: {planes})")
+    choices: list[SeriesChoice] = []
+    for sequence in WANTED:
+        of_kind = [s for s in sagittal if s.classification and s.classification.sequence is sequence]
+        usable = [s for s in of_kind if s.volume_problem is None]
+        notes.extend(
+            f"{s.label} ({sequence}) set aside: {s.volume_problem}" for s in of_kind if s not in usable
+        )
+        if usable:
+            best, reason = _rank(usable)
+            choices.append(SeriesChoice(sequence, best, reason))
+        elif sagittal:
+            notes.append(f"no usable sagittal {sequence}: {MISSING_CONSEQUENCE[sequence]}")
+    if sagittal and not choices:
+        found = ", ".join(sorted({str(s.classification.sequence) for s in sagittal if s.classification}))
+        problems.append(
+            f"no usable sagittal T1, T2, STIR or post-contrast T1 series (sagittal series: {found})"
+        )
+    return StudySelection(study_uid, tuple(choices), summaries, tuple(problems), tuple(notes))
