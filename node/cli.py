@@ -29,7 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="lumbar-sentinel",
         description="DICOM node flagging MRI signs of spinal malignancy (a triage aid, not a diagnosis).",
     )
-    parser.add_argument("--config", type=Path, default=None, help="TOML settings file (default: config/node.toml)")
+    parser.add_argument(
+        "--config", type=Path, default=None, help="TOML settings file (default: config/node.toml)"
+    )
     parser.add_argument("--log-level", default=None, help="override logging.level")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in _command_modules():

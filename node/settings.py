@@ -9,16 +9,39 @@ here; the TOML file documents them.
 from __future__ import annotations
 
 import ipaddress
+import re
 import tomllib
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "node.toml"
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def _duration(value: object) -> object:
+    """Seconds as a number or "20", "20s", "500ms", "5m", "2h"; else ISO 8601 for pydantic."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    if isinstance(value, str) and (match := _DURATION.match(value)):
+        return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
 AETitle = Annotated[str, Field(min_length=1, max_length=16, pattern=r"^[\x20-\x5b\x5d-\x7e]*[^ ]$")]
 Port = Annotated[int, Field(ge=1, le=65535)]
 
@@ -51,9 +74,9 @@ class DicomSettings(_Section):
     port: Port = 11112
     max_associations: int = Field(default=10, ge=1, le=1000)
     max_instance_bytes: int = Field(default=2 * 1024**3, ge=1024)
-    acse_timeout: timedelta = timedelta(seconds=30)
-    dimse_timeout: timedelta = timedelta(seconds=60)
-    network_timeout: timedelta = timedelta(seconds=60)
+    acse_timeout: Duration = timedelta(seconds=30)
+    dimse_timeout: Duration = timedelta(seconds=60)
+    network_timeout: Duration = timedelta(seconds=60)
     # An empty list accepts any caller; hospitals list their PACS here.
     allowed_callers: tuple[AllowedCaller, ...] = ()
 
@@ -92,18 +115,18 @@ class DatabaseSettings(_Section):
 
 
 class StudySettings(_Section):
-    quiet_period: timedelta = timedelta(seconds=20)
-    completion_poll_interval: timedelta = timedelta(seconds=2)
+    quiet_period: Duration = timedelta(seconds=20)
+    completion_poll_interval: Duration = timedelta(seconds=2)
 
 
 class QueueSettings(_Section):
     workers: int = Field(default=1, ge=0, le=64)
-    lease: timedelta = timedelta(seconds=120)
-    heartbeat: timedelta = timedelta(seconds=20)
-    poll_interval: timedelta = timedelta(seconds=1)
+    lease: Duration = timedelta(seconds=120)
+    heartbeat: Duration = timedelta(seconds=20)
+    poll_interval: Duration = timedelta(seconds=1)
     max_attempts: int = Field(default=5, ge=1)
-    backoff_base: timedelta = timedelta(seconds=10)
-    backoff_max: timedelta = timedelta(minutes=10)
+    backoff_base: Duration = timedelta(seconds=10)
+    backoff_max: Duration = timedelta(minutes=10)
     backoff_jitter: float = Field(default=0.2, ge=0.0, le=1.0)
 
     @model_validator(mode="after")
@@ -160,7 +183,5 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
     try:
         return Settings(**data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
         raise ConfigError(f"{config_path}: invalid configuration: {problems}") from exc

@@ -11,7 +11,15 @@ from node.db.models import Study
 
 def test_migrations_create_every_table(engine: Engine) -> None:
     tables = set(inspect(engine).get_table_names())
-    assert {"associations", "studies", "series", "instances", "jobs", "job_events", "analysis_results"} <= tables
+    assert {
+        "associations",
+        "studies",
+        "series",
+        "instances",
+        "jobs",
+        "job_events",
+        "analysis_results",
+    } <= tables
     assert current_revision(engine) == "0001"
 
 

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from node.cli import main
+from node.settings import DEFAULT_CONFIG, ConfigError, load_settings
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "node.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_default_file_is_valid_and_documents_defaults() -> None:
+    settings = load_settings(DEFAULT_CONFIG)
+    assert settings.dicom.port == 11112
+    assert settings.database.url.startswith("sqlite:///")
+    assert settings.study.quiet_period == timedelta(seconds=20)
+    assert settings.queue.lease > settings.queue.heartbeat
+
+
+def test_environment_overrides_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, '[dicom]\nport = 4000\nae_title = "FROMFILE"\n')
+    monkeypatch.setenv("LSENT_DICOM__PORT", "4100")
+    monkeypatch.setenv("LSENT_STUDY__QUIET_PERIOD", "5")
+    settings = load_settings(path)
+    assert settings.dicom.port == 4100
+    assert settings.dicom.ae_title == "FROMFILE"
+    assert settings.study.quiet_period == timedelta(seconds=5)
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ('[dicom]\nae_title = "THIS_TITLE_IS_TOO_LONG"\n', "dicom.ae_title"),
+        ("[dicom]\nport = 70000\n", "dicom.port"),
+        ("[queue]\nlease = 10\nheartbeat = 30\n", "queue"),
+        ('[database]\nurl = "mysql://x"\n', "database.url"),
+        ("[tls]\nenabled = true\n", "tls"),
+        ('[study]\nquiet_period = "soon"\n', "study.quiet_period"),
+        ("[dicom]\nunknown_setting = 1\n", "dicom.unknown_setting"),
+        ('[[dicom.allowed_callers]]\nae_title = "PACS"\naddresses = ["not-an-ip"]\n', "allowed_callers"),
+    ],
+)
+def test_invalid_settings_are_named(tmp_path: Path, text: str, named: str) -> None:
+    with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
+        load_settings(write(tmp_path, text))
+
+
+def test_bad_toml_and_missing_file_are_clear(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(write(tmp_path, "[dicom\n"))
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings(tmp_path / "absent.toml")
+
+
+def test_cli_reports_invalid_configuration(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, "[dicom]\nport = 0\n")
+    assert main(["--config", str(path), "db", "current"]) == 2
+    assert "dicom.port" in capsys.readouterr().err
