@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from node.commands import db
+from node.commands import db, echo, serve, worker
 
-MODULES: list[object] = [db]
+MODULES: list[object] = [db, worker, serve, echo]

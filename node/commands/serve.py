@@ -1,0 +1,46 @@
+"""`lumbar-sentinel serve`: receive studies, queue and run their analysis.
+
+SIGTERM or SIGINT stops the node: no new associations, open ones get
+``--grace`` seconds and are then aborted, running jobs likewise and are then
+released for another worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from types import FrameType
+from typing import Any
+
+from node.app import run_node
+from node.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def add_parser(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "serve", help="run the DICOM receiver, completion monitor and workers")
+    parser.add_argument("--grace", type=float, default=10.0,
+                        help="seconds open associations and running jobs get on SIGTERM (default 10)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.grace < 0:
+        log.error("--grace must not be negative, got %s", args.grace)
+        return 2
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("%s received: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return run_node(settings, stop, grace=args.grace)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

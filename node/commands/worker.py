@@ -1,0 +1,111 @@
+"""`lumbar-sentinel worker`: run analysis workers (and the completion monitor) only.
+
+For extra machines beside a `serve` node on the same PostgreSQL. Workers do
+not migrate the database (`serve` or `db upgrade` does); they refuse to start
+on a schema that is not current. SIGTERM or SIGINT stops them cleanly: no new
+jobs are claimed, running ones get ``--grace`` seconds, the rest are released.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from collections.abc import Mapping
+from types import FrameType
+from typing import Any
+
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine
+
+from node.db import create_db_engine, session_factory
+from node.db.migrate import alembic_config, current_revision
+from node.queue.completion import CompletionMonitor
+from node.queue.worker import JobHandler, WorkerPool, process_name
+from node.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def add_parser(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "worker", help="run analysis workers only (no DICOM receiver)"
+    )
+    parser.add_argument("--no-monitor", action="store_true",
+                        help="do not run the completion monitor in this process")
+    parser.add_argument("--grace", type=float, default=30.0,
+                        help="seconds running jobs get to finish on SIGTERM before release (default 30)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from node.tasks import build_handlers
+
+    return run_workers(settings, build_handlers(settings), monitor=not args.no_monitor, grace=args.grace)
+
+
+def schema_problem(engine: Engine) -> str | None:
+    """Why the database cannot be used by this code, or None."""
+    head = ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+    current = current_revision(engine)
+    if current != head:
+        return f"database schema is at {current or 'nothing'}, this node needs {head}; run `db upgrade`"
+    return None
+
+
+def run_workers(
+    settings: Settings,
+    handlers: Mapping[str, JobHandler],
+    *,
+    monitor: bool,
+    grace: float,
+    stop: threading.Event | None = None,
+    started: threading.Event | None = None,
+) -> int:
+    """Run until SIGTERM/SIGINT (or ``stop`` is set); returns the exit status.
+
+    ``started`` is set once the workers are claiming jobs.
+    """
+    if grace < 0:
+        raise ValueError(f"grace must not be negative, got {grace}")
+    if settings.queue.workers == 0 and not monitor:
+        log.error("queue.workers is 0 and the monitor is off: nothing to run")
+        return 2
+    stopping = stop or threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("%s received: stopping", signal.Signals(signum).name)
+        stopping.set()
+
+    # Installed before anything slow, so a stop during start-up is clean too.
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    engine = create_db_engine(settings.database.url, echo=settings.database.echo)
+    try:
+        problem = schema_problem(engine)
+        if problem:
+            log.error("%s", problem)
+            return 2
+        sessions = session_factory(engine)
+        pool = WorkerPool(settings.queue, sessions, handlers, process_name())
+        completion = CompletionMonitor(settings.study, settings.queue, sessions) if monitor else None
+        try:
+            if completion is not None:
+                completion.start()
+            pool.start()
+            log.info("worker ready: %d worker thread(s), completion monitor %s",
+                     settings.queue.workers, "on" if completion else "off")
+            if started is not None:
+                started.set()
+            while not stopping.wait(1.0):
+                pass
+        finally:
+            if completion is not None:
+                completion.stop()
+            pool.stop(grace)
+        log.info("worker stopped")
+        return 0
+    finally:
+        engine.dispose()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

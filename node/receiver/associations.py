@@ -1,0 +1,186 @@
+"""Association bookkeeping: the allowlist decision and one ``associations`` row per request.
+
+Every association request gets a row, rejected ones included, so an audit
+can see who tried to send what. The row is opened on acceptance (or written
+closed on rejection) and closed on release, abort or a dropped connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from pynetdicom import evt
+from pynetdicom.association import Association as PeerAssociation
+from pynetdicom.events import Event
+from sqlalchemy import update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from node.db.models import Association, AssociationResult, utcnow
+from node.receiver.negotiation import CallerPolicy
+
+log = logging.getLogger(__name__)
+
+# A-ASSOCIATE-RJ: rejected-permanent, by the service user, calling AE title not recognised.
+_REJECT_CALLER = (0x01, 0x01, 0x03)
+
+_REJECT_REASONS = {
+    (0x01, 0x01): "no reason given",
+    (0x01, 0x02): "application context name not supported",
+    (0x01, 0x03): "calling AE title not recognised",
+    (0x01, 0x07): "called AE title not recognised",
+    (0x02, 0x01): "no reason given (ACSE)",
+    (0x02, 0x02): "protocol version not supported",
+    (0x03, 0x01): "temporary congestion",
+    (0x03, 0x02): "local limit exceeded: too many concurrent associations",
+}
+
+
+@dataclass(frozen=True)
+class Peer:
+    calling_ae: str
+    called_ae: str
+    address: str
+    port: int
+
+
+class AssociationLog:
+    """Writes ``associations`` rows."""
+
+    def __init__(self, sessions: sessionmaker[Session], *, tls: bool,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self._sessions = sessions
+        self._tls = tls
+        self._clock = clock
+
+    def opened(self, peer: Peer) -> int:
+        return self._insert(peer, AssociationResult.OPEN, None)
+
+    def rejected(self, peer: Peer, reason: str) -> int:
+        return self._insert(peer, AssociationResult.REJECTED, reason, ended=True)
+
+    def closed(self, association_id: int, result: AssociationResult, reason: str | None = None) -> None:
+        with self._sessions.begin() as session:
+            session.execute(
+                update(Association)
+                .where(Association.id == association_id)
+                .values(result=result.value, reason=reason, ended_at=self._clock())
+            )
+
+    def _insert(self, peer: Peer, result: AssociationResult, reason: str | None,
+                ended: bool = False) -> int:
+        now = self._clock()
+        row = Association(
+            calling_ae=peer.calling_ae[:16], called_ae=peer.called_ae[:16],
+            peer_address=peer.address[:64], peer_port=peer.port, tls=self._tls,
+            started_at=now, ended_at=now if ended else None,
+            result=result.value, reason=reason, instances_received=0,
+        )
+        with self._sessions.begin() as session:
+            session.add(row)
+            session.flush()
+            return row.id
+
+
+class AssociationTracker:
+    """pynetdicom association event handlers; knows each open association's row id."""
+
+    def __init__(self, policy: CallerPolicy, association_log: AssociationLog) -> None:
+        self._policy = policy
+        self._log = association_log
+        self._lock = threading.Lock()
+        self._rows: weakref.WeakKeyDictionary[PeerAssociation, int] = weakref.WeakKeyDictionary()
+
+    def handlers(self) -> list[tuple[evt.EventType, Callable[[Event], None]]]:
+        return [
+            (evt.EVT_REQUESTED, self.on_requested),
+            (evt.EVT_ACCEPTED, self.on_accepted),
+            (evt.EVT_REJECTED, self.on_rejected),
+            (evt.EVT_RELEASED, self.on_released),
+            (evt.EVT_ABORTED, self.on_aborted),
+            (evt.EVT_CONN_CLOSE, self.on_connection_closed),
+        ]
+
+    def row_id(self, assoc: PeerAssociation) -> int | None:
+        with self._lock:
+            return self._rows.get(assoc)
+
+    def on_requested(self, event: Event) -> None:
+        peer = _peer(event.assoc)
+        reason = self._policy.refusal(peer.calling_ae, peer.address)
+        if reason is None:
+            return
+        log.warning("rejecting association from %s:%d (%r -> %r): %s",
+                    peer.address, peer.port, peer.calling_ae, peer.called_ae, reason)
+        event.assoc.acse.send_reject(*_REJECT_CALLER)
+        self._record_rejection(peer, reason)
+        # As pynetdicom does after its own rejections: stop the DUL once the peer has gone.
+        event.assoc.kill()
+
+    def on_rejected(self, event: Event) -> None:
+        primitive = event.assoc.acceptor.primitive
+        key = (int(getattr(primitive, "result_source", 0) or 0),
+               int(getattr(primitive, "diagnostic", 0) or 0))
+        reason = _REJECT_REASONS.get(key, f"rejected (source, diagnostic) = {key}")
+        peer = _peer(event.assoc)
+        log.warning("rejected association from %s:%d (%r -> %r): %s",
+                    peer.address, peer.port, peer.calling_ae, peer.called_ae, reason)
+        self._record_rejection(peer, reason)
+
+    def on_accepted(self, event: Event) -> None:
+        peer = _peer(event.assoc)
+        try:
+            row_id = self._log.opened(peer)
+        except SQLAlchemyError:
+            log.exception("could not record the association from %s:%d (%s)",
+                          peer.address, peer.port, peer.calling_ae)
+            return
+        with self._lock:
+            self._rows[event.assoc] = row_id
+        log.info("association %d accepted from %s:%d (%r -> %r)",
+                 row_id, peer.address, peer.port, peer.calling_ae, peer.called_ae)
+
+    def on_released(self, event: Event) -> None:
+        self._close(event.assoc, AssociationResult.RELEASED, None)
+
+    def on_aborted(self, event: Event) -> None:
+        self._close(event.assoc, AssociationResult.ABORTED, "A-ABORT")
+
+    def on_connection_closed(self, event: Event) -> None:
+        self._close(event.assoc, AssociationResult.ABORTED, "connection closed without release")
+
+    def _close(self, assoc: PeerAssociation, result: AssociationResult, reason: str | None) -> None:
+        with self._lock:
+            row_id = self._rows.pop(assoc, None)
+        if row_id is None:
+            return
+        try:
+            self._log.closed(row_id, result, reason)
+        except SQLAlchemyError:
+            log.exception("could not record the end of association %d", row_id)
+            return
+        log.info("association %d %s", row_id, result.value)
+
+    def _record_rejection(self, peer: Peer, reason: str) -> None:
+        try:
+            self._log.rejected(peer, reason)
+        except SQLAlchemyError:
+            log.exception("could not record the rejected association from %s:%d",
+                          peer.address, peer.port)
+
+
+def _peer(assoc: PeerAssociation) -> Peer:
+    request = assoc.requestor.primitive
+    calling = getattr(request, "calling_ae_title", None) or assoc.requestor.ae_title or ""
+    called = getattr(request, "called_ae_title", None) or assoc.acceptor.ae_title or ""
+    return Peer(
+        calling_ae=str(calling).strip(),
+        called_ae=str(called).strip(),
+        address=str(assoc.requestor.address),
+        port=int(assoc.requestor.port or 0),
+    )

@@ -1,0 +1,94 @@
+"""The receiver: a pynetdicom AE serving Verification and MR storage."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from pynetdicom import AE, _config, evt
+from pynetdicom.association import Association as PeerAssociation
+from pynetdicom.transport import ThreadedAssociationServer
+
+from node.receiver.associations import AssociationTracker
+from node.receiver.negotiation import STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES, VERIFICATION, server_context
+from node.receiver.store import SUCCESS, StoreHandler
+from node.settings import DicomSettings, TlsSettings
+
+log = logging.getLogger(__name__)
+
+
+class Receiver:
+    """Listens for associations; ``start`` returns at once, ``stop`` drains and aborts."""
+
+    def __init__(self, dicom: DicomSettings, tls: TlsSettings, store_handler: StoreHandler,
+                 tracker: AssociationTracker) -> None:
+        self._dicom = dicom
+        self._tls = tls
+        self._store_handler = store_handler
+        self._tracker = tracker
+        self._server: ThreadedAssociationServer | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        if self._server is None:
+            raise RuntimeError("the receiver is not started")
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
+
+    def start(self) -> None:
+        if self._server is not None:
+            raise RuntimeError("the receiver is already started")
+        # pynetdicom only offers chunked receive as a module switch; this process
+        # has one receiver, so it is set once here. Each data set then streams to a
+        # temporary file instead of memory and reaches the handler as dataset_path.
+        _config.STORE_RECV_CHUNKED_DATASET = True
+        ae = self._build_ae()
+        handlers: list[Any] = [
+            *self._tracker.handlers(),
+            (evt.EVT_C_ECHO, _on_echo),
+            (evt.EVT_C_STORE, self._store_handler),
+        ]
+        ssl_context = server_context(self._tls) if self._tls.enabled else None
+        self._server = ae.start_server(
+            (self._dicom.host, self._dicom.port), block=False,
+            evt_handlers=handlers, ssl_context=ssl_context,
+        )
+
+    def stop(self, grace: float) -> None:
+        """Stop accepting, give open associations ``grace`` seconds, then abort the rest."""
+        server = self._server
+        if server is None:
+            return
+        self._server = None
+        server.shutdown()
+        remaining = _wait_for(server, grace)
+        for assoc in remaining:
+            log.warning("aborting association with %s:%s at shutdown",
+                        assoc.requestor.address, assoc.requestor.port)
+            assoc.abort()
+        # An aborted association may still be inside a handler finishing its commit.
+        for assoc in remaining:
+            assoc.join(timeout=max(grace, 5.0))
+
+    def _build_ae(self) -> AE:
+        ae = AE(ae_title=self._dicom.ae_title)
+        ae.maximum_associations = self._dicom.max_associations
+        ae.acse_timeout = self._dicom.acse_timeout.total_seconds()
+        ae.dimse_timeout = self._dicom.dimse_timeout.total_seconds()
+        ae.network_timeout = self._dicom.network_timeout.total_seconds()
+        ae.add_supported_context(VERIFICATION, TRANSFER_SYNTAXES[:2])
+        for sop_class in STORAGE_SOP_CLASSES:
+            ae.add_supported_context(sop_class, list(TRANSFER_SYNTAXES))
+        return ae
+
+
+def _on_echo(event: evt.Event) -> int:
+    return SUCCESS
+
+
+def _wait_for(server: ThreadedAssociationServer, grace: float) -> list[PeerAssociation]:
+    deadline = time.monotonic() + grace
+    while (remaining := server.active_associations) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return remaining

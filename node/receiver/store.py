@@ -1,0 +1,125 @@
+"""The C-STORE handler: validate, write durably, record, then answer.
+
+Success (0x0000) is only answered once the file is under its final name, the
+folder fsynced, and the instance row committed. Anything else is a failure
+status with a comment; nothing is left on disk or in the database.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import cast
+
+from pydicom.dataset import Dataset
+from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.events import Event
+from sqlalchemy.exc import SQLAlchemyError
+
+from node.receiver.associations import AssociationTracker
+from node.receiver.validation import (
+    OUT_OF_RESOURCES,
+    PROCESSING_FAILURE,
+    SERIES_CONFLICT,
+    UID_INVALID,
+    Header,
+    Rejection,
+    read_header,
+)
+from node.storage import (
+    CatalogConflict,
+    InstanceCatalog,
+    InstanceRecord,
+    InstanceStore,
+    InstanceTooLarge,
+    InsufficientSpace,
+    InvalidUID,
+    RecordOutcome,
+    sha256_of,
+)
+
+log = logging.getLogger(__name__)
+
+SUCCESS = 0x0000
+_COMMENT_LENGTH = 64  # ErrorComment is LO
+
+
+class StoreHandler:
+    """Bound to ``evt.EVT_C_STORE`` with its storage, catalog and association tracker."""
+
+    def __init__(self, store: InstanceStore, catalog: InstanceCatalog, tracker: AssociationTracker) -> None:
+        self._store = store
+        self._catalog = catalog
+        self._tracker = tracker
+
+    def __call__(self, event: Event) -> int | Dataset:
+        request = cast(C_STORE, event.request)
+        sop_uid = str(request.AffectedSOPInstanceUID or "")
+        try:
+            header, outcome = self._store_instance(event, str(request.AffectedSOPClassUID or ""), sop_uid)
+        except Rejection as rejection:
+            log.warning("C-STORE of SOP Instance %r refused with 0x%04X: %s",
+                        sop_uid[:64], rejection.status, rejection.comment)
+            return _status(rejection.status, rejection.comment)
+        except SQLAlchemyError:
+            log.exception("C-STORE of SOP Instance %r failed: database error", sop_uid[:64])
+            return _status(PROCESSING_FAILURE, "database unavailable, retry later")
+        except Exception:  # the DIMSE boundary: answer the peer, keep the association
+            log.exception("C-STORE of SOP Instance %r failed unexpectedly", sop_uid[:64])
+            return _status(PROCESSING_FAILURE, "internal error")
+        if outcome is RecordOutcome.STORED:
+            log.info("stored SOP Instance %s (study %s, series %s)",
+                     sop_uid, header.key.study_uid, header.key.series_uid)
+        return SUCCESS
+
+    def _store_instance(self, event: Event, sop_class: str, sop_uid: str) -> tuple[Header, RecordOutcome]:
+        received = Path(event.dataset_path)
+        size = received.stat().st_size
+        try:
+            self._store.check_capacity(size)
+            header = read_header(received, sop_class, sop_uid)
+            return self._write(event, received, header)
+        except (InstanceTooLarge, InsufficientSpace) as exc:
+            raise Rejection(OUT_OF_RESOURCES, str(exc)) from exc
+        except InvalidUID as exc:
+            raise Rejection(UID_INVALID, str(exc)) from exc
+        except CatalogConflict as exc:
+            raise Rejection(SERIES_CONFLICT, str(exc)) from exc
+
+    def _write(self, event: Event, received: Path, header: Header) -> tuple[Header, RecordOutcome]:
+        existing = self._catalog.find(header.key.sop_uid)
+        if existing is not None:
+            _log_duplicate(header, existing.sha256, sha256_of(received))
+            return header, RecordOutcome.DUPLICATE
+        record = InstanceRecord(
+            key=header.key,
+            sop_class_uid=header.sop_class_uid,
+            transfer_syntax_uid=header.transfer_syntax_uid,
+            modality=header.modality,
+            series_number=header.series_number,
+            series_description=header.series_description,
+            association_id=self._tracker.row_id(event.assoc),
+        )
+        with received.open("rb") as source, self._store.stage(source, header.key) as staged:
+            outcome = self._catalog.record(record, staged)
+            if outcome is RecordOutcome.DUPLICATE:
+                stored = self._catalog.find(header.key.sop_uid)
+                _log_duplicate(header, stored.sha256 if stored else None, staged.sha256)
+        return header, outcome
+
+
+def _log_duplicate(header: Header, stored_sha256: str | None, received_sha256: str) -> None:
+    if stored_sha256 == received_sha256:
+        log.info("SOP Instance %s already stored; answered success", header.key.sop_uid)
+    else:
+        log.warning("SOP Instance %s already stored with different content; kept the first copy",
+                    header.key.sop_uid)
+
+
+def _status(code: int, comment: str) -> Dataset:
+    status = Dataset()
+    status.Status = code
+    # LO in the default repertoire: ASCII without backslash.
+    safe = comment.encode("ascii", "replace").decode("ascii").replace("\\", "/")
+    status.ErrorComment = safe[:_COMMENT_LENGTH]
+    return status

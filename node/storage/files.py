@@ -1,0 +1,150 @@
+"""Durable instance files under ``ROOT/<study uid>/<series uid>/<sop uid>.dcm``.
+
+An instance is first *staged*: copied into a temporary file in its final
+folder, hashed and fsynced. *Committing* renames it into place and fsyncs the
+folder, so a file under its final name is always complete, and survives a
+crash once ``commit`` has returned. Folders created on the way are fsynced
+into their parents for the same reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
+from types import TracebackType
+from typing import BinaryIO
+
+from node.storage.keys import InstanceKey, InstanceTooLarge, InsufficientSpace
+
+FreeSpace = Callable[[Path], int]
+_CHUNK = 1024 * 1024
+
+
+def disk_free_bytes(path: Path) -> int:
+    """Free bytes on the file system holding ``path``."""
+    return shutil.disk_usage(path).free
+
+
+def fsync_dir(path: Path) -> None:
+    """Make the entries of folder ``path`` (creations, renames) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class StagedInstance:
+    """A fsynced temporary copy of an instance, waiting to be committed or discarded.
+
+    Used as a context manager, it is discarded on exit unless committed.
+    """
+
+    def __init__(self, temp_path: Path, final_path: Path, relative_path: PurePosixPath,
+                 sha256: str, size: int) -> None:
+        self.temp_path = temp_path
+        self.final_path = final_path
+        self.relative_path = relative_path
+        self.sha256 = sha256
+        self.size = size
+        self._finished = False
+
+    def commit(self) -> None:
+        """Move the file to its final name (replacing any orphan there) and make that durable."""
+        if self._finished:
+            raise RuntimeError(f"staged instance {self.relative_path} already committed or discarded")
+        os.replace(self.temp_path, self.final_path)
+        self._finished = True
+        fsync_dir(self.final_path.parent)
+
+    def discard(self) -> None:
+        if not self._finished:
+            self._finished = True
+            self.temp_path.unlink(missing_ok=True)
+
+    def __enter__(self) -> StagedInstance:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.discard()
+
+
+class InstanceStore:
+    """Writes instances durably under ``root``; refuses them over size or under the free-space watermark."""
+
+    def __init__(self, root: Path, *, min_free_bytes: int, max_instance_bytes: int,
+                 free_space: FreeSpace = disk_free_bytes) -> None:
+        if min_free_bytes < 0:
+            raise ValueError(f"min_free_bytes must be >= 0, got {min_free_bytes}")
+        if max_instance_bytes < 1:
+            raise ValueError(f"max_instance_bytes must be >= 1, got {max_instance_bytes}")
+        root.mkdir(parents=True, exist_ok=True)
+        self.root = root.resolve()
+        self.min_free_bytes = min_free_bytes
+        self.max_instance_bytes = max_instance_bytes
+        self._free_space = free_space
+
+    def path_of(self, relative_path: str | PurePosixPath) -> Path:
+        return self.root / relative_path
+
+    def check_capacity(self, size: int) -> None:
+        """Raise if an instance of ``size`` bytes may not be stored now."""
+        if size > self.max_instance_bytes:
+            raise InstanceTooLarge(
+                f"instance too large: {size} bytes exceeds the maximum of {self.max_instance_bytes} bytes")
+        free = self._free_space(self.root)
+        if free - size < self.min_free_bytes:
+            raise InsufficientSpace(
+                f"disk under the free-space watermark: {free} bytes free, {size} needed, "
+                f"{self.min_free_bytes} to be kept free")
+
+    def stage(self, source: BinaryIO, key: InstanceKey) -> StagedInstance:
+        """Copy ``source`` to a fsynced temporary file beside the instance's final path."""
+        folder = self._ensure_folder(key)
+        fd, temp_name = tempfile.mkstemp(prefix=f".{key.sop_uid}.", suffix=".part", dir=folder)
+        temp_path = Path(temp_name)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                sha256, size = self._copy(source, out)
+                out.flush()
+                os.fsync(out.fileno())
+        except BaseException:
+            temp_path.unlink(missing_ok=True)
+            raise
+        return StagedInstance(temp_path, folder / f"{key.sop_uid}.dcm", key.relative_path, sha256, size)
+
+    def _copy(self, source: BinaryIO, out: BinaryIO) -> tuple[str, int]:
+        digest = hashlib.sha256()
+        size = 0
+        for chunk in iter(lambda: source.read(_CHUNK), b""):
+            size += len(chunk)
+            if size > self.max_instance_bytes:
+                raise InstanceTooLarge(
+                    f"instance too large: exceeds the maximum of {self.max_instance_bytes} bytes")
+            digest.update(chunk)
+            out.write(chunk)
+        return digest.hexdigest(), size
+
+    def _ensure_folder(self, key: InstanceKey) -> Path:
+        parent = self.root
+        for part in (key.study_uid, key.series_uid):
+            folder = parent / part
+            if not folder.is_dir():
+                folder.mkdir(exist_ok=True)
+                fsync_dir(parent)
+            parent = folder
+        return parent
+
+
+def sha256_of(path: Path) -> str:
+    """The SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

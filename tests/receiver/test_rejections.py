@@ -1,0 +1,145 @@
+"""What the node refuses: malformed data sets, other SOP classes, oversize instances, a full disk.
+
+Every refusal has a failure status, and leaves no file and no row behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+from node.receiver.negotiation import VERIFICATION
+from tests.helpers.dicom import StudyUIDs, mr_instance, write_raw_file
+from tests.helpers.node import NodeProcess, running_node, stored_files
+from tests.helpers.rows import read_rows
+from tests.helpers.senders import associate, raw_file_sending, store
+
+pytestmark = pytest.mark.filterwarnings("ignore:Invalid value for VR UI", "ignore:The value length")
+
+
+@contextmanager
+def _node(tmp_path_factory: pytest.TempPathFactory, name: str,
+          sections: dict[str, dict[str, object]] | None = None) -> Iterator[NodeProcess]:
+    folder = tmp_path_factory.mktemp(name)
+    with running_node(folder, f"sqlite:///{folder / 'node.db'}", sections) as node:
+        yield node
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
+    with _node(tmp_path_factory, "rejections") as node:
+        yield node
+
+
+def _assert_nothing_stored(node: NodeProcess) -> None:
+    assert stored_files(node.storage_root) == []
+    with node.engine() as engine:
+        rows = read_rows(engine)
+    assert (rows.studies, rows.series, rows.instances) == ([], [], [])
+
+
+def _instance(**changes: object) -> Dataset:
+    uids = StudyUIDs.new()
+    dataset = mr_instance(uids.study, uids.series[0], 1)
+    for keyword, value in changes.items():
+        if value is None:
+            delattr(dataset, keyword)
+        else:
+            setattr(dataset, keyword, value)
+    return dataset
+
+
+def _send_raw(node: NodeProcess, path: Path) -> Dataset:
+    with raw_file_sending():
+        [status] = store(node, [path])
+    return status
+
+
+@pytest.mark.parametrize(
+    ("changes", "status", "comment"),
+    [
+        ({"StudyInstanceUID": None}, 0xC001, "StudyInstanceUID is missing"),
+        ({"SeriesInstanceUID": None}, 0xC001, "SeriesInstanceUID is missing"),
+        ({"StudyInstanceUID": "../../../etc"}, 0xC002, "StudyInstanceUID is not a valid UID"),
+        ({"SeriesInstanceUID": "1.2.3/4"}, 0xC002, "SeriesInstanceUID is not a valid UID"),
+        ({"StudyInstanceUID": "1." + "2" * 70}, 0xC002, "StudyInstanceUID is not a valid UID"),
+        ({"Modality": "CT"}, 0xA900, "Modality is 'CT', not MR"),
+        ({"Modality": None}, 0xA900, "Modality is '', not MR"),
+        ({"SOPClassUID": CTImageStorage}, 0xA900, "is not the negotiated"),
+    ],
+)
+def test_a_malformed_data_set_is_refused(node: NodeProcess, tmp_path: Path, changes: dict[str, object],
+                                         status: int, comment: str) -> None:
+    dataset = _instance(**changes)
+    path = write_raw_file(tmp_path / "bad.dcm", dataset, sop_instance_uid=dataset.SOPInstanceUID)
+    response = _send_raw(node, path)
+    assert response.Status == status
+    assert comment in response.ErrorComment
+    assert f"refused with 0x{status:04X}" in node.log_text()
+    _assert_nothing_stored(node)
+
+
+def test_a_missing_sop_instance_uid_is_refused(node: NodeProcess, tmp_path: Path) -> None:
+    dataset = _instance(SOPInstanceUID=None)
+    response = _send_raw(node, write_raw_file(tmp_path / "bad.dcm", dataset))
+    assert response.Status == 0xC001
+    assert "SOPInstanceUID is missing" in response.ErrorComment
+    _assert_nothing_stored(node)
+
+
+def test_a_sop_instance_uid_unlike_the_command_is_refused(node: NodeProcess, tmp_path: Path) -> None:
+    dataset = _instance()
+    response = _send_raw(node, write_raw_file(tmp_path / "bad.dcm", dataset,
+                                              sop_instance_uid=generate_uid()))
+    assert response.Status == 0xC003
+    _assert_nothing_stored(node)
+
+
+def test_non_dicom_bytes_are_refused(node: NodeProcess, tmp_path: Path) -> None:
+    body = b"\xff\xfe\xfd\xfc this is a JPEG, not a data set" * 64
+    response = _send_raw(node, write_raw_file(tmp_path / "bad.dcm", body))
+    assert 0xC000 <= response.Status <= 0xCFFF
+    _assert_nothing_stored(node)
+
+
+def test_other_sop_classes_are_refused_at_negotiation(node: NodeProcess) -> None:
+    assoc = associate(node, abstract_syntaxes=(VERIFICATION, CTImageStorage),
+                      transfer_syntaxes=(ExplicitVRLittleEndian,))
+    try:
+        accepted = {cx.abstract_syntax for cx in assoc.accepted_contexts}
+        rejected = {cx.abstract_syntax: cx.result for cx in assoc.rejected_contexts}
+        assert accepted == {VERIFICATION}
+        assert rejected == {CTImageStorage: 0x03}  # abstract syntax not supported
+    finally:
+        assoc.release()
+    _assert_nothing_stored(node)
+
+
+def test_a_too_large_instance_is_refused_out_of_resources(tmp_path_factory: pytest.TempPathFactory) -> None:
+    with _node(tmp_path_factory, "oversize", {"dicom": {"max_instance_bytes": 4096}}) as node:
+        uids = StudyUIDs.new()
+        big = mr_instance(uids.study, uids.series[0], 1, size=64)
+        small = mr_instance(uids.study, uids.series[0], 2)
+        first, second = store(node, [big, small])
+        assert first.Status == 0xA700
+        assert "exceeds the maximum of 4096 bytes" in first.ErrorComment
+        assert second.Status == 0x0000
+        with node.engine() as engine:
+            rows = read_rows(engine)
+        assert [i.sop_instance_uid for i in rows.instances] == [small.SOPInstanceUID]
+        assert [p.name for p in stored_files(node.storage_root)] == [f"{small.SOPInstanceUID}.dcm"]
+
+
+def test_the_disk_watermark_refuses_out_of_resources(tmp_path_factory: pytest.TempPathFactory) -> None:
+    with _node(tmp_path_factory, "watermark", {"storage": {"min_free_bytes": 10**18}}) as node:
+        uids = StudyUIDs.new()
+        [response] = store(node, [mr_instance(uids.study, uids.series[0], 1)])
+        assert response.Status == 0xA700
+        assert "watermark" in response.ErrorComment
+        assert "refused with 0xA700" in node.log_text()
+        _assert_nothing_stored(node)

@@ -1,0 +1,211 @@
+"""The durable writer and the catalog, without a network."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import threading
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydicom.uid import UID
+from sqlalchemy import Engine, select, update
+
+from node.db import session_factory
+from node.db.models import Instance, Series, Study, StudyStatus
+from node.storage import (
+    CatalogConflict,
+    InstanceCatalog,
+    InstanceKey,
+    InstanceRecord,
+    InstanceStore,
+    InstanceTooLarge,
+    InsufficientSpace,
+    InvalidUID,
+    RecordOutcome,
+    StagedInstance,
+    is_storable_uid,
+    sha256_of,
+)
+from tests.helpers.node import stored_files
+
+PATH_SAFE = re.compile(r"[0-9]+(\.[0-9]+)*")
+VALID_UIDS = st.from_regex(r"\A(0|[1-9][0-9]{0,8})(\.(0|[1-9][0-9]{0,8})){0,6}\Z").filter(
+    lambda uid: len(uid) <= 64)
+
+
+@given(VALID_UIDS)
+def test_every_uid_pydicom_calls_valid_is_storable(uid: str) -> None:
+    assert UID(uid).is_valid
+    assert is_storable_uid(uid)
+
+
+@given(st.text(alphabet="0123456789./\\ \x00a-", max_size=80) | st.text(max_size=80))
+def test_a_storable_uid_is_a_safe_path_component(value: str) -> None:
+    if is_storable_uid(value):
+        assert len(value) <= 64
+        assert PATH_SAFE.fullmatch(value)
+        assert value not in (".", "..") and "/" not in value
+
+
+@pytest.mark.parametrize("bad", ["", ".", "..", "../1.2", "1..2", "1.2.", ".1.2", "1.2/3", "1.2 ", "1.2\n",
+                                 "1.2\x00", "١.٢", "1." + "2" * 63, 1.2, None])
+def test_instance_keys_refuse_unsafe_uids(bad: object) -> None:
+    with pytest.raises(InvalidUID, match="study_uid"):
+        InstanceKey(bad, "1.2.3", "1.2.3.4")  # type: ignore[arg-type]
+
+
+def _store(root: Path, free: int = 10**12, max_bytes: int = 10**6, min_free: int = 0) -> InstanceStore:
+    return InstanceStore(root, min_free_bytes=min_free, max_instance_bytes=max_bytes,
+                         free_space=lambda path: free)
+
+
+KEY = InstanceKey("1.2.3", "1.2.3.4", "1.2.3.4.5")
+
+
+def test_a_committed_instance_is_in_place_with_its_hash(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    content = b"DICM" * 1000
+    with store.stage(io.BytesIO(content), KEY) as staged:
+        assert staged.temp_path.parent == staged.final_path.parent  # same folder: rename is atomic
+        assert not staged.final_path.exists()
+        staged.commit()
+    final = tmp_path / "1.2.3" / "1.2.3.4" / "1.2.3.4.5.dcm"
+    assert final.read_bytes() == content
+    assert staged.sha256 == hashlib.sha256(content).hexdigest() == sha256_of(final)
+    assert staged.size == len(content)
+    assert str(staged.relative_path) == "1.2.3/1.2.3.4/1.2.3.4.5.dcm"
+    assert stored_files(tmp_path) == [final]
+
+
+def test_an_uncommitted_instance_leaves_nothing(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    with store.stage(io.BytesIO(b"x" * 10), KEY):
+        pass
+    assert stored_files(tmp_path) == []
+
+
+def test_an_instance_growing_over_the_maximum_leaves_nothing(tmp_path: Path) -> None:
+    store = _store(tmp_path, max_bytes=100)
+    with pytest.raises(InstanceTooLarge):
+        store.stage(io.BytesIO(b"x" * 101), KEY)
+    assert stored_files(tmp_path) == []
+
+
+def test_capacity_checks_size_and_the_watermark(tmp_path: Path) -> None:
+    _store(tmp_path, free=1000, max_bytes=500, min_free=400).check_capacity(500)
+    with pytest.raises(InstanceTooLarge):
+        _store(tmp_path, max_bytes=500).check_capacity(501)
+    with pytest.raises(InsufficientSpace, match="watermark"):
+        _store(tmp_path, free=1000, min_free=400).check_capacity(601)
+
+
+def _staged(store: InstanceStore, key: InstanceKey = KEY, content: bytes = b"content") -> StagedInstance:
+    return store.stage(io.BytesIO(content), key)
+
+
+def _record(key: InstanceKey = KEY) -> InstanceRecord:
+    return InstanceRecord(key=key, sop_class_uid="1.2.840.10008.5.1.4.1.1.4",
+                          transfer_syntax_uid="1.2.840.10008.1.2.1", modality="MR", series_number=3,
+                          series_description="T1 SAG")
+
+
+def test_recording_twice_stores_once(engine: Engine, tmp_path: Path) -> None:
+    root = tmp_path / "storage"
+    store, catalog = _store(root), InstanceCatalog(session_factory(engine))
+    with _staged(store) as staged:
+        assert catalog.record(_record(), staged) is RecordOutcome.STORED
+    with _staged(store, content=b"other") as staged:
+        assert catalog.record(_record(), staged) is RecordOutcome.DUPLICATE
+    assert (root / KEY.relative_path).read_bytes() == b"content"
+    assert len(stored_files(root)) == 1
+    found = catalog.find(KEY.sop_uid)
+    assert found is not None and found.sha256 == hashlib.sha256(b"content").hexdigest()
+    with session_factory(engine)() as session:
+        series = session.scalars(select(Series)).one()
+        assert (series.modality, series.series_number, series.description) == ("MR", 3, "T1 SAG")
+
+
+def test_racing_records_store_one_row(engine: Engine, tmp_path: Path) -> None:
+    root = tmp_path / "storage"
+    store, catalog = _store(root), InstanceCatalog(session_factory(engine))
+    barrier = threading.Barrier(6)
+    outcomes: list[RecordOutcome] = []
+
+    def record(index: int) -> None:
+        with _staged(store, content=f"copy {index}".encode()) as staged:
+            barrier.wait()
+            outcomes.append(catalog.record(_record(), staged))
+
+    threads = [threading.Thread(target=record, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == sorted([RecordOutcome.STORED] + [RecordOutcome.DUPLICATE] * 5)
+    found = catalog.find(KEY.sop_uid)
+    assert found is not None
+    assert sha256_of(root / found.path) == found.sha256
+    assert len(stored_files(root)) == 1
+
+
+def test_a_new_instance_reopens_a_finished_study(engine: Engine, tmp_path: Path) -> None:
+    root = tmp_path / "storage"
+    store, sessions = _store(root), session_factory(engine)
+    catalog = InstanceCatalog(sessions)
+    with _staged(store) as staged:
+        catalog.record(_record(), staged)
+    for index, status in enumerate((StudyStatus.COMPLETE, StudyStatus.ANALYSED, StudyStatus.SKIPPED)):
+        with sessions.begin() as session:
+            session.execute(update(Study).values(status=status, skip_reason="no sagittal MR series"))
+        key = InstanceKey(KEY.study_uid, KEY.series_uid, f"{KEY.sop_uid}.{index}")
+        with _staged(store, key) as staged:
+            assert catalog.record(_record(key), staged) is RecordOutcome.STORED
+        with sessions() as session:
+            study = session.scalars(select(Study)).one()
+            assert study.status == StudyStatus.RECEIVING
+            assert (study.completed_at, study.skip_reason) == (None, None)
+
+
+def test_a_series_under_another_study_is_a_conflict(engine: Engine, tmp_path: Path) -> None:
+    root = tmp_path / "storage"
+    store, sessions = _store(root), session_factory(engine)
+    catalog = InstanceCatalog(sessions)
+    with _staged(store) as staged:
+        catalog.record(_record(), staged)
+    other = InstanceKey("1.2.9", KEY.series_uid, "1.2.9.9")
+    with _staged(store, other) as staged, pytest.raises(CatalogConflict):
+        catalog.record(_record(other), staged)
+    with sessions() as session:
+        assert session.scalars(select(Study.study_instance_uid)).all() == [KEY.study_uid]
+        assert len(session.scalars(select(Instance)).all()) == 1
+    assert len(stored_files(root)) == 1
+
+
+def test_racing_instances_of_a_new_study_share_its_rows(engine: Engine, tmp_path: Path) -> None:
+    root = tmp_path / "storage"
+    store, sessions = _store(root), session_factory(engine)
+    catalog = InstanceCatalog(sessions)
+    barrier = threading.Barrier(6)
+    outcomes: list[RecordOutcome] = []
+
+    def record(index: int) -> None:
+        key = InstanceKey(KEY.study_uid, KEY.series_uid, f"{KEY.sop_uid}.{index}")
+        with _staged(store, key) as staged:
+            barrier.wait()
+            outcomes.append(catalog.record(_record(key), staged))
+
+    threads = [threading.Thread(target=record, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes == [RecordOutcome.STORED] * 6
+    with sessions() as session:
+        assert len(session.scalars(select(Study)).all()) == 1
+        assert len(session.scalars(select(Series)).all()) == 1
+        assert len(session.scalars(select(Instance)).all()) == 6
+    assert len(stored_files(root)) == 6

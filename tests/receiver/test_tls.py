@@ -1,0 +1,83 @@
+"""DICOM TLS: server certificate, client-certificate verification, DCMTK and pynetdicom clients."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from node.receiver.negotiation import client_context
+from tests.helpers.dicom import StudyUIDs, mr_instance, write_study
+from tests.helpers.node import NodeProcess, running_node
+from tests.helpers.rows import read_rows
+from tests.helpers.senders import associate, echoscu, store, storescu
+from tests.helpers.tls import Pki, make_pki
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+def _tls_sections(pki: Pki, *, require_client_cert: bool) -> dict[str, dict[str, object]]:
+    return {"tls": {"enabled": True, "cert_file": str(pki.server_cert), "key_file": str(pki.server_key),
+                    "ca_file": str(pki.ca_cert), "require_client_cert": require_client_cert}}
+
+
+@pytest.fixture(scope="module")
+def node(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
+    folder = tmp_path_factory.mktemp("tls")
+    with running_node(folder, f"sqlite:///{folder / 'node.db'}",
+                      _tls_sections(pki, require_client_cert=True)) as node:
+        yield node
+
+
+def _client(pki: Pki, *, with_cert: bool) -> ssl.SSLContext:
+    if with_cert:
+        return client_context(pki.ca_cert, pki.client_cert, pki.client_key)
+    return client_context(pki.ca_cert)
+
+
+def test_a_client_with_a_certificate_stores_over_tls(node: NodeProcess, pki: Pki) -> None:
+    uids = StudyUIDs.new()
+    dataset = mr_instance(uids.study, uids.series[0], 1)
+    statuses = store(node, [dataset], ssl_context=_client(pki, with_cert=True))
+    assert [s.Status for s in statuses] == [0x0000]
+    with node.engine() as engine:
+        rows = read_rows(engine)
+    instance = next(i for i in rows.instances if i.sop_instance_uid == dataset.SOPInstanceUID)
+    association = next(a for a in rows.associations if a.id == instance.association_id)
+    assert association.tls is True
+
+
+def test_a_client_without_a_certificate_is_refused(node: NodeProcess, pki: Pki) -> None:
+    assoc = associate(node, ssl_context=_client(pki, with_cert=False))
+    assert not assoc.is_established
+
+
+def test_a_plain_tcp_client_is_refused(node: NodeProcess) -> None:
+    assoc = associate(node)
+    assert not assoc.is_established
+    assert echoscu(node).returncode != 0
+
+
+def test_dcmtk_clients_over_tls(node: NodeProcess, pki: Pki, tmp_path: Path) -> None:
+    tls = ["+tls", str(pki.client_key), str(pki.client_cert), "+cf", str(pki.ca_cert)]
+    result = echoscu(node, *tls)
+    assert result.returncode == 0, result.stdout + result.stderr
+    _, paths = write_study(tmp_path / "study", 3)
+    result = storescu(node, paths, *tls)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_client_certificates_are_optional_unless_required(pki: Pki, tmp_path: Path) -> None:
+    with running_node(tmp_path, f"sqlite:///{tmp_path / 'node.db'}",
+                      _tls_sections(pki, require_client_cert=False)) as node:
+        assoc = associate(node, ssl_context=_client(pki, with_cert=False))
+        assert assoc.is_established
+        assert assoc.send_c_echo().Status == 0x0000
+        assoc.release()
+        result = echoscu(node, "+tla", "+cf", str(pki.ca_cert))
+        assert result.returncode == 0, result.stdout + result.stderr
