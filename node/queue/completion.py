@@ -1,0 +1,109 @@
+"""Decide when a study is complete and queue exactly one analysis for it.
+
+A study is complete once ``quiet_period`` has passed without a new instance.
+The switch from ``receiving`` to ``complete`` is a conditional
+``UPDATE ... WHERE status = 'receiving' AND last_received_at <= cutoff
+RETURNING``: when several monitors (several node processes on one
+PostgreSQL) scan at once, the row lock makes the others re-check the
+condition and skip the study, so only the winner queues the job, in the same
+transaction. A late instance puts the study back to ``receiving`` (storage
+does that), so it completes again and is analysed again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime
+
+from sqlalchemy import update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from node.db.models import Job, JobStatus, Study, StudyStatus, utcnow
+from node.queue.jobs import enqueue
+from node.settings import QueueSettings, StudySettings
+
+log = logging.getLogger(__name__)
+
+ANALYZE_STUDY = "analyze_study"
+
+
+class CompletionMonitor:
+    """A thread that runs :meth:`scan_once` every ``completion_poll_interval``."""
+
+    def __init__(
+        self,
+        study_settings: StudySettings,
+        queue_settings: QueueSettings,
+        sessions: sessionmaker[Session],
+    ) -> None:
+        self._study = study_settings
+        self._queue = queue_settings
+        self._sessions = sessions
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def scan_once(self, session: Session, now: datetime | None = None) -> list[int]:
+        """Complete the studies that went quiet; return the analysis jobs queued for them.
+
+        Runs in the caller's transaction; commit it to publish the jobs.
+        """
+        now = now or utcnow()
+        cutoff = now - self._study.quiet_period
+        completed = session.execute(
+            update(Study)
+            .where(Study.status == StudyStatus.RECEIVING, Study.last_received_at <= cutoff)
+            .values(status=StudyStatus.COMPLETE, completed_at=now)
+            .returning(Study.id, Study.study_instance_uid)
+            .execution_options(synchronize_session=False)
+        ).all()
+        job_ids: list[int] = []
+        for study_id, study_uid in sorted(completed):
+            job_id = self._reuse_queued(session, study_id, now)
+            if job_id is None:
+                job_id = enqueue(
+                    session, ANALYZE_STUDY, study_id, {"study_instance_uid": study_uid},
+                    max_attempts=self._queue.max_attempts, now=now,
+                ).id
+                log.info("study %s complete: analysis job %d queued", study_uid, job_id)
+            else:
+                log.info("study %s complete again: its queued analysis job %d will see the new instances",
+                         study_uid, job_id)
+            job_ids.append(job_id)
+        return job_ids
+
+    @staticmethod
+    def _reuse_queued(session: Session, study_id: int, now: datetime) -> int | None:
+        # An analysis still waiting to start reads the study when it runs, so it
+        # covers late instances too. Updating it (rather than reading) locks it:
+        # a worker claiming it at this moment makes us queue a new one instead.
+        row = session.execute(
+            update(Job)
+            .where(Job.kind == ANALYZE_STUDY, Job.study_id == study_id, Job.status == JobStatus.QUEUED)
+            .values(updated_at=now)
+            .returning(Job.id)
+            .execution_options(synchronize_session=False)
+        ).first()
+        return None if row is None else int(row[0])
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("CompletionMonitor.start() called twice")
+        self._thread = threading.Thread(target=self._loop, name="completion monitor", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        interval = self._study.completion_poll_interval.total_seconds()
+        while not self._stopping.is_set():
+            try:
+                with self._sessions.begin() as session:
+                    self.scan_once(session)
+            except SQLAlchemyError:
+                log.exception("completion scan failed; retrying in %.1f s", interval)
+            self._stopping.wait(interval)

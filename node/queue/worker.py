@@ -1,0 +1,244 @@
+"""Worker threads: claim a job, keep its lease alive, run its handler, finish it.
+
+The loop is one of the two places a broad ``except`` is allowed: a handler
+that raises fails its job (retried per the policy) and the worker goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from node.db.models import JobStatus
+from node.queue.jobs import (
+    ClaimedJob,
+    JobCancelled,
+    PermanentJobError,
+    claim,
+    complete,
+    fail,
+    fail_exhausted_leases,
+    heartbeat,
+    release,
+)
+from node.queue.policy import RetryPolicy
+from node.settings import QueueSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What a handler gets besides its job.
+
+    ``cancelled`` is set when the lease is lost or the pool is stopping; a
+    long handler should check it between steps and return early.
+    """
+
+    sessions: sessionmaker[Session]
+    worker_id: str
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+
+class JobHandler(Protocol):
+    def __call__(self, job: ClaimedJob, context: JobContext) -> None: ...
+
+
+@dataclass
+class _Running:
+    job: ClaimedJob
+    context: JobContext
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+def process_name() -> str:
+    """A worker name unique to this process: host, pid and a random token."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class WorkerPool:
+    """``settings.workers`` threads running jobs of the kinds in ``handlers``."""
+
+    def __init__(
+        self,
+        settings: QueueSettings,
+        sessions: sessionmaker[Session],
+        handlers: Mapping[str, JobHandler],
+        name: str,
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not handlers:
+            raise ValueError("handlers must map at least one job kind to a handler")
+        if not name:
+            raise ValueError("name must not be empty")
+        self._settings = settings
+        self._sessions = sessions
+        self._handlers = dict(handlers)
+        self._policy = RetryPolicy.from_settings(settings)
+        self._rng = rng or random.Random()
+        self._name = f"{name}:{uuid.uuid4().hex[:6]}"[:120]
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._running: dict[int, _Running] = {}
+        self._next_reap = 0.0
+
+    @property
+    def worker_ids(self) -> list[str]:
+        return [f"{self._name}/{index}" for index in range(self._settings.workers)]
+
+    def start(self) -> None:
+        if self._threads:
+            raise RuntimeError("WorkerPool.start() called twice")
+        for worker_id in self.worker_ids:
+            thread = threading.Thread(target=self._loop, args=(worker_id,), name=f"worker {worker_id}",
+                                      daemon=True)
+            self._threads.append(thread)
+            thread.start()
+        log.info("started %d worker(s) for %s", len(self._threads), ", ".join(sorted(self._handlers)))
+
+    def stop(self, timeout: float) -> list[int]:
+        """Stop claiming, wait up to ``timeout`` s for running jobs, release the rest.
+
+        Returns the ids of the jobs released. A released job's handler may
+        still be running in its (daemon) thread; it cannot finish the job.
+        """
+        if timeout < 0:
+            raise ValueError(f"timeout must not be negative, got {timeout}")
+        self._stopping.set()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            leftovers = list(self._running.values())
+        released: list[int] = []
+        for running in leftovers:
+            try:
+                with self._sessions.begin() as session:
+                    if release(session, running.job):
+                        released.append(running.job.id)
+            except SQLAlchemyError:
+                log.exception("could not release job %d (study %s); its lease will expire",
+                              running.job.id, running.job.study_uid)
+            # Released first, so a handler that stops on this cannot finish the job.
+            running.context.cancelled.set()
+        if released:
+            log.warning("released unfinished job(s) %s", released)
+        return released
+
+    def _loop(self, worker_id: str) -> None:
+        poll = self._settings.poll_interval.total_seconds()
+        while not self._stopping.is_set():
+            try:
+                job = self._claim(worker_id)
+            except SQLAlchemyError:
+                log.exception("worker %s could not claim a job; retrying", worker_id)
+                self._stopping.wait(poll)
+                continue
+            if job is None:
+                self._stopping.wait(poll)
+                continue
+            self._run(job)
+
+    def _claim(self, worker_id: str) -> ClaimedJob | None:
+        with self._sessions.begin() as session:
+            job = claim(session, worker_id, list(self._handlers), self._settings.lease)
+        if job is None and self._reap_due():
+            with self._sessions.begin() as session:
+                for job_id in fail_exhausted_leases(session):
+                    log.error("job %d failed: its lease expired on the final attempt", job_id)
+        return job
+
+    def _reap_due(self) -> bool:
+        # Leases expire on the scale of `heartbeat`, so looking that often is
+        # enough; every idle poll of every thread would just add write locks.
+        with self._lock:
+            now = time.monotonic()
+            if now < self._next_reap:
+                return False
+            self._next_reap = now + self._settings.heartbeat.total_seconds()
+            return True
+
+    def _run(self, job: ClaimedJob) -> None:
+        running = _Running(job, JobContext(self._sessions, job.worker_id))
+        with self._lock:
+            self._running[job.id] = running
+        beat = threading.Thread(target=self._heartbeat, args=(running,), name=f"heartbeat job {job.id}",
+                                daemon=True)
+        beat.start()
+        log.info("job %d (%s, attempt %d/%d) for study %s started by %s",
+                 job.id, job.kind, job.attempt, job.max_attempts, job.study_uid, job.worker_id)
+        error: str | None = None
+        retry = True
+        cancelled = False
+        try:
+            self._handlers[job.kind](job, running.context)
+        except JobCancelled:
+            cancelled = True
+        except Exception as exc:  # the worker loop: any handler error fails its job
+            retry = not isinstance(exc, PermanentJobError)
+            error = f"{type(exc).__name__}: {exc}"
+            log.exception("job %d (%s) for study %s raised", job.id, job.kind, job.study_uid)
+        finally:
+            running.done.set()
+            beat.join()
+        try:
+            if cancelled:
+                self._give_back(job)
+            else:
+                self._finish(job, error, retry)
+        except SQLAlchemyError:
+            log.exception("could not record the end of job %d (study %s); its lease will expire",
+                          job.id, job.study_uid)
+        finally:
+            with self._lock:
+                self._running.pop(job.id, None)
+
+    def _finish(self, job: ClaimedJob, error: str | None, retry: bool) -> None:
+        with self._sessions.begin() as session:
+            if error is None:
+                outcome: JobStatus | None = JobStatus.SUCCEEDED if complete(session, job) else None
+            else:
+                outcome = fail(session, job, error, self._policy, self._rng, retry=retry)
+        if outcome is None:
+            log.warning("job %d (study %s) finished after %s lost its lease; result not recorded",
+                        job.id, job.study_uid, job.worker_id)
+        elif outcome == JobStatus.SUCCEEDED:
+            log.info("job %d (%s) for study %s succeeded", job.id, job.kind, job.study_uid)
+        elif outcome == JobStatus.QUEUED:
+            log.warning("job %d (%s) for study %s will be retried", job.id, job.kind, job.study_uid)
+        else:
+            log.error("job %d (%s) for study %s failed for good", job.id, job.kind, job.study_uid)
+
+    def _give_back(self, job: ClaimedJob) -> None:
+        with self._sessions.begin() as session:
+            released = release(session, job)
+        log.info("job %d (study %s) cancelled%s", job.id, job.study_uid,
+                 ", released" if released else "; it was released or reclaimed already")
+
+    def _heartbeat(self, running: _Running) -> None:
+        interval = self._settings.heartbeat.total_seconds()
+        job = running.job
+        while not running.done.wait(interval):
+            try:
+                with self._sessions.begin() as session:
+                    owned = heartbeat(session, job.id, job.worker_id, self._settings.lease)
+            except SQLAlchemyError:
+                log.exception("heartbeat for job %d (study %s) failed; will retry", job.id, job.study_uid)
+                continue
+            if not owned:
+                log.warning("job %d (study %s): %s lost its lease", job.id, job.study_uid, job.worker_id)
+                running.context.cancelled.set()
+                return

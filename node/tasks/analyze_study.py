@@ -1,0 +1,177 @@
+"""The ``analyze_study`` job: classify the study's series, or say why it cannot be analysed.
+
+Until the image analysis is wired in, this is its real first step: every
+series gets its plane and MR contrast from its acquisition parameters
+(:func:`node.study.classify_series`), and a study without a sagittal MR
+series is marked ``skipped`` with an ``AnalysisResult`` saying why.
+
+Files are read outside any database transaction: on SQLite every
+transaction holds the write lock, which would stall the receiver.
+The handler is idempotent, since a job can run again after a lost lease.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence as Seq
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from analysis.volume import Plane
+from node.db.models import AnalysisResult, Instance, Series, Study, StudyStatus
+from node.queue.jobs import ClaimedJob, JobCancelled, PermanentJobError
+from node.queue.worker import JobContext
+from node.study import StudyError, classify_series
+
+log = logging.getLogger(__name__)
+
+ALGORITHM_VERSION = "classify-0.1"
+MR_MODALITY = "MR"
+NO_SAGITTAL = "no sagittal MR series"
+
+
+@dataclass(frozen=True)
+class SeriesFiles:
+    id: int
+    uid: str
+    paths: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
+class SeriesOutcome:
+    id: int
+    uid: str
+    plane: str | None
+    sequence: str
+    reason: str
+
+
+class AnalyzeStudy:
+    """Handler for ``analyze_study`` jobs; files are read under ``storage_root``."""
+
+    def __init__(self, storage_root: Path) -> None:
+        self._root = storage_root.resolve()
+
+    def __call__(self, job: ClaimedJob, context: JobContext) -> None:
+        if job.study_id is None:
+            raise PermanentJobError(f"job {job.id} names no study")
+        with context.sessions.begin() as session:
+            listing = self._series_files(session, job.study_id)
+        if listing is None:
+            log.info("study %s is receiving again; the next analysis will cover it", job.study_uid)
+            return
+        outcomes = []
+        for series in listing:
+            if context.cancelled.is_set():
+                raise JobCancelled(f"job {job.id} cancelled while reading study {job.study_uid}")
+            outcomes.append(self._classify(series))
+        with context.sessions.begin() as session:
+            self._record(session, job, outcomes)
+
+    def _series_files(self, session: Session, study_id: int) -> list[SeriesFiles] | None:
+        study = session.get(Study, study_id)
+        if study is None:
+            raise PermanentJobError(f"study {study_id} does not exist")
+        if study.status == StudyStatus.RECEIVING:
+            return None
+        rows = session.execute(
+            select(Series.id, Series.series_instance_uid, Instance.path)
+            .join(Instance, Instance.series_id == Series.id)
+            .where(Series.study_id == study_id)
+            .order_by(Series.id, Instance.id)
+        ).all()
+        grouped: dict[tuple[int, str], list[Path]] = {}
+        for series_id, uid, path in rows:
+            grouped.setdefault((series_id, uid), []).append(self._path(path))
+        return [SeriesFiles(sid, uid, tuple(paths)) for (sid, uid), paths in grouped.items()]
+
+    def _path(self, relative: str) -> Path:
+        path = (self._root / relative).resolve()
+        if not path.is_relative_to(self._root):
+            raise PermanentJobError(f"instance path {relative!r} leaves the storage root")
+        return path
+
+    def _classify(self, series: SeriesFiles) -> SeriesOutcome:
+        headers: list[Dataset] = []
+        for path in series.paths:
+            try:
+                headers.append(dcmread(path, stop_before_pixels=True))
+            except InvalidDicomError as exc:
+                return SeriesOutcome(series.id, series.uid, None, "OTHER",
+                                     f"{path.name}: not a readable DICOM file ({exc})")
+            # A missing file (OSError) propagates: storage may be catching up, so retry.
+        return classify_headers(series.id, series.uid, headers)
+
+    def _record(self, session: Session, job: ClaimedJob, outcomes: Seq[SeriesOutcome]) -> None:
+        for outcome in outcomes:
+            session.execute(
+                update(Series)
+                .where(Series.id == outcome.id)
+                .values(plane=outcome.plane, sequence=outcome.sequence,
+                        classification_reason=outcome.reason[:4000])
+                .execution_options(synchronize_session=False)
+            )
+        summary = [{"series_instance_uid": o.uid, "plane": o.plane, "sequence": o.sequence}
+                   for o in outcomes]
+        if any(o.plane == Plane.SAGITTAL for o in outcomes):
+            # A study skipped before may have received its sagittal series since.
+            session.execute(
+                update(Study)
+                .where(Study.id == job.study_id, Study.status == StudyStatus.COMPLETE)
+                .values(skip_reason=None)
+                .execution_options(synchronize_session=False)
+            )
+            log.info("study %s: %d series classified", job.study_uid, len(outcomes))
+            return
+        reason = NO_SAGITTAL if outcomes else "no series stored"
+        # Only a study still "complete" is skipped; one receiving again will be analysed again.
+        skipped = session.execute(
+            update(Study)
+            .where(Study.id == job.study_id, Study.status == StudyStatus.COMPLETE)
+            .values(status=StudyStatus.SKIPPED, skip_reason=reason)
+            .returning(Study.id)
+            .execution_options(synchronize_session=False)
+        ).one_or_none()
+        if skipped is None:
+            log.info("study %s changed while it was classified; not marked skipped", job.study_uid)
+            return
+        record_result(session, job, "skipped", reason, {"series": summary})
+        log.info("study %s skipped: %s", job.study_uid, reason)
+
+
+def classify_headers(series_id: int, series_uid: str, headers: Seq[Dataset]) -> SeriesOutcome:
+    """Plane and contrast of one series from its headers, or why it has none."""
+    modality = str(headers[0].get("Modality", "") or "") if headers else ""
+    if modality != MR_MODALITY:
+        return SeriesOutcome(series_id, series_uid, None, "OTHER", f"modality '{modality}', not MR")
+    try:
+        found = classify_series(headers)
+    except (StudyError, ValueError) as exc:
+        return SeriesOutcome(series_id, series_uid, None, "OTHER", f"cannot classify: {exc}")
+    return SeriesOutcome(series_id, series_uid, found.plane.value, found.sequence.value, found.explanation)
+
+
+def record_result(
+    session: Session, job: ClaimedJob, outcome: str, reason: str | None, findings: dict[str, Any]
+) -> AnalysisResult:
+    """Add a study's new result and mark its earlier ones superseded by it."""
+    assert job.study_id is not None
+    result = AnalysisResult(study_id=job.study_id, job_id=job.id, outcome=outcome, reason=reason,
+                            algorithm_version=ALGORITHM_VERSION, findings=findings)
+    session.add(result)
+    session.flush()
+    session.execute(
+        update(AnalysisResult)
+        .where(AnalysisResult.study_id == job.study_id, AnalysisResult.id != result.id,
+               AnalysisResult.superseded_by_id.is_(None))
+        .values(superseded_by_id=result.id)
+        .execution_options(synchronize_session=False)
+    )
+    return result

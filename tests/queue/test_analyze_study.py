@@ -1,0 +1,105 @@
+"""The analyze_study handler on DICOM series written here: plane and contrast per series."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from pydicom.uid import generate_uid
+from sqlalchemy import Engine, select
+
+from node.db import session_factory
+from node.db.models import AnalysisResult, Series, Study, StudyStatus
+from node.queue.completion import ANALYZE_STUDY
+from node.queue.jobs import ClaimedJob, PermanentJobError, claim, enqueue
+from node.queue.worker import JobContext
+from node.tasks.analyze_study import NO_SAGITTAL, AnalyzeStudy
+from tests.queue.helpers import AXIAL, SAGITTAL, add_study, register_series, write_series
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def _study(
+    engine: Engine, root: Path, series: list[tuple[str, tuple[float, ...]]]
+) -> tuple[int, dict[str, str]]:
+    study_uid = generate_uid()
+    uids = {}
+    with session_factory(engine).begin() as session:
+        study_id = add_study(session, study_uid, T0, StudyStatus.COMPLETE)
+        for kind, orientation in series:
+            series_uid, paths = write_series(root, study_uid, kind, orientation)
+            register_series(session, root, study_id, series_uid, paths)
+            uids[f"{kind} {'sag' if orientation == SAGITTAL else 'ax'}"] = series_uid
+    return study_id, uids
+
+
+def _run(engine: Engine, root: Path, study_id: int) -> ClaimedJob:
+    sessions = session_factory(engine)
+    with sessions.begin() as session:
+        enqueue(session, ANALYZE_STUDY, study_id, {}, max_attempts=1)
+        job = claim(session, "w", [ANALYZE_STUDY], timedelta(minutes=1))
+    assert job is not None
+    AnalyzeStudy(root)(job, JobContext(sessions, "w"))
+    return job
+
+
+def test_series_get_plane_and_sequence(engine: Engine, tmp_path: Path) -> None:
+    study_id, uids = _study(engine, tmp_path, [
+        ("T1", SAGITTAL), ("T2", SAGITTAL), ("STIR", SAGITTAL), ("T1C", SAGITTAL), ("T2", AXIAL)])
+    _run(engine, tmp_path, study_id)
+    with session_factory(engine)() as session:
+        found = {s.series_instance_uid: (s.plane, s.sequence, s.classification_reason)
+                 for s in session.scalars(select(Series))}
+        study = session.get_one(Study, study_id)
+        assert (study.status, study.skip_reason) == (StudyStatus.COMPLETE, None)
+        assert session.scalars(select(AnalysisResult)).all() == []
+    assert {name: found[uid][:2] for name, uid in uids.items()} == {
+        "T1 sag": ("sagittal", "T1"),
+        "T2 sag": ("sagittal", "T2"),
+        "STIR sag": ("sagittal", "STIR"),
+        "T1C sag": ("sagittal", "T1C"),
+        "T2 ax": ("axial", "T2"),
+    }
+    assert all(reason for _, _, reason in found.values())
+    assert "TI 150 ms" in str(found[uids["STIR sag"]][2])
+
+
+def test_study_without_sagittal_series_is_skipped(engine: Engine, tmp_path: Path) -> None:
+    study_id, _ = _study(engine, tmp_path, [("T2", AXIAL)])
+    job = _run(engine, tmp_path, study_id)
+    job_again = _run(engine, tmp_path, study_id)  # the study stays skipped; nothing changes
+    with session_factory(engine)() as session:
+        study = session.get_one(Study, study_id)
+        [result] = session.scalars(select(AnalysisResult)).all()
+    assert (study.status, study.skip_reason) == (StudyStatus.SKIPPED, NO_SAGITTAL)
+    assert (result.outcome, result.reason, result.job_id) == ("skipped", NO_SAGITTAL, job.id)
+    assert result.findings["series"][0]["plane"] == "axial"
+    assert job_again.id != job.id
+
+
+def test_study_receiving_again_is_left_for_the_next_analysis(engine: Engine, tmp_path: Path) -> None:
+    study_id, _ = _study(engine, tmp_path, [("T2", AXIAL)])
+    with session_factory(engine).begin() as session:
+        session.get_one(Study, study_id).status = StudyStatus.RECEIVING
+    _run(engine, tmp_path, study_id)
+    with session_factory(engine)() as session:
+        assert session.get_one(Study, study_id).status == StudyStatus.RECEIVING
+        assert session.scalars(select(Series.sequence)).all() == [None]
+
+
+def test_missing_study_is_a_permanent_error(engine: Engine, tmp_path: Path) -> None:
+    with session_factory(engine).begin() as session:
+        study_id = add_study(session, "1.2.3", T0, StudyStatus.COMPLETE)
+    job = ClaimedJob(id=1, kind=ANALYZE_STUDY, study_id=study_id + 1, study_uid=None, payload={}, attempt=1,
+                     max_attempts=1, worker_id="w", lease_expires_at=T0)
+    with pytest.raises(PermanentJobError, match="does not exist"):
+        AnalyzeStudy(tmp_path)(job, JobContext(session_factory(engine), "w"))
+
+
+def test_missing_file_raises_so_the_job_is_retried(engine: Engine, tmp_path: Path) -> None:
+    study_id, _ = _study(engine, tmp_path, [("T1", SAGITTAL)])
+    for path in tmp_path.rglob("*.dcm"):
+        path.unlink()
+    with pytest.raises(FileNotFoundError):
+        _run(engine, tmp_path, study_id)
