@@ -77,6 +77,8 @@ class DicomSettings(_Section):
     acse_timeout: Duration = timedelta(seconds=30)
     dimse_timeout: Duration = timedelta(seconds=60)
     network_timeout: Duration = timedelta(seconds=60)
+    # On SIGTERM open associations get this long to finish, then are aborted.
+    shutdown_grace: Duration = timedelta(seconds=10)
     # An empty list accepts any caller; hospitals list their PACS here.
     allowed_callers: tuple[AllowedCaller, ...] = ()
 
@@ -128,6 +130,8 @@ class QueueSettings(_Section):
     backoff_base: Duration = timedelta(seconds=10)
     backoff_max: Duration = timedelta(minutes=10)
     backoff_jitter: float = Field(default=0.2, ge=0.0, le=1.0)
+    # On SIGTERM running jobs get this long to finish, then are released.
+    shutdown_grace: Duration = timedelta(seconds=30)
 
     @model_validator(mode="after")
     def _heartbeat_shorter_than_lease(self) -> QueueSettings:

@@ -23,14 +23,16 @@ log = logging.getLogger(__name__)
 def add_parser(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "serve", help="run the DICOM receiver, completion monitor and workers")
-    parser.add_argument("--grace", type=float, default=10.0,
-                        help="seconds open associations and running jobs get on SIGTERM (default 10)")
+    parser.add_argument("--grace", type=float, default=None,
+                        help="seconds open associations and running jobs get on SIGTERM "
+                             "(default: dicom.shutdown_grace)")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    if args.grace < 0:
-        log.error("--grace must not be negative, got %s", args.grace)
+    grace = settings.dicom.shutdown_grace.total_seconds() if args.grace is None else args.grace
+    if grace < 0:
+        log.error("--grace must not be negative, got %s", grace)
         return 2
     stop = threading.Event()
 
@@ -40,7 +42,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        return run_node(settings, stop, grace=args.grace)
+        return run_node(settings, stop, grace=grace)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

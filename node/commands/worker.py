@@ -34,15 +34,17 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--no-monitor", action="store_true",
                         help="do not run the completion monitor in this process")
-    parser.add_argument("--grace", type=float, default=30.0,
-                        help="seconds running jobs get to finish on SIGTERM before release (default 30)")
+    parser.add_argument("--grace", type=float, default=None,
+                        help="seconds running jobs get to finish on SIGTERM before release "
+                             "(default: queue.shutdown_grace)")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from node.tasks import build_handlers
 
-    return run_workers(settings, build_handlers(settings), monitor=not args.no_monitor, grace=args.grace)
+    grace = settings.queue.shutdown_grace.total_seconds() if args.grace is None else args.grace
+    return run_workers(settings, build_handlers(settings), monitor=not args.no_monitor, grace=grace)
 
 
 def schema_problem(engine: Engine) -> str | None:

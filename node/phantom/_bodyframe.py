@@ -37,7 +37,9 @@ class BodyFrame:
 
     def local(self) -> tuple[FloatArray, FloatArray, FloatArray]:
         """``(x, s, t)`` mm of every voxel of the crop."""
-        kk, jj, ii = np.meshgrid(*(np.arange(sl.start, sl.stop, dtype=float) for sl in self.crop), indexing="ij")
+        kk, jj, ii = np.meshgrid(
+            *(np.arange(sl.start, sl.stop, dtype=float) for sl in self.crop), indexing="ij"
+        )
         dk = kk * self.spacing[0] - self.centre_mm[0]
         dj = jj * self.spacing[1] - self.centre_mm[1]
         di = ii * self.spacing[2] - self.centre_mm[2]
@@ -59,13 +61,9 @@ def body_frame(labels: npt.NDArray[np.integer], label: int, spacing: tuple[float
         raise ValueError(f"labels has no voxel with label {label}")
     mm = idx * np.asarray(spacing)
     centre = mm.mean(axis=0)
-    ji = mm[:, 1:] - centre[1:]
-    evals, evecs = np.linalg.eigh(np.cov(ji.T) if len(ji) > 2 else np.eye(2))
-    # The anterior-posterior axis is the eigenvector closest to the i axis.
-    ap = evecs[:, int(np.argmax(np.abs(evecs[1, :])))]
+    si = _spine_axis(labels, label, centre, spacing)
+    ap = np.array([-si[1], si[0]])
     ap = ap if ap[1] > 0 else -ap
-    si = np.array([ap[1], -ap[0]])
-    si = si if si[0] > 0 else -si
     pad = np.ceil(_PAD_MM / np.asarray(spacing)).astype(int)
     lo = np.maximum(idx.min(axis=0) - pad, 0)
     hi = np.minimum(idx.max(axis=0) + pad + 1, labels.shape)
@@ -79,6 +77,31 @@ def body_frame(labels: npt.NDArray[np.integer], label: int, spacing: tuple[float
         axis_t=(float(ap[0]), float(ap[1])),
         crop=crop,
     )
+
+
+def _spine_axis(
+    labels: npt.NDArray[np.integer], label: int, centre: FloatArray, spacing: tuple[float, float, float]
+) -> FloatArray:
+    """Unit (j, i) vector along the spine at this body, pointing inferior.
+
+    The line through the neighbouring bodies' centroids is robust where a
+    body's own shape (square, or collapsed) says little about its tilt.
+    """
+    sp = np.asarray(spacing)
+    centroids = {}
+    for lb in np.unique(labels):
+        if lb > 0:
+            centroids[int(lb)] = np.argwhere(labels == lb).mean(axis=0) * sp
+    above = [c for lb, c in centroids.items() if lb != label and c[1] < centre[1]]
+    below = [c for lb, c in centroids.items() if lb != label and c[1] > centre[1]]
+    up = min(above, key=lambda c: float(np.linalg.norm(c - centre)), default=centre)
+    down = min(below, key=lambda c: float(np.linalg.norm(c - centre)), default=centre)
+    vec = (down - up)[1:]
+    norm = float(np.linalg.norm(vec))
+    if norm < 1e-6:
+        return np.array([1.0, 0.0])
+    vec = vec / norm
+    return vec if vec[0] > 0 else -vec
 
 
 @dataclass(frozen=True)
@@ -110,7 +133,7 @@ class Profile:
 
 
 def profile(frame: BodyFrame, crop_labels: npt.NDArray[np.integer]) -> Profile:
-    x, s, t = frame.local()
+    _x, s, t = frame.local()
     body = crop_labels == frame.label
     other = (crop_labels != 0) & ~body
     bin_mm = min(frame.spacing[1], frame.spacing[2])
@@ -213,8 +236,30 @@ def remap(
     return images, labels
 
 
-def smooth_field(shape: tuple[int, ...], sigma_vox: tuple[float, ...], rng: np.random.Generator) -> FloatArray:
+def smooth_field(
+    shape: tuple[int, ...], sigma_vox: tuple[float, ...], rng: np.random.Generator
+) -> FloatArray:
     """Zero-mean, unit-std smooth random field (lesion margins and heterogeneity)."""
     field = ndimage.gaussian_filter(rng.standard_normal(shape), sigma_vox)
     std = float(field.std())
     return field / std if std > 0 else field
+
+
+def retropulse(
+    frame: BodyFrame,
+    ims: list[FloatArray],
+    lab: np.ndarray,
+    prof: Profile,
+    local: tuple[FloatArray, FloatArray, FloatArray],
+    shift_mm: float,
+) -> tuple[list[FloatArray], np.ndarray]:
+    """Push the posterosuperior corner of the body back into the canal."""
+    _, s, t = local
+    body = lab == frame.label
+    height = float(s[body].max() - s[body].min())
+    u = (t - prof.t_min) / max(prof.t_max - prof.t_min, 1e-6)
+    fragment = body & (u >= 0.78) & (s <= float(s[body].min()) + 0.45 * height)
+    moved = remap(frame, [fragment.astype(float)], lab, s, t - shift_mm)[0][0] > 0.5
+    new_ims, _ = remap(frame, ims, lab, s, np.where(moved, t - shift_mm, t))
+    out = [np.where(moved, nim, im) for im, nim in zip(ims, new_ims, strict=True)]
+    return out, np.where(moved, frame.label, lab).astype(lab.dtype)

@@ -48,7 +48,10 @@ def references(image: FloatArray, labels: npt.NDArray[np.integer], label: int) -
         disc = float(np.percentile(image, 60))
     fluid = float(np.percentile(image, 99.5))
     return Reference(
-        marrow=max(marrow, 1e-6), disc=max(disc, 1e-6), fluid=fluid, noise_cv=min(mad / max(marrow, 1e-6), 0.3)
+        marrow=max(marrow, 1e-6),
+        disc=max(disc, 1e-6),
+        fluid=fluid,
+        noise_cv=min(mad / max(marrow, 1e-6), 0.3),
     )
 
 
@@ -80,16 +83,18 @@ def target(tissue: Tissue, sequence: Sequence, ref: Reference, enhancing: bool =
         return {Tissue.TUMOUR: low_t1, Tissue.EDEMA_BAND: 0.7 * low_t1, Tissue.FLUID: 0.4 * low_t1}[tissue]
     if sequence == Sequence.T1C:
         tumour = 0.95 * ref.marrow if enhancing else low_t1
-        return {Tissue.TUMOUR: tumour, Tissue.EDEMA_BAND: 0.8 * ref.marrow, Tissue.FLUID: 0.4 * low_t1}[tissue]
+        return {Tissue.TUMOUR: tumour, Tissue.EDEMA_BAND: 0.8 * ref.marrow, Tissue.FLUID: 0.4 * low_t1}[
+            tissue
+        ]
     if sequence == Sequence.STIR:
         return {
-            Tissue.TUMOUR: max(2.4 * ref.marrow, 1.05 * ref.disc),
+            Tissue.TUMOUR: max(4.0 * ref.marrow, 1.0 * ref.disc),
             Tissue.EDEMA_BAND: 2.0 * ref.marrow,
             Tissue.FLUID: max(bright_fluid, 3.5 * ref.marrow),
         }[tissue]
     # T2 and any other T2-like contrast (Dixon water, unknown).
     return {
-        Tissue.TUMOUR: 1.5 * ref.marrow,
+        Tissue.TUMOUR: 1.6 * ref.marrow,
         Tissue.EDEMA_BAND: 1.35 * ref.marrow,
         Tissue.FLUID: bright_fluid,
     }[tissue]
@@ -118,6 +123,8 @@ def paint(
     if heterogeneity is not None:
         level = level * (1.0 + heterogeneity)
     scaled = image * (level / ref.marrow)
-    noisy = level * (1.0 + ref.noise_cv * rng.standard_normal(image.shape))
+    grain = ndimage.gaussian_filter(rng.standard_normal(image.shape), 0.8)
+    grain /= max(float(grain.std()), 1e-9)
+    noisy = level * (1.0 + 0.7 * ref.noise_cv * grain)
     new = np.where(inside_body, scaled, noisy)
     image[...] = (1.0 - weight) * image + weight * new
