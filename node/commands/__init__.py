@@ -3,5 +3,6 @@
 from __future__ import annotations
 
 from node.commands import db, echo, serve, worker
+from node.phantom import cli as phantom
 
-MODULES: list[object] = [db, worker, serve, echo]
+MODULES: list[object] = [serve, worker, echo, db, phantom]

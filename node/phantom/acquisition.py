@@ -23,6 +23,7 @@ class Acquisition:
     sequence_name: str = "tse2d"
     contrast: str = "T1"  # Enhanced MR Acquisition Contrast
     agent: str | None = None  # Contrast/Bolus Agent, post-contrast only
+    image_type: tuple[str, ...] = ("ORIGINAL", "PRIMARY", "OTHER")
 
 
 ACQUISITIONS: dict[Sequence, Acquisition] = {
@@ -59,7 +60,7 @@ def from_description(text: str) -> tuple[Sequence, Acquisition]:
 
     ``"STIR (TIRM)"`` -> STIR; ``"T1w FSE"`` -> T1; ``"T2w TSE (TR 5240 ms, TE 101 ms, 1.5 T)"``
     -> T2 with that TR/TE; a water-fat gradient-echo source image -> T2-like signal
-    written as a spoiled gradient echo.
+    written as the water image of a spoiled gradient-echo Dixon acquisition.
     """
     upper = text.upper()
     if "STIR" in upper or "TIRM" in upper:
@@ -82,6 +83,7 @@ def from_description(text: str) -> tuple[Sequence, Acquisition]:
             flip_deg=3.0,
             sequence_name="*fl3d2",
             contrast="T2",
+            image_type=("DERIVED", "PRIMARY", "DIXON", "WATER"),
         )
     tr = re.search(r"TR\s*([0-9.]+)\s*MS", upper)
     te = re.search(r"TE\s*([0-9.]+)\s*MS", upper)

@@ -151,7 +151,7 @@ def _single_frame(
     ds = base_dataset(identity, series, series_number, MRImageStorage)
     ds.SOPInstanceUID = identity.uid("instance", series_number, index)
     ds.InstanceNumber = index + 1
-    ds.ImageType = ["ORIGINAL", "PRIMARY", "OTHER"]
+    ds.ImageType = list(acq.image_type)
     ds.ContentDate = ds.SeriesDate
     ds.ContentTime = ds.SeriesTime
     ds.AcquisitionDate = ds.SeriesDate

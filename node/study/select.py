@@ -17,6 +17,8 @@ from node.study.frames import SUPPORTED_SOP_CLASSES, frame_headers
 from node.study.geometry import GeometryTolerance, stack_geometry
 
 WANTED: tuple[Sequence, ...] = (Sequence.T1, Sequence.T2, Sequence.STIR, Sequence.T1C)
+# Used for the analysis only when none of WANTED is there (a Dixon-only study).
+FALLBACK: tuple[Sequence, ...] = (Sequence.DIXON,)
 # What the analysis cannot assess without each sequence (shown with the study's results).
 MISSING_CONSEQUENCE: Mapping[Sequence, str] = MappingProxyType({
     Sequence.T1: "no T1 marrow signal assessment",
@@ -191,8 +193,17 @@ def select_series(
         elif sagittal:
             notes.append(f"no usable sagittal {sequence}: {MISSING_CONSEQUENCE[sequence]}")
     if sagittal and not choices:
+        for sequence in FALLBACK:
+            usable = [
+                s for s in sagittal
+                if s.classification and s.classification.sequence is sequence and s.volume_problem is None
+            ]
+            if usable:
+                best, reason = _rank(usable)
+                choices.append(SeriesChoice(sequence, best, f"only sagittal series left: {reason}"))
+    if sagittal and not choices:
         found = ", ".join(sorted({str(s.classification.sequence) for s in sagittal if s.classification}))
         problems.append(
-            f"no usable sagittal T1, T2, STIR or post-contrast T1 series (sagittal series: {found})"
+            f"no usable sagittal T1, T2, STIR, post-contrast T1 or Dixon series (sagittal series: {found})"
         )
     return StudySelection(study_uid, tuple(choices), summaries, tuple(problems), tuple(notes))

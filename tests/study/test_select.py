@@ -108,11 +108,11 @@ def _ct_like(study: Study) -> list[Dataset]:
         ),
         (
             lambda s: [series(s, replace(STIR, ti=2400.0, tr=9000.0, te=120.0, description="SAG FLAIR"), 1)],
-            "no usable sagittal T1, T2, STIR or post-contrast T1 series (sagittal series: OTHER)",
+            "no usable sagittal T1, T2, STIR, post-contrast T1 or Dixon series (sagittal series: OTHER)",
         ),
         (
             lambda s: [series(s, T1, 1, 1)],
-            "no usable sagittal T1, T2, STIR or post-contrast T1 series (sagittal series: T1)",
+            "no usable sagittal T1, T2, STIR, post-contrast T1 or Dixon series (sagittal series: T1)",
         ),
     ],
 )
