@@ -101,6 +101,7 @@ class TlsSettings(_Section):
 
 class StorageSettings(_Section):
     root: Path = Path("var/storage")
+    results: Path = Path("var/results")
     min_free_bytes: int = Field(default=1024**3, ge=0)
 
 

@@ -1,9 +1,11 @@
-"""The ``analyze_study`` job: classify the study's series, or say why it cannot be analysed.
+"""The ``analyze_study`` job: classify the study's series, analyse it, record the result.
 
-Until the image analysis is wired in, this is its real first step: every
-series gets its plane and MR contrast from its acquisition parameters
-(:func:`node.study.classify_series`), and a study without a sagittal MR
-series is marked ``skipped`` with an ``AnalysisResult`` saying why.
+Every series gets its plane and MR contrast from its acquisition parameters
+(:func:`node.study.classify_series`). A study with a usable sagittal MR
+series is analysed (:mod:`node.pipeline`): its results are written under the
+results folder and recorded as an ``AnalysisResult`` (outcome ``analysed``,
+the findings as JSON), superseding earlier ones. A study without one is
+marked ``skipped`` with an ``AnalysisResult`` saying why.
 
 Files are read outside any database transaction: on SQLite every
 transaction holds the write lock, which would stall the receiver.
@@ -13,6 +15,7 @@ The handler is idempotent, since a job can run again after a lost lease.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,15 +27,18 @@ from pydicom.errors import InvalidDicomError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from analysis import ALGORITHM_VERSION
+from analysis.vertebrae.model import BodyModel
 from analysis.volume import Plane
 from node.db.models import AnalysisResult, Instance, Series, Study, StudyStatus
+from node.pipeline.inputs import NotAnalysable, load_inputs, study_files_from_paths
+from node.pipeline.run import AnalysisOutput, analyse, write_results
 from node.queue.jobs import ClaimedJob, JobCancelled, PermanentJobError
 from node.queue.worker import JobContext
 from node.study import StudyError, classify_series
 
 log = logging.getLogger(__name__)
 
-ALGORITHM_VERSION = "classify-0.1"
 MR_MODALITY = "MR"
 NO_SAGITTAL = "no sagittal MR series"
 
@@ -54,10 +60,17 @@ class SeriesOutcome:
 
 
 class AnalyzeStudy:
-    """Handler for ``analyze_study`` jobs; files are read under ``storage_root``."""
+    """Handler for ``analyze_study`` jobs.
 
-    def __init__(self, storage_root: Path) -> None:
+    Files are read under ``storage_root``; results are written under
+    ``results_root``; ``model`` gives the vertebral-body model (loaded once,
+    on first use, so that starting a worker stays fast).
+    """
+
+    def __init__(self, storage_root: Path, results_root: Path, model: Callable[[], BodyModel]) -> None:
         self._root = storage_root.resolve()
+        self._results = results_root.resolve()
+        self._model = model
 
     def __call__(self, job: ClaimedJob, context: JobContext) -> None:
         if job.study_id is None:
@@ -72,8 +85,25 @@ class AnalyzeStudy:
             if context.cancelled.is_set():
                 raise JobCancelled(f"job {job.id} cancelled while reading study {job.study_uid}")
             outcomes.append(self._classify(series))
+        analysis: AnalysisOutput | str | None = None
+        if any(o.plane == Plane.SAGITTAL for o in outcomes):
+            analysis = self._analyse(job, listing)
+            if context.cancelled.is_set():
+                raise JobCancelled(f"job {job.id} cancelled while analysing study {job.study_uid}")
         with context.sessions.begin() as session:
-            self._record(session, job, outcomes)
+            self._record(session, job, outcomes, analysis)
+
+    def _analyse(self, job: ClaimedJob, listing: Seq[SeriesFiles]) -> AnalysisOutput | str:
+        """The analysis output, or why the study cannot be analysed."""
+        study_uid = job.study_uid or ""
+        files = study_files_from_paths(study_uid, {s.uid: list(s.paths) for s in listing})
+        try:
+            inputs = load_inputs(files)
+        except NotAnalysable as exc:
+            return str(exc)
+        output = analyse(inputs, self._model())
+        write_results(self._results / study_uid / str(job.id), output)
+        return output
 
     def _series_files(self, session: Session, study_id: int) -> list[SeriesFiles] | None:
         study = session.get(Study, study_id)
@@ -109,7 +139,13 @@ class AnalyzeStudy:
             # A missing file (OSError) propagates: storage may be catching up, so retry.
         return classify_headers(series.id, series.uid, headers)
 
-    def _record(self, session: Session, job: ClaimedJob, outcomes: Seq[SeriesOutcome]) -> None:
+    def _record(
+        self,
+        session: Session,
+        job: ClaimedJob,
+        outcomes: Seq[SeriesOutcome],
+        analysis: AnalysisOutput | str | None,
+    ) -> None:
         for outcome in outcomes:
             session.execute(
                 update(Series)
@@ -120,17 +156,29 @@ class AnalyzeStudy:
             )
         summary = [{"series_instance_uid": o.uid, "plane": o.plane, "sequence": o.sequence}
                    for o in outcomes]
-        if any(o.plane == Plane.SAGITTAL for o in outcomes):
-            # A study skipped before may have received its sagittal series since.
-            session.execute(
+        if isinstance(analysis, AnalysisOutput):
+            # Only a study still "complete" is marked; one receiving again will be analysed again.
+            done = session.execute(
                 update(Study)
                 .where(Study.id == job.study_id, Study.status == StudyStatus.COMPLETE)
-                .values(skip_reason=None)
+                .values(status=StudyStatus.ANALYSED, skip_reason=None)
+                .returning(Study.id)
                 .execution_options(synchronize_session=False)
-            )
-            log.info("study %s: %d series classified", job.study_uid, len(outcomes))
+            ).one_or_none()
+            if done is None:
+                log.info("study %s changed while it was analysed; result not recorded", job.study_uid)
+                return
+            findings = analysis.findings.to_json_dict()
+            record_result(session, job, "analysed", None, findings)
+            log.info("study %s analysed: %d levels, %d suspicious", job.study_uid,
+                     len(findings["levels"]), findings["study"]["suspicious_level_count"])
             return
-        reason = NO_SAGITTAL if outcomes else "no series stored"
+        if isinstance(analysis, str):
+            reason = analysis
+        elif outcomes:
+            reason = NO_SAGITTAL
+        else:
+            reason = "no series stored"
         # Only a study still "complete" is skipped; one receiving again will be analysed again.
         skipped = session.execute(
             update(Study)

@@ -33,8 +33,13 @@ def test_wrapped_real_volume_is_classified_by_its_tags(
     data = shared_dir / "data" / "real-lumbar-mri"
     source = load_volume(data / f"{case}_image.nii.gz", data / f"{case}_labels.nii.gz")
     study = wrap_volume(
-        source.image, source.labels, source.sequence, ImplantSpec(), np.random.default_rng(0),
-        acquisition=source.acquisition, description=misleading,
+        source.image,
+        source.labels,
+        source.sequence,
+        ImplantSpec(),
+        np.random.default_rng(0),
+        acquisition=source.acquisition,
+        description=misleading,
     )
     write_study(StudyIdentity.synthetic(7), study.series, tmp_path)
 

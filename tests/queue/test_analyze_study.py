@@ -14,6 +14,7 @@ from node.db.models import AnalysisResult, Series, Study, StudyStatus
 from node.queue.completion import ANALYZE_STUDY
 from node.queue.jobs import ClaimedJob, PermanentJobError, claim, enqueue
 from node.queue.worker import JobContext
+from node.pipeline.model import shipped_model
 from node.tasks.analyze_study import NO_SAGITTAL, AnalyzeStudy
 from tests.queue.helpers import AXIAL, SAGITTAL, add_study, register_series, write_series
 
@@ -40,7 +41,7 @@ def _run(engine: Engine, root: Path, study_id: int) -> ClaimedJob:
         enqueue(session, ANALYZE_STUDY, study_id, {}, max_attempts=1)
         job = claim(session, "w", [ANALYZE_STUDY], timedelta(minutes=1))
     assert job is not None
-    AnalyzeStudy(root)(job, JobContext(sessions, "w"))
+    AnalyzeStudy(root, root / "results", shipped_model)(job, JobContext(sessions, "w"))
     return job
 
 
@@ -52,8 +53,13 @@ def test_series_get_plane_and_sequence(engine: Engine, tmp_path: Path) -> None:
         found = {s.series_instance_uid: (s.plane, s.sequence, s.classification_reason)
                  for s in session.scalars(select(Series))}
         study = session.get_one(Study, study_id)
-        assert (study.status, study.skip_reason) == (StudyStatus.COMPLETE, None)
-        assert session.scalars(select(AnalysisResult)).all() == []
+        assert (study.status, study.skip_reason) == (StudyStatus.ANALYSED, None)
+        [result] = session.scalars(select(AnalysisResult)).all()
+        assert result.outcome == "analysed"
+        assert set(result.findings) >= {"study_instance_uid", "series_used", "levels", "study"}
+        assert result.findings["series_used"]["T1"] == uids["T1 sag"]
+    assert (tmp_path / "results" / result.findings["study_instance_uid"] / str(result.job_id)
+            / "findings.json").is_file()
     assert {name: found[uid][:2] for name, uid in uids.items()} == {
         "T1 sag": ("sagittal", "T1"),
         "T2 sag": ("sagittal", "T2"),
@@ -94,7 +100,7 @@ def test_missing_study_is_a_permanent_error(engine: Engine, tmp_path: Path) -> N
     job = ClaimedJob(id=1, kind=ANALYZE_STUDY, study_id=study_id + 1, study_uid=None, payload={}, attempt=1,
                      max_attempts=1, worker_id="w", lease_expires_at=T0)
     with pytest.raises(PermanentJobError, match="does not exist"):
-        AnalyzeStudy(tmp_path)(job, JobContext(session_factory(engine), "w"))
+        AnalyzeStudy(tmp_path, tmp_path / "results", shipped_model)(job, JobContext(session_factory(engine), "w"))
 
 
 def test_missing_file_raises_so_the_job_is_retried(engine: Engine, tmp_path: Path) -> None:

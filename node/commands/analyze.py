@@ -1,0 +1,89 @@
+"""`lumbar-sentinel analyze DICOM_DIR --out OUT_DIR`: the offline analysis, for researchers.
+
+The same study assembly and analysis as the node's worker, on a folder of
+DICOM files; no database, no network. One study writes into OUT_DIR, several
+into OUT_DIR/<Study Instance UID>/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from node.pipeline.inputs import NotAnalysable, load_inputs
+from node.pipeline.model import load_model
+from node.pipeline.run import analyse, write_results
+from node.settings import Settings
+from node.study import StudyFiles, group_dicom_folder
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_NOT_ANALYSABLE = 1
+EXIT_BAD_INPUT = 2
+
+
+def add_parser(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "analyze", help="analyse a folder of DICOM files offline (findings.json, vertebrae.nii.gz)"
+    )
+    parser.add_argument("dicom_dir", type=Path, metavar="DICOM_DIR", help="folder of DICOM files (recursive)")
+    parser.add_argument(
+        "--out", type=Path, required=True, metavar="OUT_DIR", help="where results are written"
+    )
+    parser.add_argument("--study", default=None, metavar="UID", help="analyse only this Study Instance UID")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    console = Console(stderr=True)
+    if not args.dicom_dir.is_dir():
+        console.print(f"[red]analyze:[/] {args.dicom_dir} is not a folder")
+        return EXIT_BAD_INPUT
+    with console.status("reading DICOM headers") as status:
+        folder = group_dicom_folder(args.dicom_dir)
+        studies = list(folder.studies)
+        if args.study is not None:
+            studies = [s for s in studies if s.study_instance_uid == args.study]
+        if not studies:
+            console.print(
+                f"[red]analyze:[/] no DICOM study found in {args.dicom_dir}"
+                + (f" with Study Instance UID {args.study}" if args.study else "")
+            )
+            for skipped in folder.skipped[:5]:
+                console.print(f"  skipped {skipped.path}: {skipped.reason}")
+            return EXIT_BAD_INPUT
+        status.update("loading the vertebral-body model")
+        model = load_model()
+        worst = EXIT_OK
+        for study in studies:
+            out_dir = args.out if len(studies) == 1 else args.out / study.study_instance_uid
+            worst = max(worst, _analyse_one(study, out_dir, model, console, status.update))
+    return worst
+
+
+def _analyse_one(study: StudyFiles, out_dir: Path, model: Any, console: Console, update: Any) -> int:
+    uid = study.study_instance_uid
+    update(f"study {uid}: reading series")
+    try:
+        inputs = load_inputs(study)
+    except NotAnalysable as exc:
+        console.print(f"[yellow]study {uid} cannot be analysed:[/] {exc}")
+        return EXIT_NOT_ANALYSABLE
+    for choice in inputs.selection.choices:
+        console.print(f"  {choice.sequence}: {choice.series.label} ({choice.reason})")
+    output = analyse(inputs, model, progress=lambda step: update(f"study {uid}: {step}"))
+    findings_path, labels_path = write_results(out_dir, output)
+    summary = output.findings.study
+    console.print(
+        f"[bold]study {uid}[/]: {len(output.segmentation.bodies)} vertebral bodies, "
+        f"suspicious for malignancy: {summary.suspicious_for_malignancy}, "
+        f"suspicious levels: {summary.suspicious_level_count}"
+    )
+    console.print(f"  wrote {findings_path} and {labels_path}")
+    console.print("  Triage aid: flags suspicious features for a radiologist; not a diagnosis.")
+    return EXIT_OK

@@ -1,0 +1,82 @@
+"""Run the analysis on a study's volumes and write its results."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from analysis.findings import StudyFindings, summarize
+from analysis.results import SpineSegmentation
+from analysis.signs.assess import assess_signs
+from analysis.signs.types import LevelSigns
+from analysis.sitk_adapter import image_from_volume, resample_like
+from analysis.vertebrae.model import BodyModel
+from analysis.vertebrae.pipeline import segment_spine
+from analysis.volume import Sequence, Volume
+from node.pipeline.inputs import StudyInputs
+
+Progress = Callable[[str], None]
+FINDINGS_FILE = "findings.json"
+LABELS_FILE = "vertebrae.nii.gz"
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+@dataclass(frozen=True, eq=False)
+class AnalysisOutput:
+    findings: StudyFindings
+    segmentation: SpineSegmentation
+    level_signs: tuple[LevelSigns, ...]
+
+
+def _same_grid(a: Volume, b: Volume) -> bool:
+    return (
+        a.array.shape == b.array.shape
+        and np.allclose(a.spacing, b.spacing, atol=1e-4)
+        and np.allclose(a.origin, b.origin, atol=1e-3)
+        and np.allclose(a.direction, b.direction, atol=1e-4)
+    )
+
+
+def on_label_grid(volumes: Mapping[Sequence, Volume], labels: Volume) -> dict[Sequence, Volume]:
+    """Every sequence on the grid the bodies were drawn on (they share a frame of reference)."""
+    return {
+        seq: vol if _same_grid(vol, labels) else resample_like(vol, labels) for seq, vol in volumes.items()
+    }
+
+
+def analyse(inputs: StudyInputs, model: BodyModel, progress: Progress = _quiet) -> AnalysisOutput:
+    """Segment, label and measure the bodies, assess the signs, sum the study up."""
+    progress(f"finding vertebral bodies on {', '.join(str(s) for s in inputs.volumes)}")
+    segmentation = segment_spine(inputs.volumes, model)
+    progress(f"assessing signs on {len(segmentation.bodies)} levels")
+    volumes = on_label_grid(inputs.volumes, segmentation.labels)
+    level_signs = assess_signs(volumes, segmentation)
+    progress("summarising")
+    findings = summarize(
+        inputs.study_instance_uid,
+        dict(inputs.series_uids),
+        level_signs,
+        notes=(*segmentation.notes, *inputs.notes),
+    )
+    return AnalysisOutput(findings, segmentation, level_signs)
+
+
+def write_results(out_dir: Path, output: AnalysisOutput) -> tuple[Path, Path]:
+    """``findings.json`` and ``vertebrae.nii.gz`` as the results contract describes them."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    findings_path = out_dir / FINDINGS_FILE
+    findings_path.write_text(json.dumps(output.findings.to_json_dict(), indent=2) + "\n", encoding="utf-8")
+    labels = output.segmentation.labels
+    labels_path = out_dir / LABELS_FILE
+    sitk.WriteImage(
+        image_from_volume(labels.with_array(labels.array.astype(np.uint8))), str(labels_path), True
+    )
+    return findings_path, labels_path
