@@ -1,0 +1,115 @@
+"""`lumbar-sentinel analyze DICOM_DIR --out OUT_DIR` on phantom studies, read back as a user would."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from node.study import group_dicom_folder, read_series
+
+CLI = Path(sys.executable).parent / "lumbar-sentinel"
+SIGN_FIELDS = {
+    "marrow_infiltration",
+    "cortical_destruction",
+    "soft_tissue_extension",
+    "compression_fracture",
+    "pathologic_fracture_pattern",
+    "suspicious_for_malignancy",
+}
+NUMBER_FIELDS = {
+    "genant_grade",
+    "height_loss_pct",
+    "ha_mm",
+    "hm_mm",
+    "hp_mm",
+    "lesion_fraction_pct",
+    "t1_marrow_disc_ratio",
+}
+STATES = {"present", "absent", "indeterminate"}
+VERSE = {"T12": 19, "L1": 20, "L2": 21, "L3": 22, "L4": 23, "L5": 24, "S1": 26}
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(CLI), *args], capture_output=True, text=True, timeout=600, check=False)
+
+
+@pytest.fixture(scope="module")
+def phantom(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("phantom") / "study"
+    made = _cli(
+        "phantom", str(out), "--seed", "11", "--lesion", "L3:focal:epidural", "--fracture", "L1:3:malignant"
+    )
+    assert made.returncode == 0, made.stderr
+    return out
+
+
+def test_analyze_writes_the_contract(phantom: Path, tmp_path: Path) -> None:
+    result = _cli("analyze", str(phantom / "dicom"), "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    assert "not a diagnosis" in result.stderr
+
+    findings = json.loads((tmp_path / "out" / "findings.json").read_text())
+    truth = json.loads((phantom / "truth.json").read_text())
+    assert findings["study_instance_uid"] == truth["study_instance_uid"]
+    assert findings["algorithm_version"]
+    series_used = findings["series_used"]
+    assert all(series_used[s] for s in ("T1", "T2", "STIR"))
+    assert set(findings["study"]) >= {
+        "suspicious_for_malignancy",
+        "multiple_lesions",
+        "canal_compromise",
+        "suspicious_level_count",
+        "impression",
+    }
+    assert "not a diagnosis" in findings["study"]["impression"].lower()
+    assert findings["levels"], "no level reported"
+    for level in findings["levels"]:
+        assert level["level"] in VERSE
+        assert {level[f] for f in SIGN_FIELDS} <= STATES
+        assert set(level) >= NUMBER_FIELDS
+
+    labels_image = sitk.ReadImage(str(tmp_path / "out" / "vertebrae.nii.gz"))
+    labels = sitk.GetArrayFromImage(labels_image)
+    assert set(np.unique(labels)) - {0} <= set(VERSE.values())
+    for level in findings["levels"]:
+        assert (labels == VERSE[level["level"]]).any(), level["level"]
+    # On the grid of the series it was drawn on (a sagittal series of the study).
+    folder = group_dicom_folder(phantom / "dicom").studies[0]
+    grids = [read_series(s.paths, headers=s.headers).volume for s in folder.series]
+    assert any(
+        g.array.shape == labels.shape
+        and np.allclose(g.spacing, labels_image.GetSpacing(), atol=1e-3)
+        and np.allclose(g.origin, labels_image.GetOrigin(), atol=1e-2)
+        for g in grids
+    )
+
+
+def test_analyze_explains_a_study_it_cannot_analyse(tmp_path: Path) -> None:
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    folder = tmp_path / "ct"
+    folder.mkdir()
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.Modality = "CT"
+    ds.save_as(folder / "ct.dcm", enforce_file_format=True)
+
+    result = _cli("analyze", str(folder), "--out", str(tmp_path / "out"))
+    assert result.returncode == 1
+    assert "cannot be analysed" in result.stderr and "MR" in result.stderr
+    assert not (tmp_path / "out" / "findings.json").exists()
+
+    empty = _cli("analyze", str(tmp_path / "nothing-here"), "--out", str(tmp_path / "out"))
+    assert empty.returncode == 2
+    assert "not a folder" in empty.stderr
