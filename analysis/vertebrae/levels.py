@@ -1,0 +1,76 @@
+"""Naming the bodies: anchor on the last body above the sacrum (L5) and count up.
+
+The classifier's third class is "L5": a body with no further body below it on
+the chain but sacrum. The anchor is the body with the highest L5 score; every
+body above it is named by counting up (L4, L3, ... T12, T11, T10 ...). Bodies
+below the anchor (S1 when the classifier keeps it) are named S1, then dropped.
+
+Certainty is the anchor's L5 score, lowered when a second body competes for
+L5 (possible transitional lumbosacral anatomy, noted) and capped low when the
+field of view stops at the lowest body (sacrum not in view, noted): then the
+lowest body is only assumed to be L5.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# VerSe numbering: T1..T12 = 8..19, L1..L5 = 20..24, S1 = 26
+_ORDER: tuple[str, ...] = (*(f"T{i}" for i in range(1, 13)), "L1", "L2", "L3", "L4", "L5")
+VERSE_LABELS: dict[str, int] = {name: 8 + i for i, name in enumerate(_ORDER)} | {"S1": 26}
+
+_MIN_ANCHOR_SCORE = 0.35
+_SACRUM_MARGIN_MM = 8.0
+
+
+@dataclass(frozen=True)
+class Naming:
+    names: tuple[str | None, ...]  # per body in chain order; None: above T1 or below S1
+    certainty: float
+    sacrum_in_view: bool
+    notes: tuple[str, ...]
+
+
+def name_chain(l5_scores: list[float], bottom_gap_mm: float) -> Naming:
+    """Level names of a top-to-bottom chain of bodies.
+
+    ``l5_scores``: each body's L5 score (0..1); ``bottom_gap_mm``: how far the
+    image reaches below the lowest body along the spine.
+    """
+    n = len(l5_scores)
+    if n == 0:
+        return Naming((), 0.0, False, ("no vertebral body found",))
+    if any(not 0.0 <= s <= 1.5 for s in l5_scores):
+        raise ValueError(f"l5_scores must be in 0..1, got {l5_scores}")
+    notes: list[str] = []
+    best = max(range(n), key=lambda i: l5_scores[i])
+    score = min(1.0, l5_scores[best])
+    others = sorted((s for i, s in enumerate(l5_scores) if i != best), reverse=True)
+    runner_up = others[0] if others else 0.0
+    sacrum_in_view = score >= _MIN_ANCHOR_SCORE and bottom_gap_mm >= _SACRUM_MARGIN_MM
+    if sacrum_in_view:
+        anchor = best
+        certainty = score * (1.0 - 0.5 * min(1.0, runner_up / max(score, 1e-6)))
+        if runner_up >= 0.6 * score:
+            notes.append(
+                "two bodies resemble L5: possible transitional lumbosacral anatomy "
+                "(sacralised L5 or lumbarised S1); level names need confirmation"
+            )
+    else:
+        anchor = n - 1
+        certainty = 0.2
+        notes.append(
+            "sacrum not identified in the field of view: levels counted up assuming the lowest "
+            "body is L5, which is unverified"
+        )
+    names: list[str | None] = []
+    l5_pos = _ORDER.index("L5")
+    for i in range(n):
+        if i <= anchor:
+            k = l5_pos - (anchor - i)
+            names.append(_ORDER[k] if k >= 0 else None)
+        else:
+            names.append("S1" if i == anchor + 1 else None)
+    if anchor < n - 1:
+        notes.append(f"{n - 1 - anchor} body-like region(s) below L5 taken as sacrum")
+    return Naming(tuple(names), float(round(certainty, 3)), sacrum_in_view, tuple(notes))

@@ -1,0 +1,213 @@
+"""Heights of a vertebral body on its mid-sagittal plane, expected heights, Genant grade.
+
+Heights are measured on the sagittal slice nearest the body's left-right
+centre, along the local axis of the spine (the line joining the neighbouring
+bodies' centres, so a tilted L5 is measured square to its endplates): anterior
+at 20 %, middle at 50 % and posterior at 80 % of the antero-posterior depth
+(inside the rounded corners, which the segmentation renders least reliably),
+each the median of three parallel lines 1 mm apart. The mask is interpolated linearly along
+each measuring line, so heights are not quantised to the pixel size.
+
+Expected heights compare each body with its neighbours, not with a constant:
+the posterior height is expected to match the neighbours' posterior heights,
+and the anterior and middle heights to match this body's posterior height times
+the neighbours' own Ha/Hp and Hm/Hp ratios, corrected for the normal
+level-to-level change of those ratios (L5 is about 15 % taller in front).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from scipy import ndimage
+
+BoolArray = npt.NDArray[np.bool_]
+
+ANTERIOR, MIDDLE, POSTERIOR = 0.2, 0.5, 0.8
+_STEP_MM = 0.25
+# Typical Ha/Hp and Hm/Hp of healthy adults (lumbar bodies wedge slightly
+# forward from L2 down, most at L5; Ha 30.3 / Hp 26.3 mm).
+NORMAL_HA_HP: dict[str, float] = {
+    "T11": 0.93,
+    "T12": 0.93,
+    "L1": 0.95,
+    "L2": 0.98,
+    "L3": 1.0,
+    "L4": 1.04,
+    "L5": 1.15,
+}
+NORMAL_HM_HP: dict[str, float] = {}
+_DEFAULT_HM_HP = 0.95
+_RATIO_RANGE = (0.8, 1.2)
+
+
+@dataclass(frozen=True)
+class Heights:
+    ha_mm: float
+    hm_mm: float
+    hp_mm: float
+    mid_slice: int  # canonical left-right index of the mid-sagittal slice
+
+
+def mid_sagittal_slice(mask: BoolArray) -> int:
+    """Index (canonical axis 0) of the slice nearest the body's left-right centre."""
+    if mask.ndim != 3 or not mask.any():
+        raise ValueError("mask must be a non-empty 3-D boolean array")
+    per_slice = mask.sum(axis=(1, 2)).astype(float)
+    centre = float((np.arange(mask.shape[0]) * per_slice).sum() / per_slice.sum())
+    return int(np.clip(np.floor(centre + 0.5), 0, mask.shape[0] - 1))
+
+
+def _longest_run(inside: npt.NDArray[np.bool_]) -> int:
+    best = run = 0
+    for v in inside:
+        run = run + 1 if v else 0
+        best = max(best, run)
+    return best
+
+
+def heights_2d(
+    mask2d: BoolArray,
+    spacing_si_ap: tuple[float, float],
+    axis_si_ap: tuple[float, float] | None = None,
+) -> tuple[float, float, float]:
+    """(Ha, Hm, Hp) in mm of a 2-D sagittal body mask (rows superior->inferior, cols anterior->posterior).
+
+    ``axis_si_ap`` is the local direction of the spine (from the neighbouring
+    bodies' centres); heights are measured along it. Without it the image's
+    superior-inferior axis is used: a body's own shape is too square for its
+    principal axes to give a stable direction.
+    """
+    if mask2d.ndim != 2 or not mask2d.any():
+        raise ValueError("mask2d must be a non-empty 2-D boolean array")
+    sy, sx = spacing_si_ap
+    v = np.array([1.0, 0.0]) if axis_si_ap is None else np.asarray(axis_si_ap, dtype=float)
+    if v.shape != (2,) or not np.all(np.isfinite(v)) or np.hypot(*v) == 0:
+        raise ValueError(f"axis_si_ap must be a non-zero 2-vector, got {axis_si_ap!r}")
+    v = v / np.hypot(*v)
+    if v[0] < 0:
+        v = -v
+    u = np.array([-v[1], v[0]])  # perpendicular: anterior -> posterior
+    if u[1] < 0:
+        u = -u
+    rows, cols = np.nonzero(mask2d)
+    pts = np.stack([rows * sy, cols * sx], axis=1)
+    centre = pts.mean(axis=0)
+    a = (pts - centre) @ u
+    b = (pts - centre) @ v
+    # antero-posterior extent measured across the body's middle third, not at the lips
+    band = np.abs(b) <= max(3.0, (np.percentile(b, 95) - np.percentile(b, 5)) / 6)
+    a_lo, a_hi = np.percentile(a[band] if band.sum() > 3 else a, [1, 99])
+    extent = float(np.hypot(*(np.array(mask2d.shape) * np.array([sy, sx]))))
+    t = np.arange(-extent, extent, _STEP_MM)
+    field = mask2d.astype(np.float32)
+    out = []
+    for frac in (ANTERIOR, MIDDLE, POSTERIOR):
+        runs = []
+        for shift in (-1.0, 0.0, 1.0):
+            base = centre + (a_lo + frac * (a_hi - a_lo) + shift) * u
+            line = base[None, :] + t[:, None] * v[None, :]
+            vals = ndimage.map_coordinates(
+                field, [line[:, 0] / sy, line[:, 1] / sx], order=1, mode="constant"
+            )
+            runs.append(_longest_run(vals >= 0.5) * _STEP_MM)
+        out.append(float(np.median(runs)))
+    return (out[0], out[1], out[2])
+
+
+def chain_axes(centroids_si_ap: list[tuple[float, float]]) -> list[tuple[float, float] | None]:
+    """Local spine direction (SI, AP) at each body of a top-to-bottom chain, from its neighbours."""
+    n = len(centroids_si_ap)
+    pts = np.asarray(centroids_si_ap, dtype=float).reshape(n, 2)
+    out: list[tuple[float, float] | None] = []
+    for i in range(n):
+        lo, hi = max(0, i - 1), min(n - 1, i + 1)
+        if hi == lo:
+            out.append(None)
+            continue
+        d = pts[hi] - pts[lo]
+        out.append((float(d[0]), float(d[1])))
+    return out
+
+
+def body_heights(
+    mask: BoolArray, spacing: tuple[float, float, float], axis_si_ap: tuple[float, float] | None = None
+) -> Heights:
+    """Heights of a canonical 3-D body mask (LR, SI, AP) on its mid-sagittal slice."""
+    s = mid_sagittal_slice(mask)
+    ha, hm, hp = heights_2d(mask[s], (spacing[1], spacing[2]), axis_si_ap)
+    return Heights(ha, hm, hp, s)
+
+
+def genant_grade(loss_pct: float) -> int:
+    """Genant semi-quantitative grade from height loss in percent."""
+    if not np.isfinite(loss_pct):
+        raise ValueError(f"loss_pct must be finite, got {loss_pct}")
+    if loss_pct < 20.0:
+        return 0
+    if loss_pct < 25.0:
+        return 1
+    if loss_pct <= 40.0:
+        return 2
+    return 3
+
+
+@dataclass(frozen=True)
+class Deformity:
+    expected_height_mm: float | None
+    height_loss_pct: float | None
+    genant_grade: int | None
+
+
+def _ra(level: str) -> float:
+    return NORMAL_HA_HP.get(level, 1.0)
+
+
+def _rm(level: str) -> float:
+    return NORMAL_HM_HP.get(level, _DEFAULT_HM_HP)
+
+
+def deformities(levels: list[str], heights: list[Heights]) -> list[Deformity]:
+    """Expected height, height loss and Genant grade of each body against its neighbours.
+
+    ``levels`` and ``heights`` are in spine order (top to bottom). A body with
+    no measured neighbour is compared with its own posterior height only (wedge
+    and biconcave deformities still show; a uniform crush cannot).
+    """
+    if len(levels) != len(heights):
+        raise ValueError("levels and heights must have the same length")
+    out: list[Deformity] = []
+    for i, (level, h) in enumerate(zip(levels, heights, strict=True)):
+        neigh = [j for j in (i - 1, i + 1) if 0 <= j < len(heights)]
+        if not neigh:
+            neigh_hp = h.hp_mm
+            ra = rm = 1.0
+        else:
+            neigh_hp = float(np.mean([heights[j].hp_mm for j in neigh]))
+            ra = float(
+                np.mean([heights[j].ha_mm / max(heights[j].hp_mm, 1e-3) / _ra(levels[j]) for j in neigh])
+            )
+            rm = float(
+                np.mean([heights[j].hm_mm / max(heights[j].hp_mm, 1e-3) / _rm(levels[j]) for j in neigh])
+            )
+        if min(h.ha_mm, h.hm_mm, h.hp_mm) <= 0 or neigh_hp <= 0:
+            out.append(Deformity(None, None, None))
+            continue
+        # one odd neighbour must not set an absurd expectation
+        ra, rm = float(np.clip(ra, *_RATIO_RANGE)), float(np.clip(rm, *_RATIO_RANGE))
+        # a wedge keeps its posterior height: anterior and middle are judged against the taller
+        # of this body's posterior wall and the neighbours', so a crushed back wall still counts
+        ref = max(h.hp_mm, neigh_hp)
+        expected = {
+            "a": ref * ra * _ra(level),
+            "m": ref * rm * _rm(level),
+            "p": neigh_hp,
+        }
+        measured = {"a": h.ha_mm, "m": h.hm_mm, "p": h.hp_mm}
+        losses = {k: 1.0 - measured[k] / expected[k] for k in expected}
+        worst = max(losses, key=lambda k: losses[k])
+        loss = max(0.0, losses[worst]) * 100.0
+        out.append(Deformity(float(expected[worst]), float(loss), genant_grade(loss)))
+    return out

@@ -1,0 +1,182 @@
+"""Entry point: every sagittal series of a study in, one named and measured spine out.
+
+``segment_spine(volumes, model)`` draws the bodies on one series (the
+"primary": T2, else STIR, T1, Dixon, post-contrast T1, other) and uses every
+other series of the study too: each is resampled onto the primary grid (they
+share the frame of reference) and the classifier's probabilities are averaged
+over sequences, so a body missed on one contrast can still be found on another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from analysis.results import BodyMeasurement, SpineSegmentation
+from analysis.sitk_adapter import resample_like
+from analysis.vertebrae.features import FloatArray
+from analysis.vertebrae.geometry import Canonical, canonical_of, canonical_to_lps
+from analysis.vertebrae.levels import VERSE_LABELS, name_chain
+from analysis.vertebrae.measure import Heights, body_heights, chain_axes, deformities
+from analysis.vertebrae.model import BodyModel, predict_work
+from analysis.vertebrae.segment import BodyCandidate, probabilities_to_native, split_bodies
+from analysis.volume import Sequence, Volume
+
+_MIN_MEASURABLE_ML = 8.0
+_MIN_MEASURABLE_PROB = 0.6
+_MIN_MEASURABLE_HEIGHT_MM = 10.0
+
+PRIMARY_ORDER: tuple[Sequence, ...] = (
+    Sequence.T2,
+    Sequence.STIR,
+    Sequence.T1,
+    Sequence.DIXON,
+    Sequence.T1C,
+    Sequence.OTHER,
+)
+
+
+def primary_sequence(volumes: Mapping[Sequence, Volume]) -> Sequence:
+    """The sequence whose grid the labels are drawn on."""
+    for seq in PRIMARY_ORDER:
+        if seq in volumes:
+            return seq
+    raise ValueError(f"volumes has no known sequence: {list(volumes)}")
+
+
+def _same_grid(a: Volume, b: Volume) -> bool:
+    return (
+        a.array.shape == b.array.shape
+        and np.allclose(a.spacing, b.spacing, atol=1e-4)
+        and np.allclose(a.origin, b.origin, atol=1e-3)
+        and np.allclose(a.direction, b.direction, atol=1e-4)
+    )
+
+
+def study_probabilities(
+    volumes: Mapping[Sequence, Volume], primary: Volume, canonical: Canonical, model: BodyModel
+) -> FloatArray:
+    """Class probabilities on the primary's canonical native grid, averaged over sequences."""
+    total: FloatArray | None = None
+    for vol in volumes.values():
+        on_grid = vol if _same_grid(vol, primary) else resample_like(vol, primary)
+        image = canonical.to_canonical(np.asarray(on_grid.array))
+        work = predict_work(model, image, canonical.spacing)
+        total = work if total is None else total + work
+    assert total is not None
+    return probabilities_to_native((total / len(volumes)).astype(np.float32), canonical.shape)
+
+
+def _bottom_gap_mm(body: BodyCandidate, canonical: Canonical) -> float:
+    rows = np.nonzero(body.mask.any(axis=(0, 2)))[0]
+    return float((canonical.shape[1] - 1 - rows.max()) * canonical.spacing[1])
+
+
+def _touches_fov_edge(body: BodyCandidate) -> bool:
+    rows = np.nonzero(body.mask.any(axis=(0, 2)))[0]
+    cols = np.nonzero(body.mask.any(axis=(0, 1)))[0]
+    return bool(
+        rows.min() <= 1
+        or rows.max() >= body.mask.shape[1] - 2
+        or cols.min() <= 1
+        or cols.max() >= body.mask.shape[2] - 2
+    )
+
+
+def _measurable(body: BodyCandidate, h: Heights) -> bool:
+    """Heights only from a body that looks like one (not a fragment the classifier half-found)."""
+    return (
+        body.volume_ml >= _MIN_MEASURABLE_ML
+        and body.mean_prob >= _MIN_MEASURABLE_PROB
+        and min(h.ha_mm, h.hm_mm, h.hp_mm) >= _MIN_MEASURABLE_HEIGHT_MM
+    )
+
+
+def segment_spine(volumes: Mapping[Sequence, Volume], model: BodyModel) -> SpineSegmentation:
+    """Find, segment, name and measure every vertebral body in a sagittal study."""
+    if not isinstance(volumes, Mapping) or not volumes:
+        raise ValueError("volumes must be a non-empty mapping of Sequence to Volume")
+    for seq, vol in volumes.items():
+        if not isinstance(vol, Volume):
+            raise TypeError(f"volumes[{seq!r}] must be a Volume, got {type(vol).__name__}")
+    if not isinstance(model, BodyModel):
+        raise TypeError(f"model must be a BodyModel, got {type(model).__name__}")
+    primary = volumes[primary_sequence(volumes)]
+    can = canonical_of(primary)
+    probs = study_probabilities(volumes, primary, can, model)
+    body_prob = probs[..., 1] + probs[..., 2]
+    chain = split_bodies(body_prob, probs[..., 2], can.spacing)
+    notes: list[str] = []
+    if len(volumes) > 1:
+        notes.append(f"bodies found on {', '.join(sorted(str(s) for s in volumes))} together")
+    naming = name_chain([c.l5_score for c in chain], _bottom_gap_mm(chain[-1], can) if chain else 0.0)
+    notes.extend(naming.notes)
+    labels = np.zeros(can.shape, dtype=np.int16)
+    named: list[tuple[str, BodyCandidate, Heights]] = []
+    dropped = 0
+    # the local spine axis for measuring comes from the mobile segment only (not the sacrum)
+    mobile = [c for c, n in zip(chain, naming.names, strict=True) if n is not None and n != "S1"]
+    axes = dict(
+        zip(
+            [id(c) for c in mobile],
+            chain_axes([(c.centroid_mm[1], c.centroid_mm[2]) for c in mobile]),
+            strict=True,
+        )
+    )
+    for cand, name in zip(chain, naming.names, strict=True):
+        if name is None:
+            dropped += 1
+            continue
+        labels[cand.mask & (labels == 0)] = VERSE_LABELS[name]
+        named.append((name, cand, body_heights(cand.mask, can.spacing, axes.get(id(cand)))))
+    if dropped:
+        notes.append(f"{dropped} body-like region(s) outside T1-S1 not labelled")
+    # S1 is part of the sacrum, and a body cut by the edge of the image has no true height:
+    # both are labelled but neither graded nor used as a neighbour's reference
+    cut = {n for n, c, _ in named if _touches_fov_edge(c)}
+    for n in sorted(cut):
+        notes.append(f"{n} is cut by the edge of the field of view: not measured")
+    unsure = {n for n, c, h in named if n not in cut and not _measurable(c, h)}
+    for n in sorted(unsure):
+        notes.append(f"{n} segmentation too uncertain to measure its heights")
+    cut |= unsure
+    graded = [(n, c, h) for n, c, h in named if n != "S1" and n not in cut]
+    defs = dict(
+        zip(
+            [n for n, _, _ in graded],
+            deformities([n for n, _, _ in graded], [h for _, _, h in graded]),
+            strict=True,
+        )
+    )
+    bodies: list[BodyMeasurement] = []
+    for name, cand, h in named:
+        centroid_idx = np.array(cand.centroid_mm) / np.array(can.spacing)
+        lps = canonical_to_lps(primary, can, centroid_idx)
+        d = defs.get(name)
+        measured = name not in cut
+        bodies.append(
+            BodyMeasurement(
+                level=name,
+                label=VERSE_LABELS[name],
+                centroid_lps=(float(lps[0]), float(lps[1]), float(lps[2])),
+                ha_mm=round(h.ha_mm, 2) if measured else None,
+                hm_mm=round(h.hm_mm, 2) if measured else None,
+                hp_mm=round(h.hp_mm, 2) if measured else None,
+                expected_height_mm=None
+                if d is None or d.expected_height_mm is None
+                else round(d.expected_height_mm, 2),
+                height_loss_pct=None
+                if d is None or d.height_loss_pct is None
+                else round(d.height_loss_pct, 1),
+                genant_grade=None if d is None else d.genant_grade,
+                volume_ml=round(cand.volume_ml, 2),
+            )
+        )
+    return SpineSegmentation(
+        labels=primary.with_array(can.from_canonical(labels)),
+        bodies=tuple(bodies),
+        labelling_certainty=naming.certainty,
+        sacrum_in_view=naming.sacrum_in_view,
+        notes=tuple(notes),
+    )

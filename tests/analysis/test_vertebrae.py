@@ -1,0 +1,243 @@
+"""Pure functions of the vertebra analysis on small constructed volumes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from analysis.results import BodyMeasurement, SpineSegmentation
+from analysis.vertebrae.geometry import canonical_of, canonical_to_lps
+from analysis.vertebrae.levels import VERSE_LABELS, name_chain
+from analysis.vertebrae.measure import Heights, body_heights, deformities, genant_grade, heights_2d
+from analysis.vertebrae.regions import canal_centreline, reference_regions
+from analysis.vertebrae.segment import split_bodies
+from analysis.volume import LEVEL_LABELS, Volume
+
+# the shared data's layout: array (k, j, i) = (right-left, superior->inferior, anterior->posterior)
+SHARED_DIRECTION = (0.0, 0.0, -1.0, 1.0, 0.0, 0.0, 0.0, -1.0, 0.0)
+
+
+def spine_probabilities(
+    n_bodies: int = 5, height: int = 26, gap: int = 9, depth: int = 34, width_slices: int = 13
+) -> tuple[np.ndarray, np.ndarray]:
+    """Body and L5 probability maps (LR, SI, AP) of a straight column of box-shaped bodies."""
+    lr, si, ap = width_slices + 6, 20 + n_bodies * (height + gap) + 40, depth + 60
+    body = np.zeros((lr, si, ap), np.float32)
+    l5 = np.zeros_like(body)
+    for b in range(n_bodies):
+        top = 20 + b * (height + gap)
+        body[3 : 3 + width_slices, top : top + height, 30 : 30 + depth] = 0.95
+        if b == n_bodies - 1:
+            l5[3 : 3 + width_slices, top : top + height, 30 : 30 + depth] = 0.9
+    return body, l5
+
+
+def test_canonical_of_shared_layout_is_a_permutation_only() -> None:
+    arr = np.arange(4 * 5 * 6).reshape(4, 5, 6)
+    vol = Volume(arr, (1.0, 1.0, 3.0), (0.0, 0.0, 0.0), SHARED_DIRECTION)
+    can = canonical_of(vol)
+    out = can.to_canonical(arr)
+    assert out.shape == (4, 5, 6)
+    assert can.spacing == (3.0, 1.0, 1.0)
+    np.testing.assert_array_equal(can.from_canonical(out), arr)
+
+
+def test_canonical_rejects_non_volume() -> None:
+    with pytest.raises(TypeError, match="volume"):
+        canonical_of(np.zeros((3, 3, 3)))  # type: ignore[arg-type]
+
+
+def _flipped(vol: Volume, axis: int) -> Volume:
+    """The same physical image with array ``axis`` stored in reverse order."""
+    index_axis = 2 - axis
+    n = vol.array.shape[axis]
+    d = vol.direction_matrix.copy()
+    origin = vol.index_to_lps([(n - 1) if a == index_axis else 0 for a in range(3)])
+    d[:, index_axis] *= -1
+    return Volume(np.flip(vol.array, axis=axis).copy(), vol.spacing, origin, tuple(d.ravel()))
+
+
+@settings(max_examples=12, deadline=None)
+@given(axis=st.integers(0, 2), ox=st.floats(-200, 200), oy=st.floats(-200, 200), oz=st.floats(-200, 200))
+def test_flipped_or_translated_volume_has_the_same_canonical_array(
+    axis: int, ox: float, oy: float, oz: float
+) -> None:
+    rng = np.random.default_rng(0)
+    vol = Volume(rng.random((5, 7, 9)), (0.7, 0.7, 3.5), (ox, oy, oz), SHARED_DIRECTION)
+    ref = canonical_of(vol)
+    flipped = _flipped(vol, axis)
+    can = canonical_of(flipped)
+    np.testing.assert_array_equal(can.to_canonical(flipped.array), ref.to_canonical(vol.array))
+    np.testing.assert_allclose(
+        canonical_to_lps(flipped, can, [1.0, 2.0, 3.0]),
+        canonical_to_lps(vol, ref, [1.0, 2.0, 3.0]),
+        atol=1e-6,
+    )
+
+
+def test_heights_of_a_box_and_a_wedge() -> None:
+    box = np.zeros((60, 60), bool)
+    box[10:40, 10:50] = True  # 30 mm tall, 40 mm deep
+    ha, hm, hp = heights_2d(box, (1.0, 1.0))
+    assert ha == pytest.approx(30.0, abs=1.0)
+    assert hm == pytest.approx(30.0, abs=1.0)
+    assert hp == pytest.approx(30.0, abs=1.0)
+    wedge = box.copy()
+    for c in range(10, 50):
+        wedge[10 : 10 + int(12 + 18 * (c - 10) / 40), c] = True
+        wedge[10 + int(12 + 18 * (c - 10) / 40) : 40, c] = False
+    ha, hm, hp = heights_2d(wedge, (1.0, 1.0))
+    assert ha < 20.0 < hp
+
+
+@settings(max_examples=15, deadline=None)
+@given(dy=st.integers(-8, 8), dx=st.integers(-8, 8), flip_lr=st.booleans())
+def test_translated_or_flipped_bodies_give_the_same_heights_and_count(
+    dy: int, dx: int, flip_lr: bool
+) -> None:
+    body, l5 = spine_probabilities()
+    ref = split_bodies(body, l5, (3.0, 1.0, 1.0))
+    moved_body = np.roll(body, (dy, dx), axis=(1, 2))
+    moved_l5 = np.roll(l5, (dy, dx), axis=(1, 2))
+    if flip_lr:
+        moved_body, moved_l5 = moved_body[::-1].copy(), moved_l5[::-1].copy()
+    got = split_bodies(moved_body, moved_l5, (3.0, 1.0, 1.0))
+    assert len(got) == len(ref) == 5
+    for a, b in zip(ref, got, strict=True):
+        ha = body_heights(a.mask, (3.0, 1.0, 1.0))
+        hb = body_heights(b.mask, (3.0, 1.0, 1.0))
+        assert (ha.ha_mm, ha.hm_mm, ha.hp_mm) == pytest.approx((hb.ha_mm, hb.hm_mm, hb.hp_mm), abs=0.3)
+        assert a.volume_ml == pytest.approx(b.volume_ml, rel=1e-6)
+
+
+def test_split_bodies_separates_the_column_and_scores_l5() -> None:
+    body, l5 = spine_probabilities()
+    # a thin false bridge across every disc must not merge bodies
+    body[8:10, :, 45:47] = np.maximum(body[8:10, :, 45:47], 0.6)
+    chain = split_bodies(body, l5, (3.0, 1.0, 1.0))
+    assert len(chain) == 5
+    assert [c.centroid_mm[1] for c in chain] == sorted(c.centroid_mm[1] for c in chain)
+    assert max(range(5), key=lambda i: chain[i].l5_score) == 4
+    for c in chain:
+        h = body_heights(c.mask, (3.0, 1.0, 1.0))
+        assert h.hm_mm == pytest.approx(26.0, abs=2.0)
+
+
+def test_split_bodies_empty_and_bad_input() -> None:
+    z = np.zeros((5, 40, 40), np.float32)
+    assert split_bodies(z, z, (3.0, 1.0, 1.0)) == []
+    with pytest.raises(ValueError, match="same shape"):
+        split_bodies(z, z[:, :10], (3.0, 1.0, 1.0))
+
+
+@pytest.mark.parametrize(
+    ("loss", "grade"), [(0.0, 0), (19.9, 0), (20.0, 1), (24.9, 1), (25.0, 2), (40.0, 2), (40.1, 3), (80.0, 3)]
+)
+def test_genant_grade_bands(loss: float, grade: int) -> None:
+    assert genant_grade(loss) == grade
+
+
+def test_genant_grade_rejects_nan() -> None:
+    with pytest.raises(ValueError, match="loss_pct"):
+        genant_grade(float("nan"))
+
+
+def test_normal_l5_wedge_is_not_a_fracture_but_a_crush_is() -> None:
+    levels = ["L1", "L2", "L3", "L4", "L5"]
+    normal = [Heights(27, 26, 28, 0), Heights(28.5, 27, 29, 0), Heights(29, 27.5, 29, 0),
+              Heights(30, 28, 29, 0), Heights(30.3, 27, 26.3, 0)]  # fmt: skip
+    assert all(d.genant_grade == 0 for d in deformities(levels, normal))
+    crushed = list(normal)
+    crushed[2] = Heights(17, 16, 18, 0)  # about 40 % lower than its neighbours
+    d = deformities(levels, crushed)
+    assert d[2].genant_grade is not None and d[2].genant_grade >= 2
+    assert d[0].genant_grade == 0 and d[4].genant_grade == 0
+    wedge = list(normal)
+    wedge[1] = Heights(19, 24, 29, 0)  # anterior 35 % lower than posterior
+    assert deformities(levels, wedge)[1].genant_grade == 2
+
+
+def test_deformities_length_mismatch() -> None:
+    with pytest.raises(ValueError, match="same length"):
+        deformities(["L1"], [])
+
+
+def test_name_chain_counts_up_from_l5() -> None:
+    naming = name_chain([0.0, 0.0, 0.01, 0.0, 0.02, 0.0, 0.9], bottom_gap_mm=60.0)
+    assert naming.names == ("T11", "T12", "L1", "L2", "L3", "L4", "L5")
+    assert naming.sacrum_in_view and naming.certainty > 0.8
+    assert VERSE_LABELS["L5"] == LEVEL_LABELS["L5"] and all(
+        VERSE_LABELS[k] == v for k, v in LEVEL_LABELS.items()
+    )
+
+
+def test_name_chain_without_sacrum_is_uncertain_and_says_so() -> None:
+    naming = name_chain([0.0, 0.0, 0.05, 0.1], bottom_gap_mm=5.0)
+    assert not naming.sacrum_in_view
+    assert naming.certainty <= 0.3
+    assert any("sacrum not identified" in n for n in naming.notes)
+
+
+def test_name_chain_flags_transitional_anatomy() -> None:
+    naming = name_chain([0.0, 0.0, 0.0, 0.0, 0.7, 0.8], bottom_gap_mm=60.0)
+    assert naming.names[-1] == "L5"
+    assert any("transitional" in n for n in naming.notes)
+    assert naming.certainty < 0.7
+
+
+def _box_segmentation() -> tuple[SpineSegmentation, Volume]:
+    """Five box bodies L1-L5 on a canonical-layout grid (3 mm slices, 1 mm pixels)."""
+    body, _ = spine_probabilities(width_slices=15)
+    body = np.pad(body, ((10, 10), (0, 0), (0, 60)))
+    labels = np.zeros(body.shape, np.int16)
+    chain = split_bodies(body, np.zeros_like(body), (3.0, 1.0, 1.0))
+    bodies = []
+    for c, level in zip(chain, ("L1", "L2", "L3", "L4", "L5"), strict=True):
+        labels[c.mask] = VERSE_LABELS[level]
+        bodies.append(
+            BodyMeasurement(
+                level, VERSE_LABELS[level], (0.0, 0.0, 0.0), 26.0, 26.0, 26.0, 26.0, 0.0, 0, c.volume_ml
+            )
+        )
+    # canonical layout stored as-is: array (LR, SI, AP) = (k, j, i) with i posterior, j inferior, k left
+    direction = (0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, -1.0, 0.0)
+    lab_vol = Volume(labels, (1.0, 1.0, 3.0), (0.0, 0.0, 0.0), direction)
+    rng = np.random.default_rng(1)
+    image = lab_vol.with_array(rng.normal(100.0, 10.0, labels.shape).astype(np.float32))
+    return SpineSegmentation(lab_vol, tuple(bodies), 0.9, True), image
+
+
+def test_reference_regions_on_constructed_spine() -> None:
+    seg, image = _box_segmentation()
+    regions = reference_regions(seg, image)
+    assert list(regions) == ["L1", "L2", "L3", "L4", "L5"]
+    labels = np.asarray(seg.labels.array)
+    l3 = regions["L3"]
+    assert l3.disc_above is not None and l3.disc_below is not None
+    assert regions["L1"].disc_above is None and regions["L5"].disc_below is None
+    np.testing.assert_array_equal(l3.body, labels == VERSE_LABELS["L3"])
+    assert not (l3.disc_above & (labels > 0)).any()
+    # the disc lies between L2 and L3 along the spine (rows = axis 1 of this layout)
+    disc_rows = np.nonzero(l3.disc_above.any(axis=(0, 2)))[0]
+    l2_rows = np.nonzero((labels == VERSE_LABELS["L2"]).any(axis=(0, 2)))[0]
+    l3_rows = np.nonzero((labels == VERSE_LABELS["L3"]).any(axis=(0, 2)))[0]
+    assert l2_rows.max() < disc_rows.min() and disc_rows.max() < l3_rows.min()
+    # canal behind the body (larger i = posterior), muscle further behind and lateral
+    body_cols = np.nonzero(l3.body.any(axis=(0, 1)))[0]
+    canal_cols = np.nonzero(l3.canal.any(axis=(0, 1)))[0]
+    muscle_cols = np.nonzero(l3.muscle.any(axis=(0, 1)))[0]
+    assert canal_cols.min() > body_cols.max() and muscle_cols.min() > canal_cols.max()
+    muscle_slices = np.nonzero(l3.muscle.any(axis=(1, 2)))[0]
+    body_slices = np.nonzero(l3.body.any(axis=(1, 2)))[0]
+    assert muscle_slices.min() < body_slices.min() or muscle_slices.max() > body_slices.max()
+    line = canal_centreline(seg)
+    assert line.shape == (5, 3)
+    assert np.all(np.diff(line[:, 2]) < 0)  # top to bottom: LPS z (superior) decreases
+
+
+def test_reference_regions_rejects_wrong_grid() -> None:
+    seg, _ = _box_segmentation()
+    with pytest.raises(ValueError, match="image"):
+        reference_regions(seg, Volume(np.zeros((2, 2, 2)), (1.0, 1.0, 1.0)))

@@ -1,0 +1,114 @@
+"""The vertebra analysis on real shared MRI (skipped when ../shared or the weights are absent)."""
+
+from __future__ import annotations
+
+import lzma
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from analysis.results import SpineSegmentation
+from analysis.vertebrae.model import BodyModel, model_from_bytes
+from analysis.vertebrae.pipeline import segment_spine
+from analysis.vertebrae.regions import canal_centreline, reference_regions
+from analysis.volume import Sequence, Volume
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED = REPO.parent / "shared"
+REAL = SHARED / "data" / "real-lumbar-mri"
+SCT = SHARED / "data" / "sct-t2-lumbar" / "t2_lumbar.nii.gz"
+WEIGHTS = REPO / "analysis" / "vertebrae" / "weights"
+
+pytestmark = pytest.mark.slow
+
+
+def _read(path: Path) -> Volume:
+    sitk = pytest.importorskip("SimpleITK")
+    from analysis.sitk_adapter import volume_from_image
+
+    return volume_from_image(sitk.ReadImage(str(path)))
+
+
+def _fold_model_without(case: str) -> BodyModel:
+    """A cross-validation model that never saw ``case``."""
+    for path in sorted((WEIGHTS / "folds").glob("fold_*.pkl.xz")):
+        model = model_from_bytes(lzma.decompress(path.read_bytes()))
+        if case in model.held_out:
+            return model
+    pytest.skip(f"no fold model holds out {case}")
+
+
+@pytest.fixture(scope="module")
+def vb3_case() -> tuple[Volume, Volume, SpineSegmentation]:
+    if not (REAL / "VB3_01_image.nii.gz").exists():
+        pytest.skip("shared real lumbar MRI not present")
+    from analysis.sitk_adapter import take_every_nth_slice
+
+    image = take_every_nth_slice(_read(REAL / "VB3_01_image.nii.gz"), 3)
+    truth = take_every_nth_slice(_read(REAL / "VB3_01_labels.nii.gz"), 3)
+    seg = segment_spine({Sequence.DIXON: image}, _fold_model_without("VB3_01"))
+    return image, truth, seg
+
+
+def test_real_case_finds_and_names_the_lumbar_bodies(
+    vb3_case: tuple[Volume, Volume, SpineSegmentation],
+) -> None:
+    image, truth, seg = vb3_case
+    assert seg.labels.array.shape == image.array.shape
+    assert seg.labels.spacing == image.spacing
+    pred = np.asarray(seg.labels.array)
+    true = np.asarray(truth.array)
+    dices = []
+    for label in (20, 21, 22, 23, 24):  # L1..L5
+        t, p = true == label, pred == label
+        dices.append(2 * (t & p).sum() / (t.sum() + p.sum()))
+    assert min(dices) > 0.6, dices
+    assert float(np.mean(dices)) > 0.75, dices
+    for level in ("L1", "L2", "L3", "L4", "L5"):
+        body = seg.body(level)
+        assert body is not None and body.hm_mm is not None
+        assert 15.0 < body.hm_mm < 40.0
+        assert 10.0 < body.volume_ml < 80.0
+
+
+def test_real_case_reference_regions(vb3_case: tuple[Volume, Volume, SpineSegmentation]) -> None:
+    image, _, seg = vb3_case
+    regions = reference_regions(seg, image)
+    assert set(regions) == {b.level for b in seg.bodies}
+    l3 = regions["L3"]
+    assert l3.disc_above is not None and l3.disc_below is not None
+    for mask in (l3.body, l3.disc_above, l3.disc_below, l3.muscle, l3.canal):
+        assert mask.shape == image.array.shape and mask.any()
+    assert not (l3.disc_above & l3.body).any() and not (l3.canal & l3.body).any()
+    line = canal_centreline(seg)
+    assert line.shape[1] == 3 and len(line) == len(seg.bodies)
+
+
+def test_flipped_series_gives_the_same_bodies_and_heights(
+    vb3_case: tuple[Volume, Volume, SpineSegmentation],
+) -> None:
+    image, _, seg = vb3_case
+    # the same patient stored with the rows in reverse order (inferior first)
+    d = image.direction_matrix.copy()
+    n = image.array.shape[1]
+    origin = image.index_to_lps([0, n - 1, 0])
+    d[:, 1] *= -1
+    flipped = Volume(np.flip(image.array, axis=1).copy(), image.spacing, origin, tuple(d.ravel()))
+    seg2 = segment_spine({Sequence.DIXON: flipped}, _fold_model_without("VB3_01"))
+    assert [b.level for b in seg2.bodies] == [b.level for b in seg.bodies]
+    for a, b in zip(seg.bodies, seg2.bodies, strict=True):
+        assert a.hm_mm == pytest.approx(b.hm_mm, abs=1.0)
+        assert a.volume_ml == pytest.approx(b.volume_ml, rel=0.05)
+        np.testing.assert_allclose(a.centroid_lps, b.centroid_lps, atol=1.5)
+
+
+def test_normal_sct_t2_has_no_fracture() -> None:
+    if not SCT.exists() or not (WEIGHTS / "body_model.pkl.xz").exists():
+        pytest.skip("SCT volume or production weights not present")
+    model = model_from_bytes(lzma.decompress((WEIGHTS / "body_model.pkl.xz").read_bytes()))
+    seg = segment_spine({Sequence.T2: _read(SCT)}, model)
+    assert len(seg.bodies) >= 4
+    assert all(b.genant_grade in (0, None) for b in seg.bodies), [
+        (b.level, b.height_loss_pct) for b in seg.bodies
+    ]
