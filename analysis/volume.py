@@ -102,6 +102,15 @@ class Volume:
         rel = np.asarray(lps, dtype=float) - np.asarray(self.origin)
         return (rel @ self.direction_matrix) / np.asarray(self.spacing)
 
+    def same_grid(self, other: Volume, *, atol_mm: float = 1e-3) -> bool:
+        """True when ``other`` has this volume's voxel grid (shape, spacing, origin, direction)."""
+        return (
+            self.array.shape == other.array.shape
+            and np.allclose(self.spacing, other.spacing, atol=atol_mm)
+            and np.allclose(self.origin, other.origin, atol=atol_mm)
+            and np.allclose(self.direction, other.direction, atol=1e-4)
+        )
+
     def with_array(self, array: npt.NDArray[np.generic]) -> Volume:
         """Same geometry, other voxels (a mask or a filtered image)."""
         if array.shape != self.array.shape:

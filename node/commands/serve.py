@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import threading
-from types import FrameType
 from typing import Any
 
 from node.app import run_node
+from node.commands.signals import stop_on_signals
 from node.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -34,15 +33,5 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if grace < 0:
         log.error("--grace must not be negative, got %s", grace)
         return 2
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        log.info("%s received: stopping", signal.Signals(signum).name)
-        stop.set()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
+    with stop_on_signals(threading.Event()) as stop:
         return run_node(settings, stop, grace=grace)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)

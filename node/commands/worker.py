@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import threading
 from collections.abc import Mapping
-from types import FrameType
 from typing import Any
 
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
+from node.commands.signals import stop_on_signals
 from node.db import create_db_engine, session_factory
 from node.db.migrate import alembic_config, current_revision
 from node.queue.completion import CompletionMonitor
@@ -74,14 +73,19 @@ def run_workers(
     if settings.queue.workers == 0 and not monitor:
         log.error("queue.workers is 0 and the monitor is off: nothing to run")
         return 2
-    stopping = stop or threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        log.info("%s received: stopping", signal.Signals(signum).name)
-        stopping.set()
-
     # Installed before anything slow, so a stop during start-up is clean too.
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    with stop_on_signals(stop or threading.Event()) as stopping:
+        return _run_until_stopped(settings, handlers, monitor, grace, stopping, started)
+
+
+def _run_until_stopped(
+    settings: Settings,
+    handlers: Mapping[str, JobHandler],
+    monitor: bool,
+    grace: float,
+    stopping: threading.Event,
+    started: threading.Event | None,
+) -> int:
     engine = create_db_engine(settings.database.url, echo=settings.database.echo)
     try:
         problem = schema_problem(engine)
@@ -109,5 +113,3 @@ def run_workers(
         return 0
     finally:
         engine.dispose()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)

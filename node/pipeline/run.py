@@ -37,19 +37,10 @@ class AnalysisOutput:
     level_signs: tuple[LevelSigns, ...]
 
 
-def _same_grid(a: Volume, b: Volume) -> bool:
-    return (
-        a.array.shape == b.array.shape
-        and np.allclose(a.spacing, b.spacing, atol=1e-4)
-        and np.allclose(a.origin, b.origin, atol=1e-3)
-        and np.allclose(a.direction, b.direction, atol=1e-4)
-    )
-
-
 def on_label_grid(volumes: Mapping[Sequence, Volume], labels: Volume) -> dict[Sequence, Volume]:
     """Every sequence on the grid the bodies were drawn on (they share a frame of reference)."""
     return {
-        seq: vol if _same_grid(vol, labels) else resample_like(vol, labels) for seq, vol in volumes.items()
+        seq: vol if vol.same_grid(labels) else resample_like(vol, labels) for seq, vol in volumes.items()
     }
 
 

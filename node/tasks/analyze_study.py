@@ -157,15 +157,7 @@ class AnalyzeStudy:
         summary = [{"series_instance_uid": o.uid, "plane": o.plane, "sequence": o.sequence}
                    for o in outcomes]
         if isinstance(analysis, AnalysisOutput):
-            # Only a study still "complete" is marked; one receiving again will be analysed again.
-            done = session.execute(
-                update(Study)
-                .where(Study.id == job.study_id, Study.status == StudyStatus.COMPLETE)
-                .values(status=StudyStatus.ANALYSED, skip_reason=None)
-                .returning(Study.id)
-                .execution_options(synchronize_session=False)
-            ).one_or_none()
-            if done is None:
+            if not finish_study(session, job, StudyStatus.ANALYSED, None):
                 log.info("study %s changed while it was analysed; result not recorded", job.study_uid)
                 return
             findings = analysis.findings.to_json_dict()
@@ -179,19 +171,26 @@ class AnalyzeStudy:
             reason = NO_SAGITTAL
         else:
             reason = "no series stored"
-        # Only a study still "complete" is skipped; one receiving again will be analysed again.
-        skipped = session.execute(
-            update(Study)
-            .where(Study.id == job.study_id, Study.status == StudyStatus.COMPLETE)
-            .values(status=StudyStatus.SKIPPED, skip_reason=reason)
-            .returning(Study.id)
-            .execution_options(synchronize_session=False)
-        ).one_or_none()
-        if skipped is None:
+        if not finish_study(session, job, StudyStatus.SKIPPED, reason):
             log.info("study %s changed while it was classified; not marked skipped", job.study_uid)
             return
         record_result(session, job, "skipped", reason, {"series": summary})
         log.info("study %s skipped: %s", job.study_uid, reason)
+
+
+def finish_study(session: Session, job: ClaimedJob, status: StudyStatus, skip_reason: str | None) -> bool:
+    """Move the study from ``complete`` to ``status``; False when it is no longer complete.
+
+    A study receiving again (a late instance) is left alone: the analysis that
+    follows its next quiet period covers it, and this job's result would be stale.
+    """
+    return session.execute(
+        update(Study)
+        .where(Study.id == job.study_id, Study.status == StudyStatus.COMPLETE)
+        .values(status=status, skip_reason=skip_reason)
+        .returning(Study.id)
+        .execution_options(synchronize_session=False)
+    ).one_or_none() is not None
 
 
 def classify_headers(series_id: int, series_uid: str, headers: Seq[Dataset]) -> SeriesOutcome:

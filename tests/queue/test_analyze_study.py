@@ -11,10 +11,10 @@ from sqlalchemy import Engine, select
 
 from node.db import session_factory
 from node.db.models import AnalysisResult, Series, Study, StudyStatus
+from node.pipeline.model import shipped_model
 from node.queue.completion import ANALYZE_STUDY
 from node.queue.jobs import ClaimedJob, PermanentJobError, claim, enqueue
 from node.queue.worker import JobContext
-from node.pipeline.model import shipped_model
 from node.tasks.analyze_study import NO_SAGITTAL, AnalyzeStudy
 from tests.queue.helpers import AXIAL, SAGITTAL, add_study, register_series, write_series
 
@@ -46,20 +46,26 @@ def _run(engine: Engine, root: Path, study_id: int) -> ClaimedJob:
 
 
 def test_series_get_plane_and_sequence(engine: Engine, tmp_path: Path) -> None:
-    study_id, uids = _study(engine, tmp_path, [
-        ("T1", SAGITTAL), ("T2", SAGITTAL), ("STIR", SAGITTAL), ("T1C", SAGITTAL), ("T2", AXIAL)])
+    study_id, uids = _study(
+        engine,
+        tmp_path,
+        [("T1", SAGITTAL), ("T2", SAGITTAL), ("STIR", SAGITTAL), ("T1C", SAGITTAL), ("T2", AXIAL)],
+    )
     _run(engine, tmp_path, study_id)
     with session_factory(engine)() as session:
-        found = {s.series_instance_uid: (s.plane, s.sequence, s.classification_reason)
-                 for s in session.scalars(select(Series))}
+        found = {
+            s.series_instance_uid: (s.plane, s.sequence, s.classification_reason)
+            for s in session.scalars(select(Series))
+        }
         study = session.get_one(Study, study_id)
         assert (study.status, study.skip_reason) == (StudyStatus.ANALYSED, None)
         [result] = session.scalars(select(AnalysisResult)).all()
         assert result.outcome == "analysed"
         assert set(result.findings) >= {"study_instance_uid", "series_used", "levels", "study"}
         assert result.findings["series_used"]["T1"] == uids["T1 sag"]
-    assert (tmp_path / "results" / result.findings["study_instance_uid"] / str(result.job_id)
-            / "findings.json").is_file()
+    assert (
+        tmp_path / "results" / result.findings["study_instance_uid"] / str(result.job_id) / "findings.json"
+    ).is_file()
     assert {name: found[uid][:2] for name, uid in uids.items()} == {
         "T1 sag": ("sagittal", "T1"),
         "T2 sag": ("sagittal", "T2"),
@@ -97,10 +103,21 @@ def test_study_receiving_again_is_left_for_the_next_analysis(engine: Engine, tmp
 def test_missing_study_is_a_permanent_error(engine: Engine, tmp_path: Path) -> None:
     with session_factory(engine).begin() as session:
         study_id = add_study(session, "1.2.3", T0, StudyStatus.COMPLETE)
-    job = ClaimedJob(id=1, kind=ANALYZE_STUDY, study_id=study_id + 1, study_uid=None, payload={}, attempt=1,
-                     max_attempts=1, worker_id="w", lease_expires_at=T0)
+    job = ClaimedJob(
+        id=1,
+        kind=ANALYZE_STUDY,
+        study_id=study_id + 1,
+        study_uid=None,
+        payload={},
+        attempt=1,
+        max_attempts=1,
+        worker_id="w",
+        lease_expires_at=T0,
+    )
     with pytest.raises(PermanentJobError, match="does not exist"):
-        AnalyzeStudy(tmp_path, tmp_path / "results", shipped_model)(job, JobContext(session_factory(engine), "w"))
+        AnalyzeStudy(tmp_path, tmp_path / "results", shipped_model)(
+            job, JobContext(session_factory(engine), "w")
+        )
 
 
 def test_missing_file_raises_so_the_job_is_retried(engine: Engine, tmp_path: Path) -> None:

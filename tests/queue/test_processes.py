@@ -142,7 +142,7 @@ def test_job_of_a_killed_worker_runs_again_after_its_lease_expires(node: Node) -
         engine.dispose()
 
 
-def test_lumbar_sentinel_worker_completes_and_classifies_a_study(node: Node) -> None:
+def test_lumbar_sentinel_worker_completes_classifies_and_analyses_a_study(node: Node) -> None:
     engine = create_db_engine(node.url)
     study_uid = generate_uid()
     try:
@@ -154,15 +154,16 @@ def test_lumbar_sentinel_worker_completes_and_classifies_a_study(node: Node) -> 
         worker = node.start(str(cli), "--config", str(node.config), "worker", "--grace", "5",
                             workers="1")
 
-        def classified() -> bool:
+        def finished() -> bool:
             with session_factory(engine)() as session:
-                return session.scalars(select(Series.sequence)).one() is not None
+                status = session.scalars(select(Job.status)).one_or_none()
+                return status in (JobStatus.SUCCEEDED, JobStatus.FAILED)
 
-        wait_until(classified, "the worker to classify the series")
+        wait_until(finished, "the worker to analyse the study", timeout=300)
         assert _terminate(worker) == [0]
         with session_factory(engine)() as session:
             assert session.scalars(select(Series.plane)).one() == "sagittal"
             assert session.scalars(select(Job.status)).one() == JobStatus.SUCCEEDED
-            assert session.get_one(Study, study_id).status == StudyStatus.COMPLETE
+            assert session.get_one(Study, study_id).status == StudyStatus.ANALYSED
     finally:
         engine.dispose()
