@@ -37,6 +37,14 @@ class Frame:
                 out = np.flip(out, axis=axis)
         return np.ascontiguousarray(out)
 
+    def from_canonical(self, array: npt.NDArray[np.generic]) -> npt.NDArray[np.generic]:
+        """The inverse of :meth:`to_canonical`: back to the series' ``[k, j, i]`` order."""
+        out = array
+        for axis, flip in enumerate(self.flip):
+            if flip:
+                out = np.flip(out, axis=axis)
+        return np.ascontiguousarray(np.transpose(out, np.argsort(self.order)))
+
     @property
     def voxel_ml(self) -> float:
         return float(np.prod(self.spacing)) / 1000.0
@@ -77,12 +85,16 @@ def same_grid(a: Volume, b: Volume) -> bool:
 
 
 def canonical_images(
-    volumes: Mapping[Sequence, Volume], labels: Volume, frame: Frame
+    volumes: Mapping[Sequence, Volume],
+    labels: Volume,
+    frame: Frame,
+    region: tuple[slice, slice, slice] | None = None,
 ) -> dict[Sequence, FloatArray]:
     """Each sequence as float in the canonical frame, lightly denoised.
 
     A 3x3 in-plane median removes the speckle that would otherwise make single
     voxels cross a threshold; it does not smooth across the thick slices.
+    Only ``region`` (canonical slices) is filtered when given, to save time.
     """
     out: dict[Sequence, FloatArray] = {}
     for seq, vol in volumes.items():
@@ -93,8 +105,10 @@ def canonical_images(
                 f"volumes[{seq!r}] is not on the label map's grid; resample it first "
                 "(analysis.sitk_adapter) before assessing signs"
             )
-        arr = frame.to_canonical(np.asarray(vol.array, dtype=np.float64))
-        out[seq] = np.asarray(ndimage.median_filter(arr, size=(1, 3, 3)), dtype=np.float64)
+        arr = np.asarray(frame.to_canonical(np.asarray(vol.array, dtype=np.float64)), dtype=np.float64)
+        box = arr[region] if region is not None else arr
+        box[...] = ndimage.median_filter(box, size=(1, 3, 3))
+        out[seq] = arr
     return out
 
 
@@ -115,9 +129,10 @@ def outer_distance_mm(mask: BoolArray, spacing: tuple[float, float, float]) -> F
 
 
 def mid_sagittal_index(mask: BoolArray) -> int:
-    """The LR slice with the largest cross-section of ``mask``."""
-    counts = mask.sum(axis=(1, 2))
-    return int(np.argmax(counts))
+    """The LR slice nearest the centre of ``mask`` (its mid-sagittal slice)."""
+    counts = mask.sum(axis=(1, 2)).astype(float)
+    centre = float((np.arange(counts.size) * counts).sum() / max(counts.sum(), 1.0))
+    return int(np.clip(np.floor(centre + 0.5), 0, counts.size - 1))
 
 
 def components(mask: BoolArray, min_voxels: int) -> list[BoolArray]:

@@ -8,8 +8,10 @@ unknown and only the disc reference is used.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -31,9 +33,42 @@ class ReferenceRegions:
     muscle: BoolArray | None = None
     canal: BoolArray | None = None
     source: str = "derived"
+    muscle_by_level: Mapping[str, BoolArray] = field(default_factory=dict)
 
     def discs_of(self, level: str) -> list[BoolArray]:
         return [m for key, m in self.discs.items() if level in key.split("-")]
+
+    def muscle_of(self, level: str) -> BoolArray | None:
+        return self.muscle_by_level.get(level, self.muscle)
+
+
+class LevelRegionsLike(Protocol):
+    """What :func:`analysis.vertebrae.reference_regions` gives per level."""
+
+    @property
+    def disc_above(self) -> BoolArray | None: ...
+    @property
+    def disc_below(self) -> BoolArray | None: ...
+    @property
+    def muscle(self) -> BoolArray: ...
+
+
+def regions_from_levels(levels: Mapping[str, LevelRegionsLike]) -> ReferenceRegions:
+    """Adapt the vertebrae engine's per-level regions (top to bottom) to ReferenceRegions."""
+    if not isinstance(levels, Mapping):
+        raise TypeError(f"levels must be a mapping of level name to regions, got {type(levels).__name__}")
+    names = list(levels)
+    discs: dict[str, BoolArray] = {}
+    muscle: dict[str, BoolArray] = {}
+    for i, name in enumerate(names):
+        reg = levels[name]
+        if reg.disc_above is not None:
+            discs[f"{names[i - 1] if i > 0 else 'above'}-{name}"] = np.asarray(reg.disc_above, dtype=bool)
+        if reg.disc_below is not None and i == len(names) - 1:
+            discs[f"{name}-below"] = np.asarray(reg.disc_below, dtype=bool)
+        if reg.muscle is not None and np.asarray(reg.muscle).any():
+            muscle[name] = np.asarray(reg.muscle, dtype=bool)
+    return ReferenceRegions(discs=discs, source="vertebrae", muscle_by_level=muscle)
 
 
 def ordered_bodies(segmentation: SpineSegmentation, frame: Frame) -> list[tuple[str, int, float]]:
@@ -71,19 +106,11 @@ def derive_reference_regions(segmentation: SpineSegmentation, margin_voxels: int
     labels = frame.to_canonical(np.asarray(segmentation.labels.array))
     order = ordered_bodies(segmentation, frame)
     discs: dict[str, BoolArray] = {}
-    for (lev_u, lab_u, _), (lev_l, lab_l, _) in zip(order, order[1:], strict=False):
+    for (lev_u, lab_u, _), (lev_l, lab_l, _) in itertools.pairwise(order):
         max_gap = max(2, round(MAX_DISC_HEIGHT_MM / frame.spacing[1]))
         disc = _disc_between(labels == lab_u, labels == lab_l, margin_voxels, max_gap)
         disc &= labels == 0
         if disc.any():
-            discs[f"{lev_u}-{lev_l}"] = _to_source(disc, frame)
+            discs[f"{lev_u}-{lev_l}"] = np.asarray(frame.from_canonical(disc), dtype=bool)
     return ReferenceRegions(discs=discs, source="derived")
 
-
-def _to_source(mask: BoolArray, frame: Frame) -> BoolArray:
-    out = mask
-    for axis, flip in enumerate(frame.flip):
-        if flip:
-            out = np.flip(out, axis=axis)
-    inverse = np.argsort(frame.order)
-    return np.ascontiguousarray(np.transpose(out, inverse))

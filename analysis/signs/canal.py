@@ -1,0 +1,106 @@
+"""Spinal canal sagittal diameter behind each body, on T2 (or STIR).
+
+CSF is the brightest tissue behind the body on fluid-sensitive images; the
+canal diameter is the length of the bright run that starts just behind the
+posterior wall, measured on the body's mid-sagittal slice over the middle
+third of its height. Epidural tumour is intermediate signal and shortens the
+run, so the measure drops where tissue narrows the canal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence as Seq
+
+import numpy as np
+
+from analysis.results import SignState
+from analysis.signs.context import BodyCrop, StudyContext
+from analysis.signs.geometry import mid_sagittal_index
+from analysis.thresholds import SignThresholds
+from analysis.volume import Sequence
+
+# The bright run may begin this far behind the wall (dark PLL, dura, tumour).
+_START_WINDOW_MM = 15.0
+# CSF-bright: above this share of the profile's bright level (tumour on T2 is
+# about 1.5x marrow, CSF 3x or more, so tumour stays below).
+_BRIGHT_SHARE = 0.7
+
+
+def canal_sequence(ctx: StudyContext) -> Sequence | None:
+    for seq in (Sequence.T2, Sequence.STIR):
+        if seq in ctx.images:
+            return seq
+    return None
+
+
+def canal_diameter_mm(ctx: StudyContext, crop: BodyCrop) -> float | None:
+    seq = canal_sequence(ctx)
+    if seq is None:
+        return None
+    img = crop.images[seq]
+    lr = mid_sagittal_index(crop.body)
+    sl_body = crop.body[lr]
+    sl_img = img[lr]
+    rows = np.nonzero(sl_body.any(axis=1))[0]
+    if rows.size < 3:
+        return None
+    n = rows.size
+    mid_rows = rows[n // 3: max(n // 3 + 1, 2 * n // 3)]
+    ap_mm = ctx.frame.spacing[2]
+    search = round(ctx.thresholds.canal_search_mm / ap_mm)
+    window = round(_START_WINDOW_MM / ap_mm)
+    lengths: list[float] = []
+    for r in mid_rows:
+        wall = int(np.nonzero(sl_body[r])[0].max())
+        prof = sl_img[r, wall + 1: wall + 1 + search]
+        if prof.size < search // 2:
+            continue  # field of view ends behind the body
+        bright_level = float(np.percentile(prof, 90))
+        if bright_level <= 0:
+            continue
+        bright = prof >= _BRIGHT_SHARE * bright_level
+        starts = np.nonzero(bright[:window])[0]
+        if starts.size == 0:
+            lengths.append(0.0)
+            continue
+        i = int(starts[0])
+        j = i
+        while j + 1 < prof.size and (bright[j + 1] or (j + 2 < prof.size and bright[j + 2])):
+            j += 1
+        lengths.append((j - i + 1) * ap_mm)
+    if not lengths:
+        return None
+    return float(np.median(lengths))
+
+
+def canal_compromise(
+    levels: Seq[str],
+    diameters: Seq[float | None],
+    epidural: Seq[SignState],
+    has_sequence: bool,
+    thresholds: SignThresholds,
+) -> list[tuple[SignState, bool]]:
+    """Per level: (compromise, narrowed) -- epidural lesion tissue in the canal.
+
+    Any epidural tumour is a compromise of the canal (Bilsky grade 1a or more);
+    ``narrowed`` says whether the measured diameter is also below the level's
+    lower normal limit, below absolute stenosis, or below
+    ``canal_neighbour_ratio`` of the unaffected neighbours' median. ``epidural``
+    is indeterminate where the lesion's spread could not be told.
+    """
+    out: list[tuple[SignState, bool]] = []
+    for i, (level, diam, epi) in enumerate(zip(levels, diameters, epidural, strict=True)):
+        if not has_sequence:
+            out.append((SignState.INDETERMINATE, False))
+            continue
+        if epi != SignState.PRESENT or diam is None:
+            out.append((epi, False))
+            continue
+        neighbours = [d for j, d in enumerate(diameters) if abs(j - i) in (1, 2) and d is not None
+                      and epidural[j] == SignState.ABSENT]
+        limit = thresholds.canal_limit(level)
+        narrow = diam < thresholds.canal_absolute_stenosis_mm or (limit is not None and diam < limit)
+        if neighbours:
+            narrow = narrow or diam < thresholds.canal_neighbour_ratio * float(np.median(neighbours))
+        out.append((SignState.PRESENT, narrow))
+    return out

@@ -1,0 +1,150 @@
+"""Where a marrow lesion goes beyond the body: cortex, soft tissue, pedicles.
+
+The lesion found in the body defines its own signature (median signal per
+sequence). Tissue outside the body that matches that signature and is
+connected to the lesion is lesion tissue: a short way out means the dark
+cortical rim is broken; further out it is a soft-tissue mass, epidural when it
+lies behind the body near the midline; lateral-posterior bone is the pedicle.
+Other bodies and the discs are never entered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from scipy import ndimage
+
+from analysis.results import SignState
+from analysis.signs.context import BodyCrop, StudyContext
+from analysis.signs.geometry import BoolArray, outer_distance_mm
+from analysis.signs.marrow import MarrowResult
+
+
+@dataclass(frozen=True, eq=False)
+class ExtentResult:
+    cortex: SignState
+    soft_tissue: SignState
+    pedicle: SignState
+    locations: tuple[str, ...]
+    ste_volume_ml: float | None
+    ste_extent_mm: float | None
+    epidural_mask: BoolArray  # crop, lesion tissue in the epidural space
+    reasons: tuple[str, ...]
+
+
+def _signature(values: npt.NDArray[np.float64], darker: bool) -> float:
+    """Typical signal of the lesion's most abnormal half (darkest on T1, brightest on T2/STIR).
+
+    A grown lesion may take in milder tissue (edema, a subendplate band) whose
+    signal would otherwise drag the signature towards normal marrow.
+    """
+    mid = float(np.median(values))
+    half = values[values <= mid] if darker else values[values >= mid]
+    return float(np.median(half)) if half.size else mid
+
+
+def no_extent(marrow: MarrowResult) -> ExtentResult:
+    """Nothing beyond the body: no lesion, or one that does not spread."""
+    absent, ind = SignState.ABSENT, SignState.INDETERMINATE
+    # with no lesion in the body, pedicle marrow is as (in)determinate as the body's
+    pedicle = absent if marrow.state != ind else ind
+    if marrow.t1_state == ind and marrow.fluid_state == ind:  # no usable sequence at all
+        return ExtentResult(ind, ind, ind, (), None, None, np.zeros_like(marrow.lesion), ())
+    return ExtentResult(absent, absent, pedicle, (), 0.0, 0.0, np.zeros_like(marrow.lesion), ())
+
+
+def assess_extent(ctx: StudyContext, crop: BodyCrop, marrow: MarrowResult) -> ExtentResult:
+    th = ctx.thresholds
+    if not marrow.lesion.any():
+        return no_extent(marrow)
+
+    match = np.ones_like(crop.body)
+    # pedicle roots are thin: on T1 they mix with the bright fat around them, so
+    # there T1 need only be darker than marrow; the fluid signature must hold
+    match_bone = np.ones_like(crop.body)
+    for seq, img in crop.images.items():
+        if seq not in marrow.grow_thresholds:
+            continue
+        op, thr = marrow.grow_thresholds[seq]
+        med = _signature(img[marrow.lesion], darker=op == "<")
+        beyond = (img < thr) if op == "<" else (img > thr)
+        like = np.abs(img - med) <= th.signature_tolerance * abs(med)
+        match &= like & beyond
+        match_bone &= beyond & (like if op == ">" or ctx.fluid is None else True)
+
+    sp = ctx.frame.spacing
+    out_mm = outer_distance_mm(crop.body, sp)
+    allowed = (out_mm <= th.ste_search_mm) & ~crop.other_bodies & ~crop.all_discs
+    grown = ndimage.binary_propagation(marrow.lesion, mask=marrow.lesion | (match & allowed),
+                                       structure=np.ones((3, 3, 3), bool))
+    outside = grown & ~crop.body
+    # Tissue reached far above or below the body is a fluid column the lesion's
+    # signal happens to match (CSF on some STIR scans), not a mass: the spread
+    # of this lesion cannot be told.
+    si_rows = np.nonzero(crop.body.any(axis=(0, 2)))[0]
+    reach = round(th.ste_si_beyond_mm / sp[1])
+    si_all = np.arange(crop.body.shape[1])[None, :, None]
+    far = outside & ((si_all < si_rows.min() - reach) | (si_all > si_rows.max() + reach))
+    leak = float(far.sum()) * ctx.frame.voxel_mm3 >= th.ste_min_mm3
+
+    c_lr, _, _c_ap = crop.centroid
+    lr = (np.arange(crop.body.shape[0])[:, None, None] - c_lr) * sp[0]
+    si_idx = np.nonzero(crop.body.any(axis=(0, 2)))[0]
+    si = np.arange(crop.body.shape[1])[None, :, None]
+    ap_post = np.nonzero(crop.body.any(axis=(0, 1)))[0].max()
+    posterior = np.arange(crop.body.shape[2])[None, None, :] > ap_post - 0.25 * (
+        ap_post - np.nonzero(crop.body.any(axis=(0, 1)))[0].min())
+    within_si = (si >= si_idx.min()) & (si <= si_idx.max())
+    pedicle_region = (posterior & within_si & (np.abs(lr) >= th.pedicle_lateral_min_mm)
+                      & (out_mm > 0) & (out_mm <= th.pedicle_depth_mm))
+    epidural_region = posterior & (np.abs(lr) < th.epidural_half_width_mm) & ~pedicle_region
+
+    voxel = ctx.frame.voxel_mm3
+    bone = ndimage.binary_propagation(
+        marrow.lesion, mask=marrow.lesion | (match_bone & allowed & (pedicle_region | crop.body)),
+        structure=np.ones((3, 3, 3), bool))
+    ped_mm3 = float((bone & pedicle_region).sum()) * voxel
+    pedicle = SignState.PRESENT if ped_mm3 >= th.pedicle_min_mm3 else SignState.ABSENT
+
+    soft = outside & ~pedicle_region
+    broken = float((soft & (out_mm >= th.cortex_break_depth_mm)).sum()) * voxel
+    cortex = SignState.PRESENT if broken >= th.cortex_break_mm3 else SignState.ABSENT
+
+    deep = soft & (out_mm >= th.ste_min_depth_mm)
+    soft_mm3 = float(soft.sum()) * voxel
+    ste_present = deep.any() and soft_mm3 >= th.ste_min_mm3
+    locations: list[str] = []
+    epidural = soft & epidural_region
+    if ste_present and ctx.fluid is not None:
+        if (deep & epidural_region).any():
+            locations.append("epidural")
+        if (deep & ~epidural_region).any():
+            locations.append("paravertebral")
+    extent = float(out_mm[soft].max()) if soft.any() else 0.0
+    reasons: list[str] = []
+    if ctx.fluid is None:
+        # on T1 alone lesion tissue looks like disc, muscle and CSF: its spread
+        # outside the body cannot be told
+        cortex = ste = SignState.INDETERMINATE
+        reasons.append(f"{crop.level}: no sagittal T2 or STIR: cortex and soft-tissue extent of the "
+                       "marrow lesion cannot be told from neighbouring tissue")
+    elif leak:
+        cortex = ste = SignState.INDETERMINATE
+        locations = []
+        reasons.append(f"{crop.level}: the lesion's signal matches a fluid column along the spine "
+                       "(CSF): cortex and soft-tissue extension cannot be told")
+    else:
+        ste = SignState.PRESENT if ste_present else SignState.ABSENT
+    known = ste != SignState.INDETERMINATE
+    return ExtentResult(
+        cortex=cortex,
+        soft_tissue=ste,
+        pedicle=pedicle,
+        locations=tuple(locations),
+        ste_volume_ml=(soft_mm3 / 1000.0 if ste_present else 0.0) if known else None,
+        ste_extent_mm=(extent if ste_present else 0.0) if known else None,
+        epidural_mask=epidural if ste == SignState.PRESENT else np.zeros_like(crop.body),
+        reasons=tuple(reasons),
+    )

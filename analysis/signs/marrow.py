@@ -1,0 +1,201 @@
+"""Marrow infiltration: T1 against disc/muscle, T2/STIR against normal marrow.
+
+Only ratios are used, so any scanner's arbitrary units (and any positive
+rescaling) give the same answer. A lesion is seeded in the body's core (away
+from the partial-volume rim) and grown by hysteresis to the whole body; with
+both T1 and a fluid-sensitive sequence a voxel must be dark on T1 *and* bright
+on T2/STIR, which is what tumour replacing fat looks like.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from analysis.results import SignState
+from analysis.signs.context import BodyCrop, StudyContext
+from analysis.signs.geometry import BoolArray, FloatArray, components
+from analysis.volume import Sequence
+
+_NO_T1 = "no sagittal T1: the T1 marrow criterion (Carroll) cannot be assessed"
+
+
+@dataclass(frozen=True, eq=False)
+class MarrowResult:
+    state: SignState
+    t1_state: SignState
+    fluid_state: SignState
+    enhancement: SignState
+    pattern: str | None
+    fraction_pct: float | None
+    lesion_count: int
+    t1_disc_ratio: float | None
+    t1_muscle_ratio: float | None
+    lesion: BoolArray  # in the crop
+    seeds: BoolArray
+    grow_thresholds: dict[Sequence, tuple[str, float]]  # seq -> ("<"|">", value)
+    normal_ref: dict[Sequence, float]
+    reasons: tuple[str, ...]
+
+
+def _median(img: FloatArray, mask: BoolArray) -> float | None:
+    if not mask.any():
+        return None
+    return float(np.median(img[mask]))
+
+
+def _ratio(num: float | None, den: float | None) -> float | None:
+    if num is None or den is None or den <= 0:
+        return None
+    return num / den
+
+
+def assess_marrow(ctx: StudyContext, crop: BodyCrop) -> MarrowResult:
+    th = ctx.thresholds
+    reasons: list[str] = []
+    body, core = crop.body, crop.core
+    seed = np.ones_like(body)
+    grow = np.ones_like(body)
+    grow_thr: dict[Sequence, tuple[str, float]] = {}
+    normal_ref: dict[Sequence, float] = {}
+    used_any = False
+
+    t1_ratio = t1_muscle = None
+    diffuse_t1 = False
+    t1_seed: BoolArray | None = None
+    if Sequence.T1 in crop.images:
+        t1 = crop.images[Sequence.T1]
+        own = _median(t1, core)
+        disc_ref = _median(t1, crop.discs)
+        muscle_ref = _median(t1, crop.muscle) if crop.muscle is not None else None
+        t1_ratio, t1_muscle = _ratio(own, disc_ref), _ratio(own, muscle_ref)
+        ref = disc_ref if disc_ref is not None else muscle_ref
+        if ref is None or own is None:
+            reasons.append(f"{crop.level}: no disc or muscle next to the body to compare T1 with")
+        else:
+            # Carroll: the disc rule was the more specific (hyperintense to disc 12/12
+            # normal, to muscle 17/20): muscle decides only where no disc was found
+            if t1_ratio is not None:
+                diffuse_t1 = t1_ratio <= th.t1_marrow_disc_max
+            else:
+                diffuse_t1 = t1_muscle is not None and t1_muscle <= th.t1_marrow_muscle_max
+            normal = max(own, ctx.marrow_ref.get(Sequence.T1, own))
+            normal_ref[Sequence.T1] = normal
+            s_thr = th.t1_focal_disc_max * ref
+            if ctx.fluid is None:  # nothing to confirm it: clearly darker than disc and own marrow
+                s_thr = th.t1_alone_max * min(ref, own)
+            g_thr = s_thr + th.grow_fraction * max(normal - s_thr, 0.0)
+            t1_seed = core & (t1 < s_thr)
+            seed &= t1_seed
+            grow &= t1 < g_thr
+            grow_thr[Sequence.T1] = ("<", g_thr)
+            used_any = True
+
+    fluid_seed: BoolArray | None = None
+    diffuse_fluid = False
+    diffuse_fluid_thr = 0.0
+    if ctx.fluid is not None:
+        fl = crop.images[ctx.fluid]
+        own_f = _median(fl, core)
+        if own_f is not None and own_f > 0:
+            # focal lesions against the body's own marrow; a whole body replaced
+            # shows against the other bodies of the study instead
+            study_f = ctx.marrow_ref.get(ctx.fluid, own_f)
+            stir = ctx.fluid == Sequence.STIR
+            d_ratio = th.stir_diffuse_ratio if stir else th.t2_diffuse_ratio
+            diffuse_fluid = own_f >= d_ratio * study_f
+            diffuse_fluid_thr = study_f * (1.0 + th.grow_fraction * (d_ratio - 1.0))
+            normal = study_f if diffuse_fluid else own_f
+            normal_ref[ctx.fluid] = normal
+            if Sequence.T1 in grow_thr:  # confirmed by dark T1: a lower bar
+                ratio = th.stir_focal_ratio if stir else th.t2_focal_ratio
+            else:
+                ratio = th.stir_alone_focal_ratio if stir else th.t2_alone_focal_ratio
+            s_thr = ratio * normal
+            g_thr = normal + th.grow_fraction * (s_thr - normal)
+            fluid_seed = core & (fl > s_thr)
+            seed &= fluid_seed
+            grow &= fl > g_thr
+            grow_thr[ctx.fluid] = (">", g_thr)
+            used_any = True
+
+    if not used_any:
+        empty = np.zeros_like(body)
+        reasons.append(f"{crop.level}: no usable T1, T2 or STIR signal in the body")
+        ind = SignState.INDETERMINATE
+        return MarrowResult(ind, ind, ind, ind, None, None, 0, t1_ratio, t1_muscle, empty, empty,
+                            grow_thr, normal_ref, tuple(reasons))
+
+    seed &= body
+    voxel = ctx.frame.voxel_mm3
+    min_vox = max(1, int(np.ceil(th.min_lesion_mm3 / voxel)))
+    # The cortex is dark on every sequence: without a fluid-sensitive image to
+    # tell it from tumour, a T1 lesion may not grow into the body's rim.
+    room = body if fluid_seed is not None else core
+    grown = ndimage.binary_propagation(seed, mask=(grow & room) | seed, structure=np.ones((3, 3, 3), bool))
+    kept = [c for c in components(grown, min_vox) if (c & seed).sum() >= max(1, min_vox // 3)]
+    lesion = np.logical_or.reduce(kept) if kept else np.zeros_like(body)
+    if diffuse_t1 and t1_seed is not None:
+        lesion = lesion | (body & (crop.images[Sequence.T1] < grow_thr[Sequence.T1][1]))
+    # the fluid criterion decides "diffuse" only where no T1 can
+    diffuse_fluid = diffuse_fluid and t1_seed is None
+    if diffuse_fluid and ctx.fluid is not None:
+        lesion = lesion | (body & (crop.images[ctx.fluid] > diffuse_fluid_thr))
+    fraction = 100.0 * float(lesion.sum()) / float(body.sum())
+    present = bool(kept) or diffuse_t1 or diffuse_fluid
+    pattern = None
+    if present:
+        diffuse = diffuse_t1 or diffuse_fluid or fraction >= th.diffuse_fraction_pct
+        pattern = "diffuse" if diffuse else "focal"
+
+    def criterion(single_seed: BoolArray | None, extra: bool) -> SignState:
+        if single_seed is None:
+            return SignState.INDETERMINATE
+        if extra or any((c & single_seed).sum() >= max(1, min_vox // 3) for c in kept):
+            return SignState.PRESENT
+        return SignState.ABSENT
+
+    t1_state = criterion(t1_seed, diffuse_t1)
+    fluid_state = criterion(fluid_seed, diffuse_fluid)
+    if t1_seed is None:
+        reasons.append(f"{crop.level}: {_NO_T1}")
+    if fluid_seed is None:
+        reasons.append(f"{crop.level}: no sagittal STIR or T2: marrow hyperintensity cannot be assessed, "
+                       "and T1 alone cannot exclude a focal lesion")
+    if present:
+        state = SignState.PRESENT
+    elif t1_state == SignState.ABSENT and fluid_state == SignState.ABSENT:
+        # absent only when both contrasts were looked at: calibration showed
+        # neither alone separates small lesions from real normal marrow
+        state = SignState.ABSENT
+    else:
+        state = SignState.INDETERMINATE
+    enhancement = _enhancement(ctx, crop, lesion, reasons)
+    return MarrowResult(state, t1_state, fluid_state, enhancement, pattern,
+                        fraction if present else 0.0, len(kept) or int(present), t1_ratio, t1_muscle,
+                        lesion if present else np.zeros_like(body), seed, grow_thr, normal_ref,
+                        tuple(reasons))
+
+
+def _enhancement(ctx: StudyContext, crop: BodyCrop, lesion: BoolArray, reasons: list[str]) -> SignState:
+    if Sequence.T1C not in crop.images or Sequence.T1 not in crop.images:
+        if Sequence.T1C in crop.images:
+            reasons.append(f"{crop.level}: post-contrast T1 without a pre-contrast T1: "
+                           "enhancement not assessed")
+        return SignState.INDETERMINATE
+    if not lesion.any():
+        return SignState.ABSENT
+    pre, post = crop.images[Sequence.T1], crop.images[Sequence.T1C]
+    normal = crop.core & ~lesion
+    ok = pre > 0
+    if not (normal & ok).any() or not (lesion & ok).any():
+        reasons.append(f"{crop.level}: no normal marrow left to compare enhancement with")
+        return SignState.INDETERMINATE
+    rise_lesion = float(np.median(post[lesion & ok] / pre[lesion & ok]))
+    rise_normal = float(np.median(post[normal & ok] / pre[normal & ok]))
+    if rise_normal <= 0:
+        return SignState.INDETERMINATE
+    return SignState.PRESENT if rise_lesion / rise_normal >= ctx.thresholds.enhancement_min_rise \
+        else SignState.ABSENT

@@ -1,0 +1,125 @@
+"""Every threshold the signs of malignancy use, in one versioned place.
+
+Each field says where its number comes from: a publication (see
+``/work/shared/docs/clinical-criteria.md``) or a calibration run of
+``scripts/calibrate_signs.py`` (which prints the figures it derives them from).
+Changing a number means a new ``version``; findings carry the version through
+``analysis.ALGORITHM_VERSION`` and the thresholds' own version string.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+# Lower normal limit of the sagittal canal diameter on MRI (604 adults): about
+# 14.5-15 mm at L1 falling to about 10 mm at S1; linear in between.
+_CANAL_LOWER_LIMIT_MM: tuple[tuple[str, float], ...] = (
+    ("T11", 15.0), ("T12", 15.0), ("L1", 14.5), ("L2", 13.6), ("L3", 12.7), ("L4", 11.8), ("L5", 10.9),
+    ("S1", 10.0),
+)
+
+
+@dataclass(frozen=True)
+class SignThresholds:
+    version: str = "signs-2026.11.26-1"
+
+    # --- marrow -------------------------------------------------------------
+    # Rim of the body mask left out of the seed search: partial volume with the
+    # dark cortex (T1) and bright CSF (T2/STIR), widened by the 3x3 median
+    # filter. Design choice: two 1 mm pixels.
+    core_margin_mm: float = 2.0
+    # Carroll 1997: T1 marrow iso/hypointense to disc (ratio <= 1) 40/41 infiltrative.
+    t1_marrow_disc_max: float = 1.0
+    # Carroll 1997: T1 marrow iso/hypointense to muscle 44/45 infiltrative, but
+    # 3/20 normal red marrow too: used only where no disc could be measured.
+    t1_marrow_muscle_max: float = 1.0
+    # A focal T1 lesion is darker than disc (Carroll's rule applied per voxel).
+    t1_focal_disc_max: float = 1.0
+    # T1 alone (no T2/STIR to confirm): darker than this share of both disc and
+    # the body's own marrow. Calibration run on VB1_02 (calibrate_signs.py):
+    # 0.6 is the first value with no false positive (1/9 bodies up to 0.65);
+    # it finds few implanted focal lesions, so T1 alone never says "absent".
+    t1_alone_max: float = 0.6
+    # Seed: fluid-sensitive signal against the body's own normal marrow.
+    # With a dark-T1 confirmation (both sequences present) the bar is low
+    # (design, below the implanted 1.5x T2 / 2.4x STIR tumour). Alone, T2/STIR
+    # must clear the brightest real normal marrow. Calibration run
+    # (calibrate_signs.py, untouched shared volumes, 3 mm slices, 16 implanted
+    # focal lesions): T2 alone 1.7 -> 1/81 bodies flagged, 1.8 -> 0/81 (finds
+    # 5/16 of 1.5x lesions); STIR alone 2.0 -> 1/9, 2.2 -> 0/9 (finds 16/16).
+    stir_focal_ratio: float = 1.6
+    t2_focal_ratio: float = 1.3
+    stir_alone_focal_ratio: float = 2.2
+    t2_alone_focal_ratio: float = 1.9  # calibrated 1.8, plus one grid step of margin
+    # Diffuse on T2/STIR alone: the body's median against the study's median
+    # body. Calibration run (calibrate_signs.py --only diffuse): untouched real
+    # bodies reach 1.11 on T2 (VB1, VB2) and 1.28 on STIR (VB1_03); implanted
+    # diffuse tumour is 1.5x (T2) and 2.4x (STIR) the marrow.
+    stir_diffuse_ratio: float = 1.6
+    t2_diffuse_ratio: float = 1.3
+    # Hysteresis: a seeded lesion grows into voxels above this fraction of the seed
+    # threshold's excess (design: half-way between normal marrow and the seed).
+    grow_fraction: float = 0.5
+    # Smallest lesion reported (mm^3): a 6.6 mm sphere; below is noise / vessel
+    # (design; the seed ratios above were calibrated with this size fixed).
+    min_lesion_mm3: float = 150.0
+    # Diffuse pattern: most of the body replaced (design; Cuénod 1996 "whole body").
+    diffuse_fraction_pct: float = 60.0
+    # Enhancement: post/pre-contrast T1 in the lesion against the same ratio in
+    # normal marrow (design: 20 % relative rise, below usual metastatic enhancement).
+    enhancement_min_rise: float = 1.2
+
+    # --- lesion signature and growth outside the body -------------------------
+    # Voxels within +/- this fraction of the lesion's median signal on every
+    # available sequence count as lesion tissue (design, checked on phantoms).
+    signature_tolerance: float = 0.35
+    # Cortex: lesion tissue reaching at least this far out of the body mask (mm)
+    # over at least cortex_break_mm3 means the dark rim is broken.
+    cortex_break_depth_mm: float = 1.5
+    cortex_break_mm3: float = 20.0
+    # Soft tissue: lesion tissue contiguous with the body, searched to 25 mm out,
+    # at least 3 mm deep and 300 mm^3 (design: implanted masses are >1 ml; below
+    # that, pedicle roots and partial volume at the wall were found on real data).
+    ste_search_mm: float = 25.0
+    ste_min_depth_mm: float = 3.0
+    ste_min_mm3: float = 300.0
+    # Lesion tissue followed more than this far beyond the body's top or bottom
+    # is a fluid column (CSF), not a mass (design; implanted masses stay within
+    # about 0.1 body heights of the endplates).
+    ste_si_beyond_mm: float = 8.0
+    # Epidural = posterior to the body and within this LR distance of its centre.
+    epidural_half_width_mm: float = 10.0
+    # Pedicles: posterior to the body wall up to this depth, lateral of this
+    # offset from the body's centre (lumbar pedicle anatomy, design).
+    pedicle_depth_mm: float = 18.0
+    pedicle_lateral_min_mm: float = 10.0
+    pedicle_min_mm3: float = 40.0
+
+    # --- fracture pattern (Cuénod 1996; Baur 2002) ----------------------------
+    compression_min_genant: int = 1  # Genant grade 1 = 20-25 % height loss
+    convex_posterior_mm: float = 2.0  # posterior wall bulge beyond the corner line
+    retropulsion_mm: float = 3.0  # posterosuperior corner beyond the wall line
+    band_max_height_frac: float = 0.25  # band's thickness (90th pct), share of the body height
+    band_min_ap_frac: float = 0.6  # ... and spanning this share of the AP depth
+    fluid_sign_ratio: float = 2.5  # fluid-sensitive signal x normal marrow, CSF-like
+
+    # --- canal ----------------------------------------------------------------
+    canal_lower_limit_mm: tuple[tuple[str, float], ...] = _CANAL_LOWER_LIMIT_MM
+    canal_absolute_stenosis_mm: float = 10.0  # absolute stenosis
+    canal_neighbour_ratio: float = 0.75  # narrower than 75 % of the neighbours' median
+    canal_search_mm: float = 30.0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value: Any = getattr(self, f.name)
+            if isinstance(value, float) and not value >= 0.0:
+                raise ValueError(f"threshold {f.name} must be a non-negative number, got {value!r}")
+        if not self.version:
+            raise ValueError("thresholds version must not be empty")
+
+    def canal_limit(self, level: str) -> float | None:
+        return dict(self.canal_lower_limit_mm).get(level)
+
+
+DEFAULT_THRESHOLDS = SignThresholds()

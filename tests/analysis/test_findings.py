@@ -1,0 +1,110 @@
+"""The study summary has exactly the shape of findings.json in the results contract."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from analysis import ALGORITHM_VERSION
+from analysis.findings import TRIAGE_SENTENCE, summarize
+from analysis.results import SignState
+from analysis.signs import assess_signs
+from analysis.volume import Sequence
+from tests.analysis.test_signs_phantom import epidural_extension, focal_lesion, normal_spine
+
+LEVEL_KEYS = {
+    "level", "marrow_infiltration", "cortical_destruction", "soft_tissue_extension", "compression_fracture",
+    "pathologic_fracture_pattern", "suspicious_for_malignancy", "genant_grade", "height_loss_pct", "ha_mm",
+    "hm_mm", "hp_mm", "lesion_fraction_pct", "t1_marrow_disc_ratio",
+}
+STUDY_KEYS = {"suspicious_for_malignancy", "multiple_lesions", "canal_compromise", "suspicious_level_count",
+              "impression"}
+STATES = {"present", "absent", "indeterminate"}
+UID = "1.2.826.0.1.3680043.8.498.1"
+
+
+def _findings(sequences: tuple[Sequence, ...], abnormal: bool) -> dict[str, object]:
+    spine = normal_spine()
+    if abnormal:
+        focal_lesion(spine, "L4")
+        epidural_extension(spine, "L2")
+    signs = assess_signs(spine.render(sequences), spine.segmentation())
+    series = {q: f"1.2.3.{i}" for i, q in enumerate(sequences)}
+    out = summarize(UID, series, signs).to_json_dict()
+    return json.loads(json.dumps(out))  # must survive JSON as is
+
+
+def test_json_shape_matches_the_contract() -> None:
+    doc = _findings((Sequence.T1, Sequence.STIR, Sequence.T2), abnormal=True)
+    assert set(doc) == {"study_instance_uid", "algorithm_version", "series_used", "levels", "study"}
+    assert doc["study_instance_uid"] == UID and doc["algorithm_version"] == ALGORITHM_VERSION
+    series = doc["series_used"]
+    assert isinstance(series, dict)
+    assert series["T1"] == "1.2.3.0" and series["STIR"] == "1.2.3.1" and series["T1C"] is None
+    levels = doc["levels"]
+    assert isinstance(levels, list)
+    assert [lv["level"] for lv in levels] == ["L1", "L2", "L3", "L4", "L5"]
+    for lv in levels:
+        assert set(lv) == LEVEL_KEYS
+        for key in LEVEL_KEYS - {"level", "genant_grade", "height_loss_pct", "ha_mm", "hm_mm", "hp_mm",
+                                 "lesion_fraction_pct", "t1_marrow_disc_ratio"}:
+            assert lv[key] in STATES
+        assert isinstance(lv["t1_marrow_disc_ratio"], float)
+    study = doc["study"]
+    assert isinstance(study, dict) and set(study) == STUDY_KEYS
+    assert study["suspicious_for_malignancy"] == "present"
+    assert study["multiple_lesions"] == "present"
+    assert study["canal_compromise"] == "present"
+    assert study["suspicious_level_count"] == 2
+    by_level = {lv["level"]: lv for lv in levels}
+    assert by_level["L2"]["soft_tissue_extension"] == "present"
+    assert by_level["L4"]["marrow_infiltration"] == "present"
+    impression = study["impression"]
+    assert isinstance(impression, str)
+    assert "L2" in impression and "L4" in impression and "epidural" in impression
+    assert "Sequences used: sagittal T1, T2, STIR." in impression
+    assert impression.endswith(TRIAGE_SENTENCE)
+    assert "not a diagnosis" in impression
+
+
+def test_normal_study_says_so() -> None:
+    doc = _findings((Sequence.T1, Sequence.STIR), abnormal=False)
+    study = doc["study"]
+    assert isinstance(study, dict)
+    assert study["suspicious_for_malignancy"] == "absent"
+    assert study["multiple_lesions"] == "absent"
+    assert study["suspicious_level_count"] == 0
+    assert "No level shows a sign of malignancy." in study["impression"]
+
+
+def test_t2_only_study_says_what_it_could_not_assess() -> None:
+    doc = _findings((Sequence.T2,), abnormal=False)
+    levels = doc["levels"]
+    assert isinstance(levels, list)
+    assert all(lv["t1_marrow_disc_ratio"] is None for lv in levels)  # null, not a guess
+    assert all(lv["marrow_infiltration"] == "indeterminate" for lv in levels)
+    study = doc["study"]
+    assert isinstance(study, dict)
+    assert study["suspicious_for_malignancy"] == "indeterminate"
+    assert study["suspicious_level_count"] == 0
+    impression = study["impression"]
+    assert "Not assessable:" in impression and "no sagittal T1" in impression and "all levels" in impression
+    assert impression.count("no sagittal T1") == 1  # said once, not per level
+
+
+def test_levels_outside_the_contract_are_left_out_but_sorted_levels_kept() -> None:
+    spine = normal_spine()
+    signs = list(assess_signs(spine.render((Sequence.T1,)), spine.segmentation()))
+    renamed = [signs[0].__class__(**{**signs[0].__dict__, "level": "T11"}), *reversed(signs[1:])]
+    doc = summarize(UID, {Sequence.T1: "1.2"}, renamed).to_json_dict()
+    assert [lv["level"] for lv in doc["levels"]] == ["L2", "L3", "L4", "L5"]
+
+
+def test_inputs_are_checked() -> None:
+    with pytest.raises(ValueError, match="study_instance_uid"):
+        summarize("", {}, [])
+    with pytest.raises(TypeError, match="level_signs"):
+        summarize(UID, {}, ["L1"])  # type: ignore[list-item]
+    empty = summarize(UID, {}, []).to_json_dict()
+    assert empty["levels"] == [] and empty["study"]["suspicious_for_malignancy"] == SignState.INDETERMINATE

@@ -1,0 +1,277 @@
+"""Each sign on small constructed spines whose answer is known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from analysis.results import SignState
+from analysis.signs import LevelSigns, assess_signs, derive_reference_regions, regions_from_levels
+from analysis.volume import LEVEL_LABELS, Sequence, Volume
+from tests.analysis.test_signs_phantom import (
+    AP1,
+    CANAL,
+    CANAL_K,
+    Spine,
+    body_rows,
+    collapse,
+    convex_posterior,
+    diffuse_lesion,
+    endplate_band,
+    epidural_extension,
+    focal_lesion,
+    normal_spine,
+    paravertebral_extension,
+    pedicle_lesion,
+)
+
+P, A, IND = SignState.PRESENT, SignState.ABSENT, SignState.INDETERMINATE
+ALL = (Sequence.T1, Sequence.T2, Sequence.STIR)
+
+
+def run(spine: Spine, sequences: tuple[Sequence, ...] = ALL, grades: dict[str, int] | None = None,
+        **render: object) -> dict[str, LevelSigns]:
+    vols = spine.render(sequences, **render)  # type: ignore[arg-type]
+    return {ls.level: ls for ls in assess_signs(vols, spine.segmentation(grades))}
+
+
+def test_normal_spine_has_no_sign_anywhere() -> None:
+    out = run(normal_spine())
+    for ls in out.values():
+        assert ls.suspicious_for_malignancy == A, ls
+        assert ls.marrow_infiltration == A
+        assert ls.cortical_destruction == A and ls.soft_tissue_extension == A
+        assert ls.t1_marrow_disc_ratio is not None and ls.t1_marrow_disc_ratio > 1.3
+        assert ls.lesion_mask is None
+        assert ls.canal_diameter_mm == pytest.approx(16.0, abs=1.5)
+
+
+def test_focal_lesion_is_found_at_its_level_only() -> None:
+    spine = normal_spine()
+    ball = focal_lesion(spine, "L3", radius_mm=7.0)
+    out = run(spine)
+    l3 = out["L3"]
+    assert l3.marrow_infiltration == P and l3.marrow_pattern == "focal"
+    assert l3.marrow_t1 == P and l3.marrow_fluid == P
+    assert l3.suspicious_for_malignancy == P
+    assert l3.cortical_destruction == A and l3.soft_tissue_extension == A
+    truth_pct = 100.0 * ball.sum() / (spine.labels == LEVEL_LABELS["L3"]).sum()
+    assert l3.lesion_fraction_pct == pytest.approx(truth_pct, abs=5.0)
+    assert l3.lesion_mask is not None and l3.lesion_mask.array[ball].mean() > 0.8
+    assert all(out[lv].suspicious_for_malignancy == A for lv in ("L1", "L2", "L4", "L5"))
+
+
+def test_lesion_touching_the_endplate_stays_in_its_body() -> None:
+    spine = normal_spine()
+    focal_lesion(spine, "L2", radius_mm=8.0, si_offset=6.0)  # reaches the inferior endplate
+    out = run(spine)
+    assert out["L2"].marrow_infiltration == P
+    assert out["L2"].soft_tissue_extension == A  # the disc is not soft tissue
+    assert out["L3"].marrow_infiltration == A
+
+
+def test_diffuse_replacement_meets_carroll_rule() -> None:
+    spine = normal_spine()
+    diffuse_lesion(spine, "L4")
+    l4 = run(spine)["L4"]
+    assert l4.marrow_infiltration == P and l4.marrow_pattern == "diffuse"
+    assert l4.t1_marrow_disc_ratio is not None and l4.t1_marrow_disc_ratio <= 1.0
+    assert l4.lesion_fraction_pct is not None and l4.lesion_fraction_pct > 80.0
+
+
+def test_epidural_extension_breaks_cortex_and_narrows_canal() -> None:
+    spine = normal_spine()
+    epidural_extension(spine, "L2", depth_mm=7)
+    out = run(spine)
+    l2 = out["L2"]
+    assert l2.cortical_destruction == P and l2.soft_tissue_extension == P
+    assert "epidural" in l2.ste_locations
+    assert l2.ste_extent_mm is not None and l2.ste_extent_mm >= 5.0
+    assert l2.canal_compromise == P and l2.canal_narrowed
+    assert l2.canal_diameter_mm is not None and l2.canal_diameter_mm < 12.0
+    assert l2.pedicle_involvement == A
+    assert out["L4"].canal_compromise == A
+
+
+def test_paravertebral_extension_is_anterior_soft_tissue() -> None:
+    spine = normal_spine()
+    paravertebral_extension(spine, "L3")
+    l3 = run(spine)["L3"]
+    assert l3.soft_tissue_extension == P and l3.ste_locations == ("paravertebral",)
+    assert l3.cortical_destruction == P
+    assert l3.canal_compromise == A
+
+
+def test_malignant_fracture_pattern() -> None:
+    spine = normal_spine()
+    collapse(spine, "L3", 8)
+    diffuse_lesion(spine, "L3")
+    pedicle_lesion(spine, "L3")
+    convex_posterior(spine, "L3")
+    l3 = run(spine, grades={"L3": 2})["L3"]
+    assert l3.compression_fracture == P
+    assert l3.pathologic_fracture_pattern == P
+    assert l3.pedicle_involvement == P
+    assert any("pedicle" in f for f in l3.fracture_features)
+    assert l3.suspicious_for_malignancy == P
+
+
+def test_benign_fracture_with_band_is_not_suspicious() -> None:
+    spine = normal_spine()
+    collapse(spine, "L1", 7)
+    endplate_band(spine, "L1")
+    l1 = run(spine, grades={"L1": 2})["L1"]
+    assert l1.compression_fracture == P
+    assert l1.pathologic_fracture_pattern == A
+    assert l1.marrow_infiltration == A
+    assert l1.suspicious_for_malignancy == A
+    assert any("band" in f for f in l1.fracture_features)
+
+
+def test_fracture_plus_focal_lesion_is_suspicious() -> None:
+    spine = normal_spine()
+    collapse(spine, "L4", 7)
+    focal_lesion(spine, "L4", radius_mm=7.0, si_offset=4.0)
+    l4 = run(spine, grades={"L4": 2})["L4"]
+    assert l4.compression_fracture == P
+    assert l4.marrow_infiltration == P
+    assert l4.suspicious_for_malignancy == P
+
+
+def test_level_at_the_edge_of_the_field_of_view() -> None:
+    spine = normal_spine()
+    focal_lesion(spine, "L3")
+    # cut the image through L1's middle: L1 is half in view, with no disc above it
+    top = int(np.nonzero((spine.labels == LEVEL_LABELS["L1"]).any(axis=(0, 2)))[0][0]) + 12
+    cut = Spine(spine.tissue[:, top:], spine.labels[:, top:].copy())
+    out = run(cut)
+    assert set(out) == {"L1", "L2", "L3", "L4", "L5"}
+    assert out["L1"].suspicious_for_malignancy in (A, IND)
+    assert out["L3"].marrow_infiltration == P
+
+
+def test_t2_only_leaves_the_t1_criterion_indeterminate() -> None:
+    out = run(normal_spine(), (Sequence.T2,))
+    for ls in out.values():
+        assert ls.marrow_t1 == IND and ls.t1_marrow_disc_ratio is None
+        assert ls.marrow_infiltration == IND  # T2 alone cannot exclude replacement
+        assert ls.suspicious_for_malignancy == IND
+        assert any("no sagittal T1" in r for r in ls.reasons)
+
+
+def test_t2_only_sees_a_bright_lesion_but_not_a_faint_one() -> None:
+    spine = normal_spine()
+    focal_lesion(spine, "L2", radius_mm=8.0, what="hot")  # 2.3x marrow on T2
+    focal_lesion(spine, "L4", radius_mm=8.0)  # 1.7x: below what T2 alone can tell from real marrow
+    out = run(spine, (Sequence.T2,))
+    assert out["L2"].marrow_fluid == P and out["L2"].marrow_infiltration == P
+    assert out["L2"].marrow_t1 == IND
+    assert out["L4"].marrow_infiltration == IND
+    with_t1 = run(spine, (Sequence.T1, Sequence.T2))
+    assert with_t1["L4"].marrow_infiltration == P  # dark T1 confirms the faint T2 signal
+
+
+def test_t1_only_leaves_fluid_criterion_and_canal_indeterminate() -> None:
+    out = run(normal_spine(), (Sequence.T1,))
+    for ls in out.values():
+        assert ls.marrow_fluid == IND and ls.marrow_t1 == A
+        assert ls.marrow_infiltration == IND  # T1 alone cannot exclude a focal lesion
+        assert ls.canal_compromise == IND and ls.canal_diameter_mm is None
+
+
+def test_t1_only_sees_diffuse_replacement_by_carroll_rule() -> None:
+    spine = normal_spine()
+    diffuse_lesion(spine, "L3")
+    l3 = run(spine, (Sequence.T1,))["L3"]
+    assert l3.marrow_infiltration == P and l3.marrow_t1 == P and l3.marrow_pattern == "diffuse"
+
+
+def test_enhancement_needs_pre_and_post_contrast() -> None:
+    spine = normal_spine()
+    focal_lesion(spine, "L3", radius_mm=8.0)
+    with_c = run(spine, (Sequence.T1, Sequence.STIR, Sequence.T1C))
+    assert with_c["L3"].enhancement == P
+    assert with_c["L1"].enhancement == A
+    no_enh = run(spine, (Sequence.T1, Sequence.STIR, Sequence.T1C), enhancing=False)
+    assert no_enh["L3"].enhancement == A
+    without = run(spine, (Sequence.T1, Sequence.STIR))
+    assert without["L3"].enhancement == IND
+
+
+def test_missing_heights_make_fracture_indeterminate() -> None:
+    spine = normal_spine()
+    seg = spine.segmentation(levels=("L1", "L2", "L4", "L5"))  # L3 not measured
+    out = {ls.level: ls for ls in assess_signs(spine.render(ALL), seg)}
+    assert "L3" not in out  # a body the segmentation did not name is not reported
+
+
+def test_inputs_are_checked() -> None:
+    spine = normal_spine()
+    vols = spine.render((Sequence.T1,))
+    seg = spine.segmentation()
+    with pytest.raises(TypeError, match="segmentation"):
+        assess_signs(vols, "seg")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="volumes"):
+        assess_signs({}, seg)
+    other = {Sequence.T1: Volume(vols[Sequence.T1].array[:, :-1], (1.0, 1.0, 3.0))}
+    with pytest.raises(ValueError, match="grid"):
+        assess_signs(other, seg)
+
+
+def test_derived_discs_lie_between_bodies() -> None:
+    spine = normal_spine()
+    regions = derive_reference_regions(spine.segmentation())
+    assert set(regions.discs) == {"L1-L2", "L2-L3", "L3-L4", "L4-L5"}
+    for mask in regions.discs.values():
+        assert (spine.tissue[mask] == "disc").all()
+
+
+class _Level:
+    def __init__(self, above: np.ndarray | None, below: np.ndarray | None, muscle: np.ndarray) -> None:
+        self.disc_above, self.disc_below, self.muscle = above, below, muscle
+
+
+def test_regions_from_the_vertebrae_engine_give_disc_and_muscle_ratios() -> None:
+    spine = normal_spine()
+    derived = derive_reference_regions(spine.segmentation())
+    muscle = np.zeros(spine.labels.shape, dtype=bool)
+    muscle[0, :, 90:100] = True  # fat stands in for muscle: T1 600 against marrow 420
+    names = ["L1", "L2", "L3", "L4", "L5"]
+    levels = {
+        n: _Level(derived.discs.get(f"{names[i - 1]}-{n}") if i else None,
+                  derived.discs.get(f"{n}-{names[i + 1]}") if i < 4 else None, muscle)
+        for i, n in enumerate(names)
+    }
+    regions = regions_from_levels(levels)
+    assert set(regions.discs) == set(derived.discs)
+    vols = spine.render((Sequence.T1, Sequence.STIR))
+    out = {ls.level: ls for ls in assess_signs(vols, spine.segmentation(), regions)}
+    l3 = out["L3"]
+    assert l3.t1_marrow_muscle_ratio == pytest.approx(0.7, abs=0.05)
+    # the disc rule decides where a disc exists: a bright "muscle" does not make marrow infiltrated
+    assert l3.marrow_infiltration == A
+    with pytest.raises(TypeError, match="levels"):
+        regions_from_levels([])  # type: ignore[arg-type]
+
+
+def test_lesion_that_looks_like_csf_leaves_its_spread_indeterminate() -> None:
+    """Tumour with CSF's signal, touching the canal: its extent cannot be told from the CSF column."""
+    spine = normal_spine()
+    focal_lesion(spine, "L3", radius_mm=8.0, ap_offset=10.0, what="csf")
+    top, bot = body_rows("L3")
+    spine.tissue[CANAL_K[0]:CANAL_K[1], top + 4:bot - 4, AP1 - 3:CANAL[0] + 1] = "csf"  # through the wall
+    l3 = run(spine, (Sequence.T1, Sequence.STIR))["L3"]
+    assert l3.marrow_infiltration == P and l3.suspicious_for_malignancy == P
+    assert l3.soft_tissue_extension == IND and l3.cortical_destruction == IND
+    assert l3.canal_compromise == IND
+    assert any("CSF" in r for r in l3.reasons)
+
+
+def test_no_usable_sequence_leaves_every_sign_indeterminate() -> None:
+    spine = normal_spine()
+    dixon = spine.render((Sequence.T2,))[Sequence.T2]
+    out = assess_signs({Sequence.DIXON: dixon}, spine.segmentation())
+    for ls in out:
+        assert ls.marrow_infiltration == IND and ls.cortical_destruction == IND
+        assert ls.soft_tissue_extension == IND and ls.suspicious_for_malignancy == IND
+        assert ls.canal_compromise == IND

@@ -1,0 +1,89 @@
+"""Invariants of the sign assessment (hypothesis)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from analysis.results import SignState
+from analysis.signs import LevelSigns, assess_signs
+from analysis.thresholds import DEFAULT_THRESHOLDS, SignThresholds
+from analysis.volume import Sequence, Volume
+from tests.analysis.test_signs_phantom import epidural_extension, focal_lesion, normal_spine
+
+SEQS = (Sequence.T1, Sequence.STIR, Sequence.T2)
+_SPINE = normal_spine()
+focal_lesion(_SPINE, "L4", radius_mm=7.0)
+epidural_extension(_SPINE, "L2")
+_VOLS = _SPINE.render(SEQS, rng_seed=3)
+_SEG = _SPINE.segmentation()
+_BASE = {ls.level: ls for ls in assess_signs(_VOLS, _SEG)}
+
+STATES = ("marrow_infiltration", "marrow_t1", "marrow_fluid", "cortical_destruction", "soft_tissue_extension",
+          "pedicle_involvement", "canal_compromise", "suspicious_for_malignancy")
+
+
+def _states(ls: LevelSigns) -> tuple[SignState, ...]:
+    return tuple(getattr(ls, s) for s in STATES)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scales=st.tuples(*(st.floats(0.01, 500.0) for _ in SEQS)))
+def test_signs_do_not_depend_on_intensity_units(scales: tuple[float, ...]) -> None:
+    """Scanners report arbitrary units: scaling any sequence changes nothing."""
+    vols = {q: v.with_array(v.array.astype(np.float64) * s) for (q, v), s in zip(_VOLS.items(), scales,
+                                                                                   strict=True)}
+    out = {ls.level: ls for ls in assess_signs(vols, _SEG)}
+    for level, base in _BASE.items():
+        assert _states(out[level]) == _states(base)
+        assert out[level].lesion_fraction_pct == pytest.approx(base.lesion_fraction_pct)
+        if base.t1_marrow_disc_ratio is not None:
+            assert out[level].t1_marrow_disc_ratio == pytest.approx(base.t1_marrow_disc_ratio)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(subset=st.sets(st.sampled_from(SEQS), min_size=1))
+def test_missing_sequences_only_ever_make_signs_indeterminate_or_keep_them(subset: set[Sequence]) -> None:
+    """Dropping a sequence never turns a found sign into its opposite on this spine."""
+    vols = {q: _VOLS[q] for q in subset}
+    out = {ls.level: ls for ls in assess_signs(vols, _SEG)}
+    for level, base in _BASE.items():
+        now = out[level]
+        if Sequence.T1 not in subset:
+            assert now.marrow_t1 == SignState.INDETERMINATE and now.t1_marrow_disc_ratio is None
+        if not subset & {Sequence.T2, Sequence.STIR}:
+            assert now.marrow_fluid == SignState.INDETERMINATE
+        for name in ("suspicious_for_malignancy", "marrow_infiltration"):
+            b, n = getattr(base, name), getattr(now, name)
+            assert n == b or n == SignState.INDETERMINATE or (
+                b == SignState.PRESENT and n == SignState.PRESENT), (level, name, subset)
+
+
+def test_flipping_left_right_changes_nothing() -> None:
+    """The left/right sense of the slices is unknown in the shared data; it must not matter."""
+    # the direction tuple is row-major: the k axis (slices) is its third column
+    flip = tuple(-v if i in (2, 5, 8) else v for i, v in enumerate(_SEG.labels.direction))
+    def flipped(v: Volume) -> Volume:
+        return Volume(v.array[::-1].copy(), v.spacing, v.origin, flip)
+    vols = {q: flipped(v) for q, v in _VOLS.items()}
+    seg = dataclasses.replace(_SEG, labels=flipped(_SEG.labels))
+    out = {ls.level: ls for ls in assess_signs(vols, seg)}
+    for level, base in _BASE.items():
+        assert _states(out[level]) == _states(base)
+
+
+def test_thresholds_are_frozen_versioned_and_checked() -> None:
+    assert DEFAULT_THRESHOLDS.version
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        DEFAULT_THRESHOLDS.min_lesion_mm3 = 1.0  # type: ignore[misc]
+    with pytest.raises(ValueError, match="min_lesion_mm3"):
+        SignThresholds(min_lesion_mm3=-1.0)
+    with pytest.raises(ValueError, match="version"):
+        SignThresholds(version="")
+    assert DEFAULT_THRESHOLDS.canal_limit("L1") == pytest.approx(14.5)
+    assert DEFAULT_THRESHOLDS.canal_limit("S1") == pytest.approx(10.0)
+    assert DEFAULT_THRESHOLDS.canal_limit("C5") is None
