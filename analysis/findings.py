@@ -158,7 +158,7 @@ def summarize(
     n_ind = sum(1 for ls in level_signs if ls.suspicious_for_malignancy == SignState.INDETERMINATE)
     if len(susp) >= 2:
         multiple = SignState.PRESENT
-    elif len(susp) + n_ind >= 2:
+    elif len(susp) + n_ind >= 2 or not level_signs:
         multiple = SignState.INDETERMINATE
     else:
         multiple = SignState.ABSENT
@@ -217,6 +217,9 @@ def _reasons(level_signs: Seq[LevelSigns]) -> list[str]:
     return out
 
 
+NO_LEVEL_SENTENCE = "No vertebral body was found in the sagittal series, so no sign could be assessed."
+
+
 def impression(level_signs: Seq[LevelSigns], sequences: Seq[Sequence], notes: Seq[str] = ()) -> str:
     susp = [ls for ls in level_signs if ls.suspicious_for_malignancy == SignState.PRESENT]
     sentences: list[str] = []
@@ -226,6 +229,8 @@ def impression(level_signs: Seq[LevelSigns], sequences: Seq[Sequence], notes: Se
                          f"({names}): " + "; ".join(_describe(ls) for ls in susp) + ".")
         if len(susp) >= 2:
             sentences.append("Multiple levels involved, as in disseminated (metastatic) disease.")
+    elif not level_signs:
+        sentences.append(NO_LEVEL_SENTENCE)
     elif any(ls.suspicious_for_malignancy == SignState.INDETERMINATE for ls in level_signs):
         sentences.append("No level shows a sign of malignancy, but not every sign could be assessed.")
     else:
@@ -240,6 +245,6 @@ def impression(level_signs: Seq[LevelSigns], sequences: Seq[Sequence], notes: Se
     reasons = _reasons(level_signs)
     if reasons:
         sentences.append("Not assessable: " + "; ".join(reasons) + ".")
-    sentences.extend(n.rstrip(".") + "." for n in notes)
+    sentences.extend(n[:1].upper() + n[1:].rstrip(".") + "." for n in notes if n)
     sentences.append(TRIAGE_SENTENCE)
     return " ".join(sentences)

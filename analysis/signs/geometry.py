@@ -75,15 +75,6 @@ def frame_of(volume: Volume) -> Frame:
                  spacing=(spacing[0], spacing[1], spacing[2]))
 
 
-def same_grid(a: Volume, b: Volume) -> bool:
-    return (
-        a.array.shape == b.array.shape
-        and np.allclose(a.spacing, b.spacing, atol=1e-3)
-        and np.allclose(a.origin, b.origin, atol=1e-2)
-        and np.allclose(a.direction, b.direction, atol=1e-4)
-    )
-
-
 def canonical_images(
     volumes: Mapping[Sequence, Volume],
     labels: Volume,
@@ -100,7 +91,7 @@ def canonical_images(
     for seq, vol in volumes.items():
         if not isinstance(vol, Volume):
             raise TypeError(f"volumes[{seq!r}] must be a Volume, got {type(vol).__name__}")
-        if not same_grid(vol, labels):
+        if not vol.same_grid(labels, atol_mm=1e-2):
             raise ValueError(
                 f"volumes[{seq!r}] is not on the label map's grid; resample it first "
                 "(analysis.sitk_adapter) before assessing signs"

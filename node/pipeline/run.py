@@ -23,7 +23,6 @@ from node.pipeline.inputs import StudyInputs
 Progress = Callable[[str], None]
 FINDINGS_FILE = "findings.json"
 LABELS_FILE = "vertebrae.nii.gz"
-NO_BODY_NOTE = "No vertebral body was found in the sagittal series, so no sign could be assessed"
 
 
 def _quiet(_: str) -> None:
@@ -48,14 +47,12 @@ def analyse(inputs: StudyInputs, model: BodyModel, progress: Progress = _quiet) 
     """Segment, label and measure the bodies, assess the signs, sum the study up."""
     progress(f"finding vertebral bodies on {', '.join(str(s) for s in inputs.volumes)}")
     segmentation = segment_spine(inputs.volumes, model)
-    notes = [*segmentation.notes, *inputs.notes]
+    notes = (*segmentation.notes, *inputs.notes)
     level_signs: tuple[LevelSigns, ...] = ()
     if segmentation.bodies:
         progress(f"assessing signs on {len(segmentation.bodies)} levels")
         volumes = on_label_grid(inputs.volumes, segmentation.labels)
         level_signs = assess_signs(volumes, segmentation)
-    else:
-        notes.insert(0, NO_BODY_NOTE)
     progress("summarising")
     findings = summarize(inputs.study_instance_uid, dict(inputs.series_uids), level_signs, notes=notes)
     return AnalysisOutput(findings, segmentation, level_signs)

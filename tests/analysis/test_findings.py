@@ -108,3 +108,16 @@ def test_inputs_are_checked() -> None:
         summarize(UID, {}, ["L1"])  # type: ignore[list-item]
     empty = summarize(UID, {}, []).to_json_dict()
     assert empty["levels"] == [] and empty["study"]["suspicious_for_malignancy"] == SignState.INDETERMINATE
+
+
+def test_a_study_with_no_level_found_is_indeterminate_and_says_so() -> None:
+    from analysis.findings import NO_LEVEL_SENTENCE
+
+    findings = summarize("1.2.3", {Sequence.T2: "1.2.3.4"}, [], notes=["sacrum not identified"])
+    study = findings.to_json_dict()["study"]
+    assert study["suspicious_for_malignancy"] == "indeterminate"
+    assert study["multiple_lesions"] == "indeterminate"
+    assert study["suspicious_level_count"] == 0
+    assert study["impression"].startswith(NO_LEVEL_SENTENCE)
+    assert "Sacrum not identified." in study["impression"]
+    assert "not a diagnosis" in study["impression"]
