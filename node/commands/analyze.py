@@ -40,7 +40,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     if not args.dicom_dir.is_dir():
         console.print(f"[red]analyze:[/] {args.dicom_dir} is not a folder")
         return EXIT_BAD_INPUT
