@@ -1,7 +1,7 @@
 """Every threshold the signs of malignancy use, in one versioned place.
 
 Each field says where its number comes from: a publication (see
-``/work/shared/docs/clinical-criteria.md``) or a calibration run of
+``../shared/docs/clinical-criteria.md``) or a calibration run of
 ``scripts/calibrate_signs.py`` (which prints the figures it derives them from).
 Changing a number means a new ``version``; findings carry the version through
 ``analysis.ALGORITHM_VERSION`` and the thresholds' own version string.

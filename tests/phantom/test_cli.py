@@ -16,9 +16,11 @@ from node.phantom.acquisition import from_description
 from node.phantom.cli import main, parse_fracture, parse_lesion
 from node.phantom.implants import Extension, FracturePattern, FractureShape, ImplantSpec, LesionSpec
 from node.phantom.wrap import load_volume, wrap_volume
+from tests.conftest import SHARED
 from tests.phantom.conftest import dciodvfy_errors
 
-REAL = Path("/work/shared/data/real-lumbar-mri")
+REAL = SHARED / "data" / "real-lumbar-mri"
+needs_real_data = pytest.mark.skipif(not REAL.is_dir(), reason=f"shared test data not found at {REAL}")
 SMALL = ["--slices", "9", "--thickness", "4", "--matrix", "192", "--pixel", "1.5"]
 
 
@@ -80,6 +82,7 @@ def test_phantom_command_writes_study_truth_and_labels(tmp_path: Path) -> None:
     assert np.all(arr[lesions == 1] == LEVEL_LABELS["L3"])
 
 
+@needs_real_data
 def test_from_volume_wraps_real_anatomy(tmp_path: Path) -> None:
     out = tmp_path / "real"
     code = main(
@@ -109,6 +112,7 @@ def test_from_volume_wraps_real_anatomy(tmp_path: Path) -> None:
     assert next(lv for lv in truth["levels"] if lv["level"] == "L3")["marrow_infiltration"] == "present"
 
 
+@needs_real_data
 def test_wrap_volume_pure_function_keeps_untouched_pixels() -> None:
     source = load_volume(REAL / "VB1_03_image.nii.gz", REAL / "VB1_03_labels.nii.gz")
     assert source.sequence == Sequence.STIR
@@ -140,6 +144,7 @@ def test_manifest_sequence_names_map_to_acquisitions(
     assert seq == expected and acq.scanning_sequence == scanning
 
 
+@needs_real_data
 def test_gradient_echo_wrap_as_enhanced_mr_is_valid(tmp_path: Path) -> None:
     code = main(
         [

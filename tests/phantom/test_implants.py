@@ -21,9 +21,11 @@ from node.phantom.implants import (
     genant_grade,
     implant,
 )
+from tests.conftest import SHARED
 from tests.phantom.spine_blocks import BODY_LABELS, SPACING, TISSUE, block_spine, mid_heights
 
-REAL = "/work/shared/data/real-lumbar-mri"
+REAL = SHARED / "data" / "real-lumbar-mri"
+needs_real_data = pytest.mark.skipif(not REAL.is_dir(), reason=f"shared test data not found at {REAL}")
 
 
 def _run(
@@ -188,9 +190,10 @@ def test_bad_arguments_fail_fast() -> None:
         FractureSpec(22, 4)
 
 
+@needs_real_data
 def test_real_uint8_volume_lesion_relative_to_its_own_marrow() -> None:
-    image = sitk.GetArrayFromImage(sitk.ReadImage(f"{REAL}/VB2_02_image.nii.gz"))[::3]
-    labels = sitk.GetArrayFromImage(sitk.ReadImage(f"{REAL}/VB2_02_labels.nii.gz"))[::3].astype(np.int16)
+    image = sitk.GetArrayFromImage(sitk.ReadImage(str(REAL / "VB2_02_image.nii.gz")))[::3]
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(REAL / "VB2_02_labels.nii.gz")))[::3].astype(np.int16)
     l3 = LEVEL_LABELS["L3"]
     spec = ImplantSpec(
         lesions=(LesionSpec(l3), LesionSpec(LEVEL_LABELS["L1"], extension=Extension.EPIDURAL)),
