@@ -1,114 +1,44 @@
-"""Loading the shared real lumbar MRI cases as realistic clinical series.
+"""Evaluate the vertebral-body analysis: shared real cases (cross-validated) and phantoms.
 
-One function, :func:`load_case`, turns a shared case into what the analysis
-receives: ``{Sequence: Volume}`` with 3 mm sagittal slices, plus the truth label
-map on the same grid. A DICOM round-trip wrapper can replace it without
-touching the evaluation.
+Real cases: each is wrapped as a clinical sagittal DICOM series with 3 mm
+slices, written and read back as the node does (``--no-dicom``: read the NIfTI
+directly, faster), and analysed by the fold model that never saw its patient.
+Phantoms (``--phantoms N``, seeds 5000+, disjoint from the training phantoms'):
+T1, T2 and STIR through DICOM with random compression fractures and lesions,
+analysed by the production model; bodies found, Dice, level names, heights and
+the Genant confusion (truth grade x reported grade) are printed.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import lzma
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
+from vertebrae_cases import (
+    REPO,
+    WEIGHTS,
+    Case,
+    fold_of_groups,
+    list_cases,
+    load_case,
+    load_case_dicom,
+)
 
-from analysis.sitk_adapter import resample_like, take_every_nth_slice, volume_from_image
+from analysis.sitk_adapter import resample_like
 from analysis.vertebrae.geometry import canonical_of
 from analysis.vertebrae.levels import VERSE_LABELS
 from analysis.vertebrae.measure import Heights, body_heights, chain_axes
 from analysis.vertebrae.model import BodyModel, model_from_bytes
 from analysis.vertebrae.pipeline import segment_spine
-from analysis.volume import LEVEL_LABELS, Sequence, Volume
+from analysis.volume import Sequence, Volume
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_REAL = REPO.parent / "shared" / "data" / "real-lumbar-mri"
-WEIGHTS = REPO / "analysis" / "vertebrae" / "weights"
-SLICE_STEP = 3  # 1 mm -> 3 mm sagittal slices
+SCT = REPO.parent / "shared" / "data" / "sct-t2-lumbar" / "t2_lumbar.nii.gz"
 
-
-@dataclass(frozen=True)
-class Case:
-    name: str
-    dataset: str
-    group: str  # patient: cases of one group never go to different folds
-    volumes: dict[Sequence, Volume]
-    truth: Volume  # label map on the grid of the first volume
-    levels_known: bool  # truth names levels (VB2, VB3)
-
-
-def sequence_of(description: str) -> Sequence:
-    d = description.lower()
-    if "stir" in d or "tirm" in d:
-        return Sequence.STIR
-    if "t1" in d:
-        return Sequence.T1
-    if "water-fat" in d or "dixon" in d:
-        return Sequence.DIXON
-    if "t2" in d:
-        return Sequence.T2
-    return Sequence.OTHER
-
-
-def verse_truth(labels: np.ndarray, dataset: str) -> np.ndarray:
-    """Truth labels in VerSe numbering; VB1 (100.. from the top) is counted up from L5.
-
-    In every VB1 case the lowest labelled body sits on the sacrum (checked on
-    mid-sagittal renderings), so 100+n-1 is L5. Used for training and as a
-    labelling reference only; the evaluation reports name accuracy on VB2/VB3.
-    """
-    if dataset != "VB1":
-        return labels.astype(np.int16)
-    out = np.zeros(labels.shape, dtype=np.int16)
-    present = sorted(int(v) for v in np.unique(labels) if v >= 100)
-    for rank_from_bottom, v in enumerate(reversed(present)):
-        out[labels == v] = LEVEL_LABELS["L5"] - rank_from_bottom
-    return out
-
-
-def list_cases(root: Path = SHARED_REAL) -> list[dict[str, str]]:
-    manifest = json.loads((root / "manifest.json").read_text())
-    return [
-        {
-            "case": m["case"],
-            "dataset": m["dataset"],
-            "sequence": m["sequence"],
-            "group": m.get("same_patient_group") or m["case"],
-        }
-        for m in manifest
-    ]
-
-
-def load_case(entry: dict[str, str], root: Path = SHARED_REAL, step: int = SLICE_STEP) -> Case:
-    """Read one shared case, keep every ``step``-th sagittal slice, return volume and truth."""
-    image = volume_from_image(sitk.ReadImage(str(root / f"{entry['case']}_image.nii.gz")))
-    labels = volume_from_image(sitk.ReadImage(str(root / f"{entry['case']}_labels.nii.gz")))
-    image = take_every_nth_slice(image, step, axis=0)
-    labels = take_every_nth_slice(labels, step, axis=0)
-    truth = labels.with_array(verse_truth(np.asarray(labels.array), entry["dataset"]))
-    return Case(
-        name=entry["case"],
-        dataset=entry["dataset"],
-        group=entry["group"],
-        volumes={sequence_of(entry["sequence"]): image},
-        truth=truth,
-        levels_known=entry["dataset"] in ("VB2", "VB3"),
-    )
-
-
-def fold_of_groups(entries: list[dict[str, str]], n_folds: int) -> dict[str, int]:
-    """Deterministic patient-grouped folds, datasets spread over folds."""
-    groups: list[str] = []
-    for e in sorted(entries, key=lambda e: (e["dataset"], e["case"])):
-        if e["group"] not in groups:
-            groups.append(e["group"])
-    return {g: i % n_folds for i, g in enumerate(groups)}
-
+__all__ = ["REPO", "WEIGHTS", "Case", "fold_of_groups", "list_cases", "load_case", "load_case_dicom"]
 
 # ---------------------------------------------------------------- evaluation
 
@@ -145,7 +75,7 @@ def evaluate(
     t0 = time.perf_counter()
     seg = segment_spine(volumes, model)
     seconds = time.perf_counter() - t0
-    if seg.labels.array.shape != truth.array.shape:
+    if not seg.labels.same_grid(truth):
         truth = resample_like(truth, seg.labels, labels=True)
     can = canonical_of(seg.labels)
     pred = can.to_canonical(np.asarray(seg.labels.array))
@@ -285,28 +215,111 @@ def print_case(case: str, s: CaseScore) -> None:
         print(f"           note: {n}")
 
 
+def phantom_section(n: int, model: BodyModel, dicom: bool) -> None:
+    """Phantoms with random fractures and lesions: bodies, Dice, names, heights, Genant confusion."""
+    from phantom_cases import EVAL_PHANTOM_SEED, phantom_study, study_volumes
+    from vertebrae_cases import through_dicom
+
+    scores: list[CaseScore] = []
+    confusion = np.zeros((4, 5), dtype=int)  # truth grade 0-3 x reported 0-3 / unmeasured
+    misses: list[str] = []
+    for seed in range(EVAL_PHANTOM_SEED, EVAL_PHANTOM_SEED + n):
+        study = phantom_study(seed)
+        volumes = through_dicom(list(study.series), seed) if dicom else study_volumes(study)
+        s = evaluate(volumes, study.labels, model, f"ph{seed}")
+        print_case(f"ph{seed}", s)
+        fx = ", ".join(
+            f"{f['label']}:g{f['grade']}:{f['pattern']}:{f['shape']}"
+            for f in study.truth["spec"]["fractures"]
+        )
+        print(f"           implants: fractures [{fx}] lesions {len(study.truth['spec']['lesions'])}")
+        truth_grade = {lv["level"]: int(lv["genant_grade"]) for lv in study.truth["levels"]}
+        for b in s.bodies:
+            # T11 is cut by the top of the phantom's field of view and S1 is never graded
+            if b.truth_level not in ("T12", "L1", "L2", "L3", "L4", "L5"):
+                continue
+            g = truth_grade.get(b.truth_level, 0)
+            got = 4 if b.genant_grade is None or b.predicted_level != b.truth_level else b.genant_grade
+            confusion[g, got] += 1
+            if got != g:
+                misses.append(f"ph{seed} {b.truth_level} truth {g} got {b.genant_grade}")
+        scores.append(s)
+    print()
+    summarise("phantoms", scores, True)
+    print("Genant confusion, T12-L5 (rows truth 0-3, columns reported 0 1 2 3 unmeasured/misnamed):")
+    for g in range(4):
+        print(f"  truth {g}: {' '.join(f'{v:3d}' for v in confusion[g])}")
+    fractured = confusion[1:].sum()
+    right = sum(confusion[g, g] for g in range(1, 4))
+    print(
+        f"  fractures graded right {right}/{fractured}; normal bodies reported grade 0"
+        f" {confusion[0, 0]}/{confusion[0].sum()} (false fracture {confusion[0, 1:4].sum()})"
+    )
+    for m in misses:
+        print(f"  miss: {m}")
+
+
+def sct_section(model: BodyModel) -> None:
+    """The normal SCT T2 (no truth): every body it reports and its grade."""
+    import SimpleITK as sitk
+
+    from analysis.sitk_adapter import volume_from_image
+
+    if not SCT.exists():
+        print("SCT T2 not present")
+        return
+    seg = segment_spine({Sequence.T2: volume_from_image(sitk.ReadImage(str(SCT)))}, model)
+    per = " ".join(
+        f"{b.level}:{'unmeasured' if b.genant_grade is None else f'g{b.genant_grade}({b.height_loss_pct}%)'}"
+        for b in seg.bodies
+    )
+    print(f"SCT T2 bodies={len(seg.bodies)} cert={seg.labelling_certainty:.2f} | {per}")
+    for n in seg.notes:
+        print(f"           note: {n}")
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Evaluate vertebral-body analysis on the shared real cases")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--fold-dir", type=Path, default=WEIGHTS / "folds")
+    parser.add_argument("--model", type=Path, default=WEIGHTS / "body_model.pkl.xz", help="production model")
     parser.add_argument("--cases", nargs="*", default=None)
+    parser.add_argument("--no-real", action="store_true", help="skip the shared real cases")
+    parser.add_argument("--no-dicom", action="store_true", help="read volumes directly (no DICOM round trip)")
+    parser.add_argument("--phantoms", type=int, default=10, help="evaluation phantoms (seeds 5000+)")
     args = parser.parse_args()
-    models = fold_models(args.fold_dir)
-    entries = [e for e in list_cases() if args.cases is None or e["case"] in args.cases]
+    dicom = not args.no_dicom
+    if not args.no_real:
+        real_section(args.fold_dir, args.cases, dicom)
+    production = load_model_file(args.model)
+    if args.phantoms:
+        print()
+        phantom_section(args.phantoms, production, dicom)
+    print()
+    sct_section(production)
+
+
+def real_section(fold_dir: Path, cases: list[str] | None, dicom: bool) -> None:
+    models = fold_models(fold_dir)
+    entries = [e for e in list_cases() if cases is None or e["case"] in cases]
+    load = load_case_dicom if dicom else load_case
     by_dataset: dict[str, list[CaseScore]] = {}
     all_scores: list[CaseScore] = []
+    loaded: dict[str, Case] = {}
     for e in entries:
         if e["case"] not in models:
             raise SystemExit(f"no fold model holds out {e['case']}: run scripts/train_vertebrae.py")
-        case = load_case(e)
+        case = load(e)
+        loaded[case.name] = case
         s = evaluate(case.volumes, case.truth, models[e["case"]], case.name)
         print_case(case.name, s)
         by_dataset.setdefault(case.dataset, []).append(s)
         all_scores.append(s)
     # the two-contrast study: T1 and STIR of one patient together
-    pair = [e for e in entries if e["case"] in ("VB1_02", "VB1_03")]
-    if len(pair) == 2:
-        a, b = load_case(pair[0]), load_case(pair[1])
-        s = evaluate(a.volumes | b.volumes, a.truth, models[pair[0]["case"]], "VB1_02+03")
+    if "VB1_02" in loaded and "VB1_03" in loaded:
+        a, b = loaded["VB1_02"], loaded["VB1_03"]
+        s = evaluate(a.volumes | b.volumes, a.truth, models["VB1_02"], "VB1_02+03")
         print_case("T1+STIR", s)
         by_dataset["VB1 T1+STIR"] = [s]
     print()

@@ -1,20 +1,30 @@
-"""Train the vertebral-body pixel classifier (auto-context, two stages) on the shared real cases.
+"""Train the vertebral-body pixel classifier (auto-context, two stages): real cases and phantoms.
+
+Training images:
+
+- the 25 shared real cases (3 mm sagittal slices);
+- one contrast-remapped copy of each (``--augment``, default 1): a random smooth
+  intensity curve, so unseen contrasts (T1, STIR, other scanners) are not out of
+  reach; the copy shares its case's patient group;
+- ``--phantoms`` synthetic studies (default 12, seeds 1000+, disjoint from the
+  evaluation phantoms' 5000+), each with random fractures (Genant 1-3, benign or
+  malignant) and lesions, on a random clinical grid; T1, T2 and STIR each a
+  separate image. Phantoms are in every fold's training set (no real patient).
 
 Reproducible: fixed seeds, deterministic patient-grouped folds (VB1_02/VB1_03
-and VB1_10/VB1_11 are one patient each and always share a fold). Writes
+and VB1_10/VB1_11 are one patient each and always share a fold). Writes, under
+``--weights-dir`` (default ``analysis/vertebrae/weights``):
 
-- ``analysis/vertebrae/weights/body_model.pkl.xz``: trained on every case (production);
-- ``analysis/vertebrae/weights/folds/fold_<k>.pkl.xz``: one model per fold, each never
-  trained on the cases it lists in ``held_out``; ``scripts/evaluate_vertebrae.py``
-  evaluates every case with the fold model that never saw it.
+- ``body_model.pkl.xz``: trained on every case (production);
+- ``folds/fold_<k>.pkl.xz``: one model per fold, each never trained on the real
+  cases it lists in ``held_out``; ``scripts/evaluate_vertebrae.py`` evaluates every
+  real case with the fold model that never saw it.
 
 Stage 2 is trained on stage-1 probabilities predicted out-of-sample (two inner
-halves of the training cases), so it learns how much to trust an unseen image's
-stage-1 map. Six HistGradientBoosting pairs, about 0.58 MB each (xz). Run:
-``.venv/bin/python scripts/train_vertebrae.py`` (about 10 min on 2 idle cores,
-up to an hour when the machine is shared). ``--augment N`` adds N
-contrast-remapped copies per case (tried on one fold: better on the unseen T1/STIR
-patient, slightly worse on VB3; not used for the shipped weights).
+halves of the training patients), so it learns how much to trust an unseen
+image's stage-1 map. Six HistGradientBoosting pairs, about 0.6 MB each (xz). Run:
+``.venv/bin/python scripts/train_vertebrae.py`` (35 min on 2 cores shared with other jobs: preparing
+3 min, the production model 10 min, each fold 1-7 min).
 """
 
 from __future__ import annotations
@@ -26,9 +36,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from evaluate_vertebrae import REPO, Case, fold_of_groups, list_cases, load_case
+from phantom_cases import phantom_cases
 from scipy import ndimage
 from sklearn.ensemble import HistGradientBoostingClassifier
+from vertebrae_cases import REPO, Case, fold_of_groups, list_cases, load_case
 
 from analysis.vertebrae.features import FloatArray, resample_2d, volume_to_work
 from analysis.vertebrae.geometry import canonical_of
@@ -44,8 +55,12 @@ from analysis.volume import LEVEL_LABELS
 
 SEED = 20261126
 N_FOLDS = 5
-POS_PER_CASE = 5000
-NEG_PER_CASE = 9000
+POS_PER_CASE = 4000
+NEG_PER_CASE = 6000
+# contrast-remapped copies and phantom images: smaller samples (many, and similar to each other)
+POS_PER_EXTRA = 1500
+NEG_PER_EXTRA = 2500
+N_PHANTOMS = 12
 
 
 @dataclass
@@ -72,7 +87,13 @@ def remap_contrast(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.interp(x, knots, values).astype(np.float32)
 
 
-def prepare(case: Case, rng: np.random.Generator, augment: bool = False) -> Prepared:
+def prepare(
+    case: Case,
+    rng: np.random.Generator,
+    augment: bool = False,
+    n_pos: int = POS_PER_CASE,
+    n_neg: int = NEG_PER_CASE,
+) -> Prepared:
     volume = next(iter(case.volumes.values()))
     can = canonical_of(volume)
     image = can.to_canonical(np.asarray(volume.array))
@@ -95,9 +116,9 @@ def prepare(case: Case, rng: np.random.Generator, augment: bool = False) -> Prep
     near = np.flatnonzero(near_mask.ravel() & (flat == 0))
     far = np.flatnonzero(flat == 0)
     pick = [
-        rng.choice(body, min(POS_PER_CASE, body.size), replace=False),
-        rng.choice(near, min(NEG_PER_CASE // 2, near.size), replace=False),
-        rng.choice(far, min(NEG_PER_CASE // 2, far.size), replace=False),
+        rng.choice(body, min(n_pos, body.size), replace=False),
+        rng.choice(near, min(n_neg // 2, near.size), replace=False),
+        rng.choice(far, min(n_neg // 2, far.size), replace=False),
     ]
     return Prepared(case, feats1, target, can.spacing[0], np.concatenate(pick))
 
@@ -137,11 +158,11 @@ def stage1_prob(clf: HistGradientBoostingClassifier, p: Prepared) -> FloatArray:
 def fit_model(items: list[Prepared], held_out: tuple[str, ...], seed: int) -> BodyModel:
     t0 = time.time()
     full1 = fit_stage1(items, seed)
-    # two inner halves by case (a case's augmented copies stay with it)
-    names = list(dict.fromkeys(p.case.name for p in items))
-    in_a = set(names[0::2])
-    half_a = [p for p in items if p.case.name in in_a]
-    half_b = [p for p in items if p.case.name not in in_a]
+    # two inner halves by patient (a case's augmented copies, a phantom's sequences stay together)
+    groups = list(dict.fromkeys(p.case.group for p in items))
+    in_a = set(groups[0::2])
+    half_a = [p for p in items if p.case.group in in_a]
+    half_b = [p for p in items if p.case.group not in in_a]
     probs: dict[int, FloatArray] = {}
     for train, test in ((half_a, half_b), (half_b, half_a)):
         inner = fit_stage1(train, seed + 1)
@@ -172,12 +193,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--fold-dir", type=Path, default=REPO / "analysis" / "vertebrae" / "weights" / "folds"
-    )
+    parser.add_argument("--weights-dir", type=Path, default=REPO / "analysis" / "vertebrae" / "weights")
     parser.add_argument("--folds", type=int, nargs="*", default=list(range(N_FOLDS)))
     parser.add_argument("--no-full", action="store_true", help="skip the production model")
-    parser.add_argument("--augment", type=int, default=0, help="contrast-remapped copies per case")
+    parser.add_argument("--augment", type=int, default=1, help="contrast-remapped copies per case")
+    parser.add_argument(
+        "--phantoms", type=int, default=N_PHANTOMS, help="phantom studies (T1, T2, STIR each an image)"
+    )
+    parser.add_argument("--full-first", action="store_true", help="train the production model first")
     args = parser.parse_args()
     rng = np.random.default_rng(SEED)
     entries = list_cases()
@@ -187,14 +210,23 @@ def main() -> None:
     items = [prepare(c, rng) for c in cases]
     if args.augment:
         # one contrast-remapped copy per case; it shares the case's patient group (fold)
-        items += [prepare(c, rng, augment=True) for c in cases for _ in range(args.augment)]
-    print(f"prepared {len(items)} cases in {time.time() - t0:.0f}s", flush=True)
+        items += [
+            prepare(c, rng, True, POS_PER_EXTRA, NEG_PER_EXTRA) for c in cases for _ in range(args.augment)
+        ]
+    # phantoms: seeds disjoint from the evaluation's; in every fold's training set (no real patient)
+    extra = [prepare(c, rng, False, POS_PER_EXTRA, NEG_PER_EXTRA) for c in phantom_cases(args.phantoms)]
+    print(
+        f"prepared {len(items)} real and {len(extra)} phantom images in {time.time() - t0:.0f}s", flush=True
+    )
+    full = args.weights_dir / "body_model.pkl.xz"
+    if args.full_first and not args.no_full:
+        save(fit_model(items + extra, (), SEED), full)
     for k in args.folds:
-        train = [p for p in items if folds[p.case.group] != k]
+        train = [p for p in items if folds[p.case.group] != k] + extra
         held = tuple(dict.fromkeys(p.case.name for p in items if folds[p.case.group] == k))
-        save(fit_model(train, held, SEED + 10 * k), args.fold_dir / f"fold_{k}.pkl.xz")
-    if not args.no_full:
-        save(fit_model(items, (), SEED), REPO / "analysis" / "vertebrae" / "weights" / "body_model.pkl.xz")
+        save(fit_model(train, held, SEED + 10 * k), args.weights_dir / "folds" / f"fold_{k}.pkl.xz")
+    if not args.full_first and not args.no_full:
+        save(fit_model(items + extra, (), SEED), full)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 Stage 1 (binary: body / not body) sees image features; stage 2 (three classes:
 not body, body, L5) sees the image features plus the stage-1 probability
 around each pixel. Both are scikit-learn ``HistGradientBoostingClassifier``
-trained by ``scripts/train_vertebrae.py`` on the shared real cases with
+trained by ``scripts/train_vertebrae.py`` on the shared real cases (and phantoms) with
 patient-grouped folds. The weights are bytes handed in by the caller
 (:func:`model_from_bytes`); this module does no file I/O.
 """

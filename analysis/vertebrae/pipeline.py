@@ -45,22 +45,13 @@ def primary_sequence(volumes: Mapping[Sequence, Volume]) -> Sequence:
     raise ValueError(f"volumes has no known sequence: {list(volumes)}")
 
 
-def _same_grid(a: Volume, b: Volume) -> bool:
-    return (
-        a.array.shape == b.array.shape
-        and np.allclose(a.spacing, b.spacing, atol=1e-4)
-        and np.allclose(a.origin, b.origin, atol=1e-3)
-        and np.allclose(a.direction, b.direction, atol=1e-4)
-    )
-
-
 def study_probabilities(
     volumes: Mapping[Sequence, Volume], primary: Volume, canonical: Canonical, model: BodyModel
 ) -> FloatArray:
     """Class probabilities on the primary's canonical native grid, averaged over sequences."""
     total: FloatArray | None = None
     for vol in volumes.values():
-        on_grid = vol if _same_grid(vol, primary) else resample_like(vol, primary)
+        on_grid = vol if vol.same_grid(primary) else resample_like(vol, primary)
         image = canonical.to_canonical(np.asarray(on_grid.array))
         work = predict_work(model, image, canonical.spacing)
         total = work if total is None else total + work

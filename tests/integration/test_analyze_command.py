@@ -32,7 +32,7 @@ NUMBER_FIELDS = {
     "t1_marrow_disc_ratio",
 }
 STATES = {"present", "absent", "indeterminate"}
-VERSE = {"T12": 19, "L1": 20, "L2": 21, "L3": 22, "L4": 23, "L5": 24, "S1": 26}
+VERSE = {"T11": 18, "T12": 19, "L1": 20, "L2": 21, "L3": 22, "L4": 23, "L5": 24, "S1": 26}
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -1,0 +1,74 @@
+"""The shipped vertebral-body model on a synthetic phantom study (built in-process, no DICOM)."""
+
+from __future__ import annotations
+
+import lzma
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from analysis.results import SpineSegmentation
+from analysis.vertebrae.model import model_from_bytes
+from analysis.vertebrae.pipeline import segment_spine
+from analysis.volume import Sequence, Volume
+from node.phantom.render import SagittalGrid
+from node.phantom.specs import FracturePattern, FractureShape, FractureSpec, ImplantSpec, LesionSpec
+from node.phantom.study import PhantomStudy, build_phantom
+
+WEIGHTS = Path(__file__).resolve().parents[2] / "analysis" / "vertebrae" / "weights" / "body_model.pkl.xz"
+L1, L3 = 20, 22
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def phantom() -> tuple[PhantomStudy, SpineSegmentation]:
+    if not WEIGHTS.exists():
+        pytest.skip("production weights not present")
+    model = model_from_bytes(lzma.decompress(WEIGHTS.read_bytes()))
+    spec = ImplantSpec(
+        lesions=(LesionSpec(label=L3),),
+        fractures=(
+            FractureSpec(label=L1, grade=3, shape=FractureShape.WEDGE, pattern=FracturePattern.BENIGN),
+        ),
+    )
+    # a small study: T2 only, 11 slices (the analysis of a full phantom takes longer)
+    study = build_phantom(
+        spec, np.random.default_rng(7), sequences=(Sequence.T2,), grid=SagittalGrid(n_slices=11)
+    )
+    g = study.labels
+    (series,) = study.series
+    seg = segment_spine({Sequence.T2: Volume(series.pixels, g.spacing, g.origin, g.direction)}, model)
+    return study, seg
+
+
+def test_phantom_bodies_are_found_and_named(phantom: tuple[PhantomStudy, SpineSegmentation]) -> None:
+    study, seg = phantom
+    truth = np.asarray(study.labels.array)
+    pred = np.asarray(seg.labels.array)
+    named_right = []
+    for label in (18, 19, 20, 21, 22, 23, 24):  # T11..L5
+        t, p = truth == label, pred == label
+        if t.any() and 2 * (t & p).sum() / (t.sum() + p.sum()) >= 0.5:
+            named_right.append(label)
+    assert len(named_right) >= 6, ([(b.level, b.volume_ml) for b in seg.bodies], named_right)
+    assert seg.sacrum_in_view
+
+
+def test_phantom_normal_bodies_are_grade_0(phantom: tuple[PhantomStudy, SpineSegmentation]) -> None:
+    _, seg = phantom
+    for level in ("L2", "L3", "L4"):
+        body = seg.body(level)
+        assert body is not None and body.genant_grade == 0, body
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap (issue 4): the segmentation fills in part of a collapsed body, so an implanted "
+    "grade-3 wedge is measured as grade 1 (23 % loss)",
+)
+def test_phantom_fracture_is_graded(phantom: tuple[PhantomStudy, SpineSegmentation]) -> None:
+    _, seg = phantom
+    l1 = seg.body("L1")
+    assert l1 is not None and l1.genant_grade is not None and l1.genant_grade >= 2, l1
