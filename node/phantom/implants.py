@@ -262,33 +262,24 @@ def _lesion(work: _Work, les: LesionSpec) -> None:
     local = frame.local()
     st = work.state[les.label]
     outside = np.zeros_like(body)
+    breakout = np.zeros_like(body)
+    if les.extension != Extension.NONE:
+        breakout, outside = shapes.breakout(
+            body,
+            free,
+            frame,
+            local,
+            les.extension == Extension.EPIDURAL,
+            les.radius_mm,
+            les.extension_mm,
+            work.rng,
+        )
     if les.kind == LesionKind.DIFFUSE:
-        inside = body.copy()
+        inside = body | breakout
     elif les.extension == Extension.NONE:
         inside = shapes.focal(body, frame, local, les.radius_mm, work.rng)
     else:
-        inside, outside = shapes.breakout(
-            body,
-            free,
-            frame,
-            local,
-            les.extension == Extension.EPIDURAL,
-            les.radius_mm,
-            les.extension_mm,
-            work.rng,
-        )
-    if les.kind == LesionKind.DIFFUSE and les.extension != Extension.NONE:
-        part, outside = shapes.breakout(
-            body,
-            free,
-            frame,
-            local,
-            les.extension == Extension.EPIDURAL,
-            les.radius_mm,
-            les.extension_mm,
-            work.rng,
-        )
-        inside = inside | part
+        inside = breakout
     if les.pedicles:
         outside = outside | shapes.pedicles(body, free, frame, local, profile(frame, lab))
         st.pedicles = True
