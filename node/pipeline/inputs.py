@@ -4,20 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
-
-from pydicom.dataset import Dataset
 
 from analysis.volume import Sequence, Volume
 from node.study import (
     SeriesError,
-    SeriesFiles,
     StudyFiles,
     StudySelection,
     read_volume,
     select_series,
 )
-from node.study.frames import read_header
 
 
 class PipelineError(Exception):
@@ -40,16 +35,6 @@ class StudyInputs:
     @property
     def notes(self) -> tuple[str, ...]:
         return self.selection.notes
-
-
-def study_files_from_paths(study_instance_uid: str, paths_by_series: Mapping[str, list[Path]]) -> StudyFiles:
-    """Group stored files (as the node's database lists them) the way a folder scan would."""
-    series: list[SeriesFiles] = []
-    for series_uid, paths in sorted(paths_by_series.items()):
-        ordered = tuple(sorted(paths))
-        headers: tuple[Dataset, ...] = tuple(read_header(p) for p in ordered)
-        series.append(SeriesFiles(study_instance_uid, series_uid, ordered, headers))
-    return StudyFiles(study_instance_uid, tuple(series))
 
 
 def load_inputs(study: StudyFiles) -> StudyInputs:

@@ -31,11 +31,11 @@ from analysis import ALGORITHM_VERSION
 from analysis.vertebrae.model import BodyModel
 from analysis.volume import Plane
 from node.db.models import AnalysisResult, Instance, Series, Study, StudyStatus
-from node.pipeline.inputs import NotAnalysable, load_inputs, study_files_from_paths
+from node.pipeline.inputs import NotAnalysable, load_inputs
 from node.pipeline.run import AnalysisOutput, analyse, write_results
 from node.queue.jobs import ClaimedJob, JobCancelled, PermanentJobError
 from node.queue.worker import JobContext
-from node.study import StudyError, classify_series
+from node.study import SeriesFiles, StudyError, StudyFiles, classify_series
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,9 @@ NO_SAGITTAL = "no sagittal MR series"
 
 
 @dataclass(frozen=True)
-class SeriesFiles:
+class StoredSeries:
+    """A series' database id, UID and files, as the catalogue lists them."""
+
     id: int
     uid: str
     paths: tuple[Path, ...]
@@ -80,32 +82,34 @@ class AnalyzeStudy:
         if listing is None:
             log.info("study %s is receiving again; the next analysis will cover it", job.study_uid)
             return
-        outcomes = []
+        outcomes: list[SeriesOutcome] = []
+        readable: list[SeriesFiles] = []
         for series in listing:
             if context.cancelled.is_set():
                 raise JobCancelled(f"job {job.id} cancelled while reading study {job.study_uid}")
-            outcomes.append(self._classify(series))
+            outcome, headers = self._classify(series)
+            outcomes.append(outcome)
+            if headers is not None:
+                readable.append(SeriesFiles(job.study_uid or "", series.uid, series.paths, headers))
         analysis: AnalysisOutput | str | None = None
         if any(o.plane == Plane.SAGITTAL for o in outcomes):
-            analysis = self._analyse(job, listing)
+            analysis = self._analyse(job, StudyFiles(job.study_uid or "", tuple(readable)))
             if context.cancelled.is_set():
                 raise JobCancelled(f"job {job.id} cancelled while analysing study {job.study_uid}")
         with context.sessions.begin() as session:
             self._record(session, job, outcomes, analysis)
 
-    def _analyse(self, job: ClaimedJob, listing: Seq[SeriesFiles]) -> AnalysisOutput | str:
+    def _analyse(self, job: ClaimedJob, files: StudyFiles) -> AnalysisOutput | str:
         """The analysis output, or why the study cannot be analysed."""
-        study_uid = job.study_uid or ""
-        files = study_files_from_paths(study_uid, {s.uid: list(s.paths) for s in listing})
         try:
             inputs = load_inputs(files)
         except NotAnalysable as exc:
             return str(exc)
         output = analyse(inputs, self._model())
-        write_results(self._results / study_uid / str(job.id), output)
+        write_results(self._results / files.study_instance_uid / str(job.id), output)
         return output
 
-    def _series_files(self, session: Session, study_id: int) -> list[SeriesFiles] | None:
+    def _series_files(self, session: Session, study_id: int) -> list[StoredSeries] | None:
         study = session.get(Study, study_id)
         if study is None:
             raise PermanentJobError(f"study {study_id} does not exist")
@@ -120,7 +124,7 @@ class AnalyzeStudy:
         grouped: dict[tuple[int, str], list[Path]] = {}
         for series_id, uid, path in rows:
             grouped.setdefault((series_id, uid), []).append(self._path(path))
-        return [SeriesFiles(sid, uid, tuple(paths)) for (sid, uid), paths in grouped.items()]
+        return [StoredSeries(sid, uid, tuple(paths)) for (sid, uid), paths in grouped.items()]
 
     def _path(self, relative: str) -> Path:
         path = (self._root / relative).resolve()
@@ -128,16 +132,17 @@ class AnalyzeStudy:
             raise PermanentJobError(f"instance path {relative!r} leaves the storage root")
         return path
 
-    def _classify(self, series: SeriesFiles) -> SeriesOutcome:
+    def _classify(self, series: StoredSeries) -> tuple[SeriesOutcome, tuple[Dataset, ...] | None]:
+        """Plane and contrast of a series, and its headers (None when a file is unreadable)."""
         headers: list[Dataset] = []
         for path in series.paths:
             try:
                 headers.append(dcmread(path, stop_before_pixels=True))
             except InvalidDicomError as exc:
                 return SeriesOutcome(series.id, series.uid, None, "OTHER",
-                                     f"{path.name}: not a readable DICOM file ({exc})")
+                                     f"{path.name}: not a readable DICOM file ({exc})"), None
             # A missing file (OSError) propagates: storage may be catching up, so retry.
-        return classify_headers(series.id, series.uid, headers)
+        return classify_headers(series.id, series.uid, headers), tuple(headers)
 
     def _record(
         self,
