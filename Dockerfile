@@ -5,7 +5,8 @@ COPY pyproject.toml README.md ./
 COPY node ./node
 COPY analysis ./analysis
 COPY config ./config
-RUN pip install --no-cache-dir .
+# the CPU-only torch wheel (PyPI's default build carries CUDA, several GB)
+RUN pip install --no-cache-dir --extra-index-url https://download.pytorch.org/whl/cpu .
 EXPOSE 11112
 ENTRYPOINT ["lumbar-sentinel"]
 CMD ["serve"]

@@ -22,7 +22,7 @@ _CANAL_LOWER_LIMIT_MM: tuple[tuple[str, float], ...] = (
 
 @dataclass(frozen=True)
 class SignThresholds:
-    version: str = "signs-2026.11.26-1"
+    version: str = "signs-2026.11.26-2"
 
     # --- marrow -------------------------------------------------------------
     # Rim of the body mask left out of the seed search: partial volume with the
@@ -74,6 +74,11 @@ class SignThresholds:
     # Voxels within +/- this fraction of the lesion's median signal on every
     # available sequence count as lesion tissue (design, checked on phantoms).
     signature_tolerance: float = 0.35
+    # ... narrowed to this when the wider signature runs into a fluid column
+    # (CSF). Measured on the real STIR VB1_03: CSF behind three mid-lumbar
+    # bodies is 2.5-2.8x their marrow, the implanted tumour 4x; 0.2 keeps
+    # 3.2-4.8x, 0.35 reached 2.6x. Design choice, scored by evaluate_signs.py.
+    signature_tolerance_fluid: float = 0.2
     # Cortex: lesion tissue reaching at least this far out of the body mask (mm)
     # over at least cortex_break_mm3 means the dark rim is broken.
     cortex_break_depth_mm: float = 1.5

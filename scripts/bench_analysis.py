@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import lzma
 import resource
 import time
 import tracemalloc
@@ -23,9 +22,9 @@ import SimpleITK as sitk
 from evaluate_vertebrae import REPO, list_cases, load_case
 
 from analysis.sitk_adapter import volume_from_image
-from analysis.vertebrae.model import model_from_bytes
 from analysis.vertebrae.pipeline import segment_spine
 from analysis.volume import Sequence, Volume
+from node.pipeline.model import shipped_model
 
 SCT = REPO.parent / "shared" / "data" / "sct-t2-lumbar" / "t2_lumbar.nii.gz"
 DEFAULT_CASES = ("VB1_02", "VB2_02", "VB3_01")
@@ -47,8 +46,7 @@ def main() -> None:
     parser.add_argument("--save-baseline", type=Path)
     parser.add_argument("--baseline", type=Path)
     args = parser.parse_args()
-    weights = REPO / "analysis" / "vertebrae" / "weights" / "body_model.pkl.xz"
-    model = model_from_bytes(lzma.decompress(weights.read_bytes()))
+    model = shipped_model()
     baseline = json.loads(args.baseline.read_text()) if args.baseline else {}
     results: dict[str, dict[str, float]] = {}
     for name, volumes in series(args.cases):

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
+from vertebrae_cases import verse_truth
 
 from analysis.results import BodyMeasurement, SignState, SpineSegmentation
 from analysis.signs import LevelSigns, assess_signs
@@ -72,14 +73,7 @@ def _read(path: Path, step: int) -> Volume:
 
 
 def _verse_labels(labels: np.ndarray) -> np.ndarray:
-    """VB1's top-down numbering (100...) to VerSe, taking the lowest body as L5."""
-    present = sorted(int(v) for v in np.unique(labels) if v >= 100)
-    if not present:
-        return labels
-    out = labels.copy()
-    for n, lab in enumerate(reversed(present)):
-        out[labels == lab] = 24 - n
-    return out
+    return verse_truth(labels, "VB1" if (labels >= 100).any() else "")
 
 
 def load_real(step: int = SLICE_STEP, vb3_as_t2: bool = False) -> list[Study]:
@@ -143,27 +137,15 @@ def oracle_segmentation(
     return SpineSegmentation(lab_vol, bodies, 1.0, False, ("oracle segmentation",))
 
 
-WEIGHTS = Path(__file__).resolve().parents[1] / "analysis" / "vertebrae" / "weights"
-FOLDS = WEIGHTS / "folds"
 
 
 def _model_for(case: str) -> Any:
     """The fold model that never saw ``case`` (real volumes), else the production model."""
-    import lzma
-
-    from analysis.vertebrae.model import model_from_bytes
+    from node.pipeline.model import fold_models, shipped_model
 
     base = case.split("#")[0].split("+")[0]
-    for path in sorted(FOLDS.glob("fold_*.pkl.xz")):
-        model = model_from_bytes(lzma.decompress(path.read_bytes()))
-        if base in model.held_out:
-            return model
-    prod = sorted(WEIGHTS.glob("*.pkl.xz"))
-    if not prod and not (REAL / f"{base}_image.nii.gz").exists():
-        prod = sorted(FOLDS.glob("fold_*.pkl.xz"))  # no fold was trained on a volume outside the set
-    if not prod:
-        raise SystemExit(f"auto segmentation: no model in {WEIGHTS} (nor a fold holding {base} out)")
-    return model_from_bytes(lzma.decompress(prod[0].read_bytes()))
+    folds = fold_models()
+    return folds[base] if base in folds else shipped_model()
 
 
 def auto_segmentation(case: str, images: Mapping[Sequence, Volume]) -> SpineSegmentation:

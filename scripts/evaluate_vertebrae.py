@@ -12,7 +12,6 @@ the Genant confusion (truth grade x reported grade) are printed.
 from __future__ import annotations
 
 import argparse
-import lzma
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,9 +31,10 @@ from analysis.sitk_adapter import resample_like
 from analysis.vertebrae.geometry import canonical_of
 from analysis.vertebrae.levels import VERSE_LABELS
 from analysis.vertebrae.measure import Heights, body_heights, chain_axes
-from analysis.vertebrae.model import BodyModel, model_from_bytes
+from analysis.vertebrae.model import BodyModel
 from analysis.vertebrae.pipeline import segment_spine
 from analysis.volume import Sequence, Volume
+from node.pipeline.model import fold_models, load_ensemble
 
 SCT = REPO.parent / "shared" / "data" / "sct-t2-lumbar" / "t2_lumbar.nii.gz"
 
@@ -119,8 +119,10 @@ def evaluate(
             )
         )
     invented = []
+    s1 = VERSE_LABELS["S1"]
     for p in sorted(int(v) for v in np.unique(pred) if v > 0):
-        if p in matched_pred:
+        # a truth without S1 (VB2, VB3 label T11/L1-L5 only) cannot judge a reported S1
+        if p in matched_pred or (p == s1 and not (true == s1).any()):
             continue
         rows = np.nonzero((pred == p).any(axis=(0, 2)))[0]
         centre = float(rows.mean())
@@ -154,20 +156,6 @@ def truth_chain_heights(true: np.ndarray, spacing: tuple[float, float, float]) -
     }
 
 
-def load_model_file(path: Path) -> BodyModel:
-    return model_from_bytes(lzma.decompress(path.read_bytes()))
-
-
-def fold_models(fold_dir: Path) -> dict[str, BodyModel]:
-    """Case name -> the fold model that never saw it."""
-    out: dict[str, BodyModel] = {}
-    for path in sorted(fold_dir.glob("fold_*.pkl.xz")):
-        model = load_model_file(path)
-        for case in model.held_out:
-            out[case] = model
-    return out
-
-
 LUMBAR = ("L1", "L2", "L3", "L4", "L5")
 
 
@@ -193,7 +181,8 @@ def summarise(label: str, scores: list[CaseScore], levels_known: bool) -> None:
     named = [b for b in found]
     if named:
         acc = np.mean([b.predicted_level == b.truth_level for b in named])
-        line += f"  level names {'' if levels_known else '(vs assumed lowest=L5) '}{100 * acc:.1f}%"
+        assumed = "" if levels_known else "(VB1: lowest labelled body taken as S1) "
+        line += f"  level names {assumed}{100 * acc:.1f}%"
     grades = [b.genant_grade for b in found if b.genant_grade is not None]
     if grades:
         line += f"  grade>0: {sum(g > 0 for g in grades)}/{len(grades)}"
@@ -282,8 +271,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--fold-dir", type=Path, default=WEIGHTS / "folds")
-    parser.add_argument("--model", type=Path, default=WEIGHTS / "body_model.pkl.xz", help="production model")
+    parser.add_argument(
+        "--fold-dir", type=Path, default=WEIGHTS / "folds", help="fold networks (the product averages them)"
+    )
     parser.add_argument("--cases", nargs="*", default=None)
     parser.add_argument("--no-real", action="store_true", help="skip the shared real cases")
     parser.add_argument("--no-dicom", action="store_true", help="read volumes directly (no DICOM round trip)")
@@ -292,7 +282,7 @@ def main() -> None:
     dicom = not args.no_dicom
     if not args.no_real:
         real_section(args.fold_dir, args.cases, dicom)
-    production = load_model_file(args.model)
+    production = load_ensemble(args.fold_dir)
     if args.phantoms:
         print()
         phantom_section(args.phantoms, production, dicom)

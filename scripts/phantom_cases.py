@@ -26,6 +26,7 @@ from node.phantom.specs import (
 from node.phantom.study import PhantomStudy, build_phantom
 
 TRAIN_PHANTOM_SEED = 1000
+FRACTURE_PHANTOM_SEED = 3000  # fracture-rich training phantoms
 EVAL_PHANTOM_SEED = 5000
 SEQUENCES = (Sequence.T1, Sequence.T2, Sequence.STIR)
 _FRACTURE_LABELS = (19, 20, 21, 22, 23, 24)  # T12..L5
@@ -59,6 +60,24 @@ def random_spec(rng: np.random.Generator) -> ImplantSpec:
     return ImplantSpec(lesions=lesions, fractures=fractures)
 
 
+def fracture_spec(rng: np.random.Generator) -> ImplantSpec:
+    """Two or three compression fractures (any grade, shape, pattern) and at most one lesion."""
+    spec = random_spec(rng)
+    labels = rng.choice(_FRACTURE_LABELS, int(rng.integers(2, 4)), replace=False)
+    fractures = tuple(
+        FractureSpec(
+            label=int(lab),
+            grade=int(rng.integers(1, 4)),
+            shape=FractureShape(str(rng.choice([s.value for s in FractureShape]))),
+            pattern=FracturePattern(str(rng.choice([p.value for p in FracturePattern]))),
+            fluid_sign=bool(rng.random() < 0.3),
+        )
+        for lab in labels
+    )
+    lesions = tuple(les for les in spec.lesions[:1] if les.label not in set(int(v) for v in labels))
+    return ImplantSpec(lesions=lesions, fractures=fractures)
+
+
 def random_grid(rng: np.random.Generator) -> SagittalGrid:
     """A plausible clinical sagittal grid (training variety: pixel size, slice spacing, coverage)."""
     pixel = float(rng.choice([0.8, 0.9, 1.0]))
@@ -69,9 +88,9 @@ def random_grid(rng: np.random.Generator) -> SagittalGrid:
     )  # fmt: skip
 
 
-def phantom_study(seed: int, vary_grid: bool = False) -> PhantomStudy:
+def phantom_study(seed: int, vary_grid: bool = False, fractures: bool = False) -> PhantomStudy:
     rng = np.random.default_rng(seed)
-    spec = random_spec(rng)
+    spec = fracture_spec(rng) if fractures else random_spec(rng)
     grid = random_grid(rng) if vary_grid else None
     return build_phantom(spec, rng, sequences=SEQUENCES, grid=grid)
 
@@ -82,11 +101,11 @@ def study_volumes(study: PhantomStudy) -> dict[Sequence, Volume]:
     return {s.sequence: Volume(s.pixels, g.spacing, g.origin, g.direction) for s in study.series}
 
 
-def phantom_cases(n: int, first_seed: int = TRAIN_PHANTOM_SEED) -> list[Case]:
+def phantom_cases(n: int, first_seed: int = TRAIN_PHANTOM_SEED, fractures: bool = False) -> list[Case]:
     """Training images: each sequence of each phantom a separate case of one group."""
     out: list[Case] = []
     for seed in range(first_seed, first_seed + n):
-        study = phantom_study(seed, vary_grid=True)
+        study = phantom_study(seed, vary_grid=True, fractures=fractures)
         for seq, vol in study_volumes(study).items():
             out.append(
                 Case(

@@ -1,30 +1,36 @@
-"""Train the vertebral-body pixel classifier (auto-context, two stages): real cases and phantoms.
+"""Train the vertebral-body U-Net (``analysis/vertebrae/net.py``): real cases and phantoms, on the CPU.
 
-Training images:
+Training images, all put on the working grid (``WORK_MM`` pixels) the way the
+analysis does it:
 
-- the 25 shared real cases (3 mm sagittal slices);
-- one contrast-remapped copy of each (``--augment``, default 1): a random smooth
-  intensity curve, so unseen contrasts (T1, STIR, other scanners) are not out of
-  reach; the copy shares its case's patient group;
-- ``--phantoms`` synthetic studies (default 12, seeds 1000+, disjoint from the
-  evaluation phantoms' 5000+), each with random fractures (Genant 1-3, benign or
-  malignant) and lesions, on a random clinical grid; T1, T2 and STIR each a
-  separate image. Phantoms are in every fold's training set (no real patient).
+- the 25 shared real cases at their full 1 mm slice spacing (the neighbour
+  channels are taken 3 or 4 slices away, as on a 3-4 mm clinical series), plus
+  ``--remaps`` contrast-remapped copies of each (a random smooth, possibly
+  non-monotonic intensity curve, so T1, STIR and other scanners are not out of
+  reach);
+- ``--phantoms`` synthetic studies (seeds 1000+, disjoint from the evaluation
+  phantoms' 5000+), T1, T2 and STIR each an image, with random fractures and
+  lesions. Phantoms are in every fold's training set (no real patient).
 
-Reproducible: fixed seeds, deterministic patient-grouped folds (VB1_02/VB1_03
-and VB1_10/VB1_11 are one patient each and always share a fold). Writes, under
-``--weights-dir`` (default ``analysis/vertebrae/weights``):
+Two phases per fold: phase 1 (``--iterations``) from scratch on all of the
+above; phase 2 (``--finetune-iterations``, lower rate) adds
+``--fracture-phantoms`` fracture-rich phantom studies (2-3 fractures each,
+seeds 3000+), because collapsed bodies are rare in phase 1 and a network that
+has seldom seen one fills the collapse in. ``--phase1-dir`` keeps the phase-1
+networks (or starts from them: the shipped weights were made so, phase 2 run
+after phase 1 with the same seeds).
 
-- ``body_model.pkl.xz``: trained on every case (production);
-- ``folds/fold_<k>.pkl.xz``: one model per fold, each never trained on the real
-  cases it lists in ``held_out``; ``scripts/evaluate_vertebrae.py`` evaluates every
-  real case with the fold model that never saw it.
+Truth: body (S1 included) / L5 body / background; rows above the top labelled
+body are ignored (those bodies are not labelled), and so is everything below L5
+where the truth does not label S1 (VB2, VB3). Each batch is augmented on the fly: rotation,
+scale, crop position, intensity gamma and noise.
 
-Stage 2 is trained on stage-1 probabilities predicted out-of-sample (two inner
-halves of the training patients), so it learns how much to trust an unseen
-image's stage-1 map. Six HistGradientBoosting pairs, about 0.6 MB each (xz). Run:
-``.venv/bin/python scripts/train_vertebrae.py`` (35 min on 2 cores shared with other jobs: preparing
-3 min, the production model 10 min, each fold 1-7 min).
+Deterministic patient-grouped folds (VB1_02/VB1_03 and VB1_10/VB1_11 share a
+fold). Writes, under ``--weights-dir`` (default ``analysis/vertebrae/weights``):
+``folds/fold_<k>.pt.xz``: one network each, ``held_out`` lists the real
+cases it never saw (the evaluation uses it for those); the product averages
+all of them (``node.pipeline.model.shipped_model``). Run:
+``.venv/bin/python scripts/train_vertebrae.py`` (about 11 min per fold on 2 cores).
 """
 
 from __future__ import annotations
@@ -36,49 +42,42 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from phantom_cases import phantom_cases
-from scipy import ndimage
-from sklearn.ensemble import HistGradientBoostingClassifier
+import torch
+from phantom_cases import FRACTURE_PHANTOM_SEED, phantom_cases
+from torch.nn import functional as F
 from vertebrae_cases import REPO, Case, fold_of_groups, list_cases, load_case
 
-from analysis.vertebrae.features import FloatArray, resample_2d, volume_to_work
+from analysis.vertebrae.features import resample_2d, volume_to_work
 from analysis.vertebrae.geometry import canonical_of
-from analysis.vertebrae.model import (
-    BodyModel,
-    model_to_bytes,
-    roi_of,
-    stage1_features,
-    stage1_probability,
-    stage2_features,
-)
+from analysis.vertebrae.model import BodyModel, model_to_bytes
+from analysis.vertebrae.net import UNet, neighbour_step, predict_slices, stack_inputs
 from analysis.volume import LEVEL_LABELS
+from node.pipeline.model import load_model
 
 SEED = 20261126
 N_FOLDS = 5
-POS_PER_CASE = 4000
-NEG_PER_CASE = 6000
-# contrast-remapped copies and phantom images: smaller samples (many, and similar to each other)
-POS_PER_EXTRA = 1500
-NEG_PER_EXTRA = 2500
-N_PHANTOMS = 12
+CROP = 128
+BATCH = 12
+ITERATIONS = 1300
+N_PHANTOMS = 24
+N_FRACTURE_PHANTOMS = 30
+FINETUNE_ITERATIONS = 400
+REAL_SHARE = 0.6
 
 
 @dataclass
-class Prepared:
-    case: Case
-    feats1: list[FloatArray]  # per slice (H, W, F), float16 to save memory
-    target: np.ndarray  # (LR, H, W) int8: -1 ignore, 0 bg, 1 body, 2 L5
+class Image:
+    name: str
+    group: str
+    real: bool
+    work: np.ndarray  # (LR, H, W) float16, normalised
+    target: np.ndarray  # (LR, H, W) int8: -1 ignore, 0 background, 1 body, 2 L5
     spacing_lr: float
-    sample: np.ndarray  # flat indices into (LR, H, W) used for training
+    body_slices: np.ndarray  # slice indices holding body
 
 
 def remap_contrast(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A random smooth, possibly non-monotonic intensity curve (contrast augmentation).
-
-    The training cases are mostly T2-like; remapping tissue intensities at random
-    makes the classifier lean on shape, edges and context rather than on which
-    tissue is bright, so that T1, STIR and Dixon images are not out of reach.
-    """
+    """A random smooth, possibly non-monotonic intensity curve over the image's range."""
     lo, hi = np.percentile(image, [1, 99.5])
     x = np.clip((image.astype(np.float32) - lo) / max(hi - lo, 1e-6), 0, 1)
     knots = np.linspace(0, 1, 6)
@@ -87,100 +86,161 @@ def remap_contrast(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.interp(x, knots, values).astype(np.float32)
 
 
-def prepare(
-    case: Case,
-    rng: np.random.Generator,
-    augment: bool = False,
-    n_pos: int = POS_PER_CASE,
-    n_neg: int = NEG_PER_CASE,
-) -> Prepared:
+def prepare(case: Case, rng: np.random.Generator | None) -> Image:
     volume = next(iter(case.volumes.values()))
     can = canonical_of(volume)
     image = can.to_canonical(np.asarray(volume.array))
-    if augment:
+    if rng is not None:
         image = remap_contrast(image, rng)
-    labels = can.to_canonical(np.asarray(case.truth.array))
     work = volume_to_work(image, can.spacing)
+    labels = can.to_canonical(np.asarray(case.truth.array))
     h, w = work.shape[1:]
     lab = np.stack([np.rint(resample_2d(s, (h, w), order=0)).astype(np.int16) for s in labels])
     target = np.zeros(lab.shape, dtype=np.int8)
     target[lab > 0] = 1
     target[lab == LEVEL_LABELS["L5"]] = 2
-    rows = np.where(lab.any(axis=(0, 2)))[0]
+    rows = np.where((lab > 0).any(axis=(0, 2)))[0]
     # bodies above the top labelled one are unlabelled in the truth: do not call them background
     target[:, : max(0, rows.min() - 2), :] = -1
-    feats1 = [f.astype(np.float16) for f in stage1_features(work)]
-    flat = target.ravel()
-    body = np.flatnonzero(flat > 0)
-    near_mask = ndimage.binary_dilation(target > 0, iterations=12, structure=np.ones((1, 3, 3), bool))
-    near = np.flatnonzero(near_mask.ravel() & (flat == 0))
-    far = np.flatnonzero(flat == 0)
-    pick = [
-        rng.choice(body, min(n_pos, body.size), replace=False),
-        rng.choice(near, min(n_neg // 2, near.size), replace=False),
-        rng.choice(far, min(n_neg // 2, far.size), replace=False),
-    ]
-    return Prepared(case, feats1, target, can.spacing[0], np.concatenate(pick))
+    if not (lab == LEVEL_LABELS["S1"]).any():
+        target[:, below_l5(lab == LEVEL_LABELS["L5"])] = -1
+    body_slices = np.where((target > 0).any(axis=(1, 2)))[0]
+    real = case.dataset != "phantom"
+    if real:  # keep the slices near the column; far lateral slices teach little
+        keep = np.arange(max(0, body_slices.min() - 8), min(work.shape[0], body_slices.max() + 9))
+        work, target = work[keep], target[keep]
+        body_slices = body_slices - keep[0]
+    return Image(case.name, case.group, real, work.astype(np.float16), target, can.spacing[0], body_slices)
 
 
-def _rows(feats: list[FloatArray], idx: np.ndarray) -> np.ndarray:
-    h, w, nf = feats[0].shape
-    lr_idx, pix = np.divmod(idx, h * w)
-    out = np.empty((idx.size, nf), dtype=np.float32)
-    for s in np.unique(lr_idx):
-        sel = lr_idx == s
-        out[sel] = feats[s].reshape(-1, nf)[pix[sel]]
-    return out
+def below_l5(l5: np.ndarray) -> np.ndarray:
+    """(H, W): what lies below L5 along each column (the unlabelled sacrum of VB2 and VB3)."""
+    proj = l5.any(axis=0)
+    h, w = proj.shape
+    cols = np.nonzero(proj.any(axis=0))[0]
+    if cols.size == 0:
+        return np.zeros((h, w), dtype=bool)
+    bottom = np.empty(w)
+    for c in range(w):
+        cc = int(np.clip(c, cols.min(), cols.max()))
+        rows = np.nonzero(proj[:, cc])[0]
+        bottom[c] = rows.max() if rows.size else np.nonzero(proj.any(axis=1))[0].max()
+    return np.asarray(np.arange(h)[:, None] > bottom[None, :] + 1)
 
 
-def _clf(seed: int, iters: int) -> HistGradientBoostingClassifier:
-    return HistGradientBoostingClassifier(
-        max_iter=iters,
-        learning_rate=0.15,
-        max_leaf_nodes=31,
-        min_samples_leaf=80,
-        l2_regularization=1.0,
-        early_stopping=False,
-        random_state=seed,
-    )
+def _sample(img: Image, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    lr = img.work.shape[0]
+    s = int(rng.choice(img.body_slices)) if rng.random() < 0.85 else int(rng.integers(lr))
+    step = max(1, round(rng.uniform(3.0, 4.0) / img.spacing_lr)) if img.real else 1
+    idx = np.clip([s, s - step, s + step], 0, lr - 1)
+    x = img.work[idx].astype(np.float32)
+    y = img.target[s].astype(np.int64)
+    return x, y
 
 
-def fit_stage1(items: list[Prepared], seed: int) -> HistGradientBoostingClassifier:
-    x = np.concatenate([_rows(p.feats1, p.sample) for p in items])
-    y = np.concatenate([(p.target.ravel()[p.sample] > 0).astype(np.int8) for p in items])
-    return _clf(seed, 80).fit(x, y)
+def _crop(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A CROP x CROP window, near the bodies most of the time; padding is ignored in the loss."""
+    _, h, w = x.shape
+    pad_h, pad_w = max(0, CROP - h), max(0, CROP - w)
+    if pad_h or pad_w:
+        fill = float(np.percentile(x[0], 1))
+        x = np.pad(x, ((0, 0), (0, pad_h), (0, pad_w)), constant_values=fill)
+        y = np.pad(y, ((0, pad_h), (0, pad_w)), constant_values=-1)
+        h, w = y.shape
+    body = np.argwhere(y > 0)
+    if body.size and rng.random() < 0.8:
+        cy, cx = body[rng.integers(len(body))] + rng.normal(0, 20, 2)
+    else:
+        cy, cx = rng.uniform(0, h), rng.uniform(0, w)
+    top = int(np.clip(cy - CROP / 2, 0, h - CROP))
+    left = int(np.clip(cx - CROP / 2, 0, w - CROP))
+    return x[:, top : top + CROP, left : left + CROP], y[top : top + CROP, left : left + CROP]
 
 
-def stage1_prob(clf: HistGradientBoostingClassifier, p: Prepared) -> FloatArray:
-    return stage1_probability(clf, p.feats1)
-
-
-def fit_model(items: list[Prepared], held_out: tuple[str, ...], seed: int) -> BodyModel:
-    t0 = time.time()
-    full1 = fit_stage1(items, seed)
-    # two inner halves by patient (a case's augmented copies, a phantom's sequences stay together)
-    groups = list(dict.fromkeys(p.case.group for p in items))
-    in_a = set(groups[0::2])
-    half_a = [p for p in items if p.case.group in in_a]
-    half_b = [p for p in items if p.case.group not in in_a]
-    probs: dict[int, FloatArray] = {}
-    for train, test in ((half_a, half_b), (half_b, half_a)):
-        inner = fit_stage1(train, seed + 1)
-        for p in test:
-            probs[id(p)] = stage1_prob(inner, p)
+def make_batch(images: list[Image], rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    real = [i for i in images if i.real]
+    synth = [i for i in images if not i.real]
     xs, ys = [], []
-    for p in items:
-        prob = probs[id(p)]
-        feats2 = stage2_features(p.feats1, prob, p.spacing_lr)
-        # stage 2 only ever runs inside the stage-1 region of interest
-        sample = p.sample[roi_of(prob).ravel()[p.sample]]
-        xs.append(_rows(feats2, sample))
-        ys.append(p.target.ravel()[sample])
-    x, y = np.concatenate(xs), np.concatenate(ys)
-    keep = y >= 0
-    stage2 = _clf(seed + 2, 100).fit(x[keep], y[keep])
-    print(f"  model held_out={list(held_out)} trained in {time.time() - t0:.0f}s", flush=True)
-    return BodyModel(full1, stage2, held_out, {"seed": str(seed), "trained_on": str(len(items))})
+    for _ in range(BATCH):
+        pool = real if (rng.random() < REAL_SHARE or not synth) else synth
+        x, y = _crop(*_sample(pool[int(rng.integers(len(pool)))], rng), rng)
+        # intensity: gamma on the robust range, shift and scale, noise
+        if rng.random() < 0.5:
+            lo, hi = np.percentile(x, [1, 99])
+            t = np.clip((x - lo) / max(hi - lo, 1e-6), 0, 1) ** rng.uniform(0.6, 1.6)
+            x = (lo + t * (hi - lo)).astype(np.float32)
+        x = x * rng.uniform(0.85, 1.15) + rng.uniform(-0.15, 0.15)
+        x = x + rng.normal(0, rng.uniform(0, 0.08), x.shape).astype(np.float32)
+        xs.append(x)
+        ys.append(y)
+    xt = torch.from_numpy(np.stack(xs).astype(np.float32))
+    yt = torch.from_numpy(np.stack(ys))
+    # geometry: rotation and isotropic scale about the crop centre
+    ang = torch.from_numpy(rng.uniform(-0.25, 0.25, BATCH)).float()
+    scale = torch.from_numpy(rng.uniform(0.85, 1.2, BATCH)).float()
+    theta = torch.zeros(BATCH, 2, 3)
+    theta[:, 0, 0] = torch.cos(ang) / scale
+    theta[:, 0, 1] = -torch.sin(ang) / scale
+    theta[:, 1, 0] = torch.sin(ang) / scale
+    theta[:, 1, 1] = torch.cos(ang) / scale
+    grid = F.affine_grid(theta, list(xt.shape), align_corners=False)
+    xt = F.grid_sample(xt, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    yt = F.grid_sample(
+        (yt + 1).unsqueeze(1).float(), grid, mode="nearest", padding_mode="zeros", align_corners=False
+    )
+    return xt, yt.squeeze(1).long() - 1
+
+
+def loss_fn(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    ce = F.cross_entropy(logits, y, weight=torch.tensor([1.0, 1.0, 2.0]), ignore_index=-1)
+    valid = (y >= 0).float()
+    prob = torch.softmax(logits, dim=1)
+    body_p = (prob[:, 1] + prob[:, 2]) * valid
+    body_t = (y > 0).float()
+    dice = 1 - (2 * (body_p * body_t).sum() + 1) / (body_p.sum() + body_t.sum() + 1)
+    return ce + dice
+
+
+def train(
+    images: list[Image], seed: int, iterations: int, net: UNet | None = None, max_lr: float = 3e-3
+) -> UNet:
+    """Phase 1 from scratch (``net`` None), or phase 2 continuing ``net`` at a lower rate."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    net = UNet() if net is None else net
+    opt = torch.optim.AdamW(net.parameters(), lr=max_lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=iterations, pct_start=0.1)
+    net.train()
+    t0, running = time.time(), 0.0
+    for it in range(1, iterations + 1):
+        x, y = make_batch(images, rng)
+        opt.zero_grad()
+        loss = loss_fn(net(x), y)
+        loss.backward()
+        opt.step()
+        sched.step()
+        running += loss.item()
+        if it % 100 == 0:
+            print(f"    iter {it}: loss {running / 100:.3f} ({time.time() - t0:.0f}s)", flush=True)
+            running = 0.0
+    net.eval()
+    return net
+
+
+def held_out_dice(net: UNet, images: list[Image]) -> list[tuple[str, float]]:
+    """Quick check: body Dice on every 3rd slice of each held-out real image (working grid)."""
+    out = []
+    for img in images:
+        sel = np.arange(0, img.work.shape[0], 3)
+        work = img.work[sel].astype(np.float32)
+        prob = predict_slices([net], stack_inputs(work, neighbour_step(3 * img.spacing_lr)))
+        pred = (prob[..., 1] + prob[..., 2]) >= 0.5
+        t = img.target[sel]
+        valid = t >= 0
+        truth = t > 0
+        inter = (pred & truth & valid).sum()
+        out.append((img.name, float(2 * inter / max(1, (pred & valid).sum() + truth.sum()))))
+    return out
 
 
 def save(model: BodyModel, path: Path) -> None:
@@ -195,38 +255,58 @@ def main() -> None:
     )
     parser.add_argument("--weights-dir", type=Path, default=REPO / "analysis" / "vertebrae" / "weights")
     parser.add_argument("--folds", type=int, nargs="*", default=list(range(N_FOLDS)))
-    parser.add_argument("--no-full", action="store_true", help="skip the production model")
-    parser.add_argument("--augment", type=int, default=1, help="contrast-remapped copies per case")
+    parser.add_argument("--iterations", type=int, default=ITERATIONS)
+    parser.add_argument("--remaps", type=int, default=2, help="contrast-remapped copies per real case")
+    parser.add_argument("--phantoms", type=int, default=N_PHANTOMS)
+    parser.add_argument("--fracture-phantoms", type=int, default=N_FRACTURE_PHANTOMS)
+    parser.add_argument("--finetune-iterations", type=int, default=FINETUNE_ITERATIONS)
     parser.add_argument(
-        "--phantoms", type=int, default=N_PHANTOMS, help="phantom studies (T1, T2, STIR each an image)"
+        "--phase1-dir",
+        type=Path,
+        help="phase-1 fold networks: loaded from here when present (then only phase 2 runs), "
+        "else trained and saved here",
     )
-    parser.add_argument("--full-first", action="store_true", help="train the production model first")
     args = parser.parse_args()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    folds_dir = args.weights_dir / "folds"
     rng = np.random.default_rng(SEED)
     entries = list_cases()
     folds = fold_of_groups(entries, N_FOLDS)
     t0 = time.time()
-    cases = [load_case(e) for e in entries]
-    items = [prepare(c, rng) for c in cases]
-    if args.augment:
-        # one contrast-remapped copy per case; it shares the case's patient group (fold)
-        items += [
-            prepare(c, rng, True, POS_PER_EXTRA, NEG_PER_EXTRA) for c in cases for _ in range(args.augment)
-        ]
-    # phantoms: seeds disjoint from the evaluation's; in every fold's training set (no real patient)
-    extra = [prepare(c, rng, False, POS_PER_EXTRA, NEG_PER_EXTRA) for c in phantom_cases(args.phantoms)]
-    print(
-        f"prepared {len(items)} real and {len(extra)} phantom images in {time.time() - t0:.0f}s", flush=True
-    )
-    full = args.weights_dir / "body_model.pkl.xz"
-    if args.full_first and not args.no_full:
-        save(fit_model(items + extra, (), SEED), full)
+    cases = [load_case(e, step=1) for e in entries]
+    images = [prepare(c, None) for c in cases]
+    images += [prepare(c, rng) for c in cases for _ in range(args.remaps)]
+    images += [prepare(c, None) for c in phantom_cases(args.phantoms)]
+    fracture_images = [
+        prepare(c, None)
+        for c in phantom_cases(args.fracture_phantoms, FRACTURE_PHANTOM_SEED, fractures=True)
+    ]
+    print(f"prepared {len(images) + len(fracture_images)} images in {time.time() - t0:.0f}s", flush=True)
     for k in args.folds:
-        train = [p for p in items if folds[p.case.group] != k] + extra
-        held = tuple(dict.fromkeys(p.case.name for p in items if folds[p.case.group] == k))
-        save(fit_model(train, held, SEED + 10 * k), args.weights_dir / "folds" / f"fold_{k}.pkl.xz")
-    if not args.full_first and not args.no_full:
-        save(fit_model(items + extra, (), SEED), full)
+        held = tuple(e["case"] for e in entries if folds[e["group"]] == k)
+        train_set = [i for i in images if not (i.real and folds[i.group] == k)]
+        print(f"fold {k}: held out {list(held)}", flush=True)
+        phase1 = None if args.phase1_dir is None else args.phase1_dir / f"fold_{k}.pt.xz"
+        if phase1 is not None and phase1.exists():
+            net = load_model(phase1).nets[0]
+            print(f"  phase 1 from {phase1}", flush=True)
+        else:
+            net = train(train_set, SEED + k, args.iterations)
+            if phase1 is not None:
+                save(BodyModel((net,), held, {}), phase1)
+        # phase 2: collapsed bodies are rare in phase 1; fracture-rich phantoms join at a lower rate
+        net = train(train_set + fracture_images, SEED + 100 + k, args.finetune_iterations, net, 1e-3)
+        # the first image of each held-out case is the one without a contrast remap
+        plain = {i.name: i for i in reversed(images) if i.real and i.name in held}
+        for name, d in held_out_dice(net, list(plain.values())):
+            print(f"    held-out {name}: body Dice (work grid) {d:.3f}", flush=True)
+        meta = {
+            "seed": str(SEED + k),
+            "iterations": f"{args.iterations}+{args.finetune_iterations}",
+            "fold": str(k),
+        }
+        save(BodyModel((net,), held, meta), folds_dir / f"fold_{k}.pt.xz")
+    print(f"the product averages the {len(list(folds_dir.glob('fold_*.pt.xz')))} networks in {folds_dir}")
 
 
 if __name__ == "__main__":

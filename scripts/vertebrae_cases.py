@@ -57,18 +57,24 @@ def sequence_of(description: str) -> Sequence:
 
 
 def verse_truth(labels: np.ndarray, dataset: str) -> np.ndarray:
-    """Truth labels in VerSe numbering; VB1 (100.. from the top) is counted up from L5.
+    """Truth labels in VerSe numbering; VB1 (100.. from the top) is counted up from S1.
 
-    In every VB1 case the lowest labelled body sits on the sacrum (checked on
-    mid-sagittal renderings), so 100+n-1 is L5. Used for training and as a
-    labelling reference only; the evaluation reports name accuracy on VB2/VB3.
+    In every VB1 case the lowest labelled body is the first sacral segment: it
+    carries the sacrum's tilt and shape, the sacral segments continue below it,
+    and both the networks and the earlier pixel classifier (trained on VB2/VB3,
+    whose L5 is known) name the body above it L5 on every VB1 case (mid-sagittal
+    renderings checked). So 100+n-1 is S1 and 100+n-2 is L5. Used for training
+    and as a labelling reference only; the evaluation reports name accuracy on
+    VB2/VB3.
     """
     if dataset != "VB1":
         return labels.astype(np.int16)
     out = np.zeros(labels.shape, dtype=np.int16)
     present = sorted(int(v) for v in np.unique(labels) if v >= 100)
     for rank_from_bottom, v in enumerate(reversed(present)):
-        out[labels == v] = LEVEL_LABELS["L5"] - rank_from_bottom
+        out[labels == v] = (
+            LEVEL_LABELS["S1"] if rank_from_bottom == 0 else LEVEL_LABELS["L5"] + 1 - rank_from_bottom
+        )
     return out
 
 

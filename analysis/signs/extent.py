@@ -55,14 +55,15 @@ def no_extent(marrow: MarrowResult) -> ExtentResult:
     return ExtentResult(absent, absent, pedicle, (), 0.0, 0.0, np.zeros_like(marrow.lesion), ())
 
 
-def assess_extent(ctx: StudyContext, crop: BodyCrop, marrow: MarrowResult) -> ExtentResult:
-    th = ctx.thresholds
-    if not marrow.lesion.any():
-        return no_extent(marrow)
+def _lesion_like(
+    crop: BodyCrop, marrow: MarrowResult, tolerance: float, fluid_known: bool
+) -> tuple[BoolArray, BoolArray]:
+    """Voxels matching the lesion's signature on every sequence: anywhere, and in bone.
 
+    Pedicle roots are thin: on T1 they mix with the bright fat around them, so
+    in bone T1 need only be darker than marrow; the fluid signature must hold.
+    """
     match = np.ones_like(crop.body)
-    # pedicle roots are thin: on T1 they mix with the bright fat around them, so
-    # there T1 need only be darker than marrow; the fluid signature must hold
     match_bone = np.ones_like(crop.body)
     for seq, img in crop.images.items():
         if seq not in marrow.grow_thresholds:
@@ -70,24 +71,43 @@ def assess_extent(ctx: StudyContext, crop: BodyCrop, marrow: MarrowResult) -> Ex
         op, thr = marrow.grow_thresholds[seq]
         med = _signature(img[marrow.lesion], darker=op == "<")
         beyond = (img < thr) if op == "<" else (img > thr)
-        like = np.abs(img - med) <= th.signature_tolerance * abs(med)
+        like = np.abs(img - med) <= tolerance * abs(med)
         match &= like & beyond
-        match_bone &= beyond & (like if op == ">" or ctx.fluid is None else True)
+        match_bone &= beyond & (like if op == ">" or not fluid_known else True)
+    return match, match_bone
 
-    sp = ctx.frame.spacing
-    out_mm = outer_distance_mm(crop.body, sp)
-    allowed = (out_mm <= th.ste_search_mm) & ~crop.other_bodies & ~crop.all_discs
-    grown = ndimage.binary_propagation(marrow.lesion, mask=marrow.lesion | (match & allowed),
-                                       structure=np.ones((3, 3, 3), bool))
-    outside = grown & ~crop.body
-    # Tissue reached far above or below the body is a fluid column the lesion's
-    # signal happens to match (CSF on some STIR scans), not a mass: the spread
-    # of this lesion cannot be told.
+
+def _leaks(ctx: StudyContext, crop: BodyCrop, outside: BoolArray) -> bool:
+    """Lesion-like tissue followed far above or below the body: a fluid column, not a mass."""
+    th, sp = ctx.thresholds, ctx.frame.spacing
     si_rows = np.nonzero(crop.body.any(axis=(0, 2)))[0]
     reach = round(th.ste_si_beyond_mm / sp[1])
     si_all = np.arange(crop.body.shape[1])[None, :, None]
     far = outside & ((si_all < si_rows.min() - reach) | (si_all > si_rows.max() + reach))
-    leak = float(far.sum()) * ctx.frame.voxel_mm3 >= th.ste_min_mm3
+    return float(far.sum()) * ctx.frame.voxel_mm3 >= th.ste_min_mm3
+
+
+def assess_extent(ctx: StudyContext, crop: BodyCrop, marrow: MarrowResult) -> ExtentResult:
+    th = ctx.thresholds
+    if not marrow.lesion.any():
+        return no_extent(marrow)
+
+    sp = ctx.frame.spacing
+    out_mm = outer_distance_mm(crop.body, sp)
+    allowed = (out_mm <= th.ste_search_mm) & ~crop.other_bodies & ~crop.all_discs
+    # Tissue reached far above or below the body is a fluid column the lesion's
+    # signal happens to match (CSF on some STIR scans), not a mass. The
+    # signature is narrowed once (tumour and CSF differ, if less than either
+    # differs from marrow); if the column is still reached, the spread of this
+    # lesion cannot be told.
+    for tolerance in (th.signature_tolerance, th.signature_tolerance_fluid):
+        match, match_bone = _lesion_like(crop, marrow, tolerance, ctx.fluid is not None)
+        grown = ndimage.binary_propagation(marrow.lesion, mask=marrow.lesion | (match & allowed),
+                                           structure=np.ones((3, 3, 3), bool))
+        outside = grown & ~crop.body
+        leak = _leaks(ctx, crop, outside)
+        if not leak:
+            break
 
     c_lr, _, _c_ap = crop.centroid
     lr = (np.arange(crop.body.shape[0])[:, None, None] - c_lr) * sp[0]

@@ -21,6 +21,10 @@ VERSE_LABELS: dict[str, int] = {name: 8 + i for i, name in enumerate(_ORDER)} | 
 
 _MIN_ANCHOR_SCORE = 0.35
 _SACRUM_MARGIN_MM = 8.0
+_CUT_GAP_MM = 2.0
+# Above L5, bodies score 0.00-0.01 as L5 on every evaluated real case and phantom;
+# set after the cross-validated VB3 results, where a cut S1 outscored L5 (0.10-0.17)
+_CUT_ANCHOR_SCORE = 0.1
 
 
 @dataclass(frozen=True)
@@ -35,7 +39,8 @@ def name_chain(l5_scores: list[float], bottom_gap_mm: float) -> Naming:
     """Level names of a top-to-bottom chain of bodies.
 
     ``l5_scores``: each body's L5 score (0..1); ``bottom_gap_mm``: how far the
-    image reaches below the lowest body along the spine.
+    image reaches below the lowest body along the spine (it matters only when
+    the L5 anchor is the lowest body).
     """
     n = len(l5_scores)
     if n == 0:
@@ -43,11 +48,21 @@ def name_chain(l5_scores: list[float], bottom_gap_mm: float) -> Naming:
     if any(not 0.0 <= s <= 1.5 for s in l5_scores):
         raise ValueError(f"l5_scores must be in 0..1, got {l5_scores}")
     notes: list[str] = []
+    l5_scores = list(l5_scores)
+    cut_s1 = n >= 2 and bottom_gap_mm <= _CUT_GAP_MM and l5_scores[-2] >= _CUT_ANCHOR_SCORE
+    if cut_s1:
+        # the lowest body is cut by the image's lower edge: too little of it shows to tell
+        # S1 from L5, and the body above it looks like L5, so that one is the anchor
+        l5_scores[-1] = 0.0
+        notes.append("lowest body cut by the lower edge of the image: taken as S1 below an L5-like body")
     best = max(range(n), key=lambda i: l5_scores[i])
     score = min(1.0, l5_scores[best])
     others = sorted((s for i, s in enumerate(l5_scores) if i != best), reverse=True)
     runner_up = others[0] if others else 0.0
-    sacrum_in_view = score >= _MIN_ANCHOR_SCORE and bottom_gap_mm >= _SACRUM_MARGIN_MM
+    # the sacrum is in view when L5 has a body below it (S1, even one cut by the
+    # image's edge), or when the image reaches far enough below the L5 anchor
+    min_score = _CUT_ANCHOR_SCORE if cut_s1 else _MIN_ANCHOR_SCORE
+    sacrum_in_view = score >= min_score and (best < n - 1 or bottom_gap_mm >= _SACRUM_MARGIN_MM)
     if sacrum_in_view:
         anchor = best
         certainty = score * (1.0 - 0.5 * min(1.0, runner_up / max(score, 1e-6)))

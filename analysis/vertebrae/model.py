@@ -1,120 +1,74 @@
-"""The two-stage auto-context pixel classifier for vertebral bodies.
+"""The trained vertebral-body model: an ensemble of U-Nets, and its class probabilities on a volume.
 
-Stage 1 (binary: body / not body) sees image features; stage 2 (three classes:
-not body, body, L5) sees the image features plus the stage-1 probability
-around each pixel. Both are scikit-learn ``HistGradientBoostingClassifier``
-trained by ``scripts/train_vertebrae.py`` on the shared real cases (and phantoms) with
-patient-grouped folds. The weights are bytes handed in by the caller
-(:func:`model_from_bytes`); this module does no file I/O.
+``model_from_bytes`` reads the weights written by ``scripts/train_vertebrae.py``
+(xz is the caller's business: this module does no file I/O). ``predict_work``
+turns a canonical volume into class probabilities (background, body, L5 body)
+on the working grid, slice by slice with each slice's neighbours as context.
 """
 
 from __future__ import annotations
 
 import io
-import pickle
-from collections.abc import Iterator
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy import ndimage
+import torch
 
-from analysis.vertebrae.features import (
-    FloatArray,
-    context_features,
-    image_features,
-    neighbour_mean,
-    volume_to_work,
-)
+from analysis.vertebrae.features import FloatArray, volume_to_work
+from analysis.vertebrae.net import UNet, neighbour_step, predict_slices, stack_inputs
 
-N_CLASSES = 3  # 0 background, 1 body, 2 L5 body
+__all__ = ["BodyModel", "ensemble", "model_from_bytes", "model_to_bytes", "predict_work"]
 
 
 @dataclass(frozen=True)
 class BodyModel:
-    stage1: Any  # fitted binary classifier with predict_proba
-    stage2: Any  # fitted 3-class classifier with predict_proba
-    held_out: tuple[str, ...] = ()  # cases this model never saw (cross-validation folds)
+    """Trained networks (one per cross-validation fold) whose softmax outputs are averaged."""
+
+    nets: tuple[UNet, ...]
+    held_out: tuple[str, ...] = ()  # real cases no member ever saw (a single fold's network)
     meta: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.nets or not all(isinstance(n, UNet) for n in self.nets):
+            raise TypeError("nets must be a non-empty tuple of UNet")
+        if len({n.channels for n in self.nets}) != 1:
+            raise ValueError("nets must all have the same channels")
+
+
+def ensemble(models: Sequence[BodyModel]) -> BodyModel:
+    """One model averaging every network of ``models`` (the cross-validation folds: the product's model)."""
+    if not models:
+        raise ValueError("models must not be empty")
+    nets = tuple(n for m in models for n in m.nets)
+    return BodyModel(nets, (), {"members": str(len(nets))})
 
 
 def model_to_bytes(model: BodyModel) -> bytes:
+    """Half-precision state dicts: the weights stay small enough to version in the repository."""
+    states = [{k: v.detach().to(torch.float16) for k, v in n.state_dict().items()} for n in model.nets]
     buf = io.BytesIO()
-    pickle.dump(
-        {"stage1": model.stage1, "stage2": model.stage2, "held_out": model.held_out, "meta": model.meta},
-        buf,
-        protocol=pickle.HIGHEST_PROTOCOL,
-    )
+    channels = list(model.nets[0].channels)
+    payload = {"states": states, "held_out": list(model.held_out), "meta": model.meta, "channels": channels}
+    torch.save(payload, buf)
     return buf.getvalue()
 
 
 def model_from_bytes(data: bytes) -> BodyModel:
-    """Load weights produced by the training script (trusted, shipped with the package)."""
+    """Load weights produced by the training script (tensors and plain types only: ``weights_only``)."""
     if not isinstance(data, bytes | bytearray):
         raise TypeError(f"data must be bytes, got {type(data).__name__}")
-    obj = pickle.loads(data)
-    return BodyModel(obj["stage1"], obj["stage2"], tuple(obj["held_out"]), dict(obj["meta"]))
-
-
-def stage1_features(work: FloatArray) -> list[FloatArray]:
-    return [image_features(s) for s in work]
-
-
-def lateral_position(prob1: FloatArray, spacing_lr: float) -> tuple[FloatArray, FloatArray]:
-    """Per slice: distance (mm) from the column's left-right centre, and body mass relative to the most."""
-    mass = (prob1 >= 0.5).sum(axis=(1, 2)).astype(np.float32)
-    if mass.sum() == 0:
-        return np.full(mass.shape, 100.0, np.float32), np.zeros(mass.shape, np.float32)
-    idx = np.arange(mass.size, dtype=np.float32)
-    centre = float((idx * mass**2).sum() / (mass**2).sum())
-    return (np.abs(idx - centre) * spacing_lr).astype(np.float32), (mass / mass.max()).astype(np.float32)
-
-
-def _stage2_slices(feats1: list[FloatArray], prob1: FloatArray, spacing_lr: float) -> Iterator[FloatArray]:
-    neigh = neighbour_mean(prob1, spacing_lr)
-    dist, mass = lateral_position(prob1, spacing_lr)
-    for f, p, n, d, m in zip(feats1, prob1, neigh, dist, mass, strict=True):
-        lateral = np.empty((*p.shape, 2), dtype=np.float32)
-        lateral[..., 0] = d
-        lateral[..., 1] = m
-        yield np.concatenate([f, context_features(p, n), lateral], axis=-1)
-
-
-def stage2_features(feats1: list[FloatArray], prob1: FloatArray, spacing_lr: float) -> list[FloatArray]:
-    """Stage-2 features of every slice, (H, W, F) each (training)."""
-    return list(_stage2_slices(feats1, prob1, spacing_lr))
-
-
-def _predict_rows(clf: Any, feats: list[FloatArray], where: npt.NDArray[np.bool_]) -> FloatArray:
-    """Class probabilities of the pixels ``where`` (LR, H, W) is true, zeros elsewhere."""
-    nf = feats[0].shape[-1]
-    rows = [np.asarray(f[w], dtype=np.float32) for f, w in zip(feats, where, strict=True)]
-    flat = np.concatenate(rows, axis=0) if rows else np.zeros((0, nf), np.float32)
-    n_classes = len(clf.classes_)
-    out = np.zeros((*where.shape, n_classes), dtype=np.float32)
-    if flat.shape[0]:
-        out[where] = np.asarray(clf.predict_proba(flat), dtype=np.float32)
-    return out
-
-
-def stage1_probability(clf: Any, feats1: list[FloatArray]) -> FloatArray:
-    """Stage-1 body probability, predicted every 2nd pixel and interpolated (it is smooth)."""
-    lr = len(feats1)
-    h, w = feats1[0].shape[:2]
-    coarse = np.zeros((lr, h, w), dtype=bool)
-    coarse[:, ::2, ::2] = True
-    sparse = _predict_rows(clf, feats1, coarse)[:, ::2, ::2, 1]
-    rr, cc = np.meshgrid(np.arange(h) / 2.0, np.arange(w) / 2.0, indexing="ij")
-    return np.stack([ndimage.map_coordinates(s, [rr, cc], order=1, mode="nearest") for s in sparse]).astype(
-        np.float32
-    )
-
-
-def roi_of(prob1: FloatArray) -> npt.NDArray[np.bool_]:
-    """Where stage 2 runs: near anything stage 1 finds body-like (the rest is background)."""
-    near = ndimage.maximum_filter(prob1, size=(3, 11, 11)) >= 0.1
-    return np.asarray(near, dtype=bool)
+    obj = torch.load(io.BytesIO(bytes(data)), map_location="cpu", weights_only=True)
+    nets = []
+    for state in obj["states"]:
+        net = UNet(tuple(obj["channels"]))
+        net.load_state_dict({k: v.to(torch.float32) for k, v in state.items()})
+        net.eval()
+        nets.append(net)
+    if not nets:
+        raise ValueError("data holds no network")
+    return BodyModel(tuple(nets), tuple(obj["held_out"]), dict(obj["meta"]))
 
 
 def predict_work(
@@ -122,14 +76,4 @@ def predict_work(
 ) -> FloatArray:
     """Class probabilities (LR, SI, AP, 3) on the working grid of a canonical volume."""
     work = volume_to_work(canonical, spacing)
-    feats1 = stage1_features(work)
-    prob1 = stage1_probability(model.stage1, feats1)
-    roi = roi_of(prob1)
-    # one slice of stage-2 features at a time: only the region of interest is kept
-    rows = [f[r] for f, r in zip(_stage2_slices(feats1, prob1, spacing[0]), roi, strict=True)]
-    out = np.zeros((*roi.shape, N_CLASSES), dtype=np.float32)
-    out[..., 0] = 1.0
-    flat = np.concatenate(rows, axis=0)
-    if flat.shape[0]:
-        out[roi] = np.asarray(model.stage2.predict_proba(flat), dtype=np.float32)
-    return out
+    return predict_slices(model.nets, stack_inputs(work, neighbour_step(spacing[0])))

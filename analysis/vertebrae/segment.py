@@ -42,6 +42,9 @@ _SEED_CLEARANCE_MM = 5.0
 _OPENING_MM = 2.0
 _SEED_HALF_DEPTH_MM = 7.0
 _MAX_CENTRE_OFF_AXIS_MM = 12.0
+_SPLIT_BY_CORES = True
+_CORE_ERODE_MM = 2.5
+_MIN_CORE_ML = 3.0
 
 
 @dataclass(frozen=True)
@@ -263,16 +266,16 @@ def split_bodies(
     # wedged and tilted more than a straight cut perpendicular to the axis (L5-S1)
     seeds_2d = (to_cut >= _SEED_CLEARANCE_MM) & (off_axis <= _SEED_HALF_DEPTH_MM)
     seeds = np.where(mask & seeds_2d[None, :, :], segment[None, :, :] + 1, 0)
+    if _SPLIT_BY_CORES:
+        seeds = split_seeds_by_cores(seeds, mask & (off_axis <= _BODY_HALF_DEPTH_MM)[None], spacing)
     box = ndimage.find_objects(mask.astype(np.int8))[0]
     regions = np.zeros(mask.shape, dtype=np.int32)
     regions[box] = watershed(-body_prob[box], markers=seeds[box], mask=mask[box])
     voxel_ml = spacing[0] * spacing[1] * spacing[2] / 1000.0
     grid = [np.asarray(g, dtype=np.float32) for g in np.indices(mask.shape)]
     out: list[BodyCandidate] = []
-    for k in range(len(cuts) + 1):
-        region = regions == k + 1
-        if not region.any():
-            continue
+    for k in np.unique(regions[regions > 0]):
+        region = regions == k
         region = trim_body(_largest(region), spacing)
         count = int(region.sum())
         if count * voxel_ml < _MIN_BODY_ML:
@@ -289,6 +292,39 @@ def split_bodies(
             )
         )
     return chain_filter(out, axis)
+
+
+def split_seeds_by_cores(
+    seeds: npt.NDArray[np.int32], mask: BoolArray, spacing: tuple[float, float, float]
+) -> npt.NDArray[np.int32]:
+    """Give each body core its own seed where one segment between disc cuts holds two.
+
+    The cores are the mask eroded in-plane (the discs between bodies widen into
+    gaps); a disc the profile along the axis missed (the last one above the
+    sacrum, tilted across the axis's end) still separates two cores. A core
+    holding seeds of several segments is left to the cuts (a bridge the erosion
+    did not break).
+    """
+    disk = _disk((_CORE_ERODE_MM / spacing[1], _CORE_ERODE_MM / spacing[2]))
+    cores, n = ndimage.label(ndimage.binary_erosion(mask, structure=disk))
+    if n == 0:
+        return seeds
+    voxel_ml = spacing[0] * spacing[1] * spacing[2] / 1000.0
+    sizes = ndimage.sum(np.ones_like(cores), cores, range(1, n + 1)) * voxel_ml
+    big = {k + 1 for k in range(n) if sizes[k] >= _MIN_CORE_ML}
+    out = seeds.copy()
+    next_label = int(seeds.max()) + 1
+    for seg in range(1, int(seeds.max()) + 1):
+        in_seg = seeds == seg
+        held = [int(c) for c in np.unique(cores[in_seg]) if int(c) in big]
+        held = [c for c in held if len(set(np.unique(seeds[cores == c])) - {0}) == 1]
+        if len(held) < 2:
+            continue
+        out[in_seg] = 0
+        for c in held:
+            out[cores == c] = next_label
+            next_label += 1
+    return out
 
 
 def chain_filter(candidates: list[BodyCandidate], axis: SpineAxis | None = None) -> list[BodyCandidate]:

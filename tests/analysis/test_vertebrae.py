@@ -180,6 +180,24 @@ def test_name_chain_without_sacrum_is_uncertain_and_says_so() -> None:
     assert any("sacrum not identified" in n for n in naming.notes)
 
 
+def test_name_chain_with_s1_cut_by_the_image_edge_still_anchors_on_l5() -> None:
+    # a small field of view: S1 is found but the image ends right under it
+    naming = name_chain([0.0, 0.0, 0.0, 0.0, 0.9, 0.08], bottom_gap_mm=2.0)
+    assert naming.names == ("L1", "L2", "L3", "L4", "L5", "S1")
+    assert naming.sacrum_in_view and naming.certainty > 0.8
+
+
+def test_name_chain_does_not_anchor_on_a_body_cut_by_the_lower_edge() -> None:
+    # the network scores a cut S1 as L5-like; the whole body above it scores well too
+    naming = name_chain([0.0, 0.0, 0.0, 0.0, 0.0, 0.15, 0.85], bottom_gap_mm=0.0)
+    assert naming.names[-2:] == ("L5", "S1")
+    assert naming.sacrum_in_view and naming.certainty < 0.5  # a weak anchor is reported as such
+    assert any("cut by the lower edge" in n for n in naming.notes)
+    # a cut lowest body with nothing L5-like above it stays the (unverified) L5
+    alone = name_chain([0.0, 0.0, 0.0, 0.0, 0.01, 0.7], bottom_gap_mm=0.0)
+    assert alone.names[-1] == "L5" and not alone.sacrum_in_view
+
+
 def test_name_chain_flags_transitional_anatomy() -> None:
     naming = name_chain([0.0, 0.0, 0.0, 0.0, 0.7, 0.8], bottom_gap_mm=60.0)
     assert naming.names[-1] == "L5"

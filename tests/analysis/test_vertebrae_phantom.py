@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import lzma
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from analysis.results import SpineSegmentation
-from analysis.vertebrae.model import model_from_bytes
 from analysis.vertebrae.pipeline import segment_spine
 from analysis.volume import Sequence, Volume
 from node.phantom.render import SagittalGrid
 from node.phantom.specs import FracturePattern, FractureShape, FractureSpec, ImplantSpec, LesionSpec
 from node.phantom.study import PhantomStudy, build_phantom
+from node.pipeline.model import shipped_model
 
-WEIGHTS = Path(__file__).resolve().parents[2] / "analysis" / "vertebrae" / "weights" / "body_model.pkl.xz"
 L1, L3 = 20, 22
 
 pytestmark = pytest.mark.slow
@@ -24,9 +20,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def phantom() -> tuple[PhantomStudy, SpineSegmentation]:
-    if not WEIGHTS.exists():
-        pytest.skip("production weights not present")
-    model = model_from_bytes(lzma.decompress(WEIGHTS.read_bytes()))
+    model = shipped_model()
     spec = ImplantSpec(
         lesions=(LesionSpec(label=L3),),
         fractures=(

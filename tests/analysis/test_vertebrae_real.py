@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import lzma
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from analysis.results import SpineSegmentation
-from analysis.vertebrae.model import BodyModel, model_from_bytes
+from analysis.vertebrae.model import BodyModel
 from analysis.vertebrae.pipeline import segment_spine
 from analysis.vertebrae.regions import canal_centreline, reference_regions
 from analysis.volume import Sequence, Volume
+from node.pipeline.model import fold_models, shipped_model
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared"
 REAL = SHARED / "data" / "real-lumbar-mri"
 SCT = SHARED / "data" / "sct-t2-lumbar" / "t2_lumbar.nii.gz"
-WEIGHTS = REPO / "analysis" / "vertebrae" / "weights"
 
 pytestmark = pytest.mark.slow
 
@@ -32,11 +31,9 @@ def _read(path: Path) -> Volume:
 
 def _fold_model_without(case: str) -> BodyModel:
     """A cross-validation model that never saw ``case``."""
-    for path in sorted((WEIGHTS / "folds").glob("fold_*.pkl.xz")):
-        model = model_from_bytes(lzma.decompress(path.read_bytes()))
-        if case in model.held_out:
-            return model
-    pytest.skip(f"no fold model holds out {case}")
+    models = fold_models()
+    assert case in models, f"no shipped fold model holds out {case}"
+    return models[case]
 
 
 @pytest.fixture(scope="module")
@@ -104,10 +101,9 @@ def test_flipped_series_gives_the_same_bodies_and_heights(
 
 
 def test_normal_sct_t2_has_no_fracture() -> None:
-    if not SCT.exists() or not (WEIGHTS / "body_model.pkl.xz").exists():
-        pytest.skip("SCT volume or production weights not present")
-    model = model_from_bytes(lzma.decompress((WEIGHTS / "body_model.pkl.xz").read_bytes()))
-    seg = segment_spine({Sequence.T2: _read(SCT)}, model)
+    if not SCT.exists():
+        pytest.skip("SCT volume not present")
+    seg = segment_spine({Sequence.T2: _read(SCT)}, shipped_model())
     assert len(seg.bodies) >= 4
     assert all(b.genant_grade in (0, None) for b in seg.bodies), [
         (b.level, b.height_loss_pct) for b in seg.bodies
