@@ -15,7 +15,7 @@ from typing import Any
 from rich.console import Console
 
 from node.pipeline.inputs import NotAnalysable, load_inputs
-from node.pipeline.model import load_model
+from node.pipeline.model import shipped_model
 from node.pipeline.run import analyse, write_results
 from node.settings import Settings
 from node.study import StudyFiles, group_dicom_folder
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 console.print(f"  skipped {skipped.path}: {skipped.reason}")
             return EXIT_BAD_INPUT
         status.update("loading the vertebral-body model")
-        model = load_model()
+        model = shipped_model()
         worst = EXIT_OK
         for study in studies:
             out_dir = args.out if len(studies) == 1 else args.out / study.study_instance_uid

@@ -57,12 +57,9 @@ def test_phantom_normal_bodies_are_grade_0(phantom: tuple[PhantomStudy, SpineSeg
         assert body is not None and body.genant_grade == 0, body
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap (issue 4): the segmentation fills in part of a collapsed body, so an implanted "
-    "grade-3 wedge is measured as grade 1 (23 % loss)",
-)
 def test_phantom_fracture_is_graded(phantom: tuple[PhantomStudy, SpineSegmentation]) -> None:
     _, seg = phantom
     l1 = seg.body("L1")
+    # implanted grade 3; reported as a fracture of at least grade 2 (the exact grade is the
+    # open part of issue 4: 4 of 9 evaluation fractures are graded exactly)
     assert l1 is not None and l1.genant_grade is not None and l1.genant_grade >= 2, l1
