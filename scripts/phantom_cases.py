@@ -33,20 +33,22 @@ _FRACTURE_LABELS = (19, 20, 21, 22, 23, 24)  # T12..L5
 _LESION_LABELS = (18, 19, 20, 21, 22, 23, 24)
 
 
+def random_fracture(label: int, rng: np.random.Generator) -> FractureSpec:
+    """A compression fracture of ``label``: any grade, shape and pattern, a fluid sign 30 % of the time."""
+    return FractureSpec(
+        label=label,
+        grade=int(rng.integers(1, 4)),
+        shape=FractureShape(str(rng.choice([s.value for s in FractureShape]))),
+        pattern=FracturePattern(str(rng.choice([p.value for p in FracturePattern]))),
+        fluid_sign=bool(rng.random() < 0.3),
+    )
+
+
 def random_spec(rng: np.random.Generator) -> ImplantSpec:
     """0-2 compression fractures and 0-2 marrow lesions at random levels."""
     n_fx = int(rng.choice([0, 1, 1, 2]))
     fx_labels = rng.choice(_FRACTURE_LABELS, n_fx, replace=False)
-    fractures = tuple(
-        FractureSpec(
-            label=int(lab),
-            grade=int(rng.integers(1, 4)),
-            shape=FractureShape(str(rng.choice([s.value for s in FractureShape]))),
-            pattern=FracturePattern(str(rng.choice([p.value for p in FracturePattern]))),
-            fluid_sign=bool(rng.random() < 0.3),
-        )
-        for lab in fx_labels
-    )
+    fractures = tuple(random_fracture(int(lab), rng) for lab in fx_labels)
     free = [lab for lab in _LESION_LABELS if lab not in set(int(v) for v in fx_labels)]
     n_les = int(rng.choice([0, 1, 2]))
     lesions = tuple(
@@ -64,16 +66,7 @@ def fracture_spec(rng: np.random.Generator) -> ImplantSpec:
     """Two or three compression fractures (any grade, shape, pattern) and at most one lesion."""
     spec = random_spec(rng)
     labels = rng.choice(_FRACTURE_LABELS, int(rng.integers(2, 4)), replace=False)
-    fractures = tuple(
-        FractureSpec(
-            label=int(lab),
-            grade=int(rng.integers(1, 4)),
-            shape=FractureShape(str(rng.choice([s.value for s in FractureShape]))),
-            pattern=FracturePattern(str(rng.choice([p.value for p in FracturePattern]))),
-            fluid_sign=bool(rng.random() < 0.3),
-        )
-        for lab in labels
-    )
+    fractures = tuple(random_fracture(int(lab), rng) for lab in labels)
     lesions = tuple(les for les in spec.lesions[:1] if les.label not in set(int(v) for v in labels))
     return ImplantSpec(lesions=lesions, fractures=fractures)
 

@@ -1,9 +1,9 @@
 """Naming the bodies: anchor on the last body above the sacrum (L5) and count up.
 
-The classifier's third class is "L5": a body with no further body below it on
+The network's third class is "L5": a body with no further body below it on
 the chain but sacrum. The anchor is the body with the highest L5 score; every
 body above it is named by counting up (L4, L3, ... T12, T11, T10 ...). Bodies
-below the anchor (S1 when the classifier keeps it) are named S1, then dropped.
+below the anchor (S1 when the network finds it) are named S1, then dropped.
 
 Certainty is the anchor's L5 score, lowered when a second body competes for
 L5 (possible transitional lumbosacral anatomy, noted) and capped low when the

@@ -3,7 +3,7 @@
 ``segment_spine(volumes, model)`` draws the bodies on one series (the
 "primary": T2, else STIR, T1, Dixon, post-contrast T1, other) and uses every
 other series of the study too: each is resampled onto the primary grid (they
-share the frame of reference) and the classifier's probabilities are averaged
+share the frame of reference) and the network's probabilities are averaged
 over sequences, so a body missed on one contrast can still be found on another.
 """
 
@@ -76,7 +76,7 @@ def _touches_fov_edge(body: BodyCandidate) -> bool:
 
 
 def _measurable(body: BodyCandidate, h: Heights) -> bool:
-    """Heights only from a body that looks like one (not a fragment the classifier half-found)."""
+    """Heights only from a body that looks like one (not a fragment the network half-found)."""
     return (
         body.volume_ml >= _MIN_MEASURABLE_ML
         and body.mean_prob >= _MIN_MEASURABLE_PROB

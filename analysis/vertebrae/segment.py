@@ -24,8 +24,9 @@ from analysis.vertebrae.features import FloatArray, resample_2d
 
 BoolArray = npt.NDArray[np.bool_]
 
-# above 0.5: the classifier is trained on body-rich samples and overshoots the endplates at 0.5
-# (swept on phantoms and a held-out fold: heights 3.1 -> 1.8 mm on phantoms, 5.1 -> 4.5 mm real)
+# above 0.5: at 0.5 the network's bodies overshoot the endplates. Full evaluation
+# (evaluate_vertebrae.py, 2026-11-26): at 0.5 real Dice 0.860, heights 1.43 mm,
+# phantom fractures graded right 5/9; at 0.65 Dice 0.866, 1.35 mm, 4/9
 _THRESHOLD = 0.65
 _MIN_BODY_ML = 2.0
 _MAX_OFF_CURVE_MM = 10.0
@@ -188,7 +189,7 @@ def trim_body(region: BoolArray, spacing: tuple[float, float, float]) -> BoolArr
 
     A body is a short cylinder: its parasagittal sections lie inside the
     mid-sagittal section (slightly grown) and shrink toward its sides. Lateral
-    slices where the classifier strays into psoas or pedicles are cut off where
+    slices where the network strays into psoas or pedicles are cut off where
     the section falls under a quarter of the central one or beyond
     ``_MAX_HALF_WIDTH_MM``.
     """
