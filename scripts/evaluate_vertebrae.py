@@ -249,22 +249,26 @@ def phantom_section(n: int, model: BodyModel, dicom: bool) -> None:
 
 
 def sct_section(model: BodyModel) -> None:
-    """The normal SCT T2 (no truth): every body it reports and its grade."""
+    """The normal SCT T2 (no truth): every body it reports and its grade, at 1 mm and 3 mm slices."""
     import SimpleITK as sitk
 
-    from analysis.sitk_adapter import volume_from_image
+    from analysis.sitk_adapter import take_every_nth_slice, volume_from_image
 
     if not SCT.exists():
         print("SCT T2 not present")
         return
-    seg = segment_spine({Sequence.T2: volume_from_image(sitk.ReadImage(str(SCT)))}, model)
-    per = " ".join(
-        f"{b.level}:{'unmeasured' if b.genant_grade is None else f'g{b.genant_grade}({b.height_loss_pct}%)'}"
-        for b in seg.bodies
-    )
-    print(f"SCT T2 bodies={len(seg.bodies)} cert={seg.labelling_certainty:.2f} | {per}")
-    for n in seg.notes:
-        print(f"           note: {n}")
+    volume = volume_from_image(sitk.ReadImage(str(SCT)))
+    lr_axis = 2 - int(np.argmax(np.abs(volume.direction_matrix[0, :])))  # array axis along patient x
+    for step in (1, 3):  # as stored, and as a clinical 3 mm series
+        seg = segment_spine({Sequence.T2: take_every_nth_slice(volume, step, axis=lr_axis)}, model)
+        grades = [
+            "unmeasured" if b.genant_grade is None else f"g{b.genant_grade}({b.height_loss_pct}%)"
+            for b in seg.bodies
+        ]
+        per = " ".join(f"{b.level}:{g}" for b, g in zip(seg.bodies, grades, strict=True))
+        print(f"SCT T2 {step} mm slices: bodies={len(seg.bodies)} cert={seg.labelling_certainty:.2f} | {per}")
+        for n in seg.notes:
+            print(f"           note: {n}")
 
 
 def main() -> None:

@@ -65,13 +65,21 @@ def _bottom_gap_mm(body: BodyCandidate, canonical: Canonical) -> float:
 
 
 def _touches_fov_edge(body: BodyCandidate) -> bool:
+    """Cut by the image: at its top, bottom, front or back, or through its middle laterally.
+
+    A body whose largest sagittal section lies on the first two or last two
+    slices of the series (a narrow series off the midline) may have its
+    mid-sagittal plane outside the image.
+    """
     rows = np.nonzero(body.mask.any(axis=(0, 2)))[0]
     cols = np.nonzero(body.mask.any(axis=(0, 1)))[0]
+    area = body.mask.sum(axis=(1, 2))
     return bool(
         rows.min() <= 1
         or rows.max() >= body.mask.shape[1] - 2
         or cols.min() <= 1
         or cols.max() >= body.mask.shape[2] - 2
+        or not 2 <= int(np.argmax(area)) < area.size - 2
     )
 
 

@@ -259,3 +259,17 @@ def test_reference_regions_rejects_wrong_grid() -> None:
     seg, _ = _box_segmentation()
     with pytest.raises(ValueError, match="image"):
         reference_regions(seg, Volume(np.zeros((2, 2, 2)), (1.0, 1.0, 1.0)))
+
+
+def test_a_body_off_the_edge_of_a_narrow_series_counts_as_cut() -> None:
+    from analysis.vertebrae.pipeline import _touches_fov_edge
+    from analysis.vertebrae.segment import BodyCandidate
+
+    def body(lr_slices: slice) -> BodyCandidate:
+        mask = np.zeros((9, 60, 60), bool)
+        mask[lr_slices, 20:40, 20:45] = True
+        mask[lr_slices.start, 25:35, 25:40] = False  # the first slice holds less of the body
+        return BodyCandidate(mask, (0.0, 0.0, 0.0), 10.0, 0.0, 1.0)
+
+    assert not _touches_fov_edge(body(slice(2, 7)))  # largest sections inside the series
+    assert _touches_fov_edge(body(slice(0, 3)))  # largest section on the series' second slice
