@@ -78,3 +78,9 @@ def take_every_nth_slice(volume: Volume, step: int, axis: int = 0) -> Volume:
         origin=volume.origin,
         direction=volume.direction,
     )
+
+
+def take_every_nth_sagittal(volume: Volume, step: int) -> Volume:
+    """Every ``step``-th sagittal slice, along whichever array axis runs left-right."""
+    lr_axis = 2 - int(np.argmax(np.abs(volume.direction_matrix[0, :])))
+    return take_every_nth_slice(volume, step, axis=lr_axis)

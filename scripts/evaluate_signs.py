@@ -36,7 +36,7 @@ from vertebrae_cases import verse_truth
 
 from analysis.results import BodyMeasurement, SignState, SpineSegmentation
 from analysis.signs import LevelSigns, assess_signs
-from analysis.sitk_adapter import take_every_nth_slice, volume_from_image
+from analysis.sitk_adapter import take_every_nth_sagittal, take_every_nth_slice, volume_from_image
 from analysis.volume import LABEL_LEVELS, Sequence, Volume
 from node.phantom.implants import (
     Extension,
@@ -369,8 +369,7 @@ def sct_check(out: Callable[[str], None]) -> int:
     from analysis.findings import summarize
 
     vol = volume_from_image(sitk.ReadImage(str(DATA / "sct-t2-lumbar" / "t2_lumbar.nii.gz")))
-    lr_axis = 2 - int(np.argmax(np.abs(vol.direction_matrix[0, :])))  # array axis along patient x
-    vol = take_every_nth_slice(vol, SLICE_STEP, axis=lr_axis)
+    vol = take_every_nth_sagittal(vol, SLICE_STEP)
     seg = auto_segmentation("sct-t2-lumbar", {Sequence.T2: vol})
     signs = assess_signs({Sequence.T2: vol}, seg)
     flagged = [ls.level for ls in signs if ls.suspicious_for_malignancy == SignState.PRESENT]

@@ -252,15 +252,14 @@ def sct_section(model: BodyModel) -> None:
     """The normal SCT T2 (no truth): every body it reports and its grade, at 1 mm and 3 mm slices."""
     import SimpleITK as sitk
 
-    from analysis.sitk_adapter import take_every_nth_slice, volume_from_image
+    from analysis.sitk_adapter import take_every_nth_sagittal, volume_from_image
 
     if not SCT.exists():
         print("SCT T2 not present")
         return
     volume = volume_from_image(sitk.ReadImage(str(SCT)))
-    lr_axis = 2 - int(np.argmax(np.abs(volume.direction_matrix[0, :])))  # array axis along patient x
     for step in (1, 3):  # as stored, and as a clinical 3 mm series
-        seg = segment_spine({Sequence.T2: take_every_nth_slice(volume, step, axis=lr_axis)}, model)
+        seg = segment_spine({Sequence.T2: take_every_nth_sagittal(volume, step)}, model)
         grades = [
             "unmeasured" if b.genant_grade is None else f"g{b.genant_grade}({b.height_loss_pct}%)"
             for b in seg.bodies
