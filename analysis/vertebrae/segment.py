@@ -43,7 +43,6 @@ _SEED_CLEARANCE_MM = 5.0
 _OPENING_MM = 2.0
 _SEED_HALF_DEPTH_MM = 7.0
 _MAX_CENTRE_OFF_AXIS_MM = 12.0
-_SPLIT_BY_CORES = True
 _CORE_ERODE_MM = 2.5
 _MIN_CORE_ML = 3.0
 
@@ -267,8 +266,7 @@ def split_bodies(
     # wedged and tilted more than a straight cut perpendicular to the axis (L5-S1)
     seeds_2d = (to_cut >= _SEED_CLEARANCE_MM) & (off_axis <= _SEED_HALF_DEPTH_MM)
     seeds = np.where(mask & seeds_2d[None, :, :], segment[None, :, :] + 1, 0)
-    if _SPLIT_BY_CORES:
-        seeds = split_seeds_by_cores(seeds, mask & (off_axis <= _BODY_HALF_DEPTH_MM)[None], spacing)
+    seeds = split_seeds_by_cores(seeds, mask & (off_axis <= _BODY_HALF_DEPTH_MM)[None], spacing)
     box = ndimage.find_objects(mask.astype(np.int8))[0]
     regions = np.zeros(mask.shape, dtype=np.int32)
     regions[box] = watershed(-body_prob[box], markers=seeds[box], mask=mask[box])

@@ -273,3 +273,19 @@ def test_a_body_off_the_edge_of_a_narrow_series_counts_as_cut() -> None:
 
     assert not _touches_fov_edge(body(slice(2, 7)))  # largest sections inside the series
     assert _touches_fov_edge(body(slice(0, 3)))  # largest section on the series' second slice
+
+
+def test_two_body_cores_in_one_segment_get_their_own_seeds() -> None:
+    from analysis.vertebrae.segment import split_seeds_by_cores
+
+    mask = np.zeros((5, 80, 40), bool)
+    mask[:, 5:30, 5:35] = True  # one body
+    mask[:, 34:60, 5:35] = True  # the next, 4 mm of disc between them
+    mask[:, 30:34, 15:18] = True  # a thin bridge over the disc
+    seeds = np.where(mask, 1, 0).astype(np.int32)  # the disc cut between them was missed
+    out = split_seeds_by_cores(seeds, mask, (3.0, 1.0, 1.0))
+    top, bottom = set(np.unique(out[:, 10:25])) - {0}, set(np.unique(out[:, 40:55])) - {0}
+    assert len(top) == 1 and len(bottom) == 1 and top != bottom
+    # a single body keeps its one seed
+    one = mask[:, :30]
+    assert set(np.unique(split_seeds_by_cores(one.astype(np.int32), one, (3.0, 1.0, 1.0)))) == {0, 1}
