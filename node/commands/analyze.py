@@ -14,9 +14,6 @@ from typing import Any
 
 from rich.console import Console
 
-from node.pipeline.inputs import NotAnalysable, load_inputs
-from node.pipeline.model import shipped_model
-from node.pipeline.run import analyse, write_results
 from node.settings import Settings
 from node.study import StudyFiles, group_dicom_folder
 
@@ -58,6 +55,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 console.print(f"  skipped {skipped.path}: {skipped.reason}")
             return EXIT_BAD_INPUT
         status.update("loading the vertebral-body model")
+        # imported here, not at the top: the analysis and PyTorch take seconds to load,
+        # and every other command (and --help) imports this module to build its parser
+        from node.pipeline.model import shipped_model
+
         model = shipped_model()
         worst = EXIT_OK
         for study in studies:
@@ -67,6 +68,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _analyse_one(study: StudyFiles, out_dir: Path, model: Any, console: Console, update: Any) -> int:
+    from node.pipeline.inputs import NotAnalysable, load_inputs
+    from node.pipeline.run import analyse, write_results
+
     uid = study.study_instance_uid
     update(f"study {uid}: reading series")
     try:
