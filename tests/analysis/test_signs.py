@@ -267,6 +267,16 @@ def test_lesion_that_looks_like_csf_leaves_its_spread_indeterminate() -> None:
     assert any("CSF" in r for r in l3.reasons)
 
 
+def test_epidural_tumour_near_csf_signal_is_told_from_the_csf_column() -> None:
+    """Within 35 % of CSF on T1 and STIR the column is reached; the narrowed signature (20 %) is not."""
+    spine = normal_spine()
+    epidural_extension(spine, "L2", depth_mm=7, what="wet")
+    l2 = run(spine, (Sequence.T1, Sequence.STIR))["L2"]
+    assert l2.soft_tissue_extension == P and "epidural" in l2.ste_locations
+    assert l2.cortical_destruction == P and l2.canal_compromise == P
+    assert not any("CSF" in r for r in l2.reasons)
+
+
 def test_no_usable_sequence_leaves_every_sign_indeterminate() -> None:
     spine = normal_spine()
     dixon = spine.render((Sequence.T2,))[Sequence.T2]
