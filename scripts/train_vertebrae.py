@@ -267,7 +267,6 @@ def main() -> None:
         "else trained and saved here",
     )
     args = parser.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     folds_dir = args.weights_dir / "folds"
     rng = np.random.default_rng(SEED)
     entries = list_cases()

@@ -1,6 +1,6 @@
 """The working grid of the vertebral-body network: fixed in-plane pixel size, robust intensity scale.
 
-Each sagittal slice is resampled to ``WORK_MM`` pixels so that the features mean
+Each sagittal slice is resampled to ``WORK_MM`` pixels so that a pixel means
 the same millimetres on every scanner. Intensities are put on a robust scale
 (median and inter-decile range of the foreground), so any unit works: uint8
 rescaled research data, int16 scanner values, floats.
