@@ -5,4 +5,6 @@ I/O happens in this package; SimpleITK is reached only through
 :mod:`analysis.sitk_adapter`.
 """
 
-ALGORITHM_VERSION = "0.1.0"
+# Raised whenever the networks, a rule or a threshold changes what the analysis reports: a
+# study analysed again under a new version gets new result objects (results contract).
+ALGORITHM_VERSION = "0.2.0"

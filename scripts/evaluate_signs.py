@@ -14,7 +14,8 @@ Segmentation: ``--segmentation oracle`` uses the truth label maps (after
 implantation, so collapsed bodies keep their truth shape) and measures heights
 with ``analysis.vertebrae.measure`` (``--heights truth`` replaces the Genant
 grade by the implanted one); ``--segmentation auto`` calls
-:func:`auto_segmentation` (``analysis.vertebrae.segment_spine``).
+:func:`auto_segmentation` (``analysis.vertebrae.segment_spine``); an abnormal
+level it does not find, or names otherwise, counts as missed for each of its signs.
 ``--sct`` runs the real T2 of sct-t2-lumbar through auto segmentation.
 
 Usage: python scripts/evaluate_signs.py [--studies N] [--phantoms N] [--segmentation oracle|auto]
@@ -233,6 +234,16 @@ def score(tally: Tally, signs: tuple[LevelSigns, ...], truth: TruthView | None, 
                 tally.pattern["indeterminate"] += 1
         if truth is None and ls.suspicious_for_malignancy == SignState.PRESENT:
             tally.untouched_flagged.append(f"{name}:{ls.level}")
+    # an abnormal level the segmentation did not find (or named otherwise) is a miss of every
+    # sign it has; its pattern, if fractured, is not right either
+    for lab, tv in ({} if truth is None else truth.levels).items():
+        if lab in by_label:
+            continue
+        for sign in SIGNS:
+            if tv.get(sign) == "present":
+                tally.add(sign, "present", SignState.ABSENT)
+        if tv.get("compression_fracture") == "present":
+            tally.pattern["wrong"] += 1
 
 
 def phantom_runs(n: int, rng: np.random.Generator) -> Iterator[tuple[str, Study, TruthView | None]]:

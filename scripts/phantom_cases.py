@@ -28,6 +28,7 @@ from node.phantom.study import PhantomStudy, build_phantom
 TRAIN_PHANTOM_SEED = 1000
 FRACTURE_PHANTOM_SEED = 3000  # fracture-rich training phantoms
 EVAL_PHANTOM_SEED = 5000
+IMPLANT_SEED = 9000  # implants into the real training cases
 SEQUENCES = (Sequence.T1, Sequence.T2, Sequence.STIR)
 _FRACTURE_LABELS = (19, 20, 21, 22, 23, 24)  # T12..L5
 _LESION_LABELS = (18, 19, 20, 21, 22, 23, 24)
@@ -60,6 +61,52 @@ def random_spec(rng: np.random.Generator) -> ImplantSpec:
         for lab in rng.choice(free, n_les, replace=False)
     )
     return ImplantSpec(lesions=lesions, fractures=fractures)
+
+
+def real_spec(labels: np.ndarray, rng: np.random.Generator) -> ImplantSpec:
+    """One or two implants in the bodies T11-L5 of a real case: a fracture or a lesion each."""
+    present = [lab for lab in _LESION_LABELS if (labels == lab).any()]
+    chosen = rng.choice(present, min(len(present), int(rng.integers(1, 3))), replace=False)
+    fractures: list[FractureSpec] = []
+    lesions: list[LesionSpec] = []
+    for lab in (int(v) for v in chosen):
+        if rng.random() < 0.5:
+            fractures.append(random_fracture(lab, rng))
+        else:
+            lesions.append(
+                LesionSpec(
+                    label=lab,
+                    kind=LesionKind(str(rng.choice([k.value for k in LesionKind]))),
+                    extension=Extension(str(rng.choice([e.value for e in Extension]))),
+                    pedicles=bool(rng.random() < 0.3),
+                )
+            )
+    return ImplantSpec(lesions=tuple(lesions), fractures=tuple(fractures))
+
+
+def implanted_real_cases(cases: list[Case], copies: int, seed: int = IMPLANT_SEED) -> list[Case]:
+    """``copies`` of each real case with random fractures and lesions implanted (truth follows)."""
+    from node.phantom.implants import implant
+
+    rng = np.random.default_rng(seed)
+    out: list[Case] = []
+    for case in cases:
+        ((seq, vol),) = case.volumes.items()
+        labels = np.asarray(case.truth.array)
+        for n in range(copies):
+            spec = real_spec(labels, rng)
+            res = implant({seq: np.asarray(vol.array)}, labels, tuple(reversed(vol.spacing)), spec, rng)
+            out.append(
+                Case(
+                    name=f"{case.name}+implant{n}",
+                    dataset=case.dataset,
+                    group=case.group,
+                    volumes={seq: vol.with_array(res.images[seq])},
+                    truth=case.truth.with_array(np.asarray(res.labels).astype(labels.dtype)),
+                    levels_known=case.levels_known,
+                )
+            )
+    return out
 
 
 def fracture_spec(rng: np.random.Generator) -> ImplantSpec:

@@ -16,9 +16,16 @@ Two phases per fold: phase 1 (``--iterations``) from scratch on all of the
 above; phase 2 (``--finetune-iterations``, lower rate) adds
 ``--fracture-phantoms`` fracture-rich phantom studies (2-3 fractures each,
 seeds 3000+), because collapsed bodies are rare in phase 1 and a network that
-has seldom seen one fills the collapse in. ``--phase1-dir`` keeps the phase-1
-networks (or starts from them: the shipped weights were made so, phase 2 run
-after phase 1 with the same seeds).
+has seldom seen one fills the collapse in. Phase 3 (``--implant-iterations``,
+lower rate still) adds ``--implanted`` copies of each real training case with
+fractures and lesions implanted (``node.phantom.implants``, seeds 9000+): a
+lesion-bearing or collapsed real body looked like no training body before, and
+the network lost part of it or merged it with its neighbour. A fold's implanted
+copies come from its own training patients only. ``--phase1-dir`` keeps the
+phase-1 networks (or starts from them); ``--start-dir`` starts phase 3 from
+fold networks made by phases 1 and 2. The shipped weights were made in those
+steps with the same seeds as one run: phase 2 after a saved phase 1, phase 3
+from the phase-2 networks of commit 14f65a7.
 
 Truth: body (S1 included) / L5 body / background; rows above the top labelled
 body are ignored (those bodies are not labelled), and so is everything below L5
@@ -43,7 +50,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from phantom_cases import FRACTURE_PHANTOM_SEED, phantom_cases
+from phantom_cases import FRACTURE_PHANTOM_SEED, implanted_real_cases, phantom_cases
 from torch.nn import functional as F
 from vertebrae_cases import REPO, Case, fold_of_groups, list_cases, load_case
 
@@ -62,6 +69,8 @@ ITERATIONS = 1300
 N_PHANTOMS = 24
 N_FRACTURE_PHANTOMS = 30
 FINETUNE_ITERATIONS = 400
+N_IMPLANTED = 2
+IMPLANT_ITERATIONS = 300
 REAL_SHARE = 0.6
 
 
@@ -249,6 +258,25 @@ def save(model: BodyModel, path: Path) -> None:
     print(f"  wrote {path} ({path.stat().st_size / 1e6:.2f} MB)", flush=True)
 
 
+def phases_1_and_2(
+    args: argparse.Namespace,
+    k: int,
+    held: tuple[str, ...],
+    train_set: list[Image],
+    fracture_images: list[Image],
+) -> UNet:
+    phase1 = None if args.phase1_dir is None else args.phase1_dir / f"fold_{k}.pt.xz"
+    if phase1 is not None and phase1.exists():
+        net = load_model(phase1).nets[0]
+        print(f"  phase 1 from {phase1}", flush=True)
+    else:
+        net = train(train_set, SEED + k, args.iterations)
+        if phase1 is not None:
+            save(BodyModel((net,), held, {}), phase1)
+    # phase 2: collapsed bodies are rare in phase 1; fracture-rich phantoms join at a lower rate
+    return train(train_set + fracture_images, SEED + 100 + k, args.finetune_iterations, net, 1e-3)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -260,6 +288,11 @@ def main() -> None:
     parser.add_argument("--phantoms", type=int, default=N_PHANTOMS)
     parser.add_argument("--fracture-phantoms", type=int, default=N_FRACTURE_PHANTOMS)
     parser.add_argument("--finetune-iterations", type=int, default=FINETUNE_ITERATIONS)
+    parser.add_argument("--implanted", type=int, default=N_IMPLANTED, help="implanted copies per real case")
+    parser.add_argument("--implant-iterations", type=int, default=IMPLANT_ITERATIONS)
+    parser.add_argument(
+        "--start-dir", type=Path, help="fold networks after phases 1 and 2: only phase 3 runs from them"
+    )
     parser.add_argument(
         "--phase1-dir",
         type=Path,
@@ -277,31 +310,30 @@ def main() -> None:
     images += [prepare(c, rng) for c in cases for _ in range(args.remaps)]
     images += [prepare(c, None) for c in phantom_cases(args.phantoms)]
     fracture_images = [
-        prepare(c, None)
-        for c in phantom_cases(args.fracture_phantoms, FRACTURE_PHANTOM_SEED, fractures=True)
+        prepare(c, None) for c in phantom_cases(args.fracture_phantoms, FRACTURE_PHANTOM_SEED, fractures=True)
     ]
-    print(f"prepared {len(images) + len(fracture_images)} images in {time.time() - t0:.0f}s", flush=True)
+    implanted_images = [prepare(c, None) for c in implanted_real_cases(cases, args.implanted)]
+    n_images = len(images) + len(fracture_images) + len(implanted_images)
+    print(f"prepared {n_images} images in {time.time() - t0:.0f}s", flush=True)
     for k in args.folds:
         held = tuple(e["case"] for e in entries if folds[e["group"]] == k)
         train_set = [i for i in images if not (i.real and folds[i.group] == k)]
         print(f"fold {k}: held out {list(held)}", flush=True)
-        phase1 = None if args.phase1_dir is None else args.phase1_dir / f"fold_{k}.pt.xz"
-        if phase1 is not None and phase1.exists():
-            net = load_model(phase1).nets[0]
-            print(f"  phase 1 from {phase1}", flush=True)
+        if args.start_dir is not None:
+            net = load_model(args.start_dir / f"fold_{k}.pt.xz").nets[0]
+            print(f"  phases 1 and 2 from {args.start_dir}", flush=True)
         else:
-            net = train(train_set, SEED + k, args.iterations)
-            if phase1 is not None:
-                save(BodyModel((net,), held, {}), phase1)
-        # phase 2: collapsed bodies are rare in phase 1; fracture-rich phantoms join at a lower rate
-        net = train(train_set + fracture_images, SEED + 100 + k, args.finetune_iterations, net, 1e-3)
+            net = phases_1_and_2(args, k, held, train_set, fracture_images)
+        # phase 3: implanted copies of this fold's own training patients join at a lower rate still
+        own = [i for i in implanted_images if folds[i.group] != k]
+        net = train(train_set + fracture_images + own, SEED + 200 + k, args.implant_iterations, net, 5e-4)
         # the first image of each held-out case is the one without a contrast remap
         plain = {i.name: i for i in reversed(images) if i.real and i.name in held}
         for name, d in held_out_dice(net, list(plain.values())):
             print(f"    held-out {name}: body Dice (work grid) {d:.3f}", flush=True)
         meta = {
             "seed": str(SEED + k),
-            "iterations": f"{args.iterations}+{args.finetune_iterations}",
+            "iterations": f"{args.iterations}+{args.finetune_iterations}+{args.implant_iterations}",
             "fold": str(k),
         }
         save(BodyModel((net,), held, meta), folds_dir / f"fold_{k}.pt.xz")

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from analysis.results import BodyMeasurement, SpineSegmentation
 from analysis.vertebrae.geometry import canonical_of, canonical_to_lps
-from analysis.vertebrae.levels import VERSE_LABELS, name_chain
+from analysis.vertebrae.levels import VERSE_LABELS, column_gaps, name_chain
 from analysis.vertebrae.measure import Heights, body_heights, deformities, genant_grade, heights_2d
 from analysis.vertebrae.regions import canal_centreline, reference_regions
 from analysis.vertebrae.segment import split_bodies
@@ -193,6 +193,9 @@ def test_name_chain_does_not_anchor_on_a_body_cut_by_the_lower_edge() -> None:
     assert naming.names[-2:] == ("L5", "S1")
     assert naming.sacrum_in_view and naming.certainty < 0.5  # a weak anchor is reported as such
     assert any("cut by the lower edge" in n for n in naming.notes)
+    # VB3_10 (cross-validated): L5 scores 0.094 above a cut S1 at 0.37
+    weak = name_chain([0.0, 0.0, 0.0, 0.0, 0.001, 0.094, 0.367], bottom_gap_mm=0.0)
+    assert weak.names[-2:] == ("L5", "S1")
     # a cut lowest body with nothing L5-like above it stays the (unverified) L5
     alone = name_chain([0.0, 0.0, 0.0, 0.0, 0.01, 0.7], bottom_gap_mm=0.0)
     assert alone.names[-1] == "L5" and not alone.sacrum_in_view
@@ -289,3 +292,13 @@ def test_two_body_cores_in_one_segment_get_their_own_seeds() -> None:
     # a single body keeps its one seed
     one = mask[:, :30]
     assert set(np.unique(split_seeds_by_cores(one.astype(np.int32), one, (3.0, 1.0, 1.0)))) == {0, 1}
+
+
+def test_column_gaps_find_the_room_of_a_missing_body() -> None:
+    column = [(30.0 * i, 2.0 * i) for i in range(7)]
+    assert column_gaps(column) == []
+    assert column_gaps(column[:3] + column[4:]) == [2]  # the fourth body is missing
+    # a collapsed body brings its neighbours' centroids a little closer: not a gap
+    squeezed = [*column[:3], (column[3][0] + 4.0, column[3][1]), *column[4:]]
+    assert column_gaps(squeezed) == []
+    assert column_gaps(column[:3]) == []  # too short a chain to tell
