@@ -32,7 +32,7 @@ _CUT_ANCHOR_SCORE = 0.05
 # Consecutive bodies of the 25 shared real cases lie 0.73-1.09 times the chain's median
 # centroid step apart; a missing body makes a step of about twice the median.
 _GAP_FACTOR = 1.4
-GAP_CERTAINTY = 0.3
+_GAP_CERTAINTY = 0.3
 
 
 @dataclass(frozen=True)
@@ -43,12 +43,17 @@ class Naming:
     notes: tuple[str, ...]
 
 
-def name_chain(l5_scores: list[float], bottom_gap_mm: float) -> Naming:
+def name_chain(
+    l5_scores: list[float],
+    bottom_gap_mm: float,
+    centroids_si_ap: list[tuple[float, float]] | None = None,
+) -> Naming:
     """Level names of a top-to-bottom chain of bodies.
 
     ``l5_scores``: each body's L5 score (0..1); ``bottom_gap_mm``: how far the
     image reaches below the lowest body along the spine (it matters only when
-    the L5 anchor is the lowest body).
+    the L5 anchor is the lowest body); ``centroids_si_ap``: the bodies'
+    centroids (mm), to notice a gap where a body may be missing.
     """
     n = len(l5_scores)
     if n == 0:
@@ -96,6 +101,15 @@ def name_chain(l5_scores: list[float], bottom_gap_mm: float) -> Naming:
             names.append("S1" if i == anchor + 1 else None)
     if anchor < n - 1:
         notes.append(f"{n - 1 - anchor} body-like region(s) below L5 taken as sacrum")
+    if centroids_si_ap is not None and len(centroids_si_ap) != n:
+        raise ValueError(f"centroids_si_ap has {len(centroids_si_ap)} entries for {n} bodies")
+    for i in column_gaps(centroids_si_ap or []):
+        above, below = names[i] or "an unnamed body", names[i + 1] or "an unnamed body"
+        notes.append(
+            f"a gap the size of a vertebral body between {above} and {below}: a body may be missing "
+            "(collapsed, replaced or not found); level names need confirmation"
+        )
+        certainty = min(certainty, _GAP_CERTAINTY)
     return Naming(tuple(names), float(round(certainty, 3)), sacrum_in_view, tuple(notes))
 
 

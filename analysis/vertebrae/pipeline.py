@@ -17,7 +17,7 @@ from analysis.results import BodyMeasurement, SpineSegmentation
 from analysis.sitk_adapter import resample_like
 from analysis.vertebrae.features import FloatArray
 from analysis.vertebrae.geometry import Canonical, canonical_of, canonical_to_lps
-from analysis.vertebrae.levels import GAP_CERTAINTY, VERSE_LABELS, column_gaps, name_chain
+from analysis.vertebrae.levels import VERSE_LABELS, name_chain
 from analysis.vertebrae.measure import Heights, body_heights, chain_axes, deformities
 from analysis.vertebrae.model import BodyModel, predict_work
 from analysis.vertebrae.segment import BodyCandidate, probabilities_to_native, split_bodies
@@ -109,16 +109,12 @@ def segment_spine(volumes: Mapping[Sequence, Volume], model: BodyModel) -> Spine
     notes: list[str] = []
     if len(volumes) > 1:
         notes.append(f"bodies found on {', '.join(sorted(str(s) for s in volumes))} together")
-    naming = name_chain([c.l5_score for c in chain], _bottom_gap_mm(chain[-1], can) if chain else 0.0)
+    naming = name_chain(
+        [c.l5_score for c in chain],
+        _bottom_gap_mm(chain[-1], can) if chain else 0.0,
+        [(c.centroid_mm[1], c.centroid_mm[2]) for c in chain],
+    )
     notes.extend(naming.notes)
-    certainty = naming.certainty
-    for i in column_gaps([(c.centroid_mm[1], c.centroid_mm[2]) for c in chain]):
-        above, below = naming.names[i] or "an unnamed body", naming.names[i + 1] or "an unnamed body"
-        notes.append(
-            f"a gap the size of a vertebral body between {above} and {below}: a body may be missing "
-            "(collapsed, replaced or not found); level names need confirmation"
-        )
-        certainty = min(certainty, GAP_CERTAINTY)
     labels = np.zeros(can.shape, dtype=np.int16)
     named: list[tuple[str, BodyCandidate, Heights]] = []
     dropped = 0
@@ -183,7 +179,7 @@ def segment_spine(volumes: Mapping[Sequence, Volume], model: BodyModel) -> Spine
     return SpineSegmentation(
         labels=primary.with_array(can.from_canonical(labels)),
         bodies=tuple(bodies),
-        labelling_certainty=certainty,
+        labelling_certainty=naming.certainty,
         sacrum_in_view=naming.sacrum_in_view,
         notes=tuple(notes),
     )

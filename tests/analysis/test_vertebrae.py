@@ -302,3 +302,12 @@ def test_column_gaps_find_the_room_of_a_missing_body() -> None:
     squeezed = [*column[:3], (column[3][0] + 4.0, column[3][1]), *column[4:]]
     assert column_gaps(squeezed) == []
     assert column_gaps(column[:3]) == []  # too short a chain to tell
+    scores = [0.0] * 5 + [0.9]
+    whole = name_chain(scores, 60.0, column[:6])
+    gapped = name_chain(scores, 60.0, column[:3] + column[4:])
+    assert whole.certainty > 0.8 and not any("gap" in n for n in whole.notes)
+    assert gapped.names == whole.names  # still counted up, but with the doubt said
+    assert gapped.certainty <= 0.3
+    assert any("gap the size of a vertebral body between L2 and L3" in n for n in gapped.notes)
+    with pytest.raises(ValueError, match="centroids_si_ap"):
+        name_chain(scores, 60.0, column[:5])
