@@ -48,6 +48,9 @@ class SpineSegmentation:
     labelling_certainty: float  # 0..1
     sacrum_in_view: bool
     notes: tuple[str, ...] = ()  # transitional anatomy, field-of-view limits...
+    # the same bodies with the notch a marrow lesion cut into an outline given back, on the
+    # grid of ``labels``: the signs look for lesions in these (None: in ``labels``)
+    outlines: Volume | None = None
 
     def body(self, level: str) -> BodyMeasurement | None:
         return next((b for b in self.bodies if b.level == level), None)

@@ -16,6 +16,8 @@ with ``analysis.vertebrae.measure`` (``--heights truth`` replaces the Genant
 grade by the implanted one); ``--segmentation auto`` calls
 :func:`auto_segmentation` (``analysis.vertebrae.segment_spine``); an abnormal
 level it does not find, or names otherwise, counts as missed for each of its signs.
+S1's compression and fracture pattern are not scored (the engine labels S1 but
+does not grade it); its marrow, cortex, soft-tissue, pedicle and canal signs are.
 ``--sct`` runs the real T2 of sct-t2-lumbar through auto segmentation.
 
 Usage: python scripts/evaluate_signs.py [--studies N] [--phantoms N] [--segmentation oracle|auto]
@@ -219,13 +221,24 @@ def _state(ls: LevelSigns, sign: str) -> SignState:
     return SignState(getattr(ls, sign))
 
 
+# S1 is labelled but not graded by design (Genant's grades are for the bodies above the
+# sacrum; S1 has no body below it to compare with): its fracture signs are not scored
+_NOT_GRADED = {26}
+_FRACTURE_SIGNS = ("compression_fracture", "pathologic_fracture_pattern")
+
+
+def _scored(label: int, sign: str) -> bool:
+    return not (label in _NOT_GRADED and sign in _FRACTURE_SIGNS)
+
+
 def score(tally: Tally, signs: tuple[LevelSigns, ...], truth: TruthView | None, name: str) -> None:
     by_label = {ls.label: ls for ls in signs}
     for lab, ls in by_label.items():
         tv = truth.level(lab) if truth is not None else {}
         for sign in SIGNS:
-            tally.add(sign, str(tv.get(sign, "absent")), _state(ls, sign))
-        if tv.get("compression_fracture") == "present":
+            if _scored(lab, sign):
+                tally.add(sign, str(tv.get(sign, "absent")), _state(ls, sign))
+        if tv.get("compression_fracture") == "present" and _scored(lab, "compression_fracture"):
             called = ls.pathologic_fracture_pattern
             want = tv.get("pathologic_fracture_pattern")
             ok = (called == SignState.PRESENT) == (want == "present")
@@ -240,9 +253,9 @@ def score(tally: Tally, signs: tuple[LevelSigns, ...], truth: TruthView | None, 
         if lab in by_label:
             continue
         for sign in SIGNS:
-            if tv.get(sign) == "present":
+            if tv.get(sign) == "present" and _scored(lab, sign):
                 tally.add(sign, "present", SignState.ABSENT)
-        if tv.get("compression_fracture") == "present":
+        if tv.get("compression_fracture") == "present" and _scored(lab, "compression_fracture"):
             tally.pattern["wrong"] += 1
 
 

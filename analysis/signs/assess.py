@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 import numpy as np
 
@@ -30,6 +31,11 @@ def assess_signs(
     grid of ``segmentation.labels``. ``regions`` are reference tissue masks
     (discs, muscle); when None the discs are derived from the label map.
     """
+    if isinstance(segmentation, SpineSegmentation) and segmentation.outlines is not None:
+        if segmentation.outlines.array.shape != segmentation.labels.array.shape:
+            raise ValueError("segmentation.outlines must be on the grid of segmentation.labels")
+        # a lesion the network left out of a body's mask is looked for in its outline
+        segmentation = replace(segmentation, labels=segmentation.outlines)
     ctx = build_context(volumes, segmentation, regions, thresholds)
     partial: list[tuple[str, int, MarrowResult, ExtentResult, FractureResult, float | None,
                         np.ndarray | None]] = []

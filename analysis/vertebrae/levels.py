@@ -1,12 +1,13 @@
 """Naming the bodies: anchor on the last body above the sacrum (L5) and count up.
 
 The network's third class is "L5": a body with no further body below it on
-the chain but sacrum. The anchor is the body with the highest L5 score; every
-body above it is named by counting up (L4, L3, ... T12, T11, T10 ...). Bodies
-below the anchor (S1 when the network finds it) are named S1, then dropped.
+the chain but sacrum. The anchor is the highest body whose L5 score clears
+the bar (or the one under it, if that scores higher); every body above it is
+named by counting up (L4, L3, ... T12, T11, T10 ...). Bodies below the anchor
+(S1 when the network finds it) are named S1, then dropped.
 
-Certainty is the anchor's L5 score, lowered when a second body competes for
-L5 (possible transitional lumbosacral anatomy, noted) and capped low when the
+Certainty is the anchor's L5 score, lowered when a neighbouring body competes
+for L5 (possible transitional lumbosacral anatomy, noted) and capped low when the
 field of view stops at the lowest body (sacrum not in view, noted): then the
 lowest body is only assumed to be L5.
 """
@@ -68,13 +69,17 @@ def name_chain(
         # S1 from L5, and the body above it looks like L5, so that one is the anchor
         l5_scores[-1] = 0.0
         notes.append("lowest body cut by the lower edge of the image: taken as S1 below an L5-like body")
-    best = max(range(n), key=lambda i: l5_scores[i])
+    min_score = _CUT_ANCHOR_SCORE if cut_s1 else _MIN_ANCHOR_SCORE
+    # The network's L5 class also fires on the second sacral segment (0.95 on VB1_02, whose S1
+    # scores 0.02), never on a body above L5: the anchor is the highest body that looks like
+    # L5 or, when the body under it looks more so (transitional anatomy), that one
+    first = next((i for i, s in enumerate(l5_scores) if s >= min_score), None)
+    candidates = range(n) if first is None else range(first, min(first + 2, n))
+    best = max(candidates, key=lambda i: l5_scores[i])
     score = min(1.0, l5_scores[best])
-    others = sorted((s for i, s in enumerate(l5_scores) if i != best), reverse=True)
-    runner_up = others[0] if others else 0.0
+    runner_up = max((l5_scores[i] for i in (best - 1, best + 1) if 0 <= i < n), default=0.0)
     # the sacrum is in view when L5 has a body below it (S1, even one cut by the
     # image's edge), or when the image reaches far enough below the L5 anchor
-    min_score = _CUT_ANCHOR_SCORE if cut_s1 else _MIN_ANCHOR_SCORE
     sacrum_in_view = score >= min_score and (best < n - 1 or bottom_gap_mm >= _SACRUM_MARGIN_MM)
     if sacrum_in_view:
         anchor = best

@@ -116,6 +116,7 @@ def segment_spine(volumes: Mapping[Sequence, Volume], model: BodyModel) -> Spine
     )
     notes.extend(naming.notes)
     labels = np.zeros(can.shape, dtype=np.int16)
+    outlines = np.zeros(can.shape, dtype=np.int16)
     named: list[tuple[str, BodyCandidate, Heights]] = []
     dropped = 0
     # the local spine axis for measuring comes from the mobile segment only (not the sacrum)
@@ -132,6 +133,8 @@ def segment_spine(volumes: Mapping[Sequence, Volume], model: BodyModel) -> Spine
             dropped += 1
             continue
         labels[cand.mask & (labels == 0)] = VERSE_LABELS[name]
+        outline = cand.mask if cand.outline is None else cand.outline
+        outlines[outline & (outlines == 0)] = VERSE_LABELS[name]
         named.append((name, cand, body_heights(cand.mask, can.spacing, axes.get(id(cand)))))
     if dropped:
         notes.append(f"{dropped} body-like region(s) outside T1-S1 not labelled")
@@ -182,4 +185,5 @@ def segment_spine(volumes: Mapping[Sequence, Volume], model: BodyModel) -> Spine
         labelling_certainty=naming.certainty,
         sacrum_in_view=naming.sacrum_in_view,
         notes=tuple(notes),
+        outlines=primary.with_array(can.from_canonical(outlines)),
     )

@@ -285,3 +285,21 @@ def test_no_usable_sequence_leaves_every_sign_indeterminate() -> None:
         assert ls.marrow_infiltration == IND and ls.cortical_destruction == IND
         assert ls.soft_tissue_extension == IND and ls.suspicious_for_malignancy == IND
         assert ls.canal_compromise == IND
+
+
+def test_a_lesion_left_out_of_the_mask_is_found_in_the_body_outline() -> None:
+    from dataclasses import replace
+
+    spine = normal_spine()
+    ball = focal_lesion(spine, "L3", radius_mm=6.0, ap_offset=8.0)  # in the back of the body
+    vols = spine.render(ALL)
+    seg = spine.segmentation()
+    carved = np.where(ball, 0, spine.labels)  # the network's mask leaves the lesion out
+    labels = seg.labels.with_array(carved)
+    without = {ls.level: ls for ls in assess_signs(vols, replace(seg, labels=labels))}
+    assert without["L3"].marrow_infiltration == A
+    outlined = replace(seg, labels=labels, outlines=seg.labels)
+    with_outline = {ls.level: ls for ls in assess_signs(vols, outlined)}
+    assert with_outline["L3"].marrow_infiltration == P
+    with pytest.raises(ValueError, match="outlines"):
+        assess_signs(vols, replace(seg, outlines=Volume(np.zeros((2, 2, 2)), (1.0, 1.0, 1.0))))

@@ -311,3 +311,49 @@ def test_column_gaps_find_the_room_of_a_missing_body() -> None:
     assert any("gap the size of a vertebral body between L2 and L3" in n for n in gapped.notes)
     with pytest.raises(ValueError, match="centroids_si_ap"):
         name_chain(scores, 60.0, column[:5])
+
+
+def test_chain_keeps_s1_behind_the_axis_below_the_lordosis_but_not_a_blob_in_front() -> None:
+    from analysis.vertebrae.segment import BodyCandidate, SpineAxis, chain_filter
+
+    # lordosis: the axis is most anterior (smallest AP) at SI 150 mm
+    axis = SpineAxis(coef=(0.004, -1.2, 250.0), lr_centre_mm=20.0, si_range_mm=(20.0, 260.0))
+
+    def body(si: float, off: float, ml: float = 30.0) -> BodyCandidate:
+        ap = float(axis.ap(np.array([si]))[0]) + off
+        return BodyCandidate(np.zeros((1, 1, 1), bool), (20.0, si, ap), ml, 0.0, 0.9)
+
+    lumbar = [body(30.0 + 35.0 * i, 1.0) for i in range(6)]  # T12..L5, on the axis
+
+    def kept(extra: BodyCandidate) -> bool:
+        return any(c is extra for c in chain_filter([*lumbar, extra], axis))
+
+    assert kept(body(240.0, 15.0, ml=12.0))  # the sacrum bends backward: S1 15 mm behind the axis
+    assert not kept(body(240.0, -18.0, ml=12.0))  # in front of it (bowel)
+    assert not kept(body(47.0, 18.0))  # behind it, above the lordosis
+    assert not kept(body(240.0, 30.0, ml=12.0))  # too far behind for the sacrum's bend
+    assert kept(body(240.0, 8.0, ml=12.0))
+
+
+def test_name_chain_anchors_on_l5_not_on_an_l5_like_sacral_segment_below_s1() -> None:
+    # VB1_02 with a lesion in S1: the network's L5 class fires on S2 more than on L5
+    naming = name_chain([0.0, 0.0, 0.0, 0.0, 0.0, 0.86, 0.03, 0.95], bottom_gap_mm=30.0)
+    assert naming.names == ("T12", "L1", "L2", "L3", "L4", "L5", "S1", None)
+    assert not any("transitional" in n for n in naming.notes)
+
+
+def test_a_lesion_bitten_out_of_a_body_is_given_back_but_not_the_disc_in_a_concave_endplate() -> None:
+    from analysis.vertebrae.segment import fill_notches
+
+    prob = np.zeros((3, 60, 60), np.float32)
+    prob[:, 10:40, 10:45] = 0.95
+    prob[:, 20:32, 36:45] = 0.45  # a lesion in the posterior wall: the network is unsure
+    prob[:, 10:14, 20:35] = 0.1  # a concave upper endplate: disc, not body
+    body = prob >= 0.65
+    filled = fill_notches(body, prob, np.zeros_like(body))
+    assert filled[:, 20:32, 36:45].all()
+    assert not filled[:, 10:14, 20:35].any()
+    # another body's voxels are never taken
+    taken = np.zeros_like(body)
+    taken[:, 26:32, 36:45] = True
+    assert not fill_notches(body, prob, taken)[:, 26:32, 36:45].any()
