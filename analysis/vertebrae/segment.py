@@ -315,9 +315,15 @@ def fill_notches(region: BoolArray, body_prob: FloatArray, taken: BoolArray) -> 
     heights were measured on it).
     """
     out = region.copy()
+    if not region.any():
+        return out
+    # the hull lies inside the body's bounding box: work there, not on whole slices
+    _, box_si, box_ap = ndimage.find_objects(region.astype(np.int8))[0]
     for s in np.nonzero(region.any(axis=(1, 2)))[0]:
-        hull = convex_hull_image(region[s])
-        out[s] |= hull & (body_prob[s] >= _NOTCH_PROB) & ~taken[s]
+        hull = convex_hull_image(region[s, box_si, box_ap])
+        out[s, box_si, box_ap] |= (
+            hull & (body_prob[s, box_si, box_ap] >= _NOTCH_PROB) & ~taken[s, box_si, box_ap]
+        )
     return out
 
 
