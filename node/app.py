@@ -51,6 +51,8 @@ class Node:
         )
 
     def start(self) -> None:
+        # in the background: on a large archive the walk takes a while, and nothing waits for it
+        threading.Thread(target=self._sweep_partial, name="partial-file sweep", daemon=True).start()
         self.receiver.start()
         self.monitor.start()
         if self.workers is not None:
@@ -60,6 +62,12 @@ class Node:
                  make_url(self.settings.database.url).render_as_string(hide_password=True))
         log.info("listening on %s:%d as %s%s", host, port, self.settings.dicom.ae_title,
                  " (TLS)" if self.settings.tls.enabled else "")
+
+    def _sweep_partial(self) -> None:
+        try:
+            self.store.sweep_partial(self.settings.storage.partial_file_max_age)
+        except OSError:
+            log.exception("could not sweep interrupted receives under %s", self.store.root)
 
     def stop(self, grace: float) -> None:
         """Stop accepting; associations and jobs get ``grace`` seconds, then are aborted or released."""

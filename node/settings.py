@@ -103,6 +103,7 @@ class StorageSettings(_Section):
     root: Path = Path("var/storage")
     results: Path = Path("var/results")
     min_free_bytes: int = Field(default=1024**3, ge=0)
+    partial_file_max_age: Duration = timedelta(hours=1)
 
 
 class DatabaseSettings(_Section):

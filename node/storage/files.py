@@ -10,10 +10,13 @@ into their parents for the same reason.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import BinaryIO
@@ -22,6 +25,9 @@ from node.storage.keys import InstanceKey, InstanceTooLarge, InsufficientSpace
 
 FreeSpace = Callable[[Path], int]
 _CHUNK = 1024 * 1024
+_PARTIAL = ".*.part"  # a staged instance's temporary name (see InstanceStore.stage)
+
+log = logging.getLogger(__name__)
 
 
 def disk_free_bytes(path: Path) -> int:
@@ -106,7 +112,7 @@ class InstanceStore:
     def stage(self, source: BinaryIO, key: InstanceKey) -> StagedInstance:
         """Copy ``source`` to a fsynced temporary file beside the instance's final path."""
         folder = self._ensure_folder(key)
-        fd, temp_name = tempfile.mkstemp(prefix=f".{key.sop_uid}.", suffix=".part", dir=folder)
+        fd, temp_name = tempfile.mkstemp(prefix=f".{key.sop_uid}.", suffix=".part", dir=folder)  # _PARTIAL
         temp_path = Path(temp_name)
         try:
             with os.fdopen(fd, "wb") as out:
@@ -117,6 +123,29 @@ class InstanceStore:
             temp_path.unlink(missing_ok=True)
             raise
         return StagedInstance(temp_path, folder / f"{key.sop_uid}.dcm", key.relative_path, sha256, size)
+
+    def sweep_partial(self, older_than: timedelta, now: float | None = None) -> int:
+        """Delete staged files older than ``older_than``; return how many.
+
+        A process killed between staging and committing leaves its temporary
+        file behind: never acknowledged, so the sender still holds the
+        instance. The age bar spares files another receiver on the same
+        storage is writing now.
+        """
+        if older_than < timedelta(0):
+            raise ValueError(f"older_than must not be negative, got {older_than}")
+        cutoff = (time.time() if now is None else now) - older_than.total_seconds()
+        removed = 0
+        for path in self.root.glob(f"*/*/{_PARTIAL}"):
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:  # committed or discarded meanwhile
+                continue
+        if removed:
+            log.info("removed %d staged file(s) left by an interrupted receive under %s", removed, self.root)
+        return removed
 
     def _copy(self, source: BinaryIO, out: BinaryIO) -> tuple[str, int]:
         digest = hashlib.sha256()

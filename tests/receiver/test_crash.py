@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 from node.db.models import AssociationResult
@@ -33,8 +35,16 @@ def test_a_stored_instance_survives_kill_9(database_url: str, tmp_path: Path) ->
     assert stored.stat().st_size == instance.size_bytes
     assert [a.result for a in rows.associations] == [AssociationResult.OPEN]
 
+    # what a receive killed before its success answer leaves behind, long ago
+    leftover = stored.parent / f".{second.SOPInstanceUID}.x1y2.part"
+    leftover.write_bytes(b"half an instance")
+    os.utime(leftover, (time.time() - 7200, time.time() - 7200))
     node.start()
     try:
+        deadline = time.monotonic() + 10.0
+        while leftover.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not leftover.exists()  # swept at start-up (older than partial_file_max_age)
         with association(node) as assoc:
             assert assoc.send_c_store(first).Status == 0x0000  # a resend after the crash: a duplicate
             assert assoc.send_c_store(second).Status == 0x0000

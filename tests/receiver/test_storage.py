@@ -95,6 +95,26 @@ def test_an_instance_growing_over_the_maximum_leaves_nothing(tmp_path: Path) -> 
     assert stored_files(tmp_path) == []
 
 
+def test_a_sweep_removes_only_stale_staged_files(tmp_path: Path) -> None:
+    import os
+    import time
+    from datetime import timedelta
+
+    store = _store(tmp_path)
+    with store.stage(io.BytesIO(b"DICM"), KEY) as staged:
+        staged.commit()
+    folder = staged.final_path.parent
+    stale, fresh = folder / ".1.2.3.4.6.abc.part", folder / ".1.2.3.4.7.def.part"
+    stale.write_bytes(b"half an instance")
+    fresh.write_bytes(b"being received")
+    two_hours_ago = time.time() - 7200
+    os.utime(stale, (two_hours_ago, two_hours_ago))
+    assert store.sweep_partial(timedelta(hours=1)) == 1
+    assert stored_files(tmp_path) == sorted([staged.final_path, fresh])
+    with pytest.raises(ValueError, match="older_than"):
+        store.sweep_partial(timedelta(seconds=-1))
+
+
 def test_capacity_checks_size_and_the_watermark(tmp_path: Path) -> None:
     _store(tmp_path, free=1000, max_bytes=500, min_free=400).check_capacity(500)
     with pytest.raises(InstanceTooLarge):
