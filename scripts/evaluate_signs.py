@@ -40,7 +40,7 @@ from vertebrae_cases import verse_truth
 from analysis.results import BodyMeasurement, SignState, SpineSegmentation
 from analysis.signs import LevelSigns, assess_signs
 from analysis.sitk_adapter import take_every_nth_sagittal, take_every_nth_slice, volume_from_image
-from analysis.volume import LABEL_LEVELS, Sequence, Volume
+from analysis.volume import LABEL_LEVELS, LEVEL_LABELS, Sequence, Volume
 from node.phantom.implants import (
     Extension,
     FracturePattern,
@@ -223,7 +223,7 @@ def _state(ls: LevelSigns, sign: str) -> SignState:
 
 # S1 is labelled but not graded by design (Genant's grades are for the bodies above the
 # sacrum; S1 has no body below it to compare with): its fracture signs are not scored
-_NOT_GRADED = {26}
+_NOT_GRADED = {LEVEL_LABELS["S1"]}
 _FRACTURE_SIGNS = ("compression_fracture", "pathologic_fracture_pattern")
 
 

@@ -25,7 +25,7 @@ from node.storage.keys import InstanceKey, InstanceTooLarge, InsufficientSpace
 
 FreeSpace = Callable[[Path], int]
 _CHUNK = 1024 * 1024
-_PARTIAL = ".*.part"  # a staged instance's temporary name (see InstanceStore.stage)
+_PARTIAL_SUFFIX = ".part"  # a staged instance's temporary file: ".<sop uid>.<random>.part"
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ class InstanceStore:
     def stage(self, source: BinaryIO, key: InstanceKey) -> StagedInstance:
         """Copy ``source`` to a fsynced temporary file beside the instance's final path."""
         folder = self._ensure_folder(key)
-        fd, temp_name = tempfile.mkstemp(prefix=f".{key.sop_uid}.", suffix=".part", dir=folder)  # _PARTIAL
+        fd, temp_name = tempfile.mkstemp(prefix=f".{key.sop_uid}.", suffix=_PARTIAL_SUFFIX, dir=folder)
         temp_path = Path(temp_name)
         try:
             with os.fdopen(fd, "wb") as out:
@@ -136,7 +136,7 @@ class InstanceStore:
             raise ValueError(f"older_than must not be negative, got {older_than}")
         cutoff = (time.time() if now is None else now) - older_than.total_seconds()
         removed = 0
-        for path in self.root.glob(f"*/*/{_PARTIAL}"):
+        for path in self.root.glob(f"*/*/.*{_PARTIAL_SUFFIX}"):
             try:
                 if path.stat().st_mtime < cutoff:
                     path.unlink()
