@@ -139,6 +139,25 @@ def test_a_new_instance_reopens_an_analysed_study(node: NodeProcess) -> None:
     assert study.last_received_at > long_ago + timedelta(minutes=30)
 
 
+def test_a_duplicate_resent_leaves_an_analysed_study_analysed(node: NodeProcess) -> None:
+    uids = StudyUIDs.new()
+    first = mr_instance(uids.study, uids.series[0], 1)
+    assert [s.Status for s in store(node, [first])] == [0]
+    long_ago = datetime.now(UTC) - timedelta(hours=1)
+    with node.engine() as engine, Session(engine) as session, session.begin():
+        session.execute(
+            update(Study).where(Study.study_instance_uid == uids.study)
+            .values(status=StudyStatus.ANALYSED, completed_at=long_ago, last_received_at=long_ago)
+        )
+
+    assert [s.Status for s in store(node, [first])] == [0]  # the PACS resends the same instance
+
+    with node.engine() as engine:
+        study = next(s for s in read_rows(engine).studies if s.study_instance_uid == uids.study)
+    assert study.status == StudyStatus.ANALYSED  # nothing new: no second analysis
+    assert study.last_received_at < long_ago + timedelta(minutes=30)
+
+
 def test_logs_carry_uids_not_patient_data(node: NodeProcess) -> None:
     uids = StudyUIDs.new()
     dataset = mr_instance(uids.study, uids.series[0], 1)
