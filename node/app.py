@@ -26,8 +26,6 @@ class Node:
     """The running parts of a node, wired to one engine."""
 
     def __init__(self, settings: Settings, engine: Engine) -> None:
-        from node.tasks import build_handlers
-
         self.settings = settings
         sessions = session_factory(engine)
         self.store = InstanceStore(
@@ -45,10 +43,13 @@ class Node:
             tracker,
         )
         self.monitor = CompletionMonitor(settings.study, settings.queue, sessions)
-        self.workers = (
-            WorkerPool(settings.queue, sessions, build_handlers(settings), process_name())
-            if settings.queue.workers else None
-        )
+        self.workers: WorkerPool | None = None
+        if settings.queue.workers:
+            # the analysis (and PyTorch with it) is imported only by a node that runs it: a
+            # receiver-only node (queue.workers = 0) starts without it
+            from node.tasks import build_handlers
+
+            self.workers = WorkerPool(settings.queue, sessions, build_handlers(settings), process_name())
 
     def start(self) -> None:
         # in the background: on a large archive the walk takes a while, and nothing waits for it

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 from node.db.models import AssociationResult
@@ -51,3 +52,22 @@ def test_echo_to_a_closed_port_fails_clearly(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert f"could not associate with LSENTTEST at 127.0.0.1:{node.port}" in result.stderr
+
+
+def test_a_receiver_only_node_does_not_import_the_analysis(tmp_path: Path) -> None:
+    # a fresh interpreter: the test process itself has PyTorch loaded by other tests
+    code = (
+        "import sys\n"
+        "from node.app import Node\n"
+        "from node.db import create_db_engine\n"
+        "from node.settings import load_settings\n"
+        f"s = load_settings(None, queue={{'workers': int(sys.argv[1])}},\n"
+        f"                  database={{'url': 'sqlite:///{tmp_path / 'node.db'}'}},\n"
+        f"                  storage={{'root': '{tmp_path / 'storage'}'}})\n"
+        "Node(s, create_db_engine(s.database.url))\n"
+        "print('torch' in sys.modules)\n"
+    )
+    for workers, loads_torch in (("0", "False"), ("1", "True")):
+        out = subprocess.run([sys.executable, "-c", code, workers], capture_output=True, text=True,
+                             check=True)
+        assert out.stdout.strip() == loads_torch, out.stderr
