@@ -40,6 +40,7 @@ from vertebrae_cases import verse_truth
 from analysis.results import BodyMeasurement, SignState, SpineSegmentation
 from analysis.signs import LevelSigns, assess_signs
 from analysis.sitk_adapter import take_every_nth_sagittal, take_every_nth_slice, volume_from_image
+from analysis.vertebrae.measure import UNGRADED_LEVELS
 from analysis.volume import LABEL_LEVELS, LEVEL_LABELS, Sequence, Volume
 from node.phantom.implants import (
     Extension,
@@ -221,9 +222,8 @@ def _state(ls: LevelSigns, sign: str) -> SignState:
     return SignState(getattr(ls, sign))
 
 
-# S1 is labelled but not graded by design (Genant's grades are for the bodies above the
-# sacrum; S1 has no body below it to compare with): its fracture signs are not scored
-_NOT_GRADED = {LEVEL_LABELS["S1"]}
+# the engine labels S1 but does not grade it: its fracture signs are not scored
+_NOT_GRADED = {LEVEL_LABELS[name] for name in UNGRADED_LEVELS}
 _FRACTURE_SIGNS = ("compression_fracture", "pathologic_fracture_pattern")
 
 

@@ -40,6 +40,9 @@ NORMAL_HA_HP: dict[str, float] = {
 }
 NORMAL_HM_HP: dict[str, float] = {}
 _DEFAULT_HM_HP = 0.95
+# Genant grades the bodies above the sacrum; S1 is part of it and has no body below to be
+# compared with, so it is measured but never graded
+UNGRADED_LEVELS: frozenset[str] = frozenset({"S1"})
 _RATIO_RANGE = (0.8, 1.2)
 
 

@@ -18,7 +18,7 @@ from analysis.sitk_adapter import resample_like
 from analysis.vertebrae.features import FloatArray
 from analysis.vertebrae.geometry import Canonical, canonical_of, canonical_to_lps
 from analysis.vertebrae.levels import VERSE_LABELS, name_chain
-from analysis.vertebrae.measure import Heights, body_heights, chain_axes, deformities
+from analysis.vertebrae.measure import UNGRADED_LEVELS, Heights, body_heights, chain_axes, deformities
 from analysis.vertebrae.model import BodyModel, predict_work
 from analysis.vertebrae.segment import BodyCandidate, probabilities_to_native, split_bodies
 from analysis.volume import Sequence, Volume
@@ -147,7 +147,7 @@ def segment_spine(volumes: Mapping[Sequence, Volume], model: BodyModel) -> Spine
     for n in sorted(unsure):
         notes.append(f"{n} segmentation too uncertain to measure its heights")
     cut |= unsure
-    graded = [(n, c, h) for n, c, h in named if n != "S1" and n not in cut]
+    graded = [(n, c, h) for n, c, h in named if n not in UNGRADED_LEVELS and n not in cut]
     defs = dict(
         zip(
             [n for n, _, _ in graded],
