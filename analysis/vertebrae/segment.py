@@ -1,41 +1,35 @@
 """From class probabilities to one mask per vertebral body, ordered along the spine.
 
-The column of bodies is located first: a polynomial AP(SI) fitted through the
-body probability of the mid-sagittal slab, refitted without outliers (bowel,
-iliac wings, posterior elements). The discs are the minima of the body
-probability sampled on lines perpendicular to that axis; each body is the
-thresholded map between two consecutive disc cuts (a cut is the line through
-the disc perpendicular to the axis, so a tilted L5-S1 disc is cut along its own
-direction). A thin bridge of false "body" over a narrow disc therefore cannot
-merge two bodies.
+The column of bodies and its disc cuts are located first (``axis``); each
+body is the thresholded map between two consecutive disc cuts, so a thin
+bridge of false "body" over a narrow disc cannot merge two bodies.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
-from scipy.signal import find_peaks
 from skimage.morphology import convex_hull_image
 from skimage.segmentation import watershed
 
+from analysis.vertebrae.axis import (
+    BODY_HALF_DEPTH_MM,
+    BODY_THRESHOLD,
+    SpineAxis,
+    below_cut_mm,
+    disc_cuts,
+    off_axis_mm,
+    plane_grid_mm,
+    spine_axis,
+)
 from analysis.vertebrae.features import FloatArray, resample_2d
 
 BoolArray = npt.NDArray[np.bool_]
 
-# above 0.5: at 0.5 the network's bodies overshoot the endplates. Full evaluation
-# (evaluate_vertebrae.py, 2026-11-26): at 0.5 real Dice 0.860, heights 1.43 mm,
-# phantom fractures graded right 5/9; at 0.65 Dice 0.866, 1.35 mm, 4/9
-_THRESHOLD = 0.65
 _MIN_BODY_ML = 2.0
-_MAX_OFF_CURVE_MM = 10.0
-_MIN_RUN_MM = 12.0
-_MIN_STEP_FRACTION = 0.6
-_MIDLINE_HALF_MM = 8.0
-_BODY_HALF_DEPTH_MM = 14.0
-_MIN_BODY_HEIGHT_MM = 14.0
 _CORE_HALF_MM = 4.5
 _FOOTPRINT_GROW_MM = 3.0
 _MIN_SECTION_FRACTION = 0.25
@@ -44,11 +38,6 @@ _SEED_CLEARANCE_MM = 5.0
 _OPENING_MM = 2.0
 _SEED_HALF_DEPTH_MM = 7.0
 _MAX_CENTRE_OFF_AXIS_MM = 12.0
-# The sacrum bends backward from the lumbar curve the axis follows: on the 25 shared real
-# cases S1's centre lies 6-13 mm behind the axis (14-15 mm when an implanted lesion or
-# fracture has taken its front part out of the mask), never in front of it. Below the
-# lordosis a body may lie this much further behind the axis than in front of it.
-_SACRAL_BEND_MM = 8.0
 _CORE_ERODE_MM = 2.5
 _MIN_CORE_ML = 3.0
 _NOTCH_PROB = 0.3
@@ -78,112 +67,7 @@ def probabilities_to_native(work_probs: FloatArray, shape: tuple[int, int, int])
     return out
 
 
-@dataclass(frozen=True)
-class SpineAxis:
-    """The column of bodies in the mid-sagittal projection: AP = poly(SI), both in mm."""
-
-    coef: tuple[float, ...]
-    lr_centre_mm: float
-    si_range_mm: tuple[float, float]
-
-    def ap(self, si_mm: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        return np.asarray(np.polyval(self.coef, si_mm), dtype=np.float64)
-
-    def slope(self, si_mm: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        return np.asarray(np.polyval(np.polyder(np.asarray(self.coef)), si_mm), dtype=np.float64)
-
-
-def spine_axis(body_prob: FloatArray, spacing: tuple[float, float, float]) -> SpineAxis | None:
-    """Fit the curve through the body column (robust to bowel, iliac wings, posterior elements).
-
-    In the mid-sagittal slab each row's widest run of body probability is taken
-    as the column there (posterior elements and stray blobs are narrower); a
-    polynomial through the runs' centres is refitted without outlying rows.
-    """
-    mask = body_prob >= _THRESHOLD
-    if mask.sum() < 50:
-        return None
-    per_slice = mask.sum(axis=(1, 2)).astype(float)
-    lr_c = float((np.arange(mask.shape[0]) * per_slice**2).sum() / (per_slice**2).sum())
-    half = max(1, round(_MIDLINE_HALF_MM / spacing[0]))
-    lo, hi = max(0, round(lr_c) - half), min(mask.shape[0], round(lr_c) + half + 1)
-    proj = body_prob[lo:hi].mean(axis=0)
-    min_run = max(2, round(_MIN_RUN_MM / spacing[2]))
-    si_l, ap_l, w_l = [], [], []
-    for r in range(proj.shape[0]):
-        runs, n = ndimage.label(proj[r] >= _THRESHOLD)
-        if n == 0:
-            continue
-        sizes = ndimage.sum(np.ones_like(runs), runs, range(1, n + 1))
-        best = int(np.argmax(sizes))
-        if sizes[best] < min_run:
-            continue
-        cols = np.nonzero(runs == best + 1)[0]
-        si_l.append(r * spacing[1])
-        ap_l.append(float(cols.mean()) * spacing[2])
-        w_l.append(float(sizes[best]))
-    if len(si_l) < 20:
-        return None
-    si, ap, w = np.array(si_l), np.array(ap_l), np.array(w_l)
-    keep = np.ones(si.size, dtype=bool)
-    coef = np.polyfit(si, ap, 2, w=w)
-    for _ in range(4):
-        resid = np.abs(np.polyval(coef, si) - ap)
-        keep = resid <= max(_MAX_OFF_CURVE_MM, 2.5 * float(np.median(resid)))
-        if keep.sum() < 10:
-            return None
-        coef = np.polyfit(si[keep], ap[keep], 3 if np.ptp(si[keep]) > 120 else 2, w=w[keep])
-    return SpineAxis(
-        tuple(float(c) for c in coef), lr_c * spacing[0], (float(si[keep].min()), float(si[keep].max()))
-    )
-
-
-def disc_cuts(
-    body_prob: FloatArray, axis: SpineAxis, spacing: tuple[float, float, float]
-) -> tuple[list[float], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """SI positions (mm) of the discs: minima of body probability along the spine axis.
-
-    Also returns the profile and its SI sample positions. The profile averages
-    the probability across the column on lines perpendicular to the axis, so a
-    tilted L5-S1 disc is still a clean minimum.
-    """
-    lr_i = axis.lr_centre_mm / spacing[0]
-    half = max(1, round(_MIDLINE_HALF_MM / spacing[0]))
-    lo, hi = max(0, round(lr_i) - half), min(body_prob.shape[0], round(lr_i) + half + 1)
-    proj = body_prob[lo:hi].mean(axis=0)
-    si = np.arange(axis.si_range_mm[0] - 10.0, axis.si_range_mm[1] + 10.0, 1.0)
-    ap = axis.ap(si)
-    slope = axis.slope(si)
-    norm = np.hypot(1.0, slope)
-    n_si, n_ap = -slope / norm, 1.0 / norm  # unit normal in (SI, AP) mm
-    tau = np.arange(-_BODY_HALF_DEPTH_MM, _BODY_HALF_DEPTH_MM + 0.5, 1.0)
-    pts_si = si[:, None] + tau[None, :] * n_si[:, None]
-    pts_ap = ap[:, None] + tau[None, :] * n_ap[:, None]
-    vals = ndimage.map_coordinates(proj, [pts_si / spacing[1], pts_ap / spacing[2]], order=1, mode="constant")
-    profile = ndimage.gaussian_filter1d(vals.mean(axis=1), 1.5)
-    peaks, _ = find_peaks(-profile, distance=int(_MIN_BODY_HEIGHT_MM), prominence=0.12)
-    return [float(si[p]) for p in _drop_false_discs(list(peaks), profile)], si, profile
-
-
-def _drop_false_discs(peaks: list[int], profile: npt.NDArray[np.float64]) -> list[int]:
-    """Merge a body split in two by a dip inside it (a basivertebral vein, a Schmorl node).
-
-    While some body between two cuts is much shorter than the usual body-to-body
-    step, the shallower of its two cuts is not a disc.
-    """
-    peaks = sorted(peaks)
-    while len(peaks) >= 4:
-        steps = np.diff(peaks).astype(float)
-        typical = float(np.percentile(steps, 75))
-        k = int(np.argmin(steps))
-        if steps[k] >= _MIN_STEP_FRACTION * typical:
-            break
-        a, b = peaks[k], peaks[k + 1]
-        peaks.remove(a if profile[a] > profile[b] else b)
-    return peaks
-
-
-def _largest(mask: BoolArray) -> BoolArray:
+def largest_component(mask: BoolArray) -> BoolArray:
     pieces, npieces = ndimage.label(mask)
     if npieces <= 1:
         return mask
@@ -207,7 +91,7 @@ def trim_body(region: BoolArray, spacing: tuple[float, float, float]) -> BoolArr
     offsets_mm = np.abs(np.arange(area.size) - centre) * spacing[0]
     central = offsets_mm <= max(_CORE_HALF_MM, spacing[0] * 0.6)
     core = region[central].any(axis=0)
-    grow = _disk((_FOOTPRINT_GROW_MM / spacing[1], _FOOTPRINT_GROW_MM / spacing[2]))[0]
+    grow = disk((_FOOTPRINT_GROW_MM / spacing[1], _FOOTPRINT_GROW_MM / spacing[2]))[0]
     footprint = ndimage.binary_dilation(core, structure=grow)
     out = region & footprint[None, :, :]
     area = out.sum(axis=(1, 2)).astype(float)
@@ -225,12 +109,12 @@ def trim_body(region: BoolArray, spacing: tuple[float, float, float]) -> BoolArr
             k += step
     out[~keep] = False
     # strands under 4 mm wide (a ligament or vessel over a disc) are not body
-    opener = _disk((_OPENING_MM / spacing[1], _OPENING_MM / spacing[2]))
+    opener = disk((_OPENING_MM / spacing[1], _OPENING_MM / spacing[2]))
     out = ndimage.binary_opening(out, structure=opener)
-    return _largest(out) if out.any() else out
+    return largest_component(out) if out.any() else out
 
 
-def _disk(radius_px: tuple[float, float]) -> BoolArray:
+def disk(radius_px: tuple[float, float]) -> BoolArray:
     ry, rx = max(radius_px[0], 0.5), max(radius_px[1], 0.5)
     y, x = np.ogrid[-int(ry) : int(ry) + 1, -int(rx) : int(rx) + 1]
     return np.asarray((y / ry) ** 2 + (x / rx) ** 2 <= 1.0)[None, :, :]
@@ -248,25 +132,19 @@ def split_bodies(
     if axis is None:
         return []
     cuts, _, _ = disc_cuts(body_prob, axis, spacing)
-    mask = body_prob >= _THRESHOLD
+    mask = body_prob >= BODY_THRESHOLD
     # hole-free per slice: a marrow lesion must not punch a hole in the body
     mask = np.stack([ndimage.binary_fill_holes(s) for s in mask])
-    si_mm, ap_mm = np.meshgrid(
-        np.arange(mask.shape[1], dtype=np.float64) * spacing[1],
-        np.arange(mask.shape[2], dtype=np.float64) * spacing[2],
-        indexing="ij",
-    )
+    si_mm, ap_mm = plane_grid_mm(mask.shape, spacing)
     # distance from the axis and which segment between disc cuts each in-plane pixel lies in
-    off_axis = _off_axis_mm(axis, si_mm, ap_mm)
+    off_axis = off_axis_mm(axis, si_mm, ap_mm)
     segment = np.zeros(mask.shape[1:], dtype=np.int32)
     to_cut = np.full(mask.shape[1:], np.inf)
     for c in cuts:
-        c_ap = float(axis.ap(np.array([c]))[0])
-        t_ap = float(axis.slope(np.array([c]))[0])
-        signed = ((si_mm - c) + (ap_mm - c_ap) * t_ap) / np.hypot(1.0, t_ap)
+        signed = below_cut_mm(axis, c, si_mm, ap_mm)
         segment += (signed > 0).astype(np.int32)
         to_cut = np.minimum(to_cut, np.abs(signed))
-    near = off_axis <= _BODY_HALF_DEPTH_MM + 10.0
+    near = off_axis <= BODY_HALF_DEPTH_MM + 10.0
     mask &= near[None, :, :]
     if not mask.any():
         return []
@@ -274,32 +152,52 @@ def split_bodies(
     # wedged and tilted more than a straight cut perpendicular to the axis (L5-S1)
     seeds_2d = (to_cut >= _SEED_CLEARANCE_MM) & (off_axis <= _SEED_HALF_DEPTH_MM)
     seeds = np.where(mask & seeds_2d[None, :, :], segment[None, :, :] + 1, 0)
-    seeds = split_seeds_by_cores(seeds, mask & (off_axis <= _BODY_HALF_DEPTH_MM)[None], spacing)
+    seeds = split_seeds_by_cores(seeds, mask & (off_axis <= BODY_HALF_DEPTH_MM)[None], spacing)
     box = ndimage.find_objects(mask.astype(np.int8))[0]
     regions = np.zeros(mask.shape, dtype=np.int32)
     regions[box] = watershed(-body_prob[box], markers=seeds[box], mask=mask[box])
-    voxel_ml = spacing[0] * spacing[1] * spacing[2] / 1000.0
-    grid = [np.asarray(g, dtype=np.float32) for g in np.indices(mask.shape)]
     out: list[BodyCandidate] = []
+    region_of: dict[int, int] = {}
     for k in np.unique(regions[regions > 0]):
-        region = regions == k
-        region = trim_body(_largest(region), spacing)
-        count = int(region.sum())
-        if count * voxel_ml < _MIN_BODY_ML:
-            continue
-        centroid = tuple(float(g[region].mean() * sp) for g, sp in zip(grid, spacing, strict=True))
-        bp = float(body_prob[region].mean())
-        out.append(
-            BodyCandidate(
-                mask=region,
-                centroid_mm=(centroid[0], centroid[1], centroid[2]),
-                volume_ml=count * voxel_ml,
-                l5_score=float(l5_prob[region].mean()) / max(bp, 1e-6),
-                mean_prob=bp,
-                outline=fill_notches(region, body_prob, (regions > 0) & (regions != k)),
-            )
-        )
-    return chain_filter(out, axis)
+        region = trim_body(largest_component(regions == k), spacing)
+        cand = make_candidate(region, body_prob, l5_prob, None, spacing)
+        if cand is not None:
+            out.append(cand)
+            region_of[id(cand)] = int(k)
+    # the outline (lesion notches given back) only for the bodies the chain keeps
+    return [
+        replace(c, outline=fill_notches(c.mask, body_prob, (regions > 0) & (regions != region_of[id(c)])))
+        for c in chain_filter(out, axis)
+    ]
+
+
+def make_candidate(
+    region: BoolArray,
+    body_prob: FloatArray,
+    l5_prob: FloatArray,
+    taken: BoolArray | None,
+    spacing: tuple[float, float, float],
+) -> BodyCandidate | None:
+    """A body candidate from its mask, or None when it is too small to be a body.
+
+    ``taken``: voxels of other bodies, which its outline must not take back; with
+    None the candidate has no outline yet.
+    """
+    voxel_ml = spacing[0] * spacing[1] * spacing[2] / 1000.0
+    count = int(region.sum())
+    if count * voxel_ml < _MIN_BODY_ML:
+        return None
+    idx = np.nonzero(region)
+    centroid = tuple(float(i.mean() * sp) for i, sp in zip(idx, spacing, strict=True))
+    bp = float(body_prob[region].mean())
+    return BodyCandidate(
+        mask=region,
+        centroid_mm=(centroid[0], centroid[1], centroid[2]),
+        volume_ml=count * voxel_ml,
+        l5_score=float(l5_prob[region].mean()) / max(bp, 1e-6),
+        mean_prob=bp,
+        outline=None if taken is None else fill_notches(region, body_prob, taken),
+    )
 
 
 def fill_notches(region: BoolArray, body_prob: FloatArray, taken: BoolArray) -> BoolArray:
@@ -338,8 +236,8 @@ def split_seeds_by_cores(
     holding seeds of several segments is left to the cuts (a bridge the erosion
     did not break).
     """
-    disk = _disk((_CORE_ERODE_MM / spacing[1], _CORE_ERODE_MM / spacing[2]))
-    cores, n = ndimage.label(ndimage.binary_erosion(mask, structure=disk))
+    erode = disk((_CORE_ERODE_MM / spacing[1], _CORE_ERODE_MM / spacing[2]))
+    cores, n = ndimage.label(ndimage.binary_erosion(mask, structure=erode))
     if n == 0:
         return seeds
     voxel_ml = spacing[0] * spacing[1] * spacing[2] / 1000.0
@@ -360,27 +258,12 @@ def split_seeds_by_cores(
     return out
 
 
-def _apex_si(axis: SpineAxis) -> float:
-    """SI (mm) of the lordosis' most anterior point: below it the sacrum bends backward."""
-    si = np.arange(axis.si_range_mm[0], axis.si_range_mm[1] + 1.0, 1.0)
-    return float(si[int(np.argmin(axis.ap(si)))])
-
-
-def _off_axis_mm(
-    axis: SpineAxis, si_mm: npt.NDArray[np.float64], ap_mm: npt.NDArray[np.float64]
-) -> npt.NDArray[np.float64]:
-    """Distance from the spine axis, less the sacrum's backward bend behind it below the lordosis."""
-    behind = (ap_mm - axis.ap(si_mm)) / np.hypot(1.0, axis.slope(si_mm))
-    bend = (si_mm > _apex_si(axis)) & (behind > 0)
-    return np.where(bend, np.maximum(behind - _SACRAL_BEND_MM, 0.0), np.abs(behind))
-
-
 def _near_axis(candidates: list[BodyCandidate], axis: SpineAxis) -> list[BodyCandidate]:
     """Bodies centred on the spine axis, allowing the sacrum's bend behind it below the lordosis."""
     if not candidates:
         return []
     centres = np.array([c.centroid_mm for c in candidates], dtype=np.float64)
-    off = _off_axis_mm(axis, centres[:, 1], centres[:, 2])
+    off = off_axis_mm(axis, centres[:, 1], centres[:, 2])
     return [c for c, d in zip(candidates, off, strict=True) if d <= _MAX_CENTRE_OFF_AXIS_MM]
 
 

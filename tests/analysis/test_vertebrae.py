@@ -314,7 +314,8 @@ def test_column_gaps_find_the_room_of_a_missing_body() -> None:
 
 
 def test_chain_keeps_s1_behind_the_axis_below_the_lordosis_but_not_a_blob_in_front() -> None:
-    from analysis.vertebrae.segment import BodyCandidate, SpineAxis, chain_filter
+    from analysis.vertebrae.axis import SpineAxis
+    from analysis.vertebrae.segment import BodyCandidate, chain_filter
 
     # lordosis: the axis is most anterior (smallest AP) at SI 150 mm
     axis = SpineAxis(coef=(0.004, -1.2, 250.0), lr_centre_mm=20.0, si_range_mm=(20.0, 260.0))
@@ -357,3 +358,47 @@ def test_a_lesion_bitten_out_of_a_body_is_given_back_but_not_the_disc_in_a_conca
     taken = np.zeros_like(body)
     taken[:, 26:32, 36:45] = True
     assert not fill_notches(body, prob, taken)[:, 26:32, 36:45].any()
+
+
+Box = tuple[slice, ...]
+
+
+def _column_with_sacrum(s1_prob: float) -> tuple[np.ndarray, np.ndarray, Box, Box]:
+    """Five lumbar boxes, S1 at ``s1_prob`` and an S2 the L5 class fires on, as the network's maps."""
+    body, l5 = spine_probabilities(n_bodies=7)
+    l5[:] = 0.0
+    step, lr, ap = 26 + 9, slice(3, 16), slice(30, 64)
+    box = [(lr, slice(20 + b * step, 20 + b * step + 26), ap) for b in range(7)]
+    l5[box[4]] = 0.9
+    l5[box[6]] = 0.9
+    body[box[5]] = s1_prob
+    return body, l5, box[5], box[6]
+
+
+def test_second_look_finds_an_s1_whose_replaced_marrow_the_threshold_lost() -> None:
+    from analysis.vertebrae.sacrum import sacral_second_look
+
+    spacing = (3.0, 1.0, 1.0)
+    body, l5, s1_box, s2_box = _column_with_sacrum(0.5)
+    chain = split_bodies(body, l5, spacing)
+    assert len(chain) == 5  # S1 under the threshold, S2 too far below to be kept
+    s1 = sacral_second_look(body, l5, chain, spacing)
+    assert s1 is not None
+    truth = np.zeros(body.shape, dtype=bool)
+    truth[s1_box] = True
+    dice = 2.0 * (s1.mask & truth).sum() / (s1.mask.sum() + truth.sum())
+    assert dice > 0.8
+    assert not s1.mask[s2_box].any()
+    assert s1.centroid_mm[1] > chain[-1].centroid_mm[1]
+
+
+def test_second_look_finds_nothing_under_l5_when_there_is_no_body_there() -> None:
+    from analysis.vertebrae.sacrum import sacral_second_look
+
+    spacing = (3.0, 1.0, 1.0)
+    body, l5, _, s2_box = _column_with_sacrum(0.05)
+    body[s2_box] = 0.0
+    chain = split_bodies(body, l5, spacing)
+    assert sacral_second_look(body, l5, chain, spacing) is None
+    with pytest.raises(ValueError, match="chain"):
+        sacral_second_look(body, l5, chain[-1:], spacing)

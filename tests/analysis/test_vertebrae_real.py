@@ -111,3 +111,37 @@ def test_normal_sct_t2_has_no_fracture(step: int) -> None:
     assert all(b.genant_grade in (0, None) for b in seg.bodies), [
         (b.level, b.height_loss_pct) for b in seg.bodies
     ]
+
+
+def test_s1_with_replaced_marrow_is_found_on_a_second_look_and_flagged() -> None:
+    """A malignant S1 fracture implanted in the real T1 + STIR pair: found, named S1, suspicious."""
+    if not (REAL / "VB1_02_image.nii.gz").exists():
+        pytest.skip("shared real lumbar MRI not present")
+    from analysis.signs import assess_signs
+    from analysis.sitk_adapter import take_every_nth_slice
+    from analysis.volume import LEVEL_LABELS
+    from node.phantom.implants import implant
+    from node.phantom.specs import FracturePattern, FractureShape, FractureSpec, ImplantSpec
+
+    t1 = take_every_nth_slice(_read(REAL / "VB1_02_image.nii.gz"), 3)
+    stir = take_every_nth_slice(_read(REAL / "VB1_03_image.nii.gz"), 3)
+    raw = np.asarray(take_every_nth_slice(_read(REAL / "VB1_02_labels.nii.gz"), 3).array)
+    # VB1 numbers its bodies from the top and its lowest one is S1 (see scripts/vertebrae_cases.py)
+    labels = np.zeros(raw.shape, dtype=np.int16)
+    for rank, v in enumerate(sorted((int(v) for v in np.unique(raw) if v >= 100), reverse=True)):
+        labels[raw == v] = LEVEL_LABELS["S1"] if rank == 0 else LEVEL_LABELS["L5"] + 1 - rank
+    s1 = LEVEL_LABELS["S1"]
+    spec = ImplantSpec(fractures=(FractureSpec(s1, 2, FractureShape.CRUSH, FracturePattern.MALIGNANT),))
+    spacing = tuple(reversed(t1.spacing))
+    result = implant(
+        {Sequence.T1: t1.array, Sequence.STIR: stir.array}, labels, spacing, spec, np.random.default_rng(3)
+    )
+    volumes = {q: t1.with_array(np.asarray(a)) for q, a in result.images.items()}
+    seg = segment_spine(volumes, _fold_model_without("VB1_02"))
+    assert [b.level for b in seg.bodies][-2:] == ["L5", "S1"]
+    found = np.asarray(seg.labels.array) == s1
+    truth = np.asarray(result.labels) == s1
+    assert 2.0 * (found & truth).sum() / (found.sum() + truth.sum()) >= 0.5
+    signs = {ls.level: ls for ls in assess_signs(volumes, seg)}
+    assert signs["S1"].suspicious_for_malignancy == "present"
+    assert signs["L5"].suspicious_for_malignancy == "absent"
