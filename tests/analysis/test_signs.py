@@ -303,3 +303,25 @@ def test_a_lesion_left_out_of_the_mask_is_found_in_the_body_outline() -> None:
     assert with_outline["L3"].marrow_infiltration == P
     with pytest.raises(ValueError, match="outlines"):
         assess_signs(vols, replace(seg, outlines=Volume(np.zeros((2, 2, 2)), (1.0, 1.0, 1.0))))
+
+
+def test_lesion_signature_is_read_where_the_lesion_was_seeded() -> None:
+    """Disc voxels a lesion grew into (mask over an endplate) must not pull its signature."""
+    from analysis.signs.extent import lesion_signature
+
+    shape = (4, 20, 20)
+    t1 = np.full(shape, 420.0)
+    stir = np.full(shape, 110.0)
+    seeds = np.zeros(shape, dtype=bool)
+    seeds[:, 8:12, 8:12] = True  # tumour in the core
+    disc = np.zeros(shape, dtype=bool)
+    disc[:, 0:4, :] = True  # three times as many disc voxels at the edge of the mask
+    t1[seeds], stir[seeds] = 110.0, 1100.0
+    t1[disc], stir[disc] = 260.0, 280.0
+    lesion = seeds | disc
+    grow = {Sequence.T1: ("<", 350.0), Sequence.STIR: (">", 150.0)}
+    images = {Sequence.T1: t1, Sequence.STIR: stir}
+    sig = lesion_signature(images, lesion, seeds, grow)
+    assert sig == {Sequence.T1: pytest.approx(110.0), Sequence.STIR: pytest.approx(1100.0)}
+    # no seed left inside the lesion (a diffuse body): the whole lesion speaks
+    assert lesion_signature(images, disc, seeds, grow)[Sequence.STIR] == pytest.approx(280.0)
