@@ -325,3 +325,6 @@ def test_lesion_signature_is_read_where_the_lesion_was_seeded() -> None:
     assert sig == {Sequence.T1: pytest.approx(110.0), Sequence.STIR: pytest.approx(1100.0)}
     # no seed left inside the lesion (a diffuse body): the whole lesion speaks
     assert lesion_signature(images, disc, seeds, grow)[Sequence.STIR] == pytest.approx(280.0)
+    # one sequence seeds at a stricter bar, in the tumour's own tail: the whole lesion speaks
+    alone = lesion_signature({Sequence.STIR: stir}, lesion, seeds, {Sequence.STIR: (">", 150.0)})
+    assert alone == {Sequence.STIR: pytest.approx(280.0)}
