@@ -5,6 +5,13 @@ canal diameter is the length of the bright run that starts just behind the
 posterior wall, measured on the body's mid-sagittal slice over the middle
 third of its height. Epidural tumour is intermediate signal and shortens the
 run, so the measure drops where tissue narrows the canal.
+
+The thecal sac holds the cord down to L1-L2 and the cauda equina below: both
+are intermediate signal inside the CSF. A run is therefore carried across an
+intermediate stretch when CSF resumes behind it (the sac goes on), but never
+across a dark one (dura, ligamentum flavum, lamina), which closes the sac.
+Without that, the real T2 of ``sct-t2-lumbar`` measured its canal at 2-7 mm
+from T12 to L3, where the cord and conus split the CSF in two.
 """
 
 from __future__ import annotations
@@ -12,9 +19,10 @@ from __future__ import annotations
 from collections.abc import Sequence as Seq
 
 import numpy as np
+import numpy.typing as npt
 
 from analysis.results import SignState
-from analysis.signs.context import BodyCrop, StudyContext
+from analysis.signs.context import BodyCrop, FloatArray, StudyContext
 from analysis.signs.geometry import mid_sagittal_index
 from analysis.thresholds import SignThresholds
 from analysis.volume import Sequence
@@ -24,6 +32,15 @@ _START_WINDOW_MM = 15.0
 # CSF-bright: above this share of the profile's bright level (tumour on T2 is
 # about 1.5x marrow, CSF 3x or more, so tumour stays below).
 _BRIGHT_SHARE = 0.7
+# Cord, conus and nerve roots are 0.25-0.4 of the CSF level on T2 and dura, ligament and
+# bone under 0.05 (``sct-t2-lumbar``, T12-L5): a stretch with any pixel under this share
+# is a wall, not the sac's contents.
+_DARK_SHARE = 0.15
+# The sac's contents are bridged over at most this length: the conus and the lower
+# thoracic cord are 6-9 mm deep (front to back), the cauda equina less.
+_MAX_CONTENTS_MM = 12.0
+# CSF behind the contents must run at least this far to count as the sac going on.
+_MIN_RESUMED_MM = 2.0
 
 
 def canal_sequence(ctx: StudyContext) -> Sequence | None:
@@ -64,13 +81,41 @@ def canal_diameter_mm(ctx: StudyContext, crop: BodyCrop) -> float | None:
             lengths.append(0.0)
             continue
         i = int(starts[0])
-        j = i
-        while j + 1 < prof.size and (bright[j + 1] or (j + 2 < prof.size and bright[j + 2])):
-            j += 1
-        lengths.append((j - i + 1) * ap_mm)
+        lengths.append((sac_end(prof, bright, i, bright_level, ap_mm) - i + 1) * ap_mm)
     if not lengths:
         return None
     return float(np.median(lengths))
+
+
+def _run_end(bright: npt.NDArray[np.bool_], j: int) -> int:
+    """Last index of the bright run through ``j``, bridging single-pixel gaps (noise)."""
+    while j + 1 < bright.size and (bright[j + 1] or (j + 2 < bright.size and bright[j + 2])):
+        j += 1
+    return j
+
+
+def sac_end(prof: FloatArray, bright: npt.NDArray[np.bool_], start: int, bright_level: float,
+            ap_mm: float) -> int:
+    """Last index of the thecal sac on a profile whose CSF begins at ``start``.
+
+    The bright run is extended across intermediate contents (cord, roots) as
+    long as CSF resumes behind them, within ``_MAX_CONTENTS_MM``, for at least
+    ``_MIN_RESUMED_MM``, and nothing between is as dark as a wall.
+    """
+    j = _run_end(bright, start)
+    reach = max(1, round(_MAX_CONTENTS_MM / ap_mm))
+    least = max(1, round(_MIN_RESUMED_MM / ap_mm))
+    while True:
+        ahead = np.nonzero(bright[j + 1: j + 2 + reach])[0]
+        if ahead.size == 0:
+            return j
+        k = j + 1 + int(ahead[0])
+        if prof[j + 1: k].min(initial=np.inf) < _DARK_SHARE * bright_level:
+            return j
+        end = _run_end(bright, k)
+        if end - k + 1 < least:
+            return j
+        j = end
 
 
 def canal_compromise(

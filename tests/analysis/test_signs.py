@@ -14,6 +14,7 @@ from tests.analysis.test_signs_phantom import (
     CANAL_K,
     Spine,
     body_rows,
+    canal_strand,
     collapse,
     convex_posterior,
     diffuse_lesion,
@@ -91,6 +92,28 @@ def test_epidural_extension_breaks_cortex_and_narrows_canal() -> None:
     assert l2.canal_diameter_mm is not None and l2.canal_diameter_mm < 12.0
     assert l2.pedicle_involvement == A
     assert out["L4"].canal_compromise == A
+
+
+def test_canal_is_measured_across_the_cord_but_not_across_a_wall() -> None:
+    """The cord splits the CSF in two; the sac is both halves. A dark wall ends it."""
+    spine = normal_spine()
+    canal_strand(spine, (70, 78))  # 8 mm of cord, 4 mm of CSF on either side
+    for ls in run(spine).values():
+        assert ls.canal_diameter_mm == pytest.approx(16.0, abs=1.5), ls.level
+    spine = normal_spine()
+    canal_strand(spine, (70, 73), "cortex")  # a wall: what lies behind it is not the sac
+    for ls in run(spine).values():
+        assert ls.canal_diameter_mm == pytest.approx(4.0, abs=1.5), ls.level
+
+
+def test_epidural_tumour_narrows_the_canal_around_the_cord() -> None:
+    spine = normal_spine()
+    canal_strand(spine, (74, 79))
+    epidural_extension(spine, "L2", depth_mm=7)
+    out = run(spine)
+    assert out["L2"].canal_compromise == P and out["L2"].canal_narrowed
+    assert out["L2"].canal_diameter_mm == pytest.approx(11.0, abs=1.5)
+    assert out["L4"].canal_diameter_mm == pytest.approx(16.0, abs=1.5)
 
 
 def test_paravertebral_extension_is_anterior_soft_tissue() -> None:

@@ -32,12 +32,13 @@ LAMINA = (82, 90)  # i range of the dark posterior arch behind the canal
 
 # "hot": a tumour bright enough on T2 to be seen without T1 (2.3x marrow)
 # "wet": a tumour close to CSF on T1 and STIR (within 35 % of it, not within 20 %)
-_NAMES = ("marrow", "disc", "csf", "fat", "cortex", "tumour", "band", "fluid", "hot", "wet")
+# "cord": spinal cord or conus inside the CSF (0.3 of CSF on T2, as on sct-t2-lumbar)
+_NAMES = ("marrow", "disc", "csf", "fat", "cortex", "tumour", "band", "fluid", "hot", "wet", "cord")
 TISSUE: dict[Sequence, dict[str, float]] = {
-    Sequence.T1: dict(zip(_NAMES, (420, 260, 90, 600, 60, 170, 150, 80, 170, 110), strict=True)),
-    Sequence.T1C: dict(zip(_NAMES, (440, 280, 95, 600, 60, 400, 330, 80, 400, 300), strict=True)),
-    Sequence.STIR: dict(zip(_NAMES, (110, 280, 900, 40, 30, 300, 240, 850, 400, 700), strict=True)),
-    Sequence.T2: dict(zip(_NAMES, (330, 480, 1000, 520, 50, 560, 470, 950, 760, 760), strict=True)),
+    Sequence.T1: dict(zip(_NAMES, (420, 260, 90, 600, 60, 170, 150, 80, 170, 110, 380), strict=True)),
+    Sequence.T1C: dict(zip(_NAMES, (440, 280, 95, 600, 60, 400, 330, 80, 400, 300, 380), strict=True)),
+    Sequence.STIR: dict(zip(_NAMES, (110, 280, 900, 40, 30, 300, 240, 850, 400, 700, 300), strict=True)),
+    Sequence.T2: dict(zip(_NAMES, (330, 480, 1000, 520, 50, 560, 470, 950, 760, 760, 300), strict=True)),
 }
 
 
@@ -135,6 +136,13 @@ def epidural_extension(spine: Spine, level: str, depth_mm: int = 7, what: str = 
     focal_lesion(spine, level, radius_mm=8.0, ap_offset=10.0, what=what)
     spine.tissue[CANAL_K[0]:CANAL_K[1], mid - 7:mid + 7, AP1 - 3:AP1] = what
     spine.tissue[CANAL_K[0]:CANAL_K[1], mid - 7:mid + 7, AP1:AP1 + depth_mm] = what
+
+
+def canal_strand(spine: Spine, ap: tuple[int, int], what: str = "cord") -> None:
+    """Paint the canal between AP indices ``ap`` (the cord, or a dark wall) from top to bottom."""
+    if not CANAL[0] <= ap[0] < ap[1] <= CANAL[1]:
+        raise ValueError(f"ap must lie inside the canal {CANAL}, got {ap}")
+    spine.tissue[CANAL_K[0]:CANAL_K[1], :, ap[0]:ap[1]] = what
 
 
 def paravertebral_extension(spine: Spine, level: str, depth_mm: int = 7) -> None:

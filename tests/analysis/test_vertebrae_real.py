@@ -113,6 +113,20 @@ def test_normal_sct_t2_has_no_fracture(step: int) -> None:
     ]
 
 
+def test_normal_sct_t2_canal_is_measured_across_the_cord() -> None:
+    """At T12 and L1 the cord and conus split the CSF in two: the sac is both halves (12-13 mm, not 2-3)."""
+    if not SCT.exists():
+        pytest.skip("SCT volume not present")
+    from analysis.signs import assess_signs
+    from analysis.sitk_adapter import take_every_nth_sagittal
+
+    volumes = {Sequence.T2: take_every_nth_sagittal(_read(SCT), 3)}
+    signs = {ls.level: ls for ls in assess_signs(volumes, segment_spine(volumes, shipped_model()))}
+    for level in ("T12", "L1", "L2"):
+        diameter = signs[level].canal_diameter_mm
+        assert diameter is not None and diameter >= 11.0, (level, diameter)
+
+
 def test_s1_with_replaced_marrow_is_found_on_a_second_look_and_flagged() -> None:
     """A malignant S1 fracture implanted in the real T1 + STIR pair: found, named S1, suspicious."""
     if not (REAL / "VB1_02_image.nii.gz").exists():
