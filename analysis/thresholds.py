@@ -22,7 +22,7 @@ _CANAL_LOWER_LIMIT_MM: tuple[tuple[str, float], ...] = (
 
 @dataclass(frozen=True)
 class SignThresholds:
-    version: str = "signs-2026.11.26-2"
+    version: str = "signs-2026.11.26-3"
 
     # --- marrow -------------------------------------------------------------
     # Rim of the body mask left out of the seed search: partial volume with the
@@ -114,6 +114,15 @@ class SignThresholds:
     canal_absolute_stenosis_mm: float = 10.0  # absolute stenosis
     canal_neighbour_ratio: float = 0.75  # narrower than 75 % of the neighbours' median
     canal_search_mm: float = 30.0
+    # The thecal sac's CSF run is carried across cord, conus and roots (0.25-0.4 of
+    # the CSF level on T2 on sct-t2-lumbar, T12-L5) but not across a wall (dura,
+    # ligament, bone: under 0.05 there); the share between the two separates them.
+    canal_wall_share: float = 0.15
+    # ... over contents at most this deep (conus and lower thoracic cord 6-9 mm) ...
+    canal_max_contents_mm: float = 12.0
+    # ... when CSF resumes behind them for at least this long (a pixel or two of
+    # bright noise is not the sac going on). Design choice: two 1 mm pixels.
+    canal_min_resumed_mm: float = 2.0
 
     def __post_init__(self) -> None:
         for f in fields(self):

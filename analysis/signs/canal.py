@@ -32,15 +32,6 @@ _START_WINDOW_MM = 15.0
 # CSF-bright: above this share of the profile's bright level (tumour on T2 is
 # about 1.5x marrow, CSF 3x or more, so tumour stays below).
 _BRIGHT_SHARE = 0.7
-# Cord, conus and nerve roots are 0.25-0.4 of the CSF level on T2 and dura, ligament and
-# bone under 0.05 (``sct-t2-lumbar``, T12-L5): a stretch with any pixel under this share
-# is a wall, not the sac's contents.
-_DARK_SHARE = 0.15
-# The sac's contents are bridged over at most this length: the conus and the lower
-# thoracic cord are 6-9 mm deep (front to back), the cauda equina less.
-_MAX_CONTENTS_MM = 12.0
-# CSF behind the contents must run at least this far to count as the sac going on.
-_MIN_RESUMED_MM = 2.0
 
 
 def canal_sequence(ctx: StudyContext) -> Sequence | None:
@@ -81,7 +72,8 @@ def canal_diameter_mm(ctx: StudyContext, crop: BodyCrop) -> float | None:
             lengths.append(0.0)
             continue
         i = int(starts[0])
-        lengths.append((sac_end(prof, bright, i, bright_level, ap_mm) - i + 1) * ap_mm)
+        end = sac_end(prof, bright, i, bright_level, ap_mm, ctx.thresholds)
+        lengths.append((end - i + 1) * ap_mm)
     if not lengths:
         return None
     return float(np.median(lengths))
@@ -95,22 +87,22 @@ def _run_end(bright: npt.NDArray[np.bool_], j: int) -> int:
 
 
 def sac_end(prof: FloatArray, bright: npt.NDArray[np.bool_], start: int, bright_level: float,
-            ap_mm: float) -> int:
+            ap_mm: float, thresholds: SignThresholds) -> int:
     """Last index of the thecal sac on a profile whose CSF begins at ``start``.
 
     The bright run is extended across intermediate contents (cord, roots) as
-    long as CSF resumes behind them, within ``_MAX_CONTENTS_MM``, for at least
-    ``_MIN_RESUMED_MM``, and nothing between is as dark as a wall.
+    long as CSF resumes behind them, within ``canal_max_contents_mm``, for at
+    least ``canal_min_resumed_mm``, and nothing between is as dark as a wall.
     """
     j = _run_end(bright, start)
-    reach = max(1, round(_MAX_CONTENTS_MM / ap_mm))
-    least = max(1, round(_MIN_RESUMED_MM / ap_mm))
+    reach = max(1, round(thresholds.canal_max_contents_mm / ap_mm))
+    least = max(1, round(thresholds.canal_min_resumed_mm / ap_mm))
     while True:
         ahead = np.nonzero(bright[j + 1: j + 2 + reach])[0]
         if ahead.size == 0:
             return j
         k = j + 1 + int(ahead[0])
-        if prof[j + 1: k].min(initial=np.inf) < _DARK_SHARE * bright_level:
+        if prof[j + 1: k].min(initial=np.inf) < thresholds.canal_wall_share * bright_level:
             return j
         end = _run_end(bright, k)
         if end - k + 1 < least:
