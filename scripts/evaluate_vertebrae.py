@@ -32,7 +32,7 @@ from analysis.vertebrae.geometry import canonical_of
 from analysis.vertebrae.levels import VERSE_LABELS
 from analysis.vertebrae.measure import UNGRADED_LEVELS, Heights, body_heights, chain_axes, deformities
 from analysis.vertebrae.model import BodyModel
-from analysis.vertebrae.pipeline import segment_spine
+from analysis.vertebrae.pipeline import segment_spine, touches_fov_edge
 from analysis.volume import Sequence, Volume
 from node.pipeline.model import fold_models, load_ensemble
 
@@ -158,26 +158,12 @@ def truth_chain_heights(true: np.ndarray, spacing: tuple[float, float, float]) -
     }
 
 
-def _cut_by_image(mask: np.ndarray) -> bool:
-    """As the analysis rules a body out of grading: touching the image's edge, or widest on an edge slice."""
-    rows = np.nonzero(mask.any(axis=(0, 2)))[0]
-    cols = np.nonzero(mask.any(axis=(0, 1)))[0]
-    area = mask.sum(axis=(1, 2))
-    return bool(
-        rows.min() <= 1
-        or rows.max() >= mask.shape[1] - 2
-        or cols.min() <= 1
-        or cols.max() >= mask.shape[2] - 2
-        or not 2 <= int(np.argmax(area)) < area.size - 2
-    )
-
-
 def truth_grades(
     true: np.ndarray, heights: dict[int, Heights], names: dict[int, str]
 ) -> dict[str, int | None]:
     """Genant grades the analysis's measurement gives on the truth masks (what perfect masks would score)."""
     graded = [
-        t for t in sorted(heights) if names.get(t) not in UNGRADED_LEVELS and not _cut_by_image(true == t)
+        t for t in sorted(heights) if names.get(t) not in UNGRADED_LEVELS and not touches_fov_edge(true == t)
     ]
     defs = deformities([names.get(t, str(t)) for t in graded], [heights[t] for t in graded])
     return {names.get(t, str(t)): d.genant_grade for t, d in zip(graded, defs, strict=True)}

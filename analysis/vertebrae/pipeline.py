@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
+import numpy.typing as npt
 
 from analysis.results import BodyMeasurement, SpineSegmentation
 from analysis.sitk_adapter import resample_like
@@ -106,21 +107,21 @@ def _look_again_for_s1(
     return [*mobile, s1], renamed, True
 
 
-def _touches_fov_edge(body: BodyCandidate) -> bool:
-    """Cut by the image: at its top, bottom, front or back, or through its middle laterally.
+def touches_fov_edge(mask: npt.NDArray[np.bool_]) -> bool:
+    """Whether a canonical body mask is cut by the image: top, bottom, front, back or lateral middle.
 
     A body whose largest sagittal section lies on the first two or last two
     slices of the series (a narrow series off the midline) may have its
-    mid-sagittal plane outside the image.
+    mid-sagittal plane outside the image. Such a body is not measured.
     """
-    rows = np.nonzero(body.mask.any(axis=(0, 2)))[0]
-    cols = np.nonzero(body.mask.any(axis=(0, 1)))[0]
-    area = body.mask.sum(axis=(1, 2))
+    rows = np.nonzero(mask.any(axis=(0, 2)))[0]
+    cols = np.nonzero(mask.any(axis=(0, 1)))[0]
+    area = mask.sum(axis=(1, 2))
     return bool(
         rows.min() <= 1
-        or rows.max() >= body.mask.shape[1] - 2
+        or rows.max() >= mask.shape[1] - 2
         or cols.min() <= 1
-        or cols.max() >= body.mask.shape[2] - 2
+        or cols.max() >= mask.shape[2] - 2
         or not 2 <= int(np.argmax(area)) < area.size - 2
     )
 
@@ -181,7 +182,7 @@ def segment_spine(volumes: Mapping[Sequence, Volume], model: BodyModel) -> Spine
         notes.append(f"{dropped} body-like region(s) outside T1-S1 not labelled")
     # S1 is part of the sacrum, and a body cut by the edge of the image has no true height:
     # both are labelled but neither graded nor used as a neighbour's reference
-    cut = {n for n, c, _ in named if _touches_fov_edge(c)}
+    cut = {n for n, c, _ in named if touches_fov_edge(c.mask)}
     for n in sorted(cut):
         notes.append(f"{n} is cut by the edge of the field of view: not measured")
     unsure = {n for n, c, h in named if n not in cut and not _measurable(c, h)}

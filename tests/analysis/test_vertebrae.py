@@ -265,17 +265,16 @@ def test_reference_regions_rejects_wrong_grid() -> None:
 
 
 def test_a_body_off_the_edge_of_a_narrow_series_counts_as_cut() -> None:
-    from analysis.vertebrae.pipeline import _touches_fov_edge
-    from analysis.vertebrae.segment import BodyCandidate
+    from analysis.vertebrae.pipeline import touches_fov_edge
 
-    def body(lr_slices: slice) -> BodyCandidate:
+    def body(lr_slices: slice) -> np.ndarray:
         mask = np.zeros((9, 60, 60), bool)
         mask[lr_slices, 20:40, 20:45] = True
         mask[lr_slices.start, 25:35, 25:40] = False  # the first slice holds less of the body
-        return BodyCandidate(mask, (0.0, 0.0, 0.0), 10.0, 0.0, 1.0)
+        return mask
 
-    assert not _touches_fov_edge(body(slice(2, 7)))  # largest sections inside the series
-    assert _touches_fov_edge(body(slice(0, 3)))  # largest section on the series' second slice
+    assert not touches_fov_edge(body(slice(2, 7)))  # largest sections inside the series
+    assert touches_fov_edge(body(slice(0, 3)))  # largest section on the series' second slice
 
 
 def test_two_body_cores_in_one_segment_get_their_own_seeds() -> None:
