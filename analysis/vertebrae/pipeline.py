@@ -21,7 +21,7 @@ from analysis.vertebrae.geometry import Canonical, canonical_of, canonical_to_lp
 from analysis.vertebrae.levels import VERSE_LABELS, Naming, name_chain
 from analysis.vertebrae.measure import UNGRADED_LEVELS, Heights, body_heights, chain_axes, deformities
 from analysis.vertebrae.model import BodyModel, predict_work
-from analysis.vertebrae.sacrum import sacral_second_look
+from analysis.vertebrae.second_look import sacral_second_look, top_second_look
 from analysis.vertebrae.segment import BodyCandidate, probabilities_to_native, split_bodies
 from analysis.volume import Sequence, Volume
 
@@ -107,6 +107,29 @@ def _look_again_for_s1(
     return [*mobile, s1], renamed, True
 
 
+def _look_again_above(
+    chain: list[BodyCandidate],
+    naming: Naming,
+    body_prob: FloatArray,
+    l5_prob: FloatArray,
+    canonical: Canonical,
+) -> tuple[list[BodyCandidate], Naming, bool]:
+    """The chain with a body above its top one found on a second look (a collapsed or replaced body).
+
+    Only a whole body is taken (one cut by the image has no height to grade),
+    and only when every body below keeps its name.
+    """
+    if len(chain) < 2 or naming.names[0] is None:
+        return chain, naming, False
+    top = top_second_look(body_prob, l5_prob, chain, canonical.spacing)
+    if top is None or touches_fov_edge(top.mask):
+        return chain, naming, False
+    renamed = _name([top, *chain], canonical)
+    if renamed.names[1:] != naming.names or renamed.names[0] is None:
+        return chain, naming, False
+    return [top, *chain], renamed, True
+
+
 def touches_fov_edge(mask: npt.NDArray[np.bool_]) -> bool:
     """Whether a canonical body mask is cut by the image: top, bottom, front, back or lateral middle.
 
@@ -156,6 +179,12 @@ def segment_spine(volumes: Mapping[Sequence, Volume], model: BodyModel) -> Spine
     chain, naming, looked = _look_again_for_s1(chain, naming, body_prob, probs[..., 2], can)
     if looked:
         notes.append("S1 found only at a lower body probability: its marrow may be replaced")
+    chain, naming, looked = _look_again_above(chain, naming, body_prob, probs[..., 2], can)
+    if looked:
+        notes.append(
+            f"{naming.names[0]} found only at a lower body probability: its marrow may be replaced"
+            " or the body collapsed"
+        )
     notes.extend(naming.notes)
     labels = np.zeros(can.shape, dtype=np.int16)
     outlines = np.zeros(can.shape, dtype=np.int16)

@@ -375,7 +375,7 @@ def _column_with_sacrum(s1_prob: float) -> tuple[np.ndarray, np.ndarray, Box, Bo
 
 
 def test_second_look_finds_an_s1_whose_replaced_marrow_the_threshold_lost() -> None:
-    from analysis.vertebrae.sacrum import sacral_second_look
+    from analysis.vertebrae.second_look import sacral_second_look
 
     spacing = (3.0, 1.0, 1.0)
     body, l5, s1_box, s2_box = _column_with_sacrum(0.5)
@@ -392,7 +392,7 @@ def test_second_look_finds_an_s1_whose_replaced_marrow_the_threshold_lost() -> N
 
 
 def test_second_look_finds_nothing_under_l5_when_there_is_no_body_there() -> None:
-    from analysis.vertebrae.sacrum import sacral_second_look
+    from analysis.vertebrae.second_look import sacral_second_look
 
     spacing = (3.0, 1.0, 1.0)
     body, l5, _, s2_box = _column_with_sacrum(0.05)
@@ -401,3 +401,24 @@ def test_second_look_finds_nothing_under_l5_when_there_is_no_body_there() -> Non
     assert sacral_second_look(body, l5, chain, spacing) is None
     with pytest.raises(ValueError, match="chain"):
         sacral_second_look(body, l5, chain[-1:], spacing)
+
+
+def test_second_look_finds_a_collapsed_body_above_the_chain_that_the_threshold_lost() -> None:
+    from analysis.vertebrae.second_look import top_second_look
+
+    spacing = (3.0, 1.0, 1.0)
+    body, l5 = spine_probabilities(n_bodies=6)
+    lr, ap = slice(3, 16), slice(30, 64)
+    body[lr, 20:46, ap] = 0.0
+    collapsed = (lr, slice(30, 46), ap)  # 16 of 26 mm left, at a probability under the threshold
+    body[collapsed] = 0.5
+    chain = split_bodies(body, l5, spacing)
+    assert len(chain) == 5
+    found = top_second_look(body, l5, chain, spacing)
+    assert found is not None
+    truth = np.zeros(body.shape, dtype=bool)
+    truth[collapsed] = True
+    assert 2.0 * (found.mask & truth).sum() / (found.mask.sum() + truth.sum()) > 0.8
+    assert not (found.mask & chain[0].mask).any()
+    body[collapsed] = 0.05
+    assert top_second_look(body, l5, split_bodies(body, l5, spacing), spacing) is None
