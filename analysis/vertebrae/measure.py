@@ -1,12 +1,13 @@
 """Heights of a vertebral body on its mid-sagittal plane, expected heights, Genant grade.
 
-Heights are measured on the sagittal slice nearest the body's left-right
-centre, along the local axis of the spine (the line joining the neighbouring
-bodies' centres, so a tilted L5 is measured square to its endplates): anterior
-at 20 %, middle at 50 % and posterior at 80 % of the antero-posterior depth
-(inside the rounded corners, which the segmentation renders least reliably),
-each the median of three parallel lines 1 mm apart. The mask is interpolated linearly along
-each measuring line, so heights are not quantised to the pixel size.
+Heights are measured on the sagittal slice nearest the body's left-right centre
+(in the pipeline, that section as the section refiner redraws it), along the
+local axis of the spine (the line joining the neighbouring bodies' centres, so
+a tilted L5 is measured square to its endplates): anterior at 20 %, middle at
+50 % and posterior at 80 % of the antero-posterior depth (inside the rounded
+corners, which the segmentation renders least reliably), each the median of
+three parallel lines 1 mm apart. The mask is interpolated linearly along each
+measuring line, so heights are not quantised to the pixel size.
 
 Expected heights compare each body with its neighbours, not with a constant:
 the posterior height is expected to match the neighbours' posterior heights,

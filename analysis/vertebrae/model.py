@@ -29,12 +29,16 @@ class BodyModel:
     nets: tuple[UNet, ...]
     held_out: tuple[str, ...] = ()  # real cases no member ever saw (a single fold's network)
     meta: dict[str, str] = field(default_factory=dict)
+    # section refiners the heights are measured on (analysis.vertebrae.refine); none: the masks
+    refiners: tuple[UNet, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.nets or not all(isinstance(n, UNet) for n in self.nets):
             raise TypeError("nets must be a non-empty tuple of UNet")
         if len({n.channels for n in self.nets}) != 1:
             raise ValueError("nets must all have the same channels")
+        if not all(isinstance(n, UNet) for n in self.refiners):
+            raise TypeError("refiners must be a tuple of UNet")
 
 
 def ensemble(models: Sequence[BodyModel]) -> BodyModel:

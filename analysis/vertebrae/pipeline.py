@@ -5,6 +5,9 @@
 other series of the study too: each is resampled onto the primary grid (they
 share the frame of reference) and the network's probabilities are averaged
 over sequences, so a body missed on one contrast can still be found on another.
+Each body's heights are measured on its mid-sagittal section redrawn at native
+resolution by the model's section refiners (:mod:`~analysis.vertebrae.refine`),
+when it has any.
 """
 
 from __future__ import annotations
@@ -19,8 +22,18 @@ from analysis.sitk_adapter import resample_like
 from analysis.vertebrae.features import FloatArray
 from analysis.vertebrae.geometry import Canonical, canonical_of, canonical_to_lps
 from analysis.vertebrae.levels import VERSE_LABELS, Naming, name_chain
-from analysis.vertebrae.measure import UNGRADED_LEVELS, Heights, body_heights, chain_axes, deformities
+from analysis.vertebrae.measure import (
+    UNGRADED_LEVELS,
+    Heights,
+    body_heights,
+    chain_axes,
+    deformities,
+    heights_2d,
+    mid_sagittal_slice,
+)
 from analysis.vertebrae.model import BodyModel, predict_work
+from analysis.vertebrae.net import UNet
+from analysis.vertebrae.refine import SECTION_PX, refined_section
 from analysis.vertebrae.second_look import sacral_second_look, top_second_look
 from analysis.vertebrae.segment import BodyCandidate, probabilities_to_native, split_bodies
 from analysis.volume import Sequence, Volume
@@ -28,6 +41,7 @@ from analysis.volume import Sequence, Volume
 _MIN_MEASURABLE_ML = 8.0
 _MIN_MEASURABLE_PROB = 0.6
 _MIN_MEASURABLE_HEIGHT_MM = 10.0
+_MIN_SECTION_MM2 = 100.0  # a redrawn section smaller than this is no body: the mask is measured
 # S1 is looked for again when the first look found none or a piece under half the size of
 # the chain's median body: on the implanted evaluation studies a lesion that kept 0.4 of S1
 # in the mask (VB1_02+03 #28, 11.7 of 21 ml) hid the lesion from the signs
@@ -51,18 +65,43 @@ def primary_sequence(volumes: Mapping[Sequence, Volume]) -> Sequence:
     raise ValueError(f"volumes has no known sequence: {list(volumes)}")
 
 
-def study_probabilities(
-    volumes: Mapping[Sequence, Volume], primary: Volume, canonical: Canonical, model: BodyModel
-) -> FloatArray:
-    """Class probabilities on the primary's canonical native grid, averaged over sequences."""
-    total: FloatArray | None = None
+def canonical_images(
+    volumes: Mapping[Sequence, Volume], primary: Volume, canonical: Canonical
+) -> list[FloatArray]:
+    """Every series on the primary's canonical grid (they share the frame of reference)."""
+    out = []
     for vol in volumes.values():
         on_grid = vol if vol.same_grid(primary) else resample_like(vol, primary)
-        image = canonical.to_canonical(np.asarray(on_grid.array))
-        work = predict_work(model, image, canonical.spacing)
-        total = work if total is None else total + work
-    assert total is not None
-    return probabilities_to_native((total / len(volumes)).astype(np.float32), canonical.shape)
+        out.append(np.asarray(canonical.to_canonical(np.asarray(on_grid.array)), dtype=np.float32))
+    return out
+
+
+def study_probabilities(images: list[FloatArray], canonical: Canonical, model: BodyModel) -> FloatArray:
+    """Class probabilities on the primary's canonical native grid, averaged over sequences."""
+    if not images:
+        raise ValueError("images must not be empty")
+    total = np.sum([predict_work(model, image, canonical.spacing) for image in images], axis=0)
+    return probabilities_to_native((total / len(images)).astype(np.float32), canonical.shape)
+
+
+def body_section_heights(
+    cand: BodyCandidate,
+    images: list[FloatArray],
+    canonical: Canonical,
+    axis: tuple[float, float] | None,
+    refiners: tuple[UNet, ...],
+) -> Heights:
+    """Heights on the body's mid-sagittal section, redrawn by the refiners when there are any."""
+    if not refiners:
+        return body_heights(cand.mask, canonical.spacing, axis)
+    s = mid_sagittal_slice(cand.mask)
+    rows, cols = np.nonzero(cand.mask[s])
+    sp = canonical.spacing
+    section = refined_section(refiners, images, sp, s, (rows.mean() * sp[1], cols.mean() * sp[2]))
+    if section.sum() * SECTION_PX**2 < _MIN_SECTION_MM2:
+        return body_heights(cand.mask, sp, axis)
+    ha, hm, hp = heights_2d(section, (SECTION_PX, SECTION_PX), axis)
+    return Heights(ha, hm, hp, s)
 
 
 def _bottom_gap_mm(body: BodyCandidate, canonical: Canonical) -> float:
@@ -169,7 +208,8 @@ def segment_spine(volumes: Mapping[Sequence, Volume], model: BodyModel) -> Spine
         raise TypeError(f"model must be a BodyModel, got {type(model).__name__}")
     primary = volumes[primary_sequence(volumes)]
     can = canonical_of(primary)
-    probs = study_probabilities(volumes, primary, can, model)
+    images = canonical_images(volumes, primary, can)
+    probs = study_probabilities(images, can, model)
     body_prob = probs[..., 1] + probs[..., 2]
     chain = split_bodies(body_prob, probs[..., 2], can.spacing)
     notes: list[str] = []
@@ -206,7 +246,8 @@ def segment_spine(volumes: Mapping[Sequence, Volume], model: BodyModel) -> Spine
         labels[cand.mask & (labels == 0)] = VERSE_LABELS[name]
         outline = cand.mask if cand.outline is None else cand.outline
         outlines[outline & (outlines == 0)] = VERSE_LABELS[name]
-        named.append((name, cand, body_heights(cand.mask, can.spacing, axes.get(id(cand)))))
+        heights = body_section_heights(cand, images, can, axes.get(id(cand)), model.refiners)
+        named.append((name, cand, heights))
     if dropped:
         notes.append(f"{dropped} body-like region(s) outside T1-S1 not labelled")
     # S1 is part of the sacrum, and a body cut by the edge of the image has no true height:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import lzma
+from dataclasses import replace
 from functools import cache
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from analysis.vertebrae.model import BodyModel, ensemble, model_from_bytes
 
 WEIGHTS_DIR = Path(analysis.vertebrae.__file__).resolve().parent / "weights"
 FOLDS_DIR = WEIGHTS_DIR / "folds"
+REFINE_DIR = WEIGHTS_DIR / "refine"
 
 
 def load_model(path: Path) -> BodyModel:
@@ -28,14 +30,24 @@ def fold_paths(fold_dir: Path = FOLDS_DIR) -> list[Path]:
     return sorted(fold_dir.glob("fold_*.pt.xz"))
 
 
-def load_ensemble(fold_dir: Path = FOLDS_DIR) -> BodyModel:
-    """Every fold's network together: the product's model."""
+def _refiner_folds(refine_dir: Path) -> list[BodyModel]:
+    paths = fold_paths(refine_dir)
+    if not paths:
+        raise FileNotFoundError(
+            f"no section-refiner weights (fold_*.pt.xz) in {refine_dir}; run scripts/train_refiner.py"
+        )
+    return [load_model(p) for p in paths]
+
+
+def load_ensemble(fold_dir: Path = FOLDS_DIR, refine_dir: Path = REFINE_DIR) -> BodyModel:
+    """Every fold's network together, with every fold's section refiner: the product's model."""
     paths = fold_paths(fold_dir)
     if not paths:
         raise FileNotFoundError(
             f"no vertebral-body weights (fold_*.pt.xz) in {fold_dir}; run scripts/train_vertebrae.py"
         )
-    return ensemble([load_model(p) for p in paths])
+    refiners = tuple(n for m in _refiner_folds(refine_dir) for n in m.nets)
+    return replace(ensemble([load_model(p) for p in paths]), refiners=refiners)
 
 
 @cache
@@ -44,11 +56,14 @@ def shipped_model() -> BodyModel:
     return load_ensemble()
 
 
-def fold_models(fold_dir: Path = FOLDS_DIR) -> dict[str, BodyModel]:
-    """Real case name -> the cross-validation model that never saw it (for evaluations and tests)."""
+def fold_models(fold_dir: Path = FOLDS_DIR, refine_dir: Path = REFINE_DIR) -> dict[str, BodyModel]:
+    """Real case name -> the cross-validation model (and refiner) that never saw it (evaluations, tests)."""
+    refiner_of = {case: m.nets for m in _refiner_folds(refine_dir) for case in m.held_out}
     out: dict[str, BodyModel] = {}
     for path in fold_paths(fold_dir):
         model = load_model(path)
         for case in model.held_out:
-            out[case] = model
+            if case not in refiner_of:
+                raise ValueError(f"no section-refiner fold holds out {case}: run scripts/train_refiner.py")
+            out[case] = replace(model, refiners=refiner_of[case])
     return out

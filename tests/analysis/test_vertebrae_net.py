@@ -78,3 +78,5 @@ def test_model_from_bytes_rejects_non_bytes() -> None:
 def test_body_model_needs_networks() -> None:
     with pytest.raises(TypeError, match="nets must be"):
         BodyModel(())
+    with pytest.raises(TypeError, match="refiners must be"):
+        BodyModel((_net(0),), refiners=("net",))  # type: ignore[arg-type]
