@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from phantom_cases import FRACTURE_PHANTOM_SEED, phantom_study, study_volumes
 from torch.nn import functional as F
+from train_vertebrae import random_affine_grid
 from vertebrae_cases import REPO, fold_of_groups, list_cases, load_case
 
 from analysis.vertebrae.geometry import canonical_of
@@ -90,14 +91,7 @@ def train(x: np.ndarray, y: np.ndarray, seed: int, iterations: int = ITERATIONS)
         gain = torch.from_numpy(rng.uniform(0.8, 1.25, (BATCH, 1, 1, 1))).float()
         shift = torch.from_numpy(rng.normal(0.0, 0.1, (BATCH, 1, 1, 1))).float()
         xb = xb * gain + shift + 0.05 * torch.randn_like(xb)
-        ang = torch.from_numpy(rng.uniform(-0.2, 0.2, BATCH)).float()
-        scale = torch.from_numpy(rng.uniform(0.9, 1.1, BATCH)).float()
-        theta = torch.zeros(BATCH, 2, 3)
-        theta[:, 0, 0] = torch.cos(ang) / scale
-        theta[:, 0, 1] = -torch.sin(ang) / scale
-        theta[:, 1, 0] = torch.sin(ang) / scale
-        theta[:, 1, 1] = torch.cos(ang) / scale
-        grid = F.affine_grid(theta, list(xb.shape), align_corners=False)
+        grid = random_affine_grid(rng, list(xb.shape), 0.2, (0.9, 1.1))
         xb = F.grid_sample(xb, grid, align_corners=False, padding_mode="border")
         yb = F.grid_sample(yb, grid, align_corners=False, padding_mode="border")
         yb = yb / yb.sum(1, keepdim=True).clamp_min(1e-6)

@@ -166,6 +166,21 @@ def _crop(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.nd
     return x[:, top : top + CROP, left : left + CROP], y[top : top + CROP, left : left + CROP]
 
 
+def random_affine_grid(
+    rng: np.random.Generator, shape: list[int], max_angle: float, scale_range: tuple[float, float]
+) -> torch.Tensor:
+    """Sampling grid of a random rotation (radians) and isotropic scale about each image's centre."""
+    batch = shape[0]
+    ang = torch.from_numpy(rng.uniform(-max_angle, max_angle, batch)).float()
+    scale = torch.from_numpy(rng.uniform(*scale_range, batch)).float()
+    theta = torch.zeros(batch, 2, 3)
+    theta[:, 0, 0] = torch.cos(ang) / scale
+    theta[:, 0, 1] = -torch.sin(ang) / scale
+    theta[:, 1, 0] = torch.sin(ang) / scale
+    theta[:, 1, 1] = torch.cos(ang) / scale
+    return F.affine_grid(theta, shape, align_corners=False)
+
+
 def make_batch(images: list[Image], rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     real = [i for i in images if i.real]
     synth = [i for i in images if not i.real]
@@ -184,15 +199,7 @@ def make_batch(images: list[Image], rng: np.random.Generator) -> tuple[torch.Ten
         ys.append(y)
     xt = torch.from_numpy(np.stack(xs).astype(np.float32))
     yt = torch.from_numpy(np.stack(ys))
-    # geometry: rotation and isotropic scale about the crop centre
-    ang = torch.from_numpy(rng.uniform(-0.25, 0.25, BATCH)).float()
-    scale = torch.from_numpy(rng.uniform(0.85, 1.2, BATCH)).float()
-    theta = torch.zeros(BATCH, 2, 3)
-    theta[:, 0, 0] = torch.cos(ang) / scale
-    theta[:, 0, 1] = -torch.sin(ang) / scale
-    theta[:, 1, 0] = torch.sin(ang) / scale
-    theta[:, 1, 1] = torch.cos(ang) / scale
-    grid = F.affine_grid(theta, list(xt.shape), align_corners=False)
+    grid = random_affine_grid(rng, list(xt.shape), 0.25, (0.85, 1.2))
     xt = F.grid_sample(xt, grid, mode="bilinear", padding_mode="border", align_corners=False)
     yt = F.grid_sample(
         (yt + 1).unsqueeze(1).float(), grid, mode="nearest", padding_mode="zeros", align_corners=False

@@ -34,7 +34,7 @@ from analysis.vertebrae.measure import (
 from analysis.vertebrae.model import BodyModel, predict_work
 from analysis.vertebrae.net import UNet
 from analysis.vertebrae.refine import SECTION_PX, refined_section
-from analysis.vertebrae.second_look import sacral_second_look, top_second_look
+from analysis.vertebrae.second_look import sacral_second_look, second_look
 from analysis.vertebrae.segment import BodyCandidate, probabilities_to_native, split_bodies
 from analysis.volume import Sequence, Volume
 
@@ -160,7 +160,7 @@ def _look_again_above(
     """
     if len(chain) < 2 or naming.names[0] is None:
         return chain, naming, False
-    top = top_second_look(body_prob, l5_prob, chain, canonical.spacing)
+    top = second_look(body_prob, l5_prob, chain, canonical.spacing, below=False)
     if top is None or touches_fov_edge(top.mask):
         return chain, naming, False
     renamed = _name([top, *chain], canonical)

@@ -70,16 +70,6 @@ def sacral_second_look(
     return second_look(body_prob, l5_prob, chain, spacing, below=True)
 
 
-def top_second_look(
-    body_prob: FloatArray,
-    l5_prob: FloatArray,
-    chain: list[BodyCandidate],
-    spacing: tuple[float, float, float],
-) -> BodyCandidate | None:
-    """The body above the chain's top body, found at a lower body probability (see :func:`second_look`)."""
-    return second_look(body_prob, l5_prob, chain, spacing, below=False)
-
-
 def second_look(
     body_prob: FloatArray,
     l5_prob: FloatArray,

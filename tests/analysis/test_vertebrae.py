@@ -404,7 +404,7 @@ def test_second_look_finds_nothing_under_l5_when_there_is_no_body_there() -> Non
 
 
 def test_second_look_finds_a_collapsed_body_above_the_chain_that_the_threshold_lost() -> None:
-    from analysis.vertebrae.second_look import top_second_look
+    from analysis.vertebrae.second_look import second_look
 
     spacing = (3.0, 1.0, 1.0)
     body, l5 = spine_probabilities(n_bodies=6)
@@ -414,11 +414,11 @@ def test_second_look_finds_a_collapsed_body_above_the_chain_that_the_threshold_l
     body[collapsed] = 0.5
     chain = split_bodies(body, l5, spacing)
     assert len(chain) == 5
-    found = top_second_look(body, l5, chain, spacing)
+    found = second_look(body, l5, chain, spacing, below=False)
     assert found is not None
     truth = np.zeros(body.shape, dtype=bool)
     truth[collapsed] = True
     assert 2.0 * (found.mask & truth).sum() / (found.mask.sum() + truth.sum()) > 0.8
     assert not (found.mask & chain[0].mask).any()
     body[collapsed] = 0.05
-    assert top_second_look(body, l5, split_bodies(body, l5, spacing), spacing) is None
+    assert second_look(body, l5, split_bodies(body, l5, spacing), spacing, below=False) is None
