@@ -29,7 +29,6 @@ from analysis.vertebrae.measure import (
     chain_axes,
     deformities,
     heights_2d,
-    mid_sagittal_slice,
 )
 from analysis.vertebrae.model import BodyModel, predict_work
 from analysis.vertebrae.net import UNet
@@ -84,22 +83,23 @@ def study_probabilities(images: list[FloatArray], canonical: Canonical, model: B
     return probabilities_to_native((total / len(images)).astype(np.float32), canonical.shape)
 
 
-def body_section_heights(
+def section_heights(
     cand: BodyCandidate,
+    mask_heights: Heights,
     images: list[FloatArray],
     canonical: Canonical,
     axis: tuple[float, float] | None,
     refiners: tuple[UNet, ...],
 ) -> Heights:
-    """Heights on the body's mid-sagittal section, redrawn by the refiners when there are any."""
+    """Heights on the body's mid-sagittal section redrawn by the refiners; its mask's without them."""
     if not refiners:
-        return body_heights(cand.mask, canonical.spacing, axis)
-    s = mid_sagittal_slice(cand.mask)
+        return mask_heights
+    s = mask_heights.mid_slice
     rows, cols = np.nonzero(cand.mask[s])
     sp = canonical.spacing
     section = refined_section(refiners, images, sp, s, (rows.mean() * sp[1], cols.mean() * sp[2]))
     if section.sum() * SECTION_PX**2 < _MIN_SECTION_MM2:
-        return body_heights(cand.mask, sp, axis)
+        return mask_heights
     ha, hm, hp = heights_2d(section, (SECTION_PX, SECTION_PX), axis)
     return Heights(ha, hm, hp, s)
 
@@ -188,14 +188,13 @@ def touches_fov_edge(mask: npt.NDArray[np.bool_]) -> bool:
     )
 
 
-def _measurable(body: BodyCandidate, canonical: Canonical, axis: tuple[float, float] | None) -> bool:
+def _measurable(body: BodyCandidate, h: Heights) -> bool:
     """Heights only from a body that looks like one (not a fragment the network half-found).
 
-    The height floor is checked on the body network's own mask: it tells a
-    fragment from a body. The refined section measures a grade-3 collapse under
-    10 mm where it is one (a T10 collapsed to 43 % on the T1+STIR pair).
+    ``h`` are the heights of the body network's own mask: they tell a fragment
+    from a body. The refined section measures a grade-3 collapse under 10 mm
+    where it is one (a T10 collapsed to 43 % on the T1+STIR pair).
     """
-    h = body_heights(body.mask, canonical.spacing, axis)
     return (
         body.volume_ml >= _MIN_MEASURABLE_ML
         and body.mean_prob >= _MIN_MEASURABLE_PROB
@@ -252,8 +251,7 @@ def segment_spine(volumes: Mapping[Sequence, Volume], model: BodyModel) -> Spine
         labels[cand.mask & (labels == 0)] = VERSE_LABELS[name]
         outline = cand.mask if cand.outline is None else cand.outline
         outlines[outline & (outlines == 0)] = VERSE_LABELS[name]
-        heights = body_section_heights(cand, images, can, axes.get(id(cand)), model.refiners)
-        named.append((name, cand, heights))
+        named.append((name, cand, body_heights(cand.mask, can.spacing, axes.get(id(cand)))))
     if dropped:
         notes.append(f"{dropped} body-like region(s) outside T1-S1 not labelled")
     # S1 is part of the sacrum, and a body cut by the edge of the image has no true height:
@@ -261,24 +259,25 @@ def segment_spine(volumes: Mapping[Sequence, Volume], model: BodyModel) -> Spine
     cut = {n for n, c, _ in named if touches_fov_edge(c.mask)}
     for n in sorted(cut):
         notes.append(f"{n} is cut by the edge of the field of view: not measured")
-    unsure = {n for n, c, _ in named if n not in cut and not _measurable(c, can, axes.get(id(c)))}
+    unsure = {n for n, c, h in named if n not in cut and not _measurable(c, h)}
     for n in sorted(unsure):
         notes.append(f"{n} segmentation too uncertain to measure its heights")
     cut |= unsure
-    graded = [(n, c, h) for n, c, h in named if n not in UNGRADED_LEVELS and n not in cut]
-    defs = dict(
-        zip(
-            [n for n, _, _ in graded],
-            deformities([n for n, _, _ in graded], [h for _, _, h in graded]),
-            strict=True,
-        )
-    )
+    # only the bodies measured are redrawn
+    heights = {
+        n: section_heights(c, h, images, can, axes.get(id(c)), model.refiners)
+        for n, c, h in named
+        if n not in cut
+    }
+    graded = [n for n, _, _ in named if n not in UNGRADED_LEVELS and n not in cut]
+    defs = dict(zip(graded, deformities(graded, [heights[n] for n in graded]), strict=True))
     bodies: list[BodyMeasurement] = []
-    for name, cand, h in named:
+    for name, cand, mask_h in named:
         centroid_idx = np.array(cand.centroid_mm) / np.array(can.spacing)
         lps = canonical_to_lps(primary, can, centroid_idx)
         d = defs.get(name)
         measured = name not in cut
+        h = heights.get(name, mask_h)
         bodies.append(
             BodyMeasurement(
                 level=name,

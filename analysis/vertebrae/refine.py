@@ -6,8 +6,8 @@ phantoms its masks read 3-4 points of height loss less than the truth masks,
 and the Genant grades came out right for 15 of 25 fractures (20 of 25 on the
 truth masks). A second network (the same U-Net, its own weights, trained by
 ``scripts/train_refiner.py``) redraws one body on one sagittal section: a
-square of ``SECTION_MM`` centred on the body, at ``SECTION_PX`` pixels (the
-native in-plane size of a clinical series), the section and its neighbours
+64 mm square centred on the body, ``SECTION_SIZE`` pixels of ``SECTION_PX`` mm
+(the native in-plane size of a clinical series), the section and its neighbours
 as channels. Its classes: background, this body, any other body. Only the
 heights are measured on it; the 3-D masks stay the body network's.
 """
@@ -23,6 +23,7 @@ from scipy import ndimage
 
 from analysis.vertebrae.features import FloatArray
 from analysis.vertebrae.net import UNet, neighbour_step
+from analysis.vertebrae.segment import largest_component
 
 BoolArray = npt.NDArray[np.bool_]
 
@@ -102,10 +103,7 @@ def refined_section(
     with torch.no_grad():
         prob = torch.stack([torch.softmax(net(x), dim=1)[:, 1].mean(dim=0) for net in refiners]).mean(0)
     body = prob.numpy() >= 0.5
-    pieces, n = ndimage.label(body)
-    if n > 1:
-        keep = int(pieces[SECTION_SIZE // 2, SECTION_SIZE // 2])
-        if keep == 0:
-            keep = int(np.argmax(ndimage.sum(body, pieces, range(1, n + 1)))) + 1
-        body = pieces == keep
+    pieces, _ = ndimage.label(body)
+    under_centre = int(pieces[SECTION_SIZE // 2, SECTION_SIZE // 2])
+    body = pieces == under_centre if under_centre else largest_component(body)
     return np.asarray(ndimage.binary_fill_holes(body), dtype=bool)

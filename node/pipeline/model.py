@@ -30,24 +30,23 @@ def fold_paths(fold_dir: Path = FOLDS_DIR) -> list[Path]:
     return sorted(fold_dir.glob("fold_*.pt.xz"))
 
 
-def _refiner_folds(refine_dir: Path) -> list[BodyModel]:
-    paths = fold_paths(refine_dir)
+def _load_folds(fold_dir: Path, what: str, script: str) -> list[BodyModel]:
+    """Every fold's weights file in ``fold_dir``; a clear error naming the training script when none."""
+    paths = fold_paths(fold_dir)
     if not paths:
-        raise FileNotFoundError(
-            f"no section-refiner weights (fold_*.pt.xz) in {refine_dir}; run scripts/train_refiner.py"
-        )
+        raise FileNotFoundError(f"no {what} weights (fold_*.pt.xz) in {fold_dir}; run scripts/{script}")
     return [load_model(p) for p in paths]
+
+
+def _refiner_folds(refine_dir: Path) -> list[BodyModel]:
+    return _load_folds(refine_dir, "section-refiner", "train_refiner.py")
 
 
 def load_ensemble(fold_dir: Path = FOLDS_DIR, refine_dir: Path = REFINE_DIR) -> BodyModel:
     """Every fold's network together, with every fold's section refiner: the product's model."""
-    paths = fold_paths(fold_dir)
-    if not paths:
-        raise FileNotFoundError(
-            f"no vertebral-body weights (fold_*.pt.xz) in {fold_dir}; run scripts/train_vertebrae.py"
-        )
+    body = _load_folds(fold_dir, "vertebral-body", "train_vertebrae.py")
     refiners = tuple(n for m in _refiner_folds(refine_dir) for n in m.nets)
-    return replace(ensemble([load_model(p) for p in paths]), refiners=refiners)
+    return replace(ensemble(body), refiners=refiners)
 
 
 @cache

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -98,3 +100,12 @@ def test_shipped_refiner_redraws_a_collapsed_body_like_its_truth() -> None:
     assert max(abs(g - w) for g, w in zip(got, want, strict=True)) < 1.5, (got, want)
     assert want[0] < 0.8 * want[2]  # the wedge is there to be measured
     assert abs(got[0] / got[2] - want[0] / want[2]) < 0.05
+
+
+def test_the_product_model_needs_both_weights_and_says_which_script_makes_them(tmp_path: Path) -> None:
+    from node.pipeline.model import FOLDS_DIR, load_ensemble
+
+    with pytest.raises(FileNotFoundError, match=r"train_vertebrae\.py"):
+        load_ensemble(tmp_path, tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"train_refiner\.py"):
+        load_ensemble(FOLDS_DIR, tmp_path)
