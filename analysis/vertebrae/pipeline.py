@@ -191,9 +191,10 @@ def touches_fov_edge(mask: npt.NDArray[np.bool_]) -> bool:
 def _measurable(body: BodyCandidate, h: Heights) -> bool:
     """Heights only from a body that looks like one (not a fragment the network half-found).
 
-    ``h`` are the heights of the body network's own mask: they tell a fragment
-    from a body. The refined section measures a grade-3 collapse under 10 mm
-    where it is one (a T10 collapsed to 43 % on the T1+STIR pair).
+    ``h`` are the heights measured (on the refined section). Checked on the
+    mask instead, the floor let the refiner's misdrawn section of a normal real
+    body through (VB1_02 L4 graded 3 at 55.6 %), so a collapse drawn under 10 mm
+    (T10 on the T1+STIR pair) stays unmeasured.
     """
     return (
         body.volume_ml >= _MIN_MEASURABLE_ML
@@ -259,16 +260,16 @@ def segment_spine(volumes: Mapping[Sequence, Volume], model: BodyModel) -> Spine
     cut = {n for n, c, _ in named if touches_fov_edge(c.mask)}
     for n in sorted(cut):
         notes.append(f"{n} is cut by the edge of the field of view: not measured")
-    unsure = {n for n, c, h in named if n not in cut and not _measurable(c, h)}
-    for n in sorted(unsure):
-        notes.append(f"{n} segmentation too uncertain to measure its heights")
-    cut |= unsure
     # only the bodies measured are redrawn
     heights = {
         n: section_heights(c, h, images, can, axes.get(id(c)), model.refiners)
         for n, c, h in named
         if n not in cut
     }
+    unsure = {n for n, c, _ in named if n not in cut and not _measurable(c, heights[n])}
+    for n in sorted(unsure):
+        notes.append(f"{n} segmentation too uncertain to measure its heights")
+    cut |= unsure
     graded = [n for n, _, _ in named if n not in UNGRADED_LEVELS and n not in cut]
     defs = dict(zip(graded, deformities(graded, [heights[n] for n in graded]), strict=True))
     bodies: list[BodyMeasurement] = []
