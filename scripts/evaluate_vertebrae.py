@@ -50,6 +50,7 @@ class BodyScore:
     dice: float
     height_error_mm: tuple[float, float, float] | None  # |pred - truth| for Ha, Hm, Hp
     genant_grade: int | None
+    height_loss_pct: float | None
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ class CaseScore:
     sacrum_in_view: bool
     notes: tuple[str, ...]
     seconds: float
-    truth_grades: dict[str, int | None]  # the same grading on the truth masks
+    truth_grades: dict[str, tuple[int | None, float | None]]  # grade and loss on the truth masks
 
 
 def evaluate(
@@ -97,7 +98,7 @@ def evaluate(
             if dice > best_dice:
                 best, best_dice = p, dice
         err = None
-        grade = None
+        grade, loss = None, None
         if best is not None and best_dice >= 0.5:
             matched_pred.add(best)
             ht = truth_heights[t]
@@ -109,7 +110,7 @@ def evaluate(
                 and body.hp_mm is not None
             ):
                 err = (abs(body.ha_mm - ht.ha_mm), abs(body.hm_mm - ht.hm_mm), abs(body.hp_mm - ht.hp_mm))
-                grade = body.genant_grade
+                grade, loss = body.genant_grade, body.height_loss_pct
         scores.append(
             BodyScore(
                 names.get(t, str(t)),
@@ -117,6 +118,7 @@ def evaluate(
                 best_dice,
                 err,
                 grade,
+                loss,
             )
         )
     invented = []
@@ -160,13 +162,15 @@ def truth_chain_heights(true: np.ndarray, spacing: tuple[float, float, float]) -
 
 def truth_grades(
     true: np.ndarray, heights: dict[int, Heights], names: dict[int, str]
-) -> dict[str, int | None]:
-    """Genant grades the analysis's measurement gives on the truth masks (what perfect masks would score)."""
+) -> dict[str, tuple[int | None, float | None]]:
+    """Genant grade and height loss the analysis's measurement gives on the truth masks."""
     graded = [
         t for t in sorted(heights) if names.get(t) not in UNGRADED_LEVELS and not touches_fov_edge(true == t)
     ]
     defs = deformities([names.get(t, str(t)) for t in graded], [heights[t] for t in graded])
-    return {names.get(t, str(t)): d.genant_grade for t, d in zip(graded, defs, strict=True)}
+    return {
+        names.get(t, str(t)): (d.genant_grade, d.height_loss_pct) for t, d in zip(graded, defs, strict=True)
+    }
 
 
 LUMBAR = ("L1", "L2", "L3", "L4", "L5")
@@ -217,6 +221,10 @@ def print_case(case: str, s: CaseScore) -> None:
         print(f"           note: {n}")
 
 
+def _pct(loss: float | None) -> str:
+    return "unmeasured" if loss is None else f"{loss:.1f} %"
+
+
 def phantom_section(n: int, model: BodyModel, dicom: bool) -> None:
     """Phantoms with random fractures and lesions: bodies, Dice, names, heights, Genant confusion."""
     from phantom_cases import EVAL_PHANTOM_SEED, phantom_study, study_volumes
@@ -237,6 +245,7 @@ def phantom_section(n: int, model: BodyModel, dicom: bool) -> None:
         )
         print(f"           implants: fractures [{fx}] lesions {len(study.truth['spec']['lesions'])}")
         truth_grade = {lv["level"]: int(lv["genant_grade"]) for lv in study.truth["levels"]}
+        truth_loss = {lv["level"]: float(lv["height_loss_pct"]) for lv in study.truth["levels"]}
         for b in s.bodies:
             # T11 is cut by the top of the phantom's field of view and S1 is never graded
             if b.truth_level not in ("T12", "L1", "L2", "L3", "L4", "L5"):
@@ -244,10 +253,13 @@ def phantom_section(n: int, model: BodyModel, dicom: bool) -> None:
             g = truth_grade.get(b.truth_level, 0)
             got = 4 if b.genant_grade is None or b.predicted_level != b.truth_level else b.genant_grade
             confusion[g, got] += 1
-            tg = s.truth_grades.get(b.truth_level)
+            tg, tl = s.truth_grades.get(b.truth_level, (None, None))
             on_truth[g, 4 if tg is None else tg] += 1
             if got != g:
-                misses.append(f"ph{seed} {b.truth_level} truth {g} got {b.genant_grade}")
+                misses.append(
+                    f"ph{seed} {b.truth_level} implanted {g} ({truth_loss.get(b.truth_level, 0.0):.1f} %)"
+                    f" got {b.genant_grade} ({_pct(b.height_loss_pct)}), on the truth masks {tg} ({_pct(tl)})"
+                )
         scores.append(s)
     print()
     summarise("phantoms", scores, True)

@@ -174,44 +174,65 @@ def _rm(level: str) -> float:
 
 
 def deformities(levels: list[str], heights: list[Heights]) -> list[Deformity]:
-    """Expected height, height loss and Genant grade of each body against its neighbours.
+    """Expected height, height loss and Genant grade of each body against its normal neighbours.
 
-    ``levels`` and ``heights`` are in spine order (top to bottom). A body with
-    no measured neighbour is compared with its own posterior height only (wedge
-    and biconcave deformities still show; a uniform crush cannot).
+    ``levels`` and ``heights`` are in spine order (top to bottom). Genant compares
+    a body with the adjacent normal vertebrae: a neighbour found deformed on a
+    previous pass is passed over for the next body beyond it (two adjacent
+    fractures would otherwise lower each other's expected height). A body with
+    no neighbour is compared with its own posterior height only (wedge and
+    biconcave deformities still show; a uniform crush cannot).
     """
     if len(levels) != len(heights):
         raise ValueError("levels and heights must have the same length")
-    out: list[Deformity] = []
-    for i, (level, h) in enumerate(zip(levels, heights, strict=True)):
-        neigh = [j for j in (i - 1, i + 1) if 0 <= j < len(heights)]
-        if not neigh:
-            neigh_hp = h.hp_mm
-            ra = rm = 1.0
-        else:
-            neigh_hp = float(np.mean([heights[j].hp_mm for j in neigh]))
-            ra = float(
-                np.mean([heights[j].ha_mm / max(heights[j].hp_mm, 1e-3) / _ra(levels[j]) for j in neigh])
-            )
-            rm = float(
-                np.mean([heights[j].hm_mm / max(heights[j].hp_mm, 1e-3) / _rm(levels[j]) for j in neigh])
-            )
-        if min(h.ha_mm, h.hm_mm, h.hp_mm) <= 0 or neigh_hp <= 0:
-            out.append(Deformity(None, None, None))
-            continue
-        # one odd neighbour must not set an absurd expectation
-        ra, rm = float(np.clip(ra, *_RATIO_RANGE)), float(np.clip(rm, *_RATIO_RANGE))
-        # a wedge keeps its posterior height: anterior and middle are judged against the taller
-        # of this body's posterior wall and the neighbours', so a crushed back wall still counts
-        ref = max(h.hp_mm, neigh_hp)
-        expected = {
-            "a": ref * ra * _ra(level),
-            "m": ref * rm * _rm(level),
-            "p": neigh_hp,
-        }
-        measured = {"a": h.ha_mm, "m": h.hm_mm, "p": h.hp_mm}
-        losses = {k: 1.0 - measured[k] / expected[k] for k in expected}
-        worst = max(losses, key=lambda k: losses[k])
-        loss = max(0.0, losses[worst]) * 100.0
-        out.append(Deformity(float(expected[worst]), float(loss), genant_grade(loss)))
+    n = len(heights)
+    deformed: set[int] = set()
+    # a fracture next to a fracture may only show once its neighbour is passed over, so repeat
+    # until the deformed bodies stay the same (each pass can only change bodies next to a change)
+    for _ in range(n + 1):
+        out = [_deformity(levels, heights, i, _normal_neighbours(i, deformed, n)) for i in range(n)]
+        now = {i for i, d in enumerate(out) if d.genant_grade}
+        if now == deformed:
+            break
+        deformed = now
     return out
+
+
+def _normal_neighbours(i: int, deformed: set[int], n: int) -> list[int]:
+    """The nearest body above and below ``i`` that is not deformed."""
+    out = []
+    for step in (-1, 1):
+        j = i + step
+        while 0 <= j < n and j in deformed:
+            j += step
+        if 0 <= j < n:
+            out.append(j)
+    return out
+
+
+def _deformity(levels: list[str], heights: list[Heights], i: int, neigh: list[int]) -> Deformity:
+    level, h = levels[i], heights[i]
+    if not neigh:
+        neigh_hp = h.hp_mm
+        ra = rm = 1.0
+    else:
+        neigh_hp = float(np.mean([heights[j].hp_mm for j in neigh]))
+        ra = float(np.mean([heights[j].ha_mm / max(heights[j].hp_mm, 1e-3) / _ra(levels[j]) for j in neigh]))
+        rm = float(np.mean([heights[j].hm_mm / max(heights[j].hp_mm, 1e-3) / _rm(levels[j]) for j in neigh]))
+    if min(h.ha_mm, h.hm_mm, h.hp_mm) <= 0 or neigh_hp <= 0:
+        return Deformity(None, None, None)
+    # one odd neighbour must not set an absurd expectation
+    ra, rm = float(np.clip(ra, *_RATIO_RANGE)), float(np.clip(rm, *_RATIO_RANGE))
+    # a wedge keeps its posterior height: anterior and middle are judged against the taller
+    # of this body's posterior wall and the neighbours', so a crushed back wall still counts
+    ref = max(h.hp_mm, neigh_hp)
+    expected = {
+        "a": ref * ra * _ra(level),
+        "m": ref * rm * _rm(level),
+        "p": neigh_hp,
+    }
+    measured = {"a": h.ha_mm, "m": h.hm_mm, "p": h.hp_mm}
+    losses = {k: 1.0 - measured[k] / expected[k] for k in expected}
+    worst = max(losses, key=lambda k: losses[k])
+    loss = max(0.0, losses[worst]) * 100.0
+    return Deformity(float(expected[worst]), float(loss), genant_grade(loss))

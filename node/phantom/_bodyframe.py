@@ -18,6 +18,9 @@ import numpy.typing as npt
 from scipy import ndimage
 
 FloatArray = npt.NDArray[np.float64]
+# Where the analysis measures a body's heights (analysis.vertebrae.measure), so that an implant's
+# grade is the one the same measurement of the truth gives
+HEIGHT_FRACTIONS = (0.2, 0.5, 0.8)
 BoolArray = npt.NDArray[np.bool_]
 # Disc space a collapsing endplate may stretch into, mm.
 _MAX_DISC_MARGIN_MM = 10.0
@@ -120,7 +123,7 @@ class Profile:
     def bins(self, t: FloatArray) -> npt.NDArray[np.intp]:
         return np.clip(((t - self.t0) / self.bin_mm).astype(np.intp), 0, self.top.shape[1] - 1)
 
-    def heights_mm(self, mid_k: int, fractions: tuple[float, ...] = (0.15, 0.5, 0.85)) -> tuple[float, ...]:
+    def heights_mm(self, mid_k: int, fractions: tuple[float, ...] = HEIGHT_FRACTIONS) -> tuple[float, ...]:
         """Heights at fractions of the AP depth on the mid slab (anterior, middle, posterior)."""
         out = []
         for f in fractions:

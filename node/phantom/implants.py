@@ -58,6 +58,7 @@ from analysis.volume import LEVEL_LABELS, Sequence
 from node.phantom import _lesions as shapes
 from node.phantom._bodyframe import (
     LossProfile,
+    Profile,
     body_frame,
     collapse,
     mid_slice,
@@ -184,6 +185,9 @@ def _validate(
     )
 
 
+_Collapsed = tuple[list[FloatArray], npt.NDArray[np.integer], Profile]  # images, labels, profile
+
+
 def _loss_profile(shape: FractureShape, h: float) -> LossProfile:
     if shape == FractureShape.WEDGE:
         return lambda u, v: h * np.clip((0.85 - u) / 0.7, 0.0, 1.0)
@@ -202,20 +206,25 @@ def _fracture(work: _Work, fx: FractureSpec) -> None:
     before = profile(frame, crop_lab).heights_mm(mid)
     lo, hi = GRADE_LOSS[fx.grade]
     goal = float(work.rng.uniform(lo, hi))
-    h, loss_pct = goal, 0.0
     top_share = 0.5 if fx.shape == FractureShape.BICONCAVE else 0.8
-    # Heights are measured on the voxel grid, so search the collapse that lands in the grade.
-    h_lo, h_hi = 0.0, 0.9
-    for _ in range(10):
+    # Heights are measured on the voxel grid, so search the collapse whose loss lands in the drawn band:
+    # stopping at the grade's boundary would leave implants a fraction of a point from the grade below.
+    # A coarse grid may allow no loss in the band (nor in the grade): the nearest is kept, and the
+    # truth records the loss and grade it has.
+    h, h_lo, h_hi = goal, 0.0, 0.9
+    tried: list[tuple[tuple[bool, float], float, _Collapsed]] = []
+    for _ in range(12):
         new_ims, new_lab, prof = collapse(frame, crop_ims, crop_lab, _loss_profile(fx.shape, h), top_share)
         after = prof.heights_mm(mid_slice(frame, new_lab))
         loss_pct = 100.0 * max(1.0 - a / b for a, b in zip(after, before, strict=True) if b > 0)
-        got = genant_grade(loss_pct)
-        if got == fx.grade:
+        off = (genant_grade(loss_pct) != fx.grade, abs(loss_pct - 100.0 * goal))
+        tried.append((off, loss_pct, (new_ims, new_lab, prof)))
+        if 100 * lo <= loss_pct <= 100 * hi:
             break
-        h_lo, h_hi = (h, h_hi) if got < fx.grade else (h_lo, h)
+        h_lo, h_hi = (h, h_hi) if loss_pct < 100 * goal else (h_lo, h)
         guess = h * goal * 100.0 / max(loss_pct, 1.0)
         h = guess if h_lo < guess < h_hi else 0.5 * (h_lo + h_hi)
+    _, loss_pct, (new_ims, new_lab, prof) = min(tried, key=lambda x: x[0])
     work.state[fx.label].loss_pct = loss_pct
     local = frame.local()
     body = new_lab == fx.label

@@ -159,6 +159,20 @@ def test_normal_l5_wedge_is_not_a_fracture_but_a_crush_is() -> None:
     assert deformities(levels, wedge)[1].genant_grade == 2
 
 
+def test_adjacent_fractures_are_each_judged_against_the_nearest_normal_body() -> None:
+    levels = ["L1", "L2", "L3", "L4", "L5"]
+    normal = [Heights(27, 26, 28, 0), Heights(28.5, 27, 29, 0), Heights(29, 27.5, 29, 0),
+              Heights(30, 28, 29, 0), Heights(30.3, 27, 26.3, 0)]  # fmt: skip
+    crushed = list(normal)
+    # L2 and L3 both lost about a third of their height: against each other they would look
+    # only mildly deformed (expected height the mean of a normal and a crushed neighbour)
+    crushed[1] = Heights(19.5, 18.5, 19.5, 0)
+    crushed[2] = Heights(19.5, 18.5, 19.5, 0)
+    d = deformities(levels, crushed)
+    assert [x.genant_grade for x in d] == [0, 2, 2, 0, 0]
+    assert d[1].expected_height_mm is not None and d[1].expected_height_mm > 27.0
+
+
 def test_deformities_length_mismatch() -> None:
     with pytest.raises(ValueError, match="same length"):
         deformities(["L1"], [])

@@ -10,8 +10,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analysis.vertebrae.measure import heights_2d, mid_sagittal_slice
+from analysis.vertebrae.geometry import Canonical
+from analysis.vertebrae.measure import Heights, heights_2d, mid_sagittal_slice
 from analysis.vertebrae.net import UNet
+from analysis.vertebrae.pipeline import section_heights
 from analysis.vertebrae.refine import (
     SECTION_PX,
     SECTION_SIZE,
@@ -19,6 +21,7 @@ from analysis.vertebrae.refine import (
     section_input,
     section_target,
 )
+from analysis.vertebrae.segment import BodyCandidate
 
 SPACING = (3.0, 1.0, 1.0)
 
@@ -109,3 +112,33 @@ def test_the_product_model_needs_both_weights_and_says_which_script_makes_them(t
         load_ensemble(tmp_path, tmp_path)
     with pytest.raises(FileNotFoundError, match=r"train_refiner\.py"):
         load_ensemble(FOLDS_DIR, tmp_path)
+
+
+def _whole_square_refiner() -> UNet:
+    """A refiner that calls every pixel "this body": its section is the whole 64 mm square."""
+    net = UNet((4, 8)).eval()
+    with torch.no_grad():
+        net.head.weight.zero_()
+        assert net.head.bias is not None
+        net.head.bias.copy_(torch.tensor([0.0, 10.0, 0.0]))
+    return net
+
+
+@pytest.mark.parametrize(("side_mm", "refined"), [(40, True), (56, True), (100, False)])
+def test_section_heights_keep_the_mask_when_the_redrawn_section_is_far_smaller(
+    side_mm: int, refined: bool
+) -> None:
+    spacing = (3.0, 1.0, 1.0)
+    can = Canonical(perm=(0, 1, 2), flip=(False, False, False), spacing=spacing, shape=(5, 160, 160))
+    mask = np.zeros(can.shape, bool)
+    lo = 80 - side_mm // 2
+    mask[:, lo : lo + side_mm, lo : lo + side_mm] = True
+    cand = BodyCandidate(mask, (6.0, 80.0, 80.0), float(mask.sum()) * 3e-3, 0.0, 0.9)
+    mask_heights = Heights(float(side_mm), float(side_mm), float(side_mm), 2)
+    image = np.random.default_rng(0).normal(100.0, 10.0, can.shape).astype(np.float32)
+    h = section_heights(cand, mask_heights, [image], can, None, (_whole_square_refiner(),))
+    # the 64 mm square holds 4096 mm2: over 0.6 of a 40 or 56 mm section's mask, under 0.6 of 100 mm's
+    if refined:
+        assert h.hm_mm > 60.0 and h.mid_slice == 2
+    else:
+        assert h == mask_heights

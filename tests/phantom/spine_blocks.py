@@ -65,7 +65,7 @@ def mid_heights(labels: np.ndarray, label: int) -> tuple[float, float, float]:
     cols = np.flatnonzero(body.any(axis=0))
     i_min, i_max = cols.min(), cols.max()
     out = []
-    for f in (0.15, 0.5, 0.85):
+    for f in (0.2, 0.5, 0.8):  # where the analysis measures
         i = round(i_min + f * (i_max - i_min))
         out.append(float(body[:, i - 1 : i + 2].sum(axis=0).mean()))
     return out[0], out[1], out[2]
