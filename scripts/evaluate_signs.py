@@ -294,8 +294,8 @@ def real_runs(
 
 SUBSETS: dict[str, tuple[tuple[Sequence, ...], ...]] = {
     # which sequence subsets each source is analysed with
-    "phantom": ((Sequence.T1, Sequence.T2, Sequence.STIR), (Sequence.T1, Sequence.STIR), (Sequence.T2,),
-                (Sequence.T1,)),
+    "phantom": ((Sequence.T1, Sequence.T2, Sequence.STIR), (Sequence.T1, Sequence.STIR),
+                (Sequence.T1, Sequence.T2), (Sequence.T2,), (Sequence.T1,)),
     "real": ((Sequence.T1, Sequence.STIR), (Sequence.T2,), (Sequence.T1,), (Sequence.STIR,),
              (Sequence.DIXON,)),
 }

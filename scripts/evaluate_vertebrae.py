@@ -7,6 +7,9 @@ Phantoms (``--phantoms N``, seeds 5000+, disjoint from the training phantoms'):
 T1, T2 and STIR through DICOM with random compression fractures and lesions,
 analysed by the production model; bodies found, Dice, level names, heights and
 the Genant confusion (truth grade x reported grade) are printed.
+``--signs`` then scores the signs of malignancy per sign and level through the
+whole pipeline (``scripts/evaluate_signs.py --segmentation auto``; run that
+script itself for the truth-mask rows and its other options).
 """
 
 from __future__ import annotations
@@ -313,6 +316,9 @@ def main() -> None:
     parser.add_argument("--no-real", action="store_true", help="skip the shared real cases")
     parser.add_argument("--no-dicom", action="store_true", help="read volumes directly (no DICOM round trip)")
     parser.add_argument("--phantoms", type=int, default=30, help="evaluation phantoms (seeds 5000+)")
+    parser.add_argument(
+        "--signs", action="store_true", help="also score the signs (evaluate_signs.py --segmentation auto)"
+    )
     args = parser.parse_args()
     dicom = not args.no_dicom
     if not args.no_real:
@@ -323,6 +329,10 @@ def main() -> None:
         phantom_section(args.phantoms, production, dicom)
     print()
     sct_section(production)
+    if args.signs:
+        import evaluate_signs
+
+        evaluate_signs.main(["--segmentation", "auto", "--studies", "30", "--phantoms", "24"])
 
 
 def real_section(fold_dir: Path, cases: list[str] | None, dicom: bool) -> None:
