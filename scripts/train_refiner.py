@@ -17,17 +17,15 @@ never saw, as for the body network. About 5 min per fold on 2 cores:
 
 from __future__ import annotations
 
-import argparse
 import lzma
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from phantom_cases import FRACTURE_PHANTOM_SEED, phantom_study, study_volumes
 from torch.nn import functional as F
-from train_vertebrae import random_affine_grid
-from vertebrae_cases import REPO, fold_of_groups, list_cases, load_case
+from train_vertebrae import N_FOLDS, random_affine_grid, training_parser  # the body networks' folds
+from vertebrae_cases import fold_of_groups, list_cases, load_case
 
 from analysis.vertebrae.geometry import canonical_of
 from analysis.vertebrae.measure import mid_sagittal_slice
@@ -36,7 +34,6 @@ from analysis.vertebrae.net import UNet
 from analysis.vertebrae.refine import REFINER_CHANNELS, section_input, section_target
 from analysis.volume import Volume
 
-N_FOLDS = 5
 N_PHANTOMS = 60
 ITERATIONS = 1500
 BATCH = 12
@@ -112,13 +109,7 @@ def train(x: np.ndarray, y: np.ndarray, seed: int, iterations: int = ITERATIONS)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--weights-dir", type=Path, default=REPO / "analysis" / "vertebrae" / "weights")
-    parser.add_argument("--folds", type=int, nargs="*", default=list(range(N_FOLDS)))
-    parser.add_argument("--iterations", type=int, default=ITERATIONS)
-    args = parser.parse_args()
+    args = training_parser(__doc__, ITERATIONS).parse_args()
     torch.set_num_threads(2)
     rng = np.random.default_rng(20261127)
     phantom_x, phantom_y = [], []

@@ -284,13 +284,17 @@ def phases_1_and_2(
     return train(train_set + fracture_images, SEED + 100 + k, args.finetune_iterations, net, 1e-3)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def training_parser(doc: str | None, iterations: int) -> argparse.ArgumentParser:
+    """The options every training script takes: where the weights go, which folds, how long."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights-dir", type=Path, default=REPO / "analysis" / "vertebrae" / "weights")
     parser.add_argument("--folds", type=int, nargs="*", default=list(range(N_FOLDS)))
-    parser.add_argument("--iterations", type=int, default=ITERATIONS)
+    parser.add_argument("--iterations", type=int, default=iterations)
+    return parser
+
+
+def main() -> None:
+    parser = training_parser(__doc__, ITERATIONS)
     parser.add_argument("--remaps", type=int, default=2, help="contrast-remapped copies per real case")
     parser.add_argument("--phantoms", type=int, default=N_PHANTOMS)
     parser.add_argument("--fracture-phantoms", type=int, default=N_FRACTURE_PHANTOMS)

@@ -212,19 +212,21 @@ def _fracture(work: _Work, fx: FractureSpec) -> None:
     # A coarse grid may allow no loss in the band (nor in the grade): the nearest is kept, and the
     # truth records the loss and grade it has.
     h, h_lo, h_hi = goal, 0.0, 0.9
-    tried: list[tuple[tuple[bool, float], float, _Collapsed]] = []
+    best: tuple[tuple[bool, float], float, _Collapsed] | None = None  # (grade wrong, off goal), loss
     for _ in range(12):
-        new_ims, new_lab, prof = collapse(frame, crop_ims, crop_lab, _loss_profile(fx.shape, h), top_share)
-        after = prof.heights_mm(mid_slice(frame, new_lab))
+        collapsed = collapse(frame, crop_ims, crop_lab, _loss_profile(fx.shape, h), top_share)
+        after = collapsed[2].heights_mm(mid_slice(frame, collapsed[1]))
         loss_pct = 100.0 * max(1.0 - a / b for a, b in zip(after, before, strict=True) if b > 0)
         off = (genant_grade(loss_pct) != fx.grade, abs(loss_pct - 100.0 * goal))
-        tried.append((off, loss_pct, (new_ims, new_lab, prof)))
+        if best is None or off < best[0]:
+            best = (off, loss_pct, collapsed)
         if 100 * lo <= loss_pct <= 100 * hi:
             break
         h_lo, h_hi = (h, h_hi) if loss_pct < 100 * goal else (h_lo, h)
         guess = h * goal * 100.0 / max(loss_pct, 1.0)
         h = guess if h_lo < guess < h_hi else 0.5 * (h_lo + h_hi)
-    _, loss_pct, (new_ims, new_lab, prof) = min(tried, key=lambda x: x[0])
+    assert best is not None
+    _, loss_pct, (new_ims, new_lab, prof) = best
     work.state[fx.label].loss_pct = loss_pct
     local = frame.local()
     body = new_lab == fx.label

@@ -8,7 +8,9 @@ import SimpleITK as sitk
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from analysis.vertebrae.measure import ANTERIOR, MIDDLE, POSTERIOR
 from analysis.volume import LEVEL_LABELS, Sequence
+from node.phantom._bodyframe import HEIGHT_FRACTIONS
 from node.phantom.implants import (
     Extension,
     FracturePattern,
@@ -88,6 +90,12 @@ def test_extension_breaks_the_cortex_and_leaves_the_body(extension: Extension) -
         labels == 23
     ) & ~np.roll(labels == 23, -1, axis=2)
     assert np.median(t1[crossing]) > 0.3 * TISSUE[Sequence.T1][0] * 1.05
+
+
+def test_implants_are_graded_where_the_analysis_measures() -> None:
+    # the phantom keeps its own copy (it does not load the analysis's networks); an implanted
+    # grade means the grade the analysis's measurement of the truth gives only while they agree
+    assert HEIGHT_FRACTIONS == (ANTERIOR, MIDDLE, POSTERIOR)
 
 
 @pytest.mark.parametrize("grade", [1, 2, 3])
