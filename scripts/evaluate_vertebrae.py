@@ -33,7 +33,7 @@ from vertebrae_cases import (
 from analysis.sitk_adapter import resample_like
 from analysis.vertebrae.geometry import canonical_of
 from analysis.vertebrae.levels import VERSE_LABELS
-from analysis.vertebrae.measure import UNGRADED_LEVELS, Heights, body_heights, chain_axes, deformities
+from analysis.vertebrae.measure import UNGRADED_LEVELS, Heights, deformities, label_map_heights
 from analysis.vertebrae.model import BodyModel
 from analysis.vertebrae.pipeline import segment_spine, touches_fov_edge
 from analysis.volume import Sequence, Volume
@@ -87,7 +87,7 @@ def evaluate(
     true = can.to_canonical(np.asarray(truth.array))
     names = {v: k for k, v in VERSE_LABELS.items()}
     truth_rows = np.nonzero(true.any(axis=(0, 2)))[0]
-    truth_heights = truth_chain_heights(true, can.spacing)
+    truth_heights = label_map_heights(true, can.spacing)
     scores: list[BodyScore] = []
     matched_pred: set[int] = set()
     for t in sorted(int(v) for v in np.unique(true) if v > 0):
@@ -145,22 +145,6 @@ def evaluate(
         seconds,
         truth_grades(true, truth_heights, names),
     )
-
-
-def truth_chain_heights(true: np.ndarray, spacing: tuple[float, float, float]) -> dict[int, Heights]:
-    """Heights of the truth bodies, measured exactly as the analysis measures its own."""
-    labels = sorted(int(v) for v in np.unique(true) if v > 0)
-    grid_si = np.arange(true.shape[1])[None, :, None] * spacing[1]
-    grid_ap = np.arange(true.shape[2])[None, None, :] * spacing[2]
-    cents = []
-    for t in labels:
-        m = true == t
-        cents.append((float((grid_si * m).sum() / m.sum()), float((grid_ap * m).sum() / m.sum())))
-    order = sorted(range(len(labels)), key=lambda i: cents[i][0])
-    axes = chain_axes([cents[i] for i in order])
-    return {
-        labels[i]: body_heights(true == labels[i], spacing, ax) for i, ax in zip(order, axes, strict=True)
-    }
 
 
 def truth_grades(

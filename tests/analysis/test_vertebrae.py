@@ -10,7 +10,15 @@ from hypothesis import strategies as st
 from analysis.results import BodyMeasurement, SpineSegmentation
 from analysis.vertebrae.geometry import canonical_of, canonical_to_lps
 from analysis.vertebrae.levels import VERSE_LABELS, column_gaps, name_chain
-from analysis.vertebrae.measure import Heights, body_heights, deformities, genant_grade, heights_2d
+from analysis.vertebrae.measure import (
+    NORMAL_HA_HP,
+    NORMAL_HP,
+    Heights,
+    body_heights,
+    deformities,
+    genant_grade,
+    heights_2d,
+)
 from analysis.vertebrae.regions import canal_centreline, reference_regions
 from analysis.vertebrae.segment import split_bodies
 from analysis.volume import LEVEL_LABELS, Volume
@@ -157,6 +165,19 @@ def test_normal_l5_wedge_is_not_a_fracture_but_a_crush_is() -> None:
     wedge = list(normal)
     wedge[1] = Heights(19, 24, 29, 0)  # anterior 35 % lower than posterior
     assert deformities(levels, wedge)[1].genant_grade == 2
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.floats(18.0, 34.0), st.floats(0.85, 1.0))
+def test_a_spine_of_typical_shape_reads_no_height_loss(l3_hp: float, hm_hp: float) -> None:
+    # every level at its typical posterior height and wedge, L5's shorter posterior wall included
+    # a body above the table (T10) is the size of the one under it: compared as it is
+    levels = ["T10", "T11", "T12", "L1", "L2", "L3", "L4", "L5"]
+    hp = [l3_hp * NORMAL_HP.get(lv, NORMAL_HP["T11"]) for lv in levels]
+    ratio = [NORMAL_HA_HP.get(lv, NORMAL_HA_HP["T11"]) for lv in levels]
+    spine = [Heights(h * r, h * hm_hp, h, 0) for h, r in zip(hp, ratio, strict=True)]
+    losses = [d.height_loss_pct for d in deformities(levels, spine)]
+    assert all(loss is not None and loss < 0.5 for loss in losses), losses
 
 
 def test_adjacent_fractures_are_each_judged_against_the_nearest_normal_body() -> None:
