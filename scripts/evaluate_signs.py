@@ -114,17 +114,13 @@ def oracle_segmentation(
     truth replaces the measured grade ("oracle heights").
     """
     from analysis.signs.geometry import frame_of
-    from analysis.vertebrae.measure import Deformity, body_heights, chain_axes, deformities
+    from analysis.vertebrae.measure import Deformity, deformities, label_map_heights
 
     lab_vol = geometry.with_array(labels.astype(np.int16))
     frame = frame_of(lab_vol)
     canon = frame.to_canonical(labels)
-    present = [int(v) for v in np.unique(labels) if v > 0]
-    order = sorted(present, key=lambda v: float(np.nonzero(canon == v)[1].mean()))
-    cents = [np.nonzero(canon == v) for v in order]
-    axes = chain_axes([(float(c[1].mean()) * frame.spacing[1], float(c[2].mean()) * frame.spacing[2])
-                       for c in cents])
-    heights = [body_heights(canon == v, frame.spacing, ax) for v, ax in zip(order, axes, strict=True)]
+    by_label = label_map_heights(canon, frame.spacing)
+    order, heights = list(by_label), list(by_label.values())
     names = [level_name(v) for v in order]
     defs = deformities(names, heights)
     if truth_grades is not None:

@@ -162,7 +162,7 @@ def body_heights(
 def label_map_heights(
     labels: npt.NDArray[np.integer], spacing: tuple[float, float, float]
 ) -> dict[int, Heights]:
-    """Heights of every body of a canonical label map (LR, SI, AP), keyed by label.
+    """Heights of every body of a canonical label map (LR, SI, AP), keyed by label, top to bottom.
 
     Each body is measured along the axis its neighbours' centres give, as the
     analysis measures its own bodies (so truth masks can be measured the same way).
