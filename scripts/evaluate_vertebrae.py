@@ -220,7 +220,7 @@ def phantom_section(n: int, model: BodyModel, dicom: bool) -> None:
     scores: list[CaseScore] = []
     confusion = np.zeros((4, 5), dtype=int)  # truth grade 0-3 x reported 0-3 / unmeasured
     on_truth = np.zeros((4, 5), dtype=int)  # the same, measured on the truth masks
-    misses: list[str] = []
+    graded: list[str] = []  # every implanted fracture and every false one, with its three losses
     for seed in range(EVAL_PHANTOM_SEED, EVAL_PHANTOM_SEED + n):
         study = phantom_study(seed)
         volumes = through_dicom(list(study.series), seed) if dicom else study_volumes(study)
@@ -242,9 +242,10 @@ def phantom_section(n: int, model: BodyModel, dicom: bool) -> None:
             confusion[g, got] += 1
             tg, tl = s.truth_grades.get(b.truth_level, (None, None))
             on_truth[g, 4 if tg is None else tg] += 1
-            if got != g:
-                misses.append(
-                    f"ph{seed} {b.truth_level} implanted {g} ({truth_loss.get(b.truth_level, 0.0):.1f} %)"
+            if g or got:
+                graded.append(
+                    f"{'right' if got == g else 'MISS '} ph{seed} {b.truth_level}"
+                    f" implanted {g} ({truth_loss.get(b.truth_level, 0.0):.1f} %)"
                     f" got {b.genant_grade} ({_pct(b.height_loss_pct)}), on the truth masks {tg} ({_pct(tl)})"
                 )
         scores.append(s)
@@ -259,8 +260,8 @@ def phantom_section(n: int, model: BodyModel, dicom: bool) -> None:
         f"  fractures graded right {right}/{fractured}; normal bodies reported grade 0"
         f" {confusion[0, 0]}/{confusion[0].sum()} (false fracture {confusion[0, 1:4].sum()})"
     )
-    for m in misses:
-        print(f"  miss: {m}")
+    for line in graded:
+        print(f"  {line}")
     print("The same measurement on the truth masks (what perfect segmentation would grade):")
     for g in range(4):
         print(f"  truth {g}: {' '.join(f'{v:3d}' for v in on_truth[g])}")

@@ -108,10 +108,10 @@ def section_heights(
     rows, cols = np.nonzero(cand.mask[s])
     sp = canonical.spacing
     section = refined_section(refiners, images, sp, s, (rows.mean() * sp[1], cols.mean() * sp[2]))
-    area = float(section.sum()) * SECTION_PX**2
+    area = float(section.mask.sum()) * SECTION_PX**2
     if area < max(_MIN_SECTION_MM2, _MIN_SECTION_SHARE * rows.size * sp[1] * sp[2]):
         return mask_heights
-    ha, hm, hp = heights_2d(section, (SECTION_PX, SECTION_PX), axis)
+    ha, hm, hp = heights_2d(section.mask, (SECTION_PX, SECTION_PX), axis, section.edge)
     return Heights(ha, hm, hp, s)
 
 

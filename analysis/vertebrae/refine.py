@@ -9,12 +9,16 @@ truth masks). A second network (the same U-Net, its own weights, trained by
 64 mm square centred on the body, ``SECTION_SIZE`` pixels of ``SECTION_PX`` mm
 (the native in-plane size of a clinical series), the section and its neighbours
 as channels. Its classes: background, this body, any other body. Only the
-heights are measured on it; the 3-D masks stay the body network's.
+heights are measured on it; the 3-D masks stay the body network's. It was
+trained on soft targets (the truth mask interpolated onto its grid), so the 0.5
+level of its probability is the body's edge between pixels: heights are
+measured on that probability, not on the mask it thresholds to.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -84,14 +88,28 @@ def section_target(
     return np.stack([np.clip(1.0 - this - other, 0.0, 1.0), this, other]).astype(np.float32)
 
 
+@dataclass(frozen=True)
+class RefinedSection:
+    """One body redrawn on one section, (SIZE, SIZE) at ``SECTION_PX`` mm.
+
+    ``mask`` is the body, holes filled. ``edge`` is the refiners' probability
+    of this body, shaped for measuring: 1 in the filled holes, under 0.5 beyond
+    the mask (another body's pixels included) and 0 more than two pixels out,
+    so its 0.5 level is the mask's outline placed between pixels.
+    """
+
+    mask: BoolArray
+    edge: FloatArray
+
+
 def refined_section(
     refiners: Sequence[UNet],
     images: Sequence[npt.NDArray[np.generic]],
     spacing: tuple[float, float, float],
     slice_index: int,
     centre_mm: tuple[float, float],
-) -> BoolArray:
-    """The body at ``centre_mm`` on one canonical section, (SIZE, SIZE) at ``SECTION_PX`` mm.
+) -> RefinedSection:
+    """The body at ``centre_mm`` on one canonical section, redrawn by the refiners.
 
     The refiners' probabilities are averaged over every network and every
     image (the study's sequences on one grid); the body is the component
@@ -102,8 +120,11 @@ def refined_section(
     x = torch.from_numpy(np.stack([section_input(im, spacing, slice_index, centre_mm) for im in images]))
     with torch.no_grad():
         prob = torch.stack([torch.softmax(net(x), dim=1)[:, 1].mean(dim=0) for net in refiners]).mean(0)
-    body = prob.numpy() >= 0.5
-    pieces, _ = ndimage.label(body)
+    p = prob.numpy().astype(np.float64)
+    pieces, _ = ndimage.label(p >= 0.5)
     under_centre = int(pieces[SECTION_SIZE // 2, SECTION_SIZE // 2])
-    body = pieces == under_centre if under_centre else largest_component(body)
-    return np.asarray(ndimage.binary_fill_holes(body), dtype=bool)
+    body = pieces == under_centre if under_centre else largest_component(p >= 0.5)
+    mask = np.asarray(ndimage.binary_fill_holes(body), dtype=bool)
+    near = ndimage.binary_dilation(mask, iterations=2)
+    edge = np.where(mask, np.where(body, p, 1.0), np.where(near, np.minimum(p, 0.499), 0.0))
+    return RefinedSection(mask, edge)

@@ -12,6 +12,7 @@ from analysis.vertebrae.geometry import canonical_of, canonical_to_lps
 from analysis.vertebrae.levels import VERSE_LABELS, column_gaps, name_chain
 from analysis.vertebrae.measure import (
     NORMAL_HA_HP,
+    NORMAL_HM_HP,
     NORMAL_HP,
     Heights,
     body_heights,
@@ -175,9 +176,53 @@ def test_a_spine_of_typical_shape_reads_no_height_loss(l3_hp: float, hm_hp: floa
     levels = ["T10", "T11", "T12", "L1", "L2", "L3", "L4", "L5"]
     hp = [l3_hp * NORMAL_HP.get(lv, NORMAL_HP["T11"]) for lv in levels]
     ratio = [NORMAL_HA_HP.get(lv, NORMAL_HA_HP["T11"]) for lv in levels]
-    spine = [Heights(h * r, h * hm_hp, h, 0) for h, r in zip(hp, ratio, strict=True)]
+    # hm_hp is L3's middle-to-posterior ratio; L5's wedge makes its own larger
+    middle = [hm_hp * NORMAL_HM_HP.get(lv, NORMAL_HM_HP["T11"]) / NORMAL_HM_HP["L3"] for lv in levels]
+    spine = [Heights(h * r, h * m, h, 0) for h, r, m in zip(hp, ratio, middle, strict=True)]
     losses = [d.height_loss_pct for d in deformities(levels, spine)]
     assert all(loss is not None and loss < 0.5 for loss in losses), losses
+
+
+def test_a_biconcave_l5_is_judged_against_l5s_own_middle_height() -> None:
+    # a typical L4 and L5 (L5 wedged: its middle 1.0 of its back wall, L4's 0.955), then L5's
+    # middle sinks 27 %: grade 2. Against L4's ratio it read 23.6 %, grade 1.
+    levels = ["L3", "L4", "L5"]
+    normal = [Heights(29.0, 26.6, 28.0, 0), Heights(27.9, 25.6, 26.8, 0), Heights(30.1, 26.2, 26.2, 0)]
+    assert all(d.genant_grade == 0 for d in deformities(levels, normal))
+    sunk = [*normal[:2], Heights(30.1, 0.73 * 26.2, 26.2, 0)]
+    d = deformities(levels, sunk)[2]
+    assert d.genant_grade == 2 and d.height_loss_pct == pytest.approx(27.0, abs=0.6)
+
+
+def test_heights_place_the_endplates_between_pixels_on_an_edge_field() -> None:
+    # a 30.6 mm tall, 40 mm deep body on 1 mm pixels: its top and bottom rows are 30 % inside
+    field = np.zeros((60, 60))
+    field[10:40, 10:50] = 1.0
+    field[9, 10:50] = field[40, 10:50] = 0.3
+    mask = field >= 0.5
+    on_mask = heights_2d(mask, (1.0, 1.0))
+    on_field = heights_2d(mask, (1.0, 1.0), edge_field=field)
+    assert on_mask == pytest.approx((30.0, 30.0, 30.0), abs=0.01)  # whole pixels
+    # linear between pixel centres, 0.5 falls 0.71 px out from the last full row's centre (the
+    # edge itself: 0.8 px), at most 0.09 px from it for any covered fraction
+    assert on_field == pytest.approx((30.43, 30.43, 30.43), abs=0.01)
+    with pytest.raises(ValueError, match="edge_field"):
+        heights_2d(mask, (1.0, 1.0), edge_field=field[1:])
+
+
+@settings(max_examples=40, deadline=None)
+@given(top=st.floats(5.0, 15.0), height=st.floats(15.0, 35.0), step=st.sampled_from([0.5, 0.8, 1.0]))
+def test_heights_on_an_edge_field_follow_the_edges_not_the_grid(
+    top: float, height: float, step: float
+) -> None:
+    # a box whose edges fall anywhere between pixels, drawn as each row's covered fraction
+    rows = (np.arange(round(70 / step)) + 0.5) * step
+    cover = np.clip(np.minimum(rows + step / 2 - top, top + height - (rows - step / 2)) / step, 0.0, 1.0)
+    field = np.repeat(cover[:, None], 60, axis=1)
+    field[:, :10] = field[:, 50:] = 0.0
+    ha, hm, hp = heights_2d(field >= 0.5, (step, step), edge_field=field)
+    # interpolated between pixel centres, each edge lands within 0.09 px of where it is
+    assert abs(hm - height) <= 0.18 * step + 0.04 and ha == pytest.approx(hm) == hp
 
 
 def test_adjacent_fractures_are_each_judged_against_the_nearest_normal_body() -> None:

@@ -9,6 +9,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy import ndimage
 
 from analysis.vertebrae.geometry import Canonical
 from analysis.vertebrae.measure import Heights, heights_2d, mid_sagittal_slice
@@ -71,7 +72,10 @@ def test_refined_section_needs_networks_and_images() -> None:
     with pytest.raises(ValueError, match="must not be empty"):
         refined_section((net,), [], SPACING, 2, (67.0, 47.0))
     out = refined_section((net,), [np.zeros((5, 120, 90))], SPACING, 2, (67.0, 47.0))
-    assert out.shape == (SECTION_SIZE, SECTION_SIZE) and out.dtype == np.bool_
+    assert out.mask.shape == out.edge.shape == (SECTION_SIZE, SECTION_SIZE) and out.mask.dtype == np.bool_
+    # the edge field thresholds back to the mask, and stops two pixels beyond it
+    np.testing.assert_array_equal(out.edge >= 0.5, out.mask)
+    assert not out.edge[~ndimage.binary_dilation(out.mask, iterations=2)].any()
 
 
 @pytest.mark.slow
@@ -95,12 +99,14 @@ def test_shipped_refiner_redraws_a_collapsed_body_like_its_truth() -> None:
     s = mid_sagittal_slice(body)
     rows, cols = np.nonzero(body[s])
     centre = (rows.mean() * can.spacing[1], cols.mean() * can.spacing[2])
-    section = refined_section(shipped_model().refiners, [image], can.spacing, s, centre)
-    truth = section_target(labels, can.spacing, s, centre, l2)[1] >= 0.5
+    redrawn = refined_section(shipped_model().refiners, [image], can.spacing, s, centre)
+    section = redrawn.mask
+    soft_truth = section_target(labels, can.spacing, s, centre, l2)[1]
+    truth = soft_truth >= 0.5
     assert 2.0 * (section & truth).sum() / (section.sum() + truth.sum()) > 0.9
-    got = heights_2d(section, (SECTION_PX, SECTION_PX))
-    want = heights_2d(truth, (SECTION_PX, SECTION_PX))
-    assert max(abs(g - w) for g, w in zip(got, want, strict=True)) < 1.5, (got, want)
+    got = heights_2d(section, (SECTION_PX, SECTION_PX), edge_field=redrawn.edge)
+    want = heights_2d(truth, (SECTION_PX, SECTION_PX), edge_field=soft_truth)
+    assert max(abs(g - w) for g, w in zip(got, want, strict=True)) < 1.0, (got, want)
     assert want[0] < 0.8 * want[2]  # the wedge is there to be measured
     assert abs(got[0] / got[2] - want[0] / want[2]) < 0.05
 
