@@ -121,9 +121,10 @@ def refined_section(
     with torch.no_grad():
         prob = torch.stack([torch.softmax(net(x), dim=1)[:, 1].mean(dim=0) for net in refiners]).mean(0)
     p = prob.numpy().astype(np.float64)
-    pieces, _ = ndimage.label(p >= 0.5)
+    inside = p >= 0.5
+    pieces, _ = ndimage.label(inside)
     under_centre = int(pieces[SECTION_SIZE // 2, SECTION_SIZE // 2])
-    body = pieces == under_centre if under_centre else largest_component(p >= 0.5)
+    body = pieces == under_centre if under_centre else largest_component(inside)
     mask = np.asarray(ndimage.binary_fill_holes(body), dtype=bool)
     near = ndimage.binary_dilation(mask, iterations=2)
     edge = np.where(mask, np.where(body, p, 1.0), np.where(near, np.minimum(p, 0.499), 0.0))

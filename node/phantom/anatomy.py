@@ -38,6 +38,14 @@ class Segment:
     half_width: float  # mm
     wedge: float  # slope of each endplate against the curve's normal (> 0: taller in front)
 
+    def top(self, concave: FloatArray, tn: FloatArray) -> FloatArray:
+        """Curve position of the superior endplate at AP offsets ``tn``, sunk by ``concave`` (mm)."""
+        return self.a0 + concave + self.wedge * tn
+
+    def bottom(self, concave: FloatArray, tn: FloatArray) -> FloatArray:
+        """Curve position of the inferior endplate at AP offsets ``tn``, sunk by ``concave`` (mm)."""
+        return self.a1 - concave - self.wedge * tn
+
 
 # name, label, body height, following disc height, AP depth, half-width, axis angle (deg), wedge (mm).
 # The lordotic curve alone wedges the bodies; the wedge (anterior minus posterior height over the
@@ -218,7 +226,7 @@ def _vertebrae(
         shape = np.abs(xn / s.half_width) ** expo + np.abs(tn / hd) ** expo
         r2 = np.clip(shape, 0, 1)
         concave = 1.2 * (1.0 - r2)
-        top, bottom = s.a0 + concave + s.wedge * tn, s.a1 - concave - s.wedge * tn
+        top, bottom = s.top(concave, tn), s.bottom(concave, tn)
         body = (shape <= 1.0) & (an >= top) & (an <= bottom)
         side_depth = (1.0 - shape) * min(s.half_width, hd) / expo
         rim_depth = np.minimum(np.minimum(an - top, bottom - an), side_depth)
@@ -228,8 +236,7 @@ def _vertebrae(
             disc_h = nxt.a0 - s.a1
             bulge = 1.2 * np.clip(1.0 - ((an - 0.5 * (s.a1 + nxt.a0)) / (0.5 * disc_h + 1e-6)) ** 2, 0, 1)
             disc_shape = np.abs(xn / (s.half_width + bulge)) ** 2.4 + np.abs(tn / (hd + bulge)) ** 2.4
-            next_top = nxt.a0 + 1.2 * (1.0 - r2) + nxt.wedge * tn
-            disc = (disc_shape <= 1.0) & (an > bottom) & (an < next_top)
+            disc = (disc_shape <= 1.0) & (an > bottom) & (an < nxt.top(concave, tn))
             mid = 0.5 * (s.a1 + nxt.a0)
             nucleus = disc & (
                 (xn / (0.6 * s.half_width)) ** 2
