@@ -32,7 +32,7 @@ services:
 	./scripts/ensure-postgres.sh
 
 lint: install
-	$(BIN)/ruff check node analysis tests scripts
+	$(BIN)/ruff check node analysis phantom tests scripts
 
 typecheck: install
 	$(BIN)/mypy

@@ -2,7 +2,7 @@
 
 For each fluid-sensitive / T1 seed ratio on a grid, runs the marrow assessment
 on every body of the untouched shared real volumes (3 mm series) and on the
-same volumes with one focal lesion implanted (``node.phantom.implants``,
+same volumes with one focal lesion implanted (``phantom.implants``,
 radius 4-10 mm), and prints per ratio: bodies flagged on untouched volumes
 (false positives) and implanted focal lesions found (sensitivity). The chosen
 threshold is the smallest ratio with no false positive, printed at the end.
@@ -27,7 +27,7 @@ from analysis.signs.fracture import band_like
 from analysis.signs.marrow import assess_marrow
 from analysis.thresholds import DEFAULT_THRESHOLDS, SignThresholds
 from analysis.volume import Sequence
-from node.phantom.implants import ImplantSpec, LesionKind, LesionSpec, implant
+from phantom.implants import ImplantSpec, LesionKind, LesionSpec, implant
 
 GRIDS: dict[str, tuple[Sequence, ...]] = {
     "t2_alone_focal_ratio": (Sequence.T2,),

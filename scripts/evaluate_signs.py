@@ -1,11 +1,11 @@
 """Score the signs of malignancy per level against implanted truth.
 
 Studies: the shared real volumes (every 3rd sagittal slice: 3 mm series),
-untouched and with lesions / fractures implanted by ``node.phantom.implants``
+untouched and with lesions / fractures implanted by ``phantom.implants``
 at random levels and sizes. VB1_02 (T1) + VB1_03 (STIR) form the real
 two-contrast study; the other cases are single-sequence (T2 or T2-like).
 
-Phantom studies (``node.phantom.study.build_phantom``: T1, T2, STIR) are a
+Phantom studies (``phantom.study.build_phantom``: T1, T2, STIR) are a
 quarter normal, the rest implanted. Each study is also scored with sequences
 left out (T1+STIR, T2 alone, T1 alone...), so single-sequence behaviour is
 measured on the same lesions. VB3 (water-fat gradient echo) counts as DIXON.
@@ -42,7 +42,7 @@ from analysis.signs import LevelSigns, assess_signs
 from analysis.sitk_adapter import take_every_nth_sagittal, take_every_nth_slice, volume_from_image
 from analysis.vertebrae.measure import UNGRADED_LEVELS
 from analysis.volume import LABEL_LEVELS, LEVEL_LABELS, Sequence, Volume
-from node.phantom.implants import (
+from phantom.implants import (
     Extension,
     FracturePattern,
     FractureShape,
@@ -257,8 +257,8 @@ def score(tally: Tally, signs: tuple[LevelSigns, ...], truth: TruthView | None, 
 
 def phantom_runs(n: int, rng: np.random.Generator) -> Iterator[tuple[str, Study, TruthView | None]]:
     """Phantom studies (T1, T2, STIR): a quarter normal, the rest implanted."""
-    from node.phantom import render
-    from node.phantom.study import build_phantom
+    from phantom import render
+    from phantom.study import build_phantom
 
     grid = render.SagittalGrid()
     place = render.Placement(fov_si_mm=grid.rows * grid.pixel_mm, fov_ap_mm=grid.cols * grid.pixel_mm)

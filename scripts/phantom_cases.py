@@ -13,8 +13,8 @@ import numpy as np
 from vertebrae_cases import Case
 
 from analysis.volume import Sequence, Volume
-from node.phantom.render import SagittalGrid
-from node.phantom.specs import (
+from phantom.render import SagittalGrid
+from phantom.specs import (
     Extension,
     FracturePattern,
     FractureShape,
@@ -23,7 +23,7 @@ from node.phantom.specs import (
     LesionKind,
     LesionSpec,
 )
-from node.phantom.study import PhantomStudy, build_phantom
+from phantom.study import PhantomStudy, build_phantom
 
 TRAIN_PHANTOM_SEED = 1000
 FRACTURE_PHANTOM_SEED = 3000  # fracture-rich training phantoms
@@ -86,7 +86,7 @@ def real_spec(labels: np.ndarray, rng: np.random.Generator) -> ImplantSpec:
 
 def implanted_real_cases(cases: list[Case], copies: int, seed: int = IMPLANT_SEED) -> list[Case]:
     """``copies`` of each real case with random fractures and lesions implanted (truth follows)."""
-    from node.phantom.implants import implant
+    from phantom.implants import implant
 
     rng = np.random.default_rng(seed)
     out: list[Case] = []

@@ -18,7 +18,7 @@ above; phase 2 (``--finetune-iterations``, lower rate) adds
 seeds 3000+), because collapsed bodies are rare in phase 1 and a network that
 has seldom seen one fills the collapse in. Phase 3 (``--implant-iterations``,
 lower rate still) adds ``--implanted`` copies of each real training case with
-fractures and lesions implanted (``node.phantom.implants``, seeds 9000+): a
+fractures and lesions implanted (``phantom.implants``, seeds 9000+): a
 lesion-bearing or collapsed real body looked like no training body before, and
 the network lost part of it or merged it with its neighbour. A fold's implanted
 copies come from its own training patients only. ``--phase1-dir`` keeps the

@@ -3,7 +3,7 @@
 - Shared real cases: :func:`load_case` reads the NIfTI directly and keeps every
   3rd sagittal slice (training, ``--no-dicom``); :func:`load_case_dicom` wraps
   the volume as a clinical sagittal series with 3 mm slices
-  (:func:`node.phantom.wrap.wrap_volume`), writes it as DICOM and reads it back
+  (:func:`phantom.wrap.wrap_volume`), writes it as DICOM and reads it back
   as the node does, so the evaluation sees what the node's analysis sees.
 - Phantoms: :mod:`phantom_cases`.
 """
@@ -21,11 +21,11 @@ import SimpleITK as sitk
 
 from analysis.sitk_adapter import take_every_nth_slice, volume_from_image
 from analysis.volume import LEVEL_LABELS, Sequence, Volume
-from node.phantom.implants import ImplantSpec
-from node.phantom.study import ImageSeries
-from node.phantom.wrap import load_volume, wrap_volume
-from node.phantom.writer import StudyIdentity, write_study
 from node.study import group_dicom_folder, read_series
+from phantom.implants import ImplantSpec
+from phantom.study import ImageSeries
+from phantom.wrap import load_volume, wrap_volume
+from phantom.writer import StudyIdentity, write_study
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_REAL = REPO.parent / "shared" / "data" / "real-lumbar-mri"

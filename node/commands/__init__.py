@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from node.commands import analyze, db, echo, serve, worker
-from node.phantom import cli as phantom
+from phantom import cli as phantom
 
 MODULES: list[object] = [serve, worker, echo, db, analyze, phantom]

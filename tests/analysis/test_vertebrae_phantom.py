@@ -8,10 +8,10 @@ import pytest
 from analysis.results import SpineSegmentation
 from analysis.vertebrae.pipeline import segment_spine
 from analysis.volume import Sequence, Volume
-from node.phantom.render import SagittalGrid
-from node.phantom.specs import FracturePattern, FractureShape, FractureSpec, ImplantSpec, LesionSpec
-from node.phantom.study import PhantomStudy, build_phantom
 from node.pipeline.model import shipped_model
+from phantom.render import SagittalGrid
+from phantom.specs import FracturePattern, FractureShape, FractureSpec, ImplantSpec, LesionSpec
+from phantom.study import PhantomStudy, build_phantom
 
 L1, L3 = 20, 22
 

@@ -134,8 +134,8 @@ def test_s1_with_replaced_marrow_is_found_on_a_second_look_and_flagged() -> None
     from analysis.signs import assess_signs
     from analysis.sitk_adapter import take_every_nth_slice
     from analysis.volume import LEVEL_LABELS
-    from node.phantom.implants import implant
-    from node.phantom.specs import FracturePattern, FractureShape, FractureSpec, ImplantSpec
+    from phantom.implants import implant
+    from phantom.specs import FracturePattern, FractureShape, FractureSpec, ImplantSpec
 
     t1 = take_every_nth_slice(_read(REAL / "VB1_02_image.nii.gz"), 3)
     stir = take_every_nth_slice(_read(REAL / "VB1_03_image.nii.gz"), 3)

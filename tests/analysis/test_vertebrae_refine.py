@@ -83,10 +83,10 @@ def test_shipped_refiner_redraws_a_collapsed_body_like_its_truth() -> None:
     """A grade-2 wedge on a T2 phantom: the redrawn section's heights within 1.5 mm of the truth's."""
     from analysis.vertebrae.geometry import canonical_of
     from analysis.volume import Sequence
-    from node.phantom.render import SagittalGrid
-    from node.phantom.specs import FracturePattern, FractureShape, FractureSpec, ImplantSpec
-    from node.phantom.study import build_phantom
     from node.pipeline.model import shipped_model
+    from phantom.render import SagittalGrid
+    from phantom.specs import FracturePattern, FractureShape, FractureSpec, ImplantSpec
+    from phantom.study import build_phantom
 
     l2 = 21
     spec = ImplantSpec(fractures=(FractureSpec(l2, 2, FractureShape.WEDGE, FracturePattern.MALIGNANT),))

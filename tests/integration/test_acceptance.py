@@ -17,10 +17,10 @@ from sqlalchemy import func, select
 
 from analysis.volume import Sequence
 from node.db.models import AnalysisResult, Association, Instance, Job, JobStatus, Series, Study, StudyStatus
-from node.phantom.implants import ImplantSpec, LesionSpec
-from node.phantom.render import SagittalGrid
-from node.phantom.study import build_phantom
-from node.phantom.writer import StudyIdentity, write_study
+from phantom.implants import ImplantSpec, LesionSpec
+from phantom.render import SagittalGrid
+from phantom.study import build_phantom
+from phantom.writer import StudyIdentity, write_study
 from tests.helpers.node import running_node
 from tests.helpers.senders import echoscu, storescu
 from tests.queue.helpers import wait_until

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from analysis.volume import Sequence
-from node.phantom.implants import ImplantSpec
-from node.phantom.study import build_phantom
-from node.phantom.writer import StudyIdentity, write_study
 from node.study import group_dicom_folder, select_series
+from phantom.implants import ImplantSpec
+from phantom.study import build_phantom
+from phantom.writer import StudyIdentity, write_study
 
 SEQUENCES = (Sequence.T1, Sequence.T2, Sequence.STIR, Sequence.T1C)
 # Each sequence described as another one, as a mislabelled protocol would.

@@ -18,10 +18,10 @@ from sqlalchemy import func, select
 
 from analysis.volume import Sequence
 from node.db.models import Instance, Series, Study
-from node.phantom.implants import FractureSpec, ImplantSpec, LesionSpec
-from node.phantom.study import PhantomStudy, build_phantom
-from node.phantom.writer import StudyIdentity, write_study
 from node.study import group_dicom_folder, read_series, select_series
+from phantom.implants import FractureSpec, ImplantSpec, LesionSpec
+from phantom.study import PhantomStudy, build_phantom
+from phantom.writer import StudyIdentity, write_study
 from tests.helpers.node import NodeProcess, running_node
 from tests.helpers.senders import storescu
 

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from analysis.volume import Plane, Sequence
-from node.phantom.implants import ImplantSpec
-from node.phantom.wrap import load_volume, wrap_volume
-from node.phantom.writer import StudyIdentity, write_study
 from node.study import group_dicom_folder, read_series, select_series
+from phantom.implants import ImplantSpec
+from phantom.wrap import load_volume, wrap_volume
+from phantom.writer import StudyIdentity, write_study
 
 CASES = [
     ("VB1_02", Sequence.T1, "SAG T2 TSE"),

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from analysis.volume import LEVEL_LABELS, Sequence
-from node.phantom.implants import (
+from phantom.implants import (
     Extension,
     FracturePattern,
     FractureShape,
@@ -17,8 +17,8 @@ from node.phantom.implants import (
     ImplantSpec,
     LesionSpec,
 )
-from node.phantom.render import SagittalGrid
-from node.phantom.study import PhantomStudy, build_phantom
+from phantom.render import SagittalGrid
+from phantom.study import PhantomStudy, build_phantom
 
 SMALL_GRID = SagittalGrid(n_slices=11, slice_mm=4.0, rows=224, cols=224, pixel_mm=1.25)
 ABNORMAL = ImplantSpec(

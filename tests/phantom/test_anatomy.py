@@ -7,10 +7,10 @@ import numpy as np
 from analysis.vertebrae.geometry import canonical_of
 from analysis.vertebrae.measure import deformities, label_map_heights
 from analysis.volume import LEVEL_LABELS, Plane, Sequence
-from node.phantom import render
-from node.phantom.anatomy import Tissue, build_spine
-from node.phantom.implants import ImplantSpec
-from node.phantom.study import ImageSeries, PhantomStudy, build_phantom
+from phantom import render
+from phantom.anatomy import Tissue, build_spine
+from phantom.implants import ImplantSpec
+from phantom.study import ImageSeries, PhantomStudy, build_phantom
 from tests.phantom.conftest import SMALL_GRID
 
 

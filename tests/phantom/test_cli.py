@@ -12,10 +12,10 @@ import SimpleITK as sitk
 from pydicom import dcmread
 
 from analysis.volume import LEVEL_LABELS, Sequence
-from node.phantom.acquisition import from_description
-from node.phantom.cli import main, parse_fracture, parse_lesion
-from node.phantom.implants import Extension, FracturePattern, FractureShape, ImplantSpec, LesionSpec
-from node.phantom.wrap import load_volume, wrap_volume
+from phantom.acquisition import from_description
+from phantom.cli import main, parse_fracture, parse_lesion
+from phantom.implants import Extension, FracturePattern, FractureShape, ImplantSpec, LesionSpec
+from phantom.wrap import load_volume, wrap_volume
 from tests.conftest import SHARED
 from tests.phantom.conftest import dciodvfy_errors
 

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from analysis.vertebrae.measure import ANTERIOR, MIDDLE, POSTERIOR
 from analysis.volume import LEVEL_LABELS, Sequence
-from node.phantom._bodyframe import HEIGHT_FRACTIONS
-from node.phantom.implants import (
+from phantom._bodyframe import HEIGHT_FRACTIONS
+from phantom.implants import (
     Extension,
     FracturePattern,
     FractureShape,

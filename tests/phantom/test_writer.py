@@ -10,9 +10,9 @@ from pydicom import dcmread
 from pydicom.uid import EnhancedMRImageStorage, MRImageStorage
 
 from analysis.volume import Plane, Sequence
-from node.phantom.output import write_outputs
-from node.phantom.study import PhantomStudy
-from node.phantom.writer import COMPRESSIONS, StudyIdentity, write_series
+from phantom.output import write_outputs
+from phantom.study import PhantomStudy
+from phantom.writer import COMPRESSIONS, StudyIdentity, write_series
 from tests.phantom.conftest import dciodvfy_errors
 
 IDENTITY = StudyIdentity.synthetic(5)

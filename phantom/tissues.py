@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 if TYPE_CHECKING:
-    from node.phantom.anatomy import Spine
+    from phantom.anatomy import Spine
 
 
 class Tissue(IntEnum):

@@ -1,4 +1,4 @@
-"""Write :class:`~node.phantom.study.ImageSeries` as DICOM MR objects.
+"""Write :class:`~phantom.study.ImageSeries` as DICOM MR objects.
 
 Single-frame MR Image Storage or Enhanced MR Image Storage (``enhanced``
 module), uncompressed or lossless-compressed (RLE, JPEG-LS, JPEG 2000 with
@@ -31,8 +31,8 @@ from pydicom.uid import (
 )
 
 from analysis.volume import Plane
-from node.phantom.acquisition import ACQUISITIONS, Acquisition
-from node.phantom.study import ImageSeries
+from phantom.acquisition import ACQUISITIONS, Acquisition
+from phantom.study import ImageSeries
 
 IMPLEMENTATION_UID = UID(generate_uid(entropy_srcs=["lumbar-sentinel phantom writer"]))
 COMPRESSIONS: dict[str, UID] = {
@@ -252,7 +252,7 @@ def write_series(
     acq = series.acquisition or ACQUISITIONS[series.sequence]
     folder = out_dir / f"{series_number:02d}_{series.description.replace(' ', '_')}"
     if enhanced:
-        from node.phantom.enhanced import enhanced_mr
+        from phantom.enhanced import enhanced_mr
 
         path = folder / "enhanced.dcm"
         save(enhanced_mr(identity, series, series_number, acq), path, compression)

@@ -16,7 +16,7 @@ API (stable)::
   T12=19, L1..L5=20..24, S1=26, or any positive labels).
 - ``spacing_kji``: voxel size in mm along ``(k, j, i)``.
 - ``spec``: ``ImplantSpec(lesions=(LesionSpec, ...), fractures=(FractureSpec, ...))``
-  (types in ``node.phantom.specs``, re-exported here); each names its body by
+  (types in ``phantom.specs``, re-exported here); each names its body by
   label (``LEVEL_LABELS["L3"]`` -> 22). Fractures are applied first, then
   lesions; several lesions per level are allowed, one fracture per level.
 
@@ -55,8 +55,8 @@ import numpy.typing as npt
 
 from analysis.volume import LABEL_LEVELS as _NAMES
 from analysis.volume import LEVEL_LABELS, Sequence
-from node.phantom import _lesions as shapes
-from node.phantom._bodyframe import (
+from phantom import _lesions as shapes
+from phantom._bodyframe import (
     LossProfile,
     Profile,
     body_frame,
@@ -66,8 +66,8 @@ from node.phantom._bodyframe import (
     retropulse,
     smooth_field,
 )
-from node.phantom._signal import Reference, Tissue, paint, references, target
-from node.phantom.specs import (
+from phantom._signal import Reference, Tissue, paint, references, target
+from phantom.specs import (
     ABSENT,
     GRADE_LOSS,
     PRESENT,

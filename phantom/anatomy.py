@@ -21,7 +21,7 @@ import numpy.typing as npt
 from scipy.interpolate import PchipInterpolator
 from scipy.spatial import cKDTree
 
-from node.phantom.tissues import Tissue, anterior, neural
+from phantom.tissues import Tissue, anterior, neural
 
 FloatArray = npt.NDArray[np.float64]
 

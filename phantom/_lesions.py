@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
-from node.phantom._bodyframe import BodyFrame, Profile, smooth_field
+from phantom._bodyframe import BodyFrame, Profile, smooth_field
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from analysis.volume import LEVEL_LABELS, Sequence
-from node.phantom.implants import (
+from phantom.implants import (
     Extension,
     FracturePattern,
     FractureShape,
@@ -28,10 +28,10 @@ from node.phantom.implants import (
     LesionKind,
     LesionSpec,
 )
-from node.phantom.output import mid_sagittal_png, write_outputs
-from node.phantom.render import SagittalGrid
-from node.phantom.study import build_phantom
-from node.phantom.writer import COMPRESSIONS, PhantomWriteError, StudyIdentity
+from phantom.output import mid_sagittal_png, write_outputs
+from phantom.render import SagittalGrid
+from phantom.study import build_phantom
+from phantom.writer import COMPRESSIONS, PhantomWriteError, StudyIdentity
 
 OK, FAILED, USAGE = 0, 1, 2
 
@@ -160,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
     extra: dict[str, Any] = {"seed": args.seed}
     try:
         if args.from_volume is not None:
-            from node.phantom.wrap import load_volume, wrap_volume
+            from phantom.wrap import load_volume, wrap_volume
 
             if args.labels is None:
                 print("lumbar-sentinel phantom: --from-volume needs --labels", file=sys.stderr)
@@ -202,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the sub-command on its own (``python -m node.phantom.cli OUT_DIR ...``)."""
+    """Run the sub-command on its own (``python -m phantom.cli OUT_DIR ...``)."""
     parser = argparse.ArgumentParser(prog="lumbar-sentinel")
     add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["phantom", *(sys.argv[1:] if argv is None else argv)])

@@ -15,7 +15,7 @@ import numpy.typing as npt
 from scipy import ndimage
 
 from analysis.volume import Sequence
-from node.phantom.anatomy import Spine, Tissue, body_labels, build_spine, tissue_map
+from phantom.anatomy import Spine, Tissue, body_labels, build_spine, tissue_map
 
 FloatArray = npt.NDArray[np.float64]
 # 12-bit stored values.

@@ -2,7 +2,7 @@
 
 :func:`build_phantom` renders the anatomy of ``anatomy`` on a sagittal grid
 (T1, T2, STIR, optionally post-contrast T1), implants ``spec`` with
-:func:`node.phantom.implants.implant`, adds Rician noise and optionally an
+:func:`phantom.implants.implant`, adds Rician noise and optionally an
 axial T2 stack through L3-S1. ``writer`` turns the result into DICOM.
 """
 
@@ -16,9 +16,9 @@ import numpy.typing as npt
 from scipy import ndimage
 
 from analysis.volume import Plane, Sequence, Volume
-from node.phantom import render
-from node.phantom.acquisition import Acquisition
-from node.phantom.implants import ImplantSpec, implant
+from phantom import render
+from phantom.acquisition import Acquisition
+from phantom.implants import ImplantSpec, implant
 
 SAGITTAL_ORIENTATION = (0.0, 1.0, 0.0, 0.0, 0.0, -1.0)
 AXIAL_ORIENTATION = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)

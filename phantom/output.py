@@ -23,8 +23,8 @@ from PIL import Image, ImageDraw
 from pydicom import dcmread
 
 from analysis.volume import Plane, Volume
-from node.phantom.study import PhantomStudy
-from node.phantom.writer import COMPRESSIONS, StudyIdentity, write_series
+from phantom.study import PhantomStudy
+from phantom.writer import COMPRESSIONS, StudyIdentity, write_series
 
 
 def write_labels(labels: Volume, path: Path) -> None:

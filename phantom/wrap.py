@@ -16,9 +16,9 @@ import numpy.typing as npt
 import SimpleITK as sitk
 
 from analysis.volume import Sequence, Volume
-from node.phantom.acquisition import ACQUISITIONS, Acquisition, from_description
-from node.phantom.implants import ImplantSpec, implant
-from node.phantom.study import PhantomStudy, sagittal_series
+from phantom.acquisition import ACQUISITIONS, Acquisition, from_description
+from phantom.implants import ImplantSpec, implant
+from phantom.study import PhantomStudy, sagittal_series
 
 SAGITTAL_DIRECTION = (0.0, 0.0, -1.0, 1.0, 0.0, 0.0, 0.0, -1.0, 0.0)
 
