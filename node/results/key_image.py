@@ -184,6 +184,7 @@ def build_key_image(
         content_time=identity.created.time(),
         series_date=identity.created.date(),
         series_time=identity.created.time(),
+        specific_character_set=source.reference.get("SpecificCharacterSet"),
     )
     sc.copy_patient_and_study_information(source.reference)
     sc.DateOfSecondaryCapture = DA(identity.created.strftime("%Y%m%d"))

@@ -73,6 +73,11 @@ def write_result_objects(
         raise TypeError(f"out_dir must be a Path, got {type(out_dir).__name__}")
     if isinstance(predecessors, (str, ResultObject)):
         raise TypeError("predecessors must be a sequence of ResultObject")
+    for earlier in predecessors:
+        if not isinstance(earlier, ResultObject):
+            raise TypeError(f"predecessors must hold ResultObject, got {type(earlier).__name__}")
+        if earlier.kind != ResultKind.SR:
+            raise ValueError(f"predecessors: {earlier.sop_instance_uid} is a {earlier.kind}, not an SR")
     identity = ResultIdentity(
         study_instance_uid=output.findings.study_instance_uid,
         analysis_key=analysis_key,
