@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 import highdicom as hd
 import numpy as np
 import pytest
+from pydicom import dcmread
 
+from node.pipeline.inputs import load_inputs
 from node.results import ResultKind
-from node.study import read_series
-from tests.results.conftest import Written, dciodvfy_report, unexpected_warnings
+from node.results.writer import write_result_objects
+from node.study import group_dicom_folder, read_series
+from tests.results.conftest import CLI, CREATED, Written, dciodvfy_report, unexpected_warnings
 
 VERSE = {"T11": 18, "T12": 19, "L1": 20, "L2": 21, "L3": 22, "L4": 23, "L5": 24, "S1": 26}
 SITES = {"T11": "12989004", "T12": "23215003", "L1": "66794005", "L2": "14293000", "L3": "36470004",
@@ -83,3 +89,43 @@ def test_seg_passes_dciodvfy(written: Written) -> None:
     errors, warnings = dciodvfy_report(written.path(ResultKind.SEG))
     assert errors == []
     assert unexpected_warnings(warnings) == []
+
+
+def test_an_enhanced_mr_source_gets_frame_references(written: Written, tmp_path: Path) -> None:
+    """The same phantom as one Enhanced MR object per series: segments reference its frames.
+
+    The analysis of the single-frame phantom is reused: the same seed gives the
+    same study, grid and pixels, so its label map lies on the enhanced series too.
+    """
+    folder = tmp_path / "enhanced"
+    made = subprocess.run(
+        [str(CLI), "phantom", str(folder), "--seed", "11", "--enhanced",
+         "--lesion", "L3:focal:epidural", "--fracture", "L1:2:benign"],
+        capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert made.returncode == 0, made.stderr
+    study = group_dicom_folder(folder / "dicom").studies[0]
+    inputs = load_inputs(study)
+    objects = write_result_objects(
+        written.analysed.output, inputs, study, tmp_path / "out", analysis_key="enhanced", created=CREATED
+    )
+    path = next(o.path for o in objects if o.kind == ResultKind.SEG)
+    assert dciodvfy_report(path)[0] == []
+    seg = hd.seg.segread(path)
+    t2 = next(s for s in study.series if s.series_instance_uid == inputs.series_uids["T2"])
+    (source,) = t2.headers
+    stack = read_series(t2.paths, headers=t2.headers)
+    frames = [s.frame_number for s in stack.slices]
+    assert None not in frames
+    labels = np.asarray(written.analysed.output.segmentation.labels.array)
+    for level, number in _segments(seg).items():
+        if level.startswith("Lesion"):
+            continue
+        pixels = seg.get_pixels_by_source_frame(
+            str(source.SOPInstanceUID), frames, segment_numbers=[number], assert_missing_frames_are_empty=True
+        )[..., 0]
+        np.testing.assert_array_equal(pixels > 0, labels == VERSE[level], err_msg=level)
+    key = dcmread(next(o.path for o in objects if o.kind == ResultKind.KEY_IMAGE))
+    (shown,) = key.SourceImageSequence
+    assert shown.ReferencedSOPInstanceUID == source.SOPInstanceUID
+    assert 1 <= shown.ReferencedFrameNumber <= len(frames)
