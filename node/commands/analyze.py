@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,8 @@ EXIT_BAD_INPUT = 2
 
 def add_parser(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
-        "analyze", help="analyse a folder of DICOM files offline (findings.json, vertebrae.nii.gz)"
+        "analyze",
+        help="analyse a folder of DICOM files offline (findings.json, vertebrae.nii.gz, SR, SEG, key image)",
     )
     parser.add_argument("dicom_dir", type=Path, metavar="DICOM_DIR", help="folder of DICOM files (recursive)")
     parser.add_argument(
@@ -70,6 +72,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 def _analyse_one(study: StudyFiles, out_dir: Path, model: Any, console: Console, update: Any) -> int:
     from node.pipeline.inputs import NotAnalysable, load_inputs
     from node.pipeline.run import analyse, write_results
+    from node.results.writer import write_result_objects
 
     uid = study.study_instance_uid
     update(f"study {uid}: reading series")
@@ -82,6 +85,12 @@ def _analyse_one(study: StudyFiles, out_dir: Path, model: Any, console: Console,
         console.print(f"  {choice.sequence}: {choice.series.label} ({choice.reason})")
     output = analyse(inputs, model, progress=lambda step: update(f"study {uid}: {step}"))
     findings_path, labels_path = write_results(out_dir, output)
+    update(f"study {uid}: writing the SR, SEG and key image")
+    created = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+    # an offline run is a new analysis each time: its objects get UIDs of their own
+    objects = write_result_objects(
+        output, inputs, study, out_dir, analysis_key=f"offline analyze {created.isoformat()}", created=created
+    )
     summary = output.findings.study
     console.print(
         f"[bold]study {uid}[/]: {len(output.segmentation.bodies)} vertebral bodies, "
@@ -89,5 +98,7 @@ def _analyse_one(study: StudyFiles, out_dir: Path, model: Any, console: Console,
         f"suspicious levels: {summary.suspicious_level_count}"
     )
     console.print(f"  wrote {findings_path} and {labels_path}")
+    for obj in objects:
+        console.print(f"  wrote {obj.path} ({obj.kind}, SOP Instance UID {obj.sop_instance_uid})")
     console.print("  Triage aid: flags suspicious features for a radiologist; not a diagnosis.")
     return EXIT_OK

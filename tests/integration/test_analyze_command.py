@@ -10,8 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from pydicom import dcmread
 
 from node.study import group_dicom_folder, read_series
+from tests.helpers.dicom import dciodvfy_errors
 
 CLI = Path(sys.executable).parent / "lumbar-sentinel"
 SIGN_FIELDS = {
@@ -53,6 +55,17 @@ def test_analyze_writes_the_contract(phantom: Path, tmp_path: Path) -> None:
     result = _cli("analyze", str(phantom / "dicom"), "--out", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
     assert "not a diagnosis" in result.stderr
+
+    # the three DICOM result objects beside findings.json, their paths printed
+    for name, sop_class in (("sr.dcm", "1.2.840.10008.5.1.4.1.1.88.34"),
+                            ("seg.dcm", "1.2.840.10008.5.1.4.1.1.66.4"),
+                            ("key_image.dcm", "1.2.840.10008.5.1.4.1.1.7")):
+        path = tmp_path / "out" / name
+        assert str(path) in result.stderr, name
+        ds = dcmread(path)
+        assert ds.SOPClassUID == sop_class
+        assert ds.StudyInstanceUID == json.loads((phantom / "truth.json").read_text())["study_instance_uid"]
+        assert dciodvfy_errors(path) == [], name
 
     findings = json.loads((tmp_path / "out" / "findings.json").read_text())
     truth = json.loads((phantom / "truth.json").read_text())

@@ -1,0 +1,71 @@
+"""Who made the result objects, and the UIDs they carry.
+
+Every UID of one analysis derives from one seed (the study, the analysis or
+job that produced the results, the algorithm version): writing the results
+of the same job again gives the same objects, so a job re-run after a lost
+lease sends the same instances instead of duplicates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from pydicom.dataset import Dataset
+from pydicom.uid import UID, generate_uid
+
+PRODUCT = "Lumbar Sentinel"
+MANUFACTURER = "Lumbar Sentinel project"
+DEVICE_SERIAL_NUMBER = "none"  # Type 1 in the Enhanced General Equipment module; software has none
+
+SEG_SERIES_NUMBER = 9001
+SR_SERIES_NUMBER = 9002
+KEY_IMAGE_SERIES_NUMBER = 9003
+
+
+@dataclass(frozen=True)
+class ResultIdentity:
+    """The seed of every UID of one analysis's result objects, its software and its time."""
+
+    study_instance_uid: str
+    analysis_key: str  # the analysis or job that produced the results
+    algorithm_version: str
+    created: datetime
+
+    def __post_init__(self) -> None:
+        for name in ("study_instance_uid", "analysis_key", "algorithm_version"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+        if not isinstance(self.created, datetime):
+            raise TypeError(f"created must be a datetime, got {type(self.created).__name__}")
+
+    def uid(self, *parts: str) -> UID:
+        """The UID named by ``parts`` (e.g. ``"sr", "instance"``) for this analysis."""
+        return generate_uid(
+            entropy_srcs=[
+                "lumbar-sentinel results",
+                self.study_instance_uid,
+                self.analysis_key,
+                self.algorithm_version,
+                *parts,
+            ]
+        )
+
+    @property
+    def device_uid(self) -> UID:
+        """The device observer: the product at this version, the same for every study."""
+        return generate_uid(entropy_srcs=["lumbar-sentinel device", PRODUCT, self.algorithm_version])
+
+    @property
+    def device_name(self) -> str:
+        return f"{PRODUCT} {self.algorithm_version}"
+
+
+def stamp_times(ds: Dataset, created: datetime) -> None:
+    """Put the analysis time where highdicom stamps "now", so that re-runs write the same bytes."""
+    ds.InstanceCreationDate = created.strftime("%Y%m%d")
+    ds.InstanceCreationTime = created.strftime("%H%M%S")
+    for item in ds.get("ContributingEquipmentSequence", []):
+        if "ContributionDateTime" in item:
+            item.ContributionDateTime = created.strftime("%Y%m%d%H%M%S")

@@ -1,0 +1,86 @@
+"""The stored series the vertebral bodies were drawn on, slice by slice.
+
+The label map of an analysis is on the grid of its primary sagittal series
+(:func:`analysis.vertebrae.pipeline.primary_sequence`); the SEG is drawn on
+that series and references it, so its frames follow the series' own
+instances (single-frame MR) or frames (Enhanced MR).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from pydicom.dataset import Dataset
+
+from analysis.vertebrae.pipeline import primary_sequence
+from analysis.volume import Sequence, Volume
+from node.pipeline.inputs import StudyInputs
+from node.study import SeriesFiles, StudyFiles
+from node.study.frames import series_frame_headers
+from node.study.geometry import stack_geometry
+
+
+@dataclass(frozen=True, eq=False)
+class SegmentedSeries:
+    """The primary series' headers and where each slice ``k`` of its volume is stored."""
+
+    sequence: Sequence
+    series: SeriesFiles
+    volume: Volume  # the series' pixels, on the label map's grid
+    datasets: tuple[Dataset, ...]  # the source images, in the order the SEG's frames follow
+    frame_of_slice: tuple[int, ...]  # slice k of the volume -> 0-based frame in that order
+
+    @property
+    def series_instance_uid(self) -> str:
+        return self.series.series_instance_uid
+
+    @property
+    def reference(self) -> Dataset:
+        """A source header for the patient and study modules every result object copies."""
+        return self.datasets[0]
+
+    def to_frames(self, mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+        """A ``[k, row, column]`` mask on the volume's grid, reordered as the source's frames."""
+        frames = np.zeros_like(mask)
+        frames[list(self.frame_of_slice)] = mask
+        return frames
+
+
+def segmented_series(inputs: StudyInputs, study: StudyFiles, labels: Volume) -> SegmentedSeries:
+    """Find the series ``labels`` was drawn on and check that its grid is that of ``labels``."""
+    if not isinstance(inputs, StudyInputs):
+        raise TypeError(f"inputs must be StudyInputs, got {type(inputs).__name__}")
+    if not isinstance(study, StudyFiles):
+        raise TypeError(f"study must be StudyFiles, got {type(study).__name__}")
+    if study.study_instance_uid != inputs.study_instance_uid:
+        raise ValueError(
+            f"study: Study Instance UID {study.study_instance_uid} is not the analysed "
+            f"study {inputs.study_instance_uid}"
+        )
+    sequence = primary_sequence(inputs.volumes)
+    volume = inputs.volumes[sequence]
+    if not volume.same_grid(labels):
+        raise ValueError(f"labels: not on the grid of the {sequence} series the bodies were drawn on")
+    series_uid = inputs.series_uids[sequence]
+    series = next((s for s in study.series if s.series_instance_uid == series_uid), None)
+    if series is None:
+        raise ValueError(f"study: no files of the {sequence} series {series_uid}")
+    _, datasets, frames = series_frame_headers(series.paths, series.headers)
+    geometry = stack_geometry(frames)
+    if geometry.shape != labels.array.shape:
+        raise ValueError(
+            f"study: the {sequence} series' stack {geometry.shape} is not the label grid {labels.array.shape}"
+        )
+    multi = [f for f in frames if f.frame_index is not None]
+    if multi:
+        if len(datasets) != 1:
+            raise ValueError(f"study: the {sequence} series mixes {len(datasets)} multi-frame objects")
+        frame_of_slice = tuple(int(frames[n].frame_index or 0) for n in geometry.order)
+        ordered: tuple[Dataset, ...] = (datasets[0],)
+    else:
+        by_uid = {str(ds.SOPInstanceUID): ds for ds in datasets}
+        ordered = tuple(by_uid[frames[n].sop_instance_uid] for n in geometry.order)
+        frame_of_slice = tuple(range(len(ordered)))
+    return SegmentedSeries(sequence, series, volume, ordered, frame_of_slice)

@@ -1,0 +1,90 @@
+"""write_result_objects: what it returns, determinism across re-runs, and clear errors on bad input."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+
+from node.results import ResultKind
+from node.results.writer import write_result_objects
+from tests.results.conftest import ANALYSIS_KEY, CREATED, Written
+
+
+def _uids(ds: Dataset) -> list[tuple[str, str]]:
+    """Every UI element of a data set, nested ones included, in order."""
+    found: list[tuple[str, str]] = []
+
+    def visit(item: Dataset, path: str) -> None:
+        for elem in item:
+            if elem.VR == "UI":
+                found.append((f"{path}{elem.keyword}", str(elem.value)))
+            elif elem.VR == "SQ":
+                for n, child in enumerate(elem.value):
+                    visit(child, f"{path}{elem.keyword}[{n}].")
+
+    visit(ds, "")
+    return found
+
+
+def test_three_objects_described_as_written(written: Written) -> None:
+    kinds = [o.kind for o in written.objects]
+    assert kinds == [ResultKind.SEG, ResultKind.SR, ResultKind.KEY_IMAGE]
+    series = set()
+    for obj in written.objects:
+        ds = dcmread(obj.path)
+        assert obj.sha256 == hashlib.sha256(obj.path.read_bytes()).hexdigest()
+        assert (obj.sop_class_uid, obj.sop_instance_uid, obj.series_instance_uid) == (
+            ds.SOPClassUID, ds.SOPInstanceUID, ds.SeriesInstanceUID)
+        assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+        series.add(obj.series_instance_uid)
+    assert len(series) == 3
+
+
+def test_the_same_job_writes_the_same_objects(written: Written, tmp_path: Path) -> None:
+    analysed = written.analysed
+    again = write_result_objects(
+        analysed.output, analysed.inputs, analysed.study, tmp_path, analysis_key=ANALYSIS_KEY, created=CREATED
+    )
+    for first, second in zip(written.objects, again, strict=True):
+        assert _uids(dcmread(first.path)) == _uids(dcmread(second.path)), first.kind
+        assert first.sha256 == second.sha256, first.kind
+        assert (first.sop_instance_uid, first.series_instance_uid) == (
+            second.sop_instance_uid, second.series_instance_uid)
+
+
+def test_another_analysis_gets_uids_of_its_own(written: Written, tmp_path: Path) -> None:
+    analysed = written.analysed
+    other = write_result_objects(
+        analysed.output, analysed.inputs, analysed.study, tmp_path, analysis_key="analysis 2", created=CREATED
+    )
+    ours = {o.sop_instance_uid for o in written.objects} | {o.series_instance_uid for o in written.objects}
+    theirs = {o.sop_instance_uid for o in other} | {o.series_instance_uid for o in other}
+    assert not ours & theirs
+
+
+def test_bad_input_is_refused_naming_the_argument(written: Written, tmp_path: Path) -> None:
+    analysed = written.analysed
+    args = (analysed.output, analysed.inputs, analysed.study)
+    with pytest.raises(ValueError, match="analysis_key"):
+        write_result_objects(*args, tmp_path, analysis_key=" ", created=CREATED)
+    with pytest.raises(TypeError, match="created"):
+        write_result_objects(*args, tmp_path, analysis_key="a", created="2026-01-01")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="out_dir"):
+        write_result_objects(*args, str(tmp_path), analysis_key="a", created=CREATED)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="output"):
+        write_result_objects(None, *args[1:], tmp_path, analysis_key="a", created=CREATED)  # type: ignore[arg-type]
+    seg = next(o for o in written.objects if o.kind == ResultKind.SEG)
+    with pytest.raises(ValueError, match="predecessors"):
+        write_result_objects(*args, tmp_path, analysis_key="a", created=CREATED, predecessors=[seg])
+    with pytest.raises(TypeError, match="predecessors"):
+        write_result_objects(*args, tmp_path, analysis_key="a", created=CREATED,
+                             predecessors=["1.2.3"])  # type: ignore[list-item]
+    other_study = type(analysed.study)("1.2.3.4", analysed.study.series)
+    with pytest.raises(ValueError, match="study"):
+        write_result_objects(analysed.output, analysed.inputs, other_study, tmp_path,
+                             analysis_key="a", created=CREATED)
+    assert not any(tmp_path.iterdir()), "nothing is written before the input is checked"
