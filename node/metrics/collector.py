@@ -99,11 +99,11 @@ class DatabaseCollector(Collector):
         ):
             kinds.add(kind)
             jobs.add_metric([kind, status], count)
-        due_counts = dict(session.execute(
+        due_counts = {kind: count for kind, count in session.execute(
             select(Job.kind, func.count(Job.id))
             .where(Job.status == JobStatus.QUEUED, Job.run_after <= now)
             .group_by(Job.kind)
-        ).tuples().all())
+        )}
         ages = oldest_due_seconds(session, now)
         for kind in sorted(kinds):
             due.add_metric([kind], due_counts.get(kind, 0))
