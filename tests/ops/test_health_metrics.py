@@ -7,6 +7,7 @@ into a queued analysis job; `/healthz` names the check that fails.
 
 from __future__ import annotations
 
+import subprocess
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from node.db.models import utcnow
 from node.queue.completion import ANALYZE_STUDY
 from node.queue.jobs import enqueue
 from tests.helpers.dicom import StudyUIDs, mr_instance, write_study
-from tests.helpers.node import free_port, running_node
+from tests.helpers.node import CLI, NodeProcess, free_port, running_node
 from tests.helpers.senders import echoscu, store, storescu
 from tests.ops.scrape import health, samples, value
 from tests.queue.helpers import wait_until
@@ -35,6 +36,7 @@ def test_metrics_and_health_follow_a_study(database_url: str, tmp_path: Path) ->
         assert status == 200, body
         assert body["status"] == "ok"
         assert all(check["ok"] for check in body["checks"].values())
+        assert _health_command(node).returncode == 0
         before = samples(port)
         assert value(before, "lsent_database_up") == 1
         assert value(before, "lsent_instances_received_total", outcome="stored") == 0
@@ -83,6 +85,9 @@ def test_healthz_answers_503_naming_the_failed_check(database_url: str, tmp_path
         assert body["checks"]["storage"]["folder"] == str(blocker / "results")
         assert body["checks"]["database"]["ok"] is True
         assert body["checks"]["queue"]["ok"] is True
+        checked = _health_command(node)
+        assert checked.returncode == 1
+        assert '"status": "unhealthy"' in checked.stdout
 
         # A job due an hour ago that no worker took: the queue is stuck (default limit 30 min).
         with node.engine() as engine, session_factory(engine).begin() as session:
@@ -94,6 +99,12 @@ def test_healthz_answers_503_naming_the_failed_check(database_url: str, tmp_path
     assert body["checks"]["queue"]["stuck_kinds"] == [ANALYZE_STUDY]
     assert body["checks"]["queue"]["oldest_due_seconds"] >= 3600
     assert (value(scraped, "lsent_queue_oldest_due_seconds", kind=ANALYZE_STUDY) or 0) >= 3600
+
+
+def _health_command(node: NodeProcess) -> subprocess.CompletedProcess[str]:
+    """`lumbar-sentinel health`, the compose file's container health check, on the node's settings."""
+    return subprocess.run([str(CLI), "--config", str(node.config), "health"], cwd=node.workdir,
+                          capture_output=True, text=True, check=False, timeout=60)
 
 
 def _uids() -> tuple[str, str]:
