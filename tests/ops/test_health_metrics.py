@@ -10,6 +10,7 @@ from __future__ import annotations
 import subprocess
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from node.db import session_factory
 from node.db.models import utcnow
@@ -26,7 +27,7 @@ CALLERS = [{"ae_title": "STORESCU"}, {"ae_title": "PYNETDICOM"}]
 
 def test_metrics_and_health_follow_a_study(database_url: str, tmp_path: Path) -> None:
     port = free_port()
-    sections = {
+    sections: dict[str, dict[str, Any]] = {
         "dicom": {"allowed_callers": CALLERS},
         "study": {"quiet_period": 1, "completion_poll_interval": 0.2},
         "metrics": {"enabled": True, "port": port},
@@ -73,7 +74,7 @@ def test_healthz_answers_503_naming_the_failed_check(database_url: str, tmp_path
     port = free_port()
     blocker = tmp_path / "a-file"
     blocker.write_text("results cannot go under a file", encoding="utf-8")
-    sections = {
+    sections: dict[str, dict[str, Any]] = {
         "storage": {"min_free_bytes": 0, "results": str(blocker / "results")},
         "metrics": {"enabled": True, "port": port},
     }

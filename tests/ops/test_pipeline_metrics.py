@@ -10,6 +10,7 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -55,7 +56,7 @@ def test_a_study_moves_the_analysis_metrics_of_serve_and_worker(database_url: st
                             grid=SagittalGrid(n_slices=15))
     files = write_study(StudyIdentity.synthetic(7), phantom.series, tmp_path / "study")
     serve_port, worker_port = free_port(), free_port()
-    sections = {
+    sections: dict[str, dict[str, Any]] = {
         "study": {"quiet_period": 1, "completion_poll_interval": 0.2},
         "queue": {"workers": 0, "poll_interval": 0.2},
         "storage": {"min_free_bytes": 0, "results": str(tmp_path / "results")},
