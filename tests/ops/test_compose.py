@@ -187,3 +187,14 @@ def test_the_image_is_built_in_stages_with_cpu_torch(final_stage: Stage) -> None
     assert "download.pytorch.org/whl/cpu" in build_runs
     assert "2.13.0+cpu" in build_runs
     assert final_stage.arguments("USER") and final_stage.arguments("USER")[-1] != "root"
+
+
+def test_the_operations_guide_covers_every_service_and_port(compose: dict[str, Any]) -> None:
+    guide = (REPO / "docs" / "operations.md").read_text(encoding="utf-8")
+    for name, service in compose["services"].items():
+        assert f"### `{name}`" in guide, f"docs/operations.md has no section for {name}"
+        for port in service.get("ports", []):
+            assert f"`{port.rsplit(':', 1)[-1]}`" in guide, f"docs/operations.md does not give port {port}"
+    for topic in ("## TLS", "## Backups", "## Upgrades and migrations", "## Adding workers on other hosts",
+                  "## What to watch", "db upgrade", "pg_dump", "/healthz", "grafana-dashboard.json"):
+        assert topic in guide, f"docs/operations.md lacks {topic!r}"
