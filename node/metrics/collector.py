@@ -4,9 +4,9 @@ Every process (receiver or worker) computes these from the shared database
 when scraped, so all of them report the same values; a dashboard takes
 ``max`` over instances, not ``sum``.
 
-The delivery tables are optional: the collector reads them only when they
-exist (with the columns in :data:`DELIVERY_SCHEMA`), so it works on a database
-from before they were added.
+The delivery tables (migration 0003 of the results issue) are optional: the
+collector reads them only when they exist with the columns named in
+:data:`DELIVERY_SCHEMA`, so it works on a database from before them.
 """
 
 from __future__ import annotations
@@ -33,13 +33,13 @@ CIRCUIT_STATES = ("closed", "half_open", "open")
 class DeliverySchema:
     """Where delivery state lives: tables and the columns the collector reads."""
 
-    deliveries: str = "deliveries"  # one row per object set and destination
+    deliveries: str = "deliveries"  # the outbox: one row per analysis result and destination
     destination: str = "destination"  # deliveries.<destination>: the destination's name
-    status: str = "status"  # deliveries.<status>: e.g. pending, delivered, dead
+    status: str = "status"  # deliveries.<status>: queued, sending, delivered, dead
     attempts: str = "delivery_attempts"  # one row per attempt
     attempt_delivery: str = "delivery_id"  # delivery_attempts.<...> -> deliveries.id
-    attempt_outcome: str = "outcome"  # delivery_attempts.<...>: e.g. success, failure
-    circuits: str = "circuits"  # one row per destination
+    attempt_outcome: str = "outcome"  # delivery_attempts.<...>: delivered, partial, failed
+    circuits: str = "destination_breakers"  # one row per destination
     circuit_destination: str = "destination"
     circuit_state: str = "state"  # one of CIRCUIT_STATES
 

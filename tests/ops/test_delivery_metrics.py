@@ -1,7 +1,8 @@
 """The collector's delivery part: read only when the delivery tables exist, by destination.
 
-The tables are created here with the columns :data:`DELIVERY_SCHEMA` names
-(the results issue's migration brings the real ones), on SQLite and PostgreSQL.
+The tables are created here with just the columns :data:`DELIVERY_SCHEMA`
+names and the values the results issue's migration 0003 uses, so the test
+holds before and after that migration lands; on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ _TABLES = (
     "CREATE TABLE {s.circuits} ({s.circuit_destination} VARCHAR(64), {s.circuit_state} VARCHAR(16))",
 )
 _ROWS = (
-    "INSERT INTO {s.deliveries} VALUES (1, 'pacs', 'delivered'), (2, 'pacs', 'pending'), "
+    "INSERT INTO {s.deliveries} VALUES (1, 'pacs', 'delivered'), (2, 'pacs', 'queued'), "
     "(3, 'viewer', 'dead')",
-    "INSERT INTO {s.attempts} VALUES (1, 1, 'failure'), (2, 1, 'success'), (3, 3, 'failure'), "
-    "(4, 3, 'failure')",
+    "INSERT INTO {s.attempts} VALUES (1, 1, 'failed'), (2, 1, 'delivered'), (3, 3, 'failed'), "
+    "(4, 3, 'failed')",
     "INSERT INTO {s.circuits} VALUES ('pacs', 'closed'), ('viewer', 'open')",
 )
 
@@ -47,11 +48,11 @@ def test_deliveries_and_circuits_are_read_when_their_tables_exist(engine: Engine
         return after.get((name, (("destination", destination), (label, value))))
 
     assert [sample("lsent_deliveries", *key) for key in
-            (("pacs", "status", "delivered"), ("pacs", "status", "pending"), ("viewer", "status", "dead"))
+            (("pacs", "status", "delivered"), ("pacs", "status", "queued"), ("viewer", "status", "dead"))
             ] == [1, 1, 1]
     assert [sample("lsent_delivery_attempts_total", *key) for key in
-            (("pacs", "outcome", "success"), ("pacs", "outcome", "failure"),
-             ("viewer", "outcome", "failure"), ("viewer", "outcome", "success"))] == [1, 1, 2, None]
+            (("pacs", "outcome", "delivered"), ("pacs", "outcome", "failed"),
+             ("viewer", "outcome", "failed"), ("viewer", "outcome", "delivered"))] == [1, 1, 2, None]
     states = ("closed", "half_open", "open")
     assert [sample("lsent_circuit_state", "pacs", "state", state) for state in states] == [1, 0, 0]
     assert [sample("lsent_circuit_state", "viewer", "state", state) for state in states] == [0, 0, 1]
