@@ -1,12 +1,44 @@
-FROM python:3.11-slim
-RUN apt-get update && apt-get install -y --no-install-recommends dcmtk && rm -rf /var/lib/apt/lists/*
-WORKDIR /app
+# syntax=docker/dockerfile:1
+# Lumbar Sentinel's image: the wheels are built in a first stage, the final image is
+# python slim with those wheels installed and no compiler or build tools.
+# Build:  docker build -t lumbar-sentinel:0.1.0 .
+# Run:    docker run -p 11112:11112 lumbar-sentinel:0.1.0   (SQLite, storage in the container)
+# docker-compose.yml runs it on PostgreSQL beside Orthanc; docs/operations.md covers it.
+
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+# CPU-only PyTorch: the default PyPI torch pulls the CUDA libraries (several GB) that
+# inference on CPU never loads. The project is built and tested with torch 2.13.0+cpu
+# (this wheel: torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl).
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+ARG TORCH_VERSION=2.13.0+cpu
+WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY node ./node
 COPY analysis ./analysis
-COPY config ./config
-# the CPU-only torch wheel (PyPI's default build carries CUDA, several GB)
-RUN pip install --no-cache-dir --extra-index-url https://download.pytorch.org/whl/cpu .
-EXPOSE 11112
-ENTRYPOINT ["lumbar-sentinel"]
+COPY phantom ./phantom
+RUN echo "torch==${TORCH_VERSION}" > /tmp/constraints.txt \
+ && pip wheel --no-cache-dir --wheel-dir /wheels --index-url "${TORCH_INDEX}" \
+        --constraint /tmp/constraints.txt torch \
+ && pip wheel --no-cache-dir --wheel-dir /wheels --find-links /wheels \
+        --constraint /tmp/constraints.txt .
+
+FROM ${PYTHON_IMAGE}
+LABEL org.opencontainers.image.title="Lumbar Sentinel" \
+      org.opencontainers.image.description="DICOM node flagging MRI signs of spinal malignancy (triage aid)" \
+      org.opencontainers.image.licenses="Apache-2.0"
+RUN useradd --system --uid 10001 --create-home --home-dir /var/lib/lumbar-sentinel lsent \
+ && mkdir -p /data/storage /data/results \
+ && chown lsent:lsent /data/storage /data/results
+# The wheels are mounted for the install only, so they add no layer to the image.
+RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
+    pip install --no-cache-dir --no-index --find-links /wheels lumbar-sentinel
+COPY config/node.toml /etc/lumbar-sentinel/node.toml
+USER lsent
+WORKDIR /var/lib/lumbar-sentinel
+ENV PYTHONUNBUFFERED=1
+# DICOM, and the /metrics + /healthz endpoint when metrics.enabled
+EXPOSE 11112 9112
+ENTRYPOINT ["lumbar-sentinel", "--config", "/etc/lumbar-sentinel/node.toml"]
 CMD ["serve"]

@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from node.db import create_db_engine, session_factory, upgrade
+from node.metrics import Telemetry
 from node.queue.completion import CompletionMonitor
 from node.queue.worker import WorkerPool, process_name
 from node.receiver import AssociationLog, AssociationTracker, CallerPolicy, Receiver, StoreHandler
@@ -28,6 +29,7 @@ class Node:
     def __init__(self, settings: Settings, engine: Engine) -> None:
         self.settings = settings
         sessions = session_factory(engine)
+        self.telemetry = Telemetry(settings, sessions)
         self.store = InstanceStore(
             settings.storage.root,
             min_free_bytes=settings.storage.min_free_bytes,
@@ -36,10 +38,11 @@ class Node:
         tracker = AssociationTracker(
             CallerPolicy(settings.dicom.allowed_callers),
             AssociationLog(sessions, tls=settings.tls.enabled),
+            self.telemetry.receiver,
         )
         self.receiver = Receiver(
             settings.dicom, settings.tls,
-            StoreHandler(self.store, InstanceCatalog(sessions), tracker),
+            StoreHandler(self.store, InstanceCatalog(sessions), tracker, self.telemetry.receiver),
             tracker,
         )
         self.monitor = CompletionMonitor(settings.study, settings.queue, sessions)
@@ -49,9 +52,11 @@ class Node:
             # receiver-only node (queue.workers = 0) starts without it
             from node.tasks import build_handlers
 
-            self.workers = WorkerPool(settings.queue, sessions, build_handlers(settings), process_name())
+            handlers = self.telemetry.jobs.timed(build_handlers(settings))
+            self.workers = WorkerPool(settings.queue, sessions, handlers, process_name())
 
     def start(self) -> None:
+        self.telemetry.start()
         # in the background: on a large archive the walk takes a while, and nothing waits for it
         threading.Thread(target=self._sweep_partial, name="partial-file sweep", daemon=True).start()
         self.receiver.start()
@@ -77,6 +82,7 @@ class Node:
         self.monitor.stop()
         if self.workers is not None:
             self.workers.stop(grace)
+        self.telemetry.stop()
 
 
 def run_node(settings: Settings, stop: threading.Event, *, grace: float) -> int:

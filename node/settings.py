@@ -142,6 +142,22 @@ class QueueSettings(_Section):
         return self
 
 
+class MetricsSettings(_Section):
+    # The HTTP endpoint of `serve` and `worker`: /metrics (Prometheus) and /healthz.
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=9112, ge=0, le=65535)  # 0: any free port (tests)
+    # /healthz answers 503 once a due job has waited this long for a worker.
+    queue_stuck_after: Duration = timedelta(minutes=30)
+
+    @field_validator("queue_stuck_after")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("metrics.queue_stuck_after must be positive")
+        return value
+
+
 class LoggingSettings(_Section):
     level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
 
@@ -157,6 +173,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = DatabaseSettings()
     study: StudySettings = StudySettings()
     queue: QueueSettings = QueueSettings()
+    metrics: MetricsSettings = MetricsSettings()
     logging: LoggingSettings = LoggingSettings()
 
     @classmethod

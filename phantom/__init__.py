@@ -3,7 +3,7 @@
 - ``implants``: implant marrow lesions, cortical breakout with soft-tissue
   extension and compression fractures into any sagittal multi-sequence volume
   (pure numpy; stable API, see its docstring). Types in ``specs``.
-- ``anatomy`` / ``tissues`` / ``render``: the synthetic spine (T11-sacrum, lordosis) as a
+- ``spine`` / ``anatomy`` / ``tissues`` / ``render``: the synthetic spine (T11-sacrum, lordosis), its
   tissue map and its MR signal on sagittal and axial grids.
 - ``study``: ``build_phantom`` -> ``PhantomStudy`` (series, label map, truth).
 - ``wrap``: ``wrap_volume`` / ``load_volume`` for the shared real volumes.

@@ -14,8 +14,9 @@ from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 from pydicom.uid import EnhancedMRImageStorage
 
+from phantom.acquisition import Acquisition
+from phantom.dataset import StudyIdentity, base_dataset, pixel_module, window
 from phantom.study import ImageSeries
-from phantom.writer import Acquisition, StudyIdentity, base_dataset, pixel_module, window
 
 _ACQUISITION_CONTRAST = {"T1": "T1", "T2": "T2", "STIR": "STIR"}
 

@@ -15,7 +15,8 @@ import numpy.typing as npt
 from scipy import ndimage
 
 from analysis.volume import Sequence
-from phantom.anatomy import Spine, Tissue, body_labels, build_spine, tissue_map
+from phantom.anatomy import Tissue, body_labels, tissue_map
+from phantom.spine import Spine, build_spine
 
 FloatArray = npt.NDArray[np.float64]
 # 12-bit stored values.

@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 if TYPE_CHECKING:
-    from phantom.anatomy import Spine
+    from phantom.spine import Spine
 
 
 class Tissue(IntEnum):

@@ -3,8 +3,7 @@
 Single-frame MR Image Storage or Enhanced MR Image Storage (``enhanced``
 module), uncompressed or lossless-compressed (RLE, JPEG-LS, JPEG 2000 with
 pydicom's encoders; JPEG Lossless SV1 through DCMTK ``dcmcjpeg``).
-Identities are synthetic and anonymous; UIDs derive from a seed so the same
-seed writes the same study.
+The identity and the modules every object shares are in ``dataset``.
 """
 
 from __future__ import annotations
@@ -13,8 +12,6 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Sequence as Seq
-from dataclasses import dataclass
-from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +29,8 @@ from pydicom.uid import (
 
 from analysis.volume import Plane
 from phantom.acquisition import ACQUISITIONS, Acquisition
+from phantom.dataset import StudyIdentity, base_dataset, pixel_module, window
+from phantom.enhanced import enhanced_mr
 from phantom.study import ImageSeries
 
 IMPLEMENTATION_UID = UID(generate_uid(entropy_srcs=["lumbar-sentinel phantom writer"]))
@@ -46,97 +45,6 @@ COMPRESSIONS: dict[str, UID] = {
 
 class PhantomWriteError(RuntimeError):
     """Writing a phantom object failed (encoder or DCMTK missing, bad output folder)."""
-
-
-@dataclass(frozen=True)
-class StudyIdentity:
-    """Synthetic, anonymous patient and study attributes shared by every object of a study."""
-
-    patient_name: str
-    patient_id: str
-    birth_date: str
-    sex: str
-    study_uid: str
-    frame_of_reference_uid: str
-    accession: str
-    study_id: str
-    when: datetime
-    uid_seed: str
-
-    @classmethod
-    def synthetic(cls, seed: int, when: datetime | None = None) -> StudyIdentity:
-        rng = np.random.default_rng(seed)
-        number = int(rng.integers(10_000, 99_999))
-        when = when or datetime(2026, 1, 1, 9, 0, 0) + timedelta(minutes=int(rng.integers(0, 525_600)))
-        return cls(
-            patient_name=f"PHANTOM^LUMBAR^{number}",
-            patient_id=f"LSPH{number}",
-            birth_date=f"19{int(rng.integers(40, 85))}0101",
-            sex=str(rng.choice(["F", "M"])),
-            study_uid=generate_uid(entropy_srcs=["study", str(seed)]),
-            frame_of_reference_uid=generate_uid(entropy_srcs=["for", str(seed)]),
-            accession=f"PH{number}",
-            study_id=str(number),
-            when=when,
-            uid_seed=str(seed),
-        )
-
-    def uid(self, *parts: object) -> str:
-        return generate_uid(entropy_srcs=[self.uid_seed, *(str(p) for p in parts)])
-
-
-def base_dataset(identity: StudyIdentity, series: ImageSeries, series_number: int, sop_class: str) -> Dataset:
-    """Patient, study, series, frame of reference and equipment modules."""
-    ds = Dataset()
-    ds.SpecificCharacterSet = "ISO_IR 100"
-    ds.SOPClassUID = sop_class
-    ds.PatientName = identity.patient_name
-    ds.PatientID = identity.patient_id
-    ds.PatientBirthDate = identity.birth_date
-    ds.PatientSex = identity.sex
-    ds.PatientIdentityRemoved = "YES"
-    ds.DeidentificationMethod = "Synthetic phantom; no real patient"
-    ds.StudyInstanceUID = identity.study_uid
-    ds.StudyDate = identity.when.strftime("%Y%m%d")
-    ds.StudyTime = identity.when.strftime("%H%M%S")
-    ds.ReferringPhysicianName = ""
-    ds.StudyID = identity.study_id
-    ds.AccessionNumber = identity.accession
-    ds.StudyDescription = "MR LUMBAR SPINE"
-    ds.Modality = "MR"
-    ds.SeriesInstanceUID = identity.uid("series", series_number)
-    ds.SeriesNumber = series_number
-    ds.SeriesDescription = series.description
-    ds.SeriesDate = ds.StudyDate
-    ds.SeriesTime = (identity.when + timedelta(minutes=4 * series_number)).strftime("%H%M%S")
-    ds.BodyPartExamined = "LSPINE"
-    ds.PatientPosition = "HFS"
-    ds.FrameOfReferenceUID = identity.frame_of_reference_uid
-    ds.PositionReferenceIndicator = ""
-    ds.Manufacturer = "Lumbar Sentinel"
-    ds.ManufacturerModelName = "Phantom"
-    ds.DeviceSerialNumber = "0001"
-    ds.SoftwareVersions = "lumbar-sentinel phantom 1"
-    ds.InstitutionName = "Synthetic"
-    ds.StationName = "PHANTOM"
-    ds.MagneticFieldStrength = 1.5
-    return ds
-
-
-def pixel_module(ds: Dataset, rows: int, cols: int) -> None:
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.Rows = rows
-    ds.Columns = cols
-    ds.BitsAllocated = 16
-    ds.BitsStored = 12
-    ds.HighBit = 11
-    ds.PixelRepresentation = 0
-
-
-def window(pixels: np.ndarray) -> tuple[float, float]:
-    lo, hi = np.percentile(pixels, [1.0, 99.9])
-    return float(round((lo + hi) / 2)), float(max(round(hi - lo), 1))
 
 
 def slice_location(series: ImageSeries, index: int) -> float:
@@ -252,8 +160,6 @@ def write_series(
     acq = series.acquisition or ACQUISITIONS[series.sequence]
     folder = out_dir / f"{series_number:02d}_{series.description.replace(' ', '_')}"
     if enhanced:
-        from phantom.enhanced import enhanced_mr
-
         path = folder / "enhanced.dcm"
         save(enhanced_mr(identity, series, series_number, acq), path, compression)
         return [path]

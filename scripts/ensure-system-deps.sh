@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Install the Debian packages the tests use as real DICOM peers, when missing.
+# Install the Debian packages the tests use as real DICOM peers (DCMTK, dicom3tools, Orthanc), when missing.
 set -euo pipefail
 missing=()
 command -v storescu >/dev/null 2>&1 || missing+=(dcmtk)
 command -v dciodvfy >/dev/null 2>&1 || missing+=(dicom3tools)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+# the reference PACS of config/orthanc/ (tests/ops/test_orthanc_forwarding.py)
+command -v Orthanc >/dev/null 2>&1 || missing+=(orthanc)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

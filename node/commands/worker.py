@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 from node.commands.signals import stop_on_signals
 from node.db import create_db_engine, session_factory
 from node.db.migrate import alembic_config, current_revision
+from node.metrics import Telemetry
 from node.queue.completion import CompletionMonitor
 from node.queue.worker import JobHandler, WorkerPool, process_name
 from node.settings import Settings
@@ -93,8 +94,13 @@ def _run_until_stopped(
             log.error("%s", problem)
             return 2
         sessions = session_factory(engine)
-        pool = WorkerPool(settings.queue, sessions, handlers, process_name())
+        telemetry = Telemetry(settings, sessions)
+        pool = WorkerPool(settings.queue, sessions, telemetry.jobs.timed(handlers), process_name())
         completion = CompletionMonitor(settings.study, settings.queue, sessions) if monitor else None
+        try:
+            telemetry.start()
+        except OSError:
+            return 1
         try:
             if completion is not None:
                 completion.start()
@@ -109,6 +115,7 @@ def _run_until_stopped(
             if completion is not None:
                 completion.stop()
             pool.stop(grace)
+            telemetry.stop()
         log.info("worker stopped")
         return 0
     finally:

@@ -22,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from node.db.models import Association, AssociationResult, utcnow
+from node.metrics.receiving import ReceiverMetrics
 from node.receiver.negotiation import CallerPolicy
 
 log = logging.getLogger(__name__)
@@ -90,9 +91,11 @@ class AssociationLog:
 class AssociationTracker:
     """pynetdicom association event handlers; knows each open association's row id."""
 
-    def __init__(self, policy: CallerPolicy, association_log: AssociationLog) -> None:
+    def __init__(self, policy: CallerPolicy, association_log: AssociationLog,
+                 metrics: ReceiverMetrics | None = None) -> None:
         self._policy = policy
         self._log = association_log
+        self._metrics = metrics
         self._lock = threading.Lock()
         self._rows: weakref.WeakKeyDictionary[PeerAssociation, int] = weakref.WeakKeyDictionary()
 
@@ -142,6 +145,8 @@ class AssociationTracker:
             return
         with self._lock:
             self._rows[event.assoc] = row_id
+        if self._metrics is not None:
+            self._metrics.association_accepted()
         log.info("association %d accepted from %s:%d (%r -> %r)",
                  row_id, peer.address, peer.port, peer.calling_ae, peer.called_ae)
 
@@ -159,6 +164,8 @@ class AssociationTracker:
             row_id = self._rows.pop(assoc, None)
         if row_id is None:
             return
+        if self._metrics is not None:
+            self._metrics.association_ended(result.value)
         try:
             self._log.closed(row_id, result, reason)
         except SQLAlchemyError:
@@ -167,6 +174,8 @@ class AssociationTracker:
         log.info("association %d %s", row_id, result.value)
 
     def _record_rejection(self, peer: Peer, reason: str) -> None:
+        if self._metrics is not None:
+            self._metrics.association_rejected()
         try:
             self._log.rejected(peer, reason)
         except SQLAlchemyError:

@@ -16,6 +16,7 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.events import Event
 from sqlalchemy.exc import SQLAlchemyError
 
+from node.metrics.receiving import ReceiverMetrics
 from node.receiver.associations import AssociationTracker
 from node.receiver.validation import (
     OUT_OF_RESOURCES,
@@ -47,12 +48,23 @@ _COMMENT_LENGTH = 64  # ErrorComment is LO
 class StoreHandler:
     """Bound to ``evt.EVT_C_STORE`` with its storage, catalog and association tracker."""
 
-    def __init__(self, store: InstanceStore, catalog: InstanceCatalog, tracker: AssociationTracker) -> None:
+    def __init__(self, store: InstanceStore, catalog: InstanceCatalog, tracker: AssociationTracker,
+                 metrics: ReceiverMetrics | None = None) -> None:
         self._store = store
         self._catalog = catalog
         self._tracker = tracker
+        self._metrics = metrics
 
     def __call__(self, event: Event) -> int | Dataset:
+        answer = self._answer(event)
+        if self._metrics is not None:
+            if isinstance(answer, Dataset):
+                self._metrics.instance_rejected(int(answer.Status))
+            else:
+                self._metrics.instance_received(answer)
+        return answer if isinstance(answer, Dataset) else SUCCESS
+
+    def _answer(self, event: Event) -> RecordOutcome | Dataset:
         request = cast(C_STORE, event.request)
         sop_uid = str(request.AffectedSOPInstanceUID or "")
         try:
@@ -70,7 +82,7 @@ class StoreHandler:
         if outcome is RecordOutcome.STORED:
             log.info("stored SOP Instance %s (study %s, series %s)",
                      sop_uid, header.key.study_uid, header.key.series_uid)
-        return SUCCESS
+        return outcome
 
     def _store_instance(self, event: Event, sop_class: str, sop_uid: str) -> tuple[Header, RecordOutcome]:
         received = Path(event.dataset_path)

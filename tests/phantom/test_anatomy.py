@@ -8,8 +8,9 @@ from analysis.vertebrae.geometry import canonical_of
 from analysis.vertebrae.measure import deformities, label_map_heights
 from analysis.volume import LEVEL_LABELS, Plane, Sequence
 from phantom import render
-from phantom.anatomy import Tissue, build_spine
+from phantom.anatomy import Tissue
 from phantom.implants import ImplantSpec
+from phantom.spine import build_spine
 from phantom.study import ImageSeries, PhantomStudy, build_phantom
 from tests.phantom.conftest import SMALL_GRID
 

@@ -1,0 +1,66 @@
+"""The collector's delivery part: read only when the delivery tables exist, by destination.
+
+The tables are created here with just the columns :data:`DELIVERY_SCHEMA`
+names and the values the results issue's migration 0003 uses, so the test
+holds before and after that migration lands; on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, text
+
+from node.db import create_db_engine, session_factory
+from node.metrics import DELIVERY_SCHEMA, DatabaseCollector
+
+_TABLES = (
+    "CREATE TABLE {s.deliveries} (id INTEGER PRIMARY KEY, {s.destination} VARCHAR(64), "
+    "{s.status} VARCHAR(16))",
+    "CREATE TABLE {s.attempts} (id INTEGER PRIMARY KEY, {s.attempt_delivery} INTEGER, "
+    "{s.attempt_outcome} VARCHAR(16))",
+    "CREATE TABLE {s.circuits} ({s.circuit_destination} VARCHAR(64), {s.circuit_state} VARCHAR(16))",
+)
+_ROWS = (
+    "INSERT INTO {s.deliveries} VALUES (1, 'pacs', 'delivered'), (2, 'pacs', 'queued'), "
+    "(3, 'viewer', 'dead')",
+    "INSERT INTO {s.attempts} VALUES (1, 1, 'failed'), (2, 1, 'delivered'), (3, 3, 'failed'), "
+    "(4, 3, 'failed')",
+    "INSERT INTO {s.circuits} VALUES ('pacs', 'closed'), ('viewer', 'open')",
+)
+
+
+def _collect(engine: Engine) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    collector = DatabaseCollector(session_factory(engine))
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in collector.collect() for sample in family.samples}
+
+
+def test_deliveries_and_circuits_are_read_when_their_tables_exist(engine: Engine) -> None:
+    before = _collect(engine)
+    assert before[("lsent_database_up", ())] == 1
+    assert not any(name.startswith(("lsent_deliver", "lsent_circuit")) for name, _ in before)
+
+    with engine.begin() as conn:
+        for statement in (*_TABLES, *_ROWS):
+            conn.execute(text(statement.format(s=DELIVERY_SCHEMA)))
+    after = _collect(engine)
+
+    def sample(name: str, destination: str, label: str, value: str) -> float | None:
+        return after.get((name, (("destination", destination), (label, value))))
+
+    assert [sample("lsent_deliveries", *key) for key in
+            (("pacs", "status", "delivered"), ("pacs", "status", "queued"), ("viewer", "status", "dead"))
+            ] == [1, 1, 1]
+    assert [sample("lsent_delivery_attempts_total", *key) for key in
+            (("pacs", "outcome", "delivered"), ("pacs", "outcome", "failed"),
+             ("viewer", "outcome", "failed"), ("viewer", "outcome", "delivered"))] == [1, 1, 2, None]
+    states = ("closed", "half_open", "open")
+    assert [sample("lsent_circuit_state", "pacs", "state", state) for state in states] == [1, 0, 0]
+    assert [sample("lsent_circuit_state", "viewer", "state", state) for state in states] == [0, 0, 1]
+
+
+def test_an_unreachable_database_reports_down_instead_of_failing_the_scrape() -> None:
+    engine = create_db_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")
+    try:
+        assert _collect(engine) == {("lsent_database_up", ()): 0}
+    finally:
+        engine.dispose()
