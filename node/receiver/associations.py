@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 # A-ASSOCIATE-RJ: rejected-permanent, by the service user, calling AE title not recognised.
 _REJECT_CALLER = (0x01, 0x01, 0x03)
+# (source, diagnostic) of pynetdicom's rejection for a called AE title other than ours.
+_CALLED_NOT_RECOGNISED = (0x01, 0x07)
 
 _REJECT_REASONS = {
     (0x01, 0x01): "no reason given",
@@ -128,6 +130,8 @@ class AssociationTracker:
                int(getattr(primitive, "diagnostic", 0) or 0))
         reason = _REJECT_REASONS.get(key, f"rejected (source, diagnostic) = {key}")
         peer = _peer(event.assoc)
+        if key == _CALLED_NOT_RECOGNISED:
+            reason = f"{reason}: {peer.called_ae!r} is not {event.assoc.acceptor.ae_title.strip()!r}"
         log.warning("rejected association from %s:%d (%r -> %r): %s",
                     peer.address, peer.port, peer.calling_ae, peer.called_ae, reason)
         self._record_rejection(peer, reason)

@@ -73,6 +73,8 @@ class Receiver:
 
     def _build_ae(self) -> AE:
         ae = AE(ae_title=self._dicom.ae_title)
+        # pynetdicom rejects a wrong called AE title itself (0x01, 0x01, 0x07); EVT_REJECTED records it
+        ae.require_called_aet = self._dicom.require_called_ae_title
         ae.maximum_associations = self._dicom.max_associations
         ae.acse_timeout = self._dicom.acse_timeout.total_seconds()
         ae.dimse_timeout = self._dicom.dimse_timeout.total_seconds()
