@@ -3,6 +3,9 @@
 Every association request gets a row, rejected ones included, so an audit
 can see who tried to send what. The row is opened on acceptance (or written
 closed on rejection) and closed on release, abort or a dropped connection.
+At its end an association is logged once with what it sent: instances
+stored, duplicates and refusals, then one line per study it stored into
+(single instances are logged at DEBUG only).
 """
 
 from __future__ import annotations
@@ -14,14 +17,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from pydicom.dataset import Dataset
 from pynetdicom import evt
 from pynetdicom.association import Association as PeerAssociation
 from pynetdicom.events import Event
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from node.db.models import Association, AssociationResult, utcnow
+from node.db.models import Association, AssociationResult, Instance, Series, Study, utcnow
 from node.receiver.negotiation import CallerPolicy
 
 log = logging.getLogger(__name__)
@@ -51,6 +55,15 @@ class Peer:
     port: int
 
 
+@dataclass
+class _StoreAnswers:
+    succeeded: int = 0
+    refused: int = 0
+
+
+StoreHandlerFunction = Callable[[Event], int | Dataset]
+
+
 class AssociationLog:
     """Writes ``associations`` rows."""
 
@@ -73,6 +86,19 @@ class AssociationLog:
                 .where(Association.id == association_id)
                 .values(result=result.value, reason=reason, ended_at=self._clock())
             )
+
+    def stored_by_study(self, association_id: int) -> dict[str, int]:
+        """Study Instance UID -> instances the association stored into it."""
+        with self._sessions() as session:
+            rows = session.execute(
+                select(Study.study_instance_uid, func.count(Instance.id))
+                .join(Series, Series.study_id == Study.id)
+                .join(Instance, Instance.series_id == Series.id)
+                .where(Instance.association_id == association_id)
+                .group_by(Study.study_instance_uid)
+                .order_by(Study.study_instance_uid)
+            ).all()
+        return {uid: int(count) for uid, count in rows}
 
     def _insert(self, peer: Peer, result: AssociationResult, reason: str | None,
                 ended: bool = False) -> int:
@@ -97,6 +123,7 @@ class AssociationTracker:
         self._log = association_log
         self._lock = threading.Lock()
         self._rows: weakref.WeakKeyDictionary[PeerAssociation, int] = weakref.WeakKeyDictionary()
+        self._answers: weakref.WeakKeyDictionary[PeerAssociation, _StoreAnswers] = weakref.WeakKeyDictionary()
 
     def handlers(self) -> list[tuple[evt.EventType, Callable[[Event], None]]]:
         return [
@@ -107,6 +134,22 @@ class AssociationTracker:
             (evt.EVT_ABORTED, self.on_aborted),
             (evt.EVT_CONN_CLOSE, self.on_connection_closed),
         ]
+
+    def counting(self, store: StoreHandlerFunction) -> StoreHandlerFunction:
+        """``store`` (the C-STORE handler) with its answers counted per association."""
+
+        def counted(event: Event) -> int | Dataset:
+            answer = store(event)
+            status = answer if isinstance(answer, int) else int(answer.Status)
+            with self._lock:
+                answers = self._answers.setdefault(event.assoc, _StoreAnswers())
+                if status == 0x0000:
+                    answers.succeeded += 1
+                else:
+                    answers.refused += 1
+            return answer
+
+        return counted
 
     def row_id(self, assoc: PeerAssociation) -> int | None:
         with self._lock:
@@ -161,14 +204,22 @@ class AssociationTracker:
     def _close(self, assoc: PeerAssociation, result: AssociationResult, reason: str | None) -> None:
         with self._lock:
             row_id = self._rows.pop(assoc, None)
+            answers = self._answers.pop(assoc, _StoreAnswers())
         if row_id is None:
             return
         try:
             self._log.closed(row_id, result, reason)
+            by_study = self._log.stored_by_study(row_id)
         except SQLAlchemyError:
             log.exception("could not record the end of association %d", row_id)
             return
-        log.info("association %d %s", row_id, result.value)
+        stored = sum(by_study.values())
+        # a success that stored nothing new answered an instance already stored
+        duplicates = max(0, answers.succeeded - stored)
+        log.info("association %d %s: %s stored, %s, %d refused", row_id, result.value,
+                 _count(stored, "instance"), _count(duplicates, "duplicate"), answers.refused)
+        for study_uid, count in by_study.items():
+            log.info("association %d stored %s of study %s", row_id, _count(count, "instance"), study_uid)
 
     def _record_rejection(self, peer: Peer, reason: str) -> None:
         try:
@@ -176,6 +227,10 @@ class AssociationTracker:
         except SQLAlchemyError:
             log.exception("could not record the rejected association from %s:%d",
                           peer.address, peer.port)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _peer(assoc: PeerAssociation) -> Peer:

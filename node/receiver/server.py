@@ -47,7 +47,7 @@ class Receiver:
         handlers: list[Any] = [
             *self._tracker.handlers(),
             (evt.EVT_C_ECHO, _on_echo),
-            (evt.EVT_C_STORE, self._store_handler),
+            (evt.EVT_C_STORE, self._tracker.counting(self._store_handler)),
         ]
         ssl_context = server_context(self._tls) if self._tls.enabled else None
         self._server = ae.start_server(
