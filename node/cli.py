@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -55,6 +56,10 @@ def configure_logging(level: str) -> None:
     )
     # pynetdicom logs every PDU at INFO; keep its noise at WARNING.
     logging.getLogger("pynetdicom").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    # pydicom reports every odd value it reads as a log record and again as a warning printed to
+    # stderr, often quoting the value (a patient's name, say); the refusal line says what matters.
+    logging.getLogger("pydicom").setLevel(max(logging.ERROR, logging.getLevelName(level)))
+    warnings.filterwarnings("ignore", category=UserWarning, module="pydicom")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
