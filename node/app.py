@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 from node.db import create_db_engine, session_factory, upgrade
 from node.metrics import Telemetry
 from node.queue.completion import CompletionMonitor
-from node.queue.worker import WorkerPool, process_name
+from node.queue.worker import WorkerPool, exit_process, process_name
 from node.receiver import AssociationLog, AssociationTracker, CallerPolicy, Receiver, StoreHandler
 from node.settings import Settings
 from node.storage import InstanceCatalog, InstanceStore
@@ -75,21 +75,26 @@ class Node:
         except OSError:
             log.exception("could not sweep interrupted receives under %s", self.store.root)
 
-    def stop(self, grace: float) -> None:
-        """Stop accepting; associations and jobs get ``grace`` seconds, then are aborted or released."""
-        log.info("stopping: open associations and running jobs get %g s", grace)
-        self.receiver.stop(grace)
+    def stop(self, association_grace: float, job_grace: float) -> None:
+        """Stop accepting; associations and jobs get their grace seconds, then are aborted or released."""
+        log.info("stopping: open associations get %g s, running jobs %g s", association_grace, job_grace)
+        self.receiver.stop(association_grace)
         self.monitor.stop()
         if self.workers is not None:
-            self.workers.stop(grace)
+            self.workers.stop(job_grace)
         self.telemetry.stop()
 
 
-def run_node(settings: Settings, stop: threading.Event, *, grace: float) -> int:
-    """Migrate, start the node, run until ``stop`` is set, shut down; the exit status."""
-    if grace < 0:
-        raise ValueError(f"grace must not be negative, got {grace}")
+def run_node(settings: Settings, stop: threading.Event, *, association_grace: float, job_grace: float) -> int:
+    """Migrate, start the node, run until ``stop`` is set, shut down; the exit status.
+
+    A job handler that did not return after its job was released ends the
+    process here (see :func:`node.queue.worker.exit_process`).
+    """
+    if association_grace < 0 or job_grace < 0:
+        raise ValueError(f"graces must not be negative, got {association_grace} and {job_grace}")
     engine = create_db_engine(settings.database.url, echo=settings.database.echo)
+    node: Node | None = None
     try:
         upgrade(engine)
         node = Node(settings, engine)
@@ -97,15 +102,16 @@ def run_node(settings: Settings, stop: threading.Event, *, grace: float) -> int:
             node.start()
         except OSError as exc:
             log.error("cannot listen on %s:%d: %s", settings.dicom.host, settings.dicom.port, exc)
-            node.stop(0)
+            node.stop(0, 0)
             return 1
         try:
             # A timed wait keeps the main thread responsive to signal handlers.
             while not stop.wait(1.0):
                 pass
         finally:
-            node.stop(grace)
+            node.stop(association_grace, job_grace)
         log.info("stopped")
-        return 0
+        status = 0
     finally:
         engine.dispose()
+    return exit_process(status, node.workers if node is not None else None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,18 +25,26 @@ def _command_modules() -> list[object]:
     return commands.MODULES
 
 
+def _add_common_options(parser: argparse.ArgumentParser) -> None:
+    # SUPPRESS: an option left out adds no attribute, so one given before the
+    # sub-command is not overwritten by the sub-command's default.
+    parser.add_argument("--config", type=Path, default=argparse.SUPPRESS,
+                        help="TOML settings file (default: config/node.toml)")
+    parser.add_argument("--log-level", default=argparse.SUPPRESS, help="override logging.level")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The parser; ``--config`` and ``--log-level`` go before or after the sub-command."""
     parser = argparse.ArgumentParser(
         prog="lumbar-sentinel",
         description="DICOM node flagging MRI signs of spinal malignancy (a triage aid, not a diagnosis).",
     )
-    parser.add_argument(
-        "--config", type=Path, default=None, help="TOML settings file (default: config/node.toml)"
-    )
-    parser.add_argument("--log-level", default=None, help="override logging.level")
+    _add_common_options(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in _command_modules():
         module.add_parser(sub)  # type: ignore[attr-defined]
+    for command in sub.choices.values():
+        _add_common_options(command)
     return parser
 
 
@@ -47,17 +56,21 @@ def configure_logging(level: str) -> None:
     )
     # pynetdicom logs every PDU at INFO; keep its noise at WARNING.
     logging.getLogger("pynetdicom").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    # pydicom reports every odd value it reads as a log record and again as a warning printed to
+    # stderr, often quoting the value (a patient's name, say); the refusal line says what matters.
+    logging.getLogger("pydicom").setLevel(max(logging.ERROR, logging.getLevelName(level)))
+    warnings.filterwarnings("ignore", category=UserWarning, module="pydicom")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        settings: Settings = load_settings(args.config)
+        settings: Settings = load_settings(getattr(args, "config", None))
     except ConfigError as exc:
         print(f"lumbar-sentinel: {exc}", file=sys.stderr)
         return 2
-    configure_logging(args.log_level or settings.logging.level)
+    configure_logging(getattr(args, "log_level", None) or settings.logging.level)
     result: int = args.handler(args, settings)
     return result
 

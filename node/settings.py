@@ -70,6 +70,8 @@ class AllowedCaller(_Section):
 
 class DicomSettings(_Section):
     ae_title: AETitle = "LSENTINEL"
+    # Reject an association whose called AE title is not ae_title (a caller aiming at another node).
+    require_called_ae_title: bool = True
     host: str = "0.0.0.0"
     port: Port = 11112
     max_associations: int = Field(default=10, ge=1, le=1000)

@@ -12,6 +12,8 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,10 @@ from phantom.study import build_phantom
 from phantom.writer import COMPRESSIONS, PhantomWriteError, StudyIdentity
 
 OK, FAILED, USAGE = 0, 1, 2
+
+# Arguments that do not change the DICOM objects written; every other one enters the UIDs.
+_NOT_CONTENT = frozenset({"out_dir", "preview", "command", "handler", "config", "log_level"})
+_SOURCE_FILES = frozenset({"from_volume", "labels"})
 
 
 def _label(token: str) -> int:
@@ -153,11 +159,34 @@ def add_parser(subparsers: Any) -> None:
     parser.set_defaults(handler=lambda args, _settings: run(args))
 
 
+def content_key(args: argparse.Namespace) -> str:
+    """A digest of every argument that shapes the study, source files by their bytes.
+
+    The same command gives the same key (and UIDs); any other seed, implant,
+    sequence, grid, encoding or source volume gives another.
+    """
+    params: dict[str, Any] = {}
+    for name, value in sorted(vars(args).items()):
+        if name in _NOT_CONTENT or callable(value):
+            continue
+        if name in _SOURCE_FILES and value is not None:
+            value = hashlib.sha256(Path(value).read_bytes()).hexdigest()
+        params[name] = value
+    # the specs are frozen dataclasses of enums and numbers: their repr is stable
+    encoded = json.dumps(params, sort_keys=True, default=repr).encode()
+    return hashlib.sha256(encoded).hexdigest()[:32]
+
+
 def run(args: argparse.Namespace) -> int:
     spec = ImplantSpec(lesions=tuple(args.lesion), fractures=tuple(args.fracture))
     rng = np.random.default_rng(args.seed)
-    identity = StudyIdentity.synthetic(args.seed)
-    extra: dict[str, Any] = {"seed": args.seed}
+    try:
+        key = content_key(args)
+    except OSError as exc:
+        print(f"lumbar-sentinel phantom: {exc}", file=sys.stderr)
+        return FAILED
+    identity = StudyIdentity.synthetic(args.seed, content=key)
+    extra: dict[str, Any] = {"seed": args.seed, "uid_key": key}
     try:
         if args.from_volume is not None:
             from phantom.wrap import load_volume, wrap_volume

@@ -33,8 +33,16 @@ class StudyIdentity:
     uid_seed: str
 
     @classmethod
-    def synthetic(cls, seed: int, when: datetime | None = None) -> StudyIdentity:
+    def synthetic(cls, seed: int, when: datetime | None = None, content: str = "") -> StudyIdentity:
+        """The identity of phantom ``seed``; ``content`` enters every UID.
+
+        ``content`` is a digest of everything else that shapes the study
+        (implants, sequences, grid, source volume...): two studies drawn with
+        the same seed but other content must not share UIDs, or a node keeps
+        the first one's instances and ignores the second's.
+        """
         rng = np.random.default_rng(seed)
+        uid_seed = f"{seed}/{content}" if content else str(seed)
         number = int(rng.integers(10_000, 99_999))
         when = when or datetime(2026, 1, 1, 9, 0, 0) + timedelta(minutes=int(rng.integers(0, 525_600)))
         return cls(
@@ -42,12 +50,12 @@ class StudyIdentity:
             patient_id=f"LSPH{number}",
             birth_date=f"19{int(rng.integers(40, 85))}0101",
             sex=str(rng.choice(["F", "M"])),
-            study_uid=generate_uid(entropy_srcs=["study", str(seed)]),
-            frame_of_reference_uid=generate_uid(entropy_srcs=["for", str(seed)]),
+            study_uid=generate_uid(entropy_srcs=["study", uid_seed]),
+            frame_of_reference_uid=generate_uid(entropy_srcs=["for", uid_seed]),
             accession=f"PH{number}",
             study_id=str(number),
             when=when,
-            uid_seed=str(seed),
+            uid_seed=uid_seed,
         )
 
     def uid(self, *parts: object) -> str:

@@ -1,8 +1,9 @@
 """`lumbar-sentinel serve`: receive studies, queue and run their analysis.
 
 SIGTERM or SIGINT stops the node: no new associations, open ones get
-``--grace`` seconds and are then aborted, running jobs likewise and are then
-released for another worker.
+``dicom.shutdown_grace`` and are then aborted; running jobs get
+``queue.shutdown_grace`` and are then released for another worker.
+``--grace`` overrides both.
 """
 
 from __future__ import annotations
@@ -23,15 +24,17 @@ def add_parser(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "serve", help="run the DICOM receiver, completion monitor and workers")
     parser.add_argument("--grace", type=float, default=None,
-                        help="seconds open associations and running jobs get on SIGTERM "
-                             "(default: dicom.shutdown_grace)")
+                        help="seconds open associations and running jobs both get on SIGTERM "
+                             "(default: dicom.shutdown_grace for associations, "
+                             "queue.shutdown_grace for jobs)")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    grace = settings.dicom.shutdown_grace.total_seconds() if args.grace is None else args.grace
-    if grace < 0:
-        log.error("--grace must not be negative, got %s", grace)
+    if args.grace is not None and args.grace < 0:
+        log.error("--grace must not be negative, got %s", args.grace)
         return 2
+    association_grace = settings.dicom.shutdown_grace.total_seconds() if args.grace is None else args.grace
+    job_grace = settings.queue.shutdown_grace.total_seconds() if args.grace is None else args.grace
     with stop_on_signals(threading.Event()) as stop:
-        return run_node(settings, stop, grace=grace)
+        return run_node(settings, stop, association_grace=association_grace, job_grace=job_grace)

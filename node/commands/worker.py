@@ -22,7 +22,7 @@ from node.db import create_db_engine, session_factory
 from node.db.migrate import alembic_config, current_revision
 from node.metrics import Telemetry
 from node.queue.completion import CompletionMonitor
-from node.queue.worker import JobHandler, WorkerPool, process_name
+from node.queue.worker import JobHandler, WorkerPool, exit_process, process_name
 from node.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -88,6 +88,7 @@ def _run_until_stopped(
     started: threading.Event | None,
 ) -> int:
     engine = create_db_engine(settings.database.url, echo=settings.database.echo)
+    pool: WorkerPool | None = None
     try:
         problem = schema_problem(engine)
         if problem:
@@ -117,6 +118,7 @@ def _run_until_stopped(
             pool.stop(grace)
             telemetry.stop()
         log.info("worker stopped")
-        return 0
+        status = 0
     finally:
         engine.dispose()
+    return exit_process(status, pool)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import lzma
 from dataclasses import replace
 from functools import cache
@@ -11,6 +12,8 @@ import analysis.vertebrae
 from analysis.vertebrae.model import BodyModel, ensemble, model_from_bytes
 
 WEIGHTS_DIR = Path(analysis.vertebrae.__file__).resolve().parent / "weights"
+log = logging.getLogger(__name__)
+
 FOLDS_DIR = WEIGHTS_DIR / "folds"
 REFINE_DIR = WEIGHTS_DIR / "refine"
 
@@ -52,7 +55,10 @@ def load_ensemble(fold_dir: Path = FOLDS_DIR, refine_dir: Path = REFINE_DIR) -> 
 @cache
 def shipped_model() -> BodyModel:
     """The package's model, loaded once per process (it is read-only)."""
-    return load_ensemble()
+    model = load_ensemble()
+    # the first analysis of a process pays for this; the log shows where its time went
+    log.info("vertebral-body model loaded from %s", WEIGHTS_DIR)
+    return model
 
 
 def fold_models(fold_dir: Path = FOLDS_DIR, refine_dir: Path = REFINE_DIR) -> dict[str, BodyModel]:

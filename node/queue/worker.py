@@ -10,6 +10,7 @@ import logging
 import os
 import random
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -36,6 +37,9 @@ from node.queue.policy import RetryPolicy
 from node.settings import QueueSettings
 
 log = logging.getLogger(__name__)
+
+# After a stop releases a job, how long its handler gets to notice the cancellation and return.
+SETTLE_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -109,18 +113,18 @@ class WorkerPool:
             thread.start()
         log.info("started %d worker(s) for %s", len(self._threads), ", ".join(sorted(self._handlers)))
 
-    def stop(self, timeout: float) -> list[int]:
+    def stop(self, timeout: float, *, settle: float = SETTLE_SECONDS) -> list[int]:
         """Stop claiming, wait up to ``timeout`` s for running jobs, release the rest.
 
-        Returns the ids of the jobs released. A released job's handler may
-        still be running in its (daemon) thread; it cannot finish the job.
+        Returns the ids of the jobs released. Their handlers are cancelled and
+        get ``settle`` more seconds to return; one that does not (it is inside
+        a step it cannot leave, such as an inference) is listed by
+        :attr:`lingering` and cannot finish its job.
         """
-        if timeout < 0:
-            raise ValueError(f"timeout must not be negative, got {timeout}")
+        if timeout < 0 or settle < 0:
+            raise ValueError(f"timeout and settle must not be negative, got {timeout} and {settle}")
         self._stopping.set()
-        deadline = time.monotonic() + timeout
-        for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+        self._join(timeout)
         with self._lock:
             leftovers = list(self._running.values())
         released: list[int] = []
@@ -136,7 +140,19 @@ class WorkerPool:
             running.context.cancelled.set()
         if released:
             log.warning("released unfinished job(s) %s", released)
+        if leftovers:
+            self._join(settle)
         return released
+
+    @property
+    def lingering(self) -> list[str]:
+        """Names of worker threads still running (after :meth:`stop`: handlers that did not return)."""
+        return [thread.name for thread in self._threads if thread.is_alive()]
+
+    def _join(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def _loop(self, worker_id: str) -> None:
         poll = self._settings.poll_interval.total_seconds()
@@ -242,3 +258,23 @@ class WorkerPool:
                 log.warning("job %d (study %s): %s lost its lease", job.id, job.study_uid, job.worker_id)
                 running.context.cancelled.set()
                 return
+
+
+def exit_process(status: int, pool: WorkerPool | None) -> int:
+    """``status``, or end the process at once with it when ``pool`` has lingering threads.
+
+    A released handler may still be inside native code that cannot be
+    interrupted (PyTorch inference). Finalising the interpreter under it ends
+    that thread with ``pthread_exit``, whose unwinding through C++ frames calls
+    ``std::terminate`` ("terminate called without an active exception",
+    SIGABRT). So the process ends with ``os._exit`` instead: the caller has
+    released the jobs and disposed its engine; the logs are flushed here.
+    """
+    lingering = pool.lingering if pool is not None else []
+    if not lingering:
+        return status
+    log.warning("ending the process without waiting for %s (its job was released)", ", ".join(lingering))
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)

@@ -3,6 +3,9 @@
 Every association request gets a row, rejected ones included, so an audit
 can see who tried to send what. The row is opened on acceptance (or written
 closed on rejection) and closed on release, abort or a dropped connection.
+At its end an association is logged once with what it sent: instances
+stored, duplicates and refusals, then one line per study it stored into
+(single instances are logged at DEBUG only).
 """
 
 from __future__ import annotations
@@ -14,14 +17,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from pydicom.dataset import Dataset
 from pynetdicom import evt
 from pynetdicom.association import Association as PeerAssociation
 from pynetdicom.events import Event
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from node.db.models import Association, AssociationResult, utcnow
+from node.db.models import Association, AssociationResult, Instance, Series, Study, utcnow
 from node.metrics.receiving import ReceiverMetrics
 from node.receiver.negotiation import CallerPolicy
 
@@ -29,6 +33,8 @@ log = logging.getLogger(__name__)
 
 # A-ASSOCIATE-RJ: rejected-permanent, by the service user, calling AE title not recognised.
 _REJECT_CALLER = (0x01, 0x01, 0x03)
+# (source, diagnostic) of pynetdicom's rejection for a called AE title other than ours.
+_CALLED_NOT_RECOGNISED = (0x01, 0x07)
 
 _REJECT_REASONS = {
     (0x01, 0x01): "no reason given",
@@ -48,6 +54,15 @@ class Peer:
     called_ae: str
     address: str
     port: int
+
+
+@dataclass
+class _StoreAnswers:
+    succeeded: int = 0
+    refused: int = 0
+
+
+StoreHandlerFunction = Callable[[Event], int | Dataset]
 
 
 class AssociationLog:
@@ -72,6 +87,19 @@ class AssociationLog:
                 .where(Association.id == association_id)
                 .values(result=result.value, reason=reason, ended_at=self._clock())
             )
+
+    def stored_by_study(self, association_id: int) -> dict[str, int]:
+        """Study Instance UID -> instances the association stored into it."""
+        with self._sessions() as session:
+            rows = session.execute(
+                select(Study.study_instance_uid, func.count(Instance.id))
+                .join(Series, Series.study_id == Study.id)
+                .join(Instance, Instance.series_id == Series.id)
+                .where(Instance.association_id == association_id)
+                .group_by(Study.study_instance_uid)
+                .order_by(Study.study_instance_uid)
+            ).all()
+        return {uid: int(count) for uid, count in rows}
 
     def _insert(self, peer: Peer, result: AssociationResult, reason: str | None,
                 ended: bool = False) -> int:
@@ -98,6 +126,7 @@ class AssociationTracker:
         self._metrics = metrics
         self._lock = threading.Lock()
         self._rows: weakref.WeakKeyDictionary[PeerAssociation, int] = weakref.WeakKeyDictionary()
+        self._answers: weakref.WeakKeyDictionary[PeerAssociation, _StoreAnswers] = weakref.WeakKeyDictionary()
 
     def handlers(self) -> list[tuple[evt.EventType, Callable[[Event], None]]]:
         return [
@@ -108,6 +137,22 @@ class AssociationTracker:
             (evt.EVT_ABORTED, self.on_aborted),
             (evt.EVT_CONN_CLOSE, self.on_connection_closed),
         ]
+
+    def counting(self, store: StoreHandlerFunction) -> StoreHandlerFunction:
+        """``store`` (the C-STORE handler) with its answers counted per association."""
+
+        def counted(event: Event) -> int | Dataset:
+            answer = store(event)
+            status = answer if isinstance(answer, int) else int(answer.Status)
+            with self._lock:
+                answers = self._answers.setdefault(event.assoc, _StoreAnswers())
+                if status == 0x0000:
+                    answers.succeeded += 1
+                else:
+                    answers.refused += 1
+            return answer
+
+        return counted
 
     def row_id(self, assoc: PeerAssociation) -> int | None:
         with self._lock:
@@ -131,6 +176,8 @@ class AssociationTracker:
                int(getattr(primitive, "diagnostic", 0) or 0))
         reason = _REJECT_REASONS.get(key, f"rejected (source, diagnostic) = {key}")
         peer = _peer(event.assoc)
+        if key == _CALLED_NOT_RECOGNISED:
+            reason = f"{reason}: {peer.called_ae!r} is not {event.assoc.acceptor.ae_title.strip()!r}"
         log.warning("rejected association from %s:%d (%r -> %r): %s",
                     peer.address, peer.port, peer.calling_ae, peer.called_ae, reason)
         self._record_rejection(peer, reason)
@@ -162,16 +209,24 @@ class AssociationTracker:
     def _close(self, assoc: PeerAssociation, result: AssociationResult, reason: str | None) -> None:
         with self._lock:
             row_id = self._rows.pop(assoc, None)
+            answers = self._answers.pop(assoc, _StoreAnswers())
         if row_id is None:
             return
         if self._metrics is not None:
             self._metrics.association_ended(result.value)
         try:
             self._log.closed(row_id, result, reason)
+            by_study = self._log.stored_by_study(row_id)
         except SQLAlchemyError:
             log.exception("could not record the end of association %d", row_id)
             return
-        log.info("association %d %s", row_id, result.value)
+        stored = sum(by_study.values())
+        # a success that stored nothing new answered an instance already stored
+        duplicates = max(0, answers.succeeded - stored)
+        log.info("association %d %s: %s stored, %s, %d refused", row_id, result.value,
+                 _count(stored, "instance"), _count(duplicates, "duplicate"), answers.refused)
+        for study_uid, count in by_study.items():
+            log.info("association %d stored %s of study %s", row_id, _count(count, "instance"), study_uid)
 
     def _record_rejection(self, peer: Peer, reason: str) -> None:
         if self._metrics is not None:
@@ -181,6 +236,10 @@ class AssociationTracker:
         except SQLAlchemyError:
             log.exception("could not record the rejected association from %s:%d",
                           peer.address, peer.port)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _peer(assoc: PeerAssociation) -> Peer:

@@ -47,7 +47,7 @@ class Receiver:
         handlers: list[Any] = [
             *self._tracker.handlers(),
             (evt.EVT_C_ECHO, _on_echo),
-            (evt.EVT_C_STORE, self._store_handler),
+            (evt.EVT_C_STORE, self._tracker.counting(self._store_handler)),
         ]
         ssl_context = server_context(self._tls) if self._tls.enabled else None
         self._server = ae.start_server(
@@ -73,6 +73,8 @@ class Receiver:
 
     def _build_ae(self) -> AE:
         ae = AE(ae_title=self._dicom.ae_title)
+        # pynetdicom rejects a wrong called AE title itself (0x01, 0x01, 0x07); EVT_REJECTED records it
+        ae.require_called_aet = self._dicom.require_called_ae_title
         ae.maximum_associations = self._dicom.max_associations
         ae.acse_timeout = self._dicom.acse_timeout.total_seconds()
         ae.dimse_timeout = self._dicom.dimse_timeout.total_seconds()

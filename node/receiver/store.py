@@ -80,7 +80,7 @@ class StoreHandler:
             log.exception("C-STORE of SOP Instance %r failed unexpectedly", sop_uid[:64])
             return _status(PROCESSING_FAILURE, "internal error")
         if outcome is RecordOutcome.STORED:
-            log.info("stored SOP Instance %s (study %s, series %s)",
+            log.debug("stored SOP Instance %s (study %s, series %s)",
                      sop_uid, header.key.study_uid, header.key.series_uid)
         return outcome
 

@@ -1,8 +1,10 @@
 """Checks on a received data set before anything is written.
 
-The header is read from the chunked-receive file without the pixel data. A
-data set that cannot be stored raises :class:`Rejection`, the receiver's
-root error, carrying the C-STORE failure status and a comment for the peer.
+The header is read from the chunked-receive file without the pixel data; of
+native (uncompressed) Pixel Data only the element's length is read, and it
+must fit the image (a 500 MB multi-frame object is never loaded). A data set
+that cannot be stored raises :class:`Rejection`, the receiver's root error,
+carrying the C-STORE failure status and a comment for the peer.
 """
 
 from __future__ import annotations
@@ -11,10 +13,15 @@ import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from pydicom import dcmread
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.filereader import data_element_generator
+from pydicom.tag import Tag
+from pydicom.uid import UID
 
 from node.receiver.negotiation import MODALITY, STORAGE_SOP_CLASSES
 from node.storage import InstanceKey, is_storable_uid
@@ -32,6 +39,10 @@ PROCESSING_FAILURE = 0x0110
 # What pydicom raises on bytes that are not a well-formed data set.
 _PARSE_ERRORS = (InvalidDicomError, EOFError, ValueError, TypeError, KeyError, IndexError,
                  OverflowError, NotImplementedError, struct.error, zlib.error)
+
+
+PIXEL_DATA = Tag(0x7FE0, 0x0010)
+_UNDEFINED_LENGTH = 0xFFFFFFFF
 
 
 class Rejection(Exception):
@@ -56,26 +67,97 @@ class Header:
 def read_header(path: Path, affected_sop_class: str, affected_sop_instance: str) -> Header:
     """Read and check the data set at ``path`` against the C-STORE command's UIDs."""
     try:
-        dataset = dcmread(path, stop_before_pixels=True)
-        values = _values(dataset)
+        with path.open("rb") as source:
+            dataset = dcmread(source, stop_before_pixels=True)
+            malformed = _structure_problem(dataset)
+            values = _values(dataset)
+            pixel_bytes = None if malformed else _pixel_data_length(source, dataset, path)
     except _PARSE_ERRORS as exc:
         raise Rejection(CANNOT_UNDERSTAND, f"not a readable DICOM data set: {type(exc).__name__}") from exc
-    return _check(values, affected_sop_class, affected_sop_instance)
+    header = _check(values, affected_sop_class, affected_sop_instance, malformed)
+    if pixel_bytes is not None and not UID(header.transfer_syntax_uid).is_encapsulated:
+        _check_pixel_data_length(values, pixel_bytes)
+    return header
+
+
+def _structure_problem(dataset: Dataset) -> str | None:
+    """Why the top-level elements are not a DICOM data set, or None.
+
+    pydicom reads almost any bytes as elements: random bytes after a valid
+    file meta header come out as a few elements with odd tags, in no order,
+    the last one running past the end of the data.
+    """
+    previous = -1
+    for tag in dataset.keys():  # noqa: SIM118 - keys() is in the order read, iteration is sorted
+        if tag <= previous:
+            return "elements out of order"
+        previous = tag
+        raw = dataset.get_item(tag)
+        if (isinstance(raw, RawDataElement) and raw.value is not None
+                and raw.length != _UNDEFINED_LENGTH and len(raw.value) < raw.length):
+            return "an element runs past the end of the data"
+    return None
+
+
+def _pixel_data_length(source: BinaryIO, dataset: Dataset, path: Path) -> int | None:
+    """Bytes of Pixel Data in the file (never more than are there), or None without Pixel Data.
+
+    Only the element's header is read: the value is skipped, not loaded.
+    """
+    implicit, little = dataset.original_encoding
+    if implicit is None or little is None:
+        return None
+    if dataset.file_meta.get("TransferSyntaxUID") == "1.2.840.10008.1.2.1.99":
+        # deflated: pydicom inflates the whole data set into memory to read even its header (deferring
+        # does not apply to it), so the pixels are in memory already; read them to count them
+        inflated = dcmread(path, specific_tags=[PIXEL_DATA])
+        pixels = inflated.get(PIXEL_DATA)
+        return len(pixels.value) if pixels is not None and isinstance(pixels.value, bytes) else None
+    # stop_before_pixels left the file at the start of the element it stopped before
+    raw = next(data_element_generator(source, implicit, little, defer_size=0), None)
+    if not isinstance(raw, RawDataElement) or raw.tag != PIXEL_DATA:
+        return None
+    if raw.length == _UNDEFINED_LENGTH:
+        return _UNDEFINED_LENGTH
+    return min(raw.length, max(0, path.stat().st_size - raw.value_tell))
+
+
+def _check_pixel_data_length(values: dict[str, object], pixel_bytes: int) -> None:
+    """Native Pixel Data must hold Rows x Columns x Samples x Frames x BitsAllocated bits."""
+    dimensions: dict[str, int] = {}
+    for name, default in (("Rows", None), ("Columns", None), ("BitsAllocated", None),
+                          ("SamplesPerPixel", 1), ("NumberOfFrames", 1)):
+        number = _as_int(values[name]) if values[name] not in (None, "") else default
+        if number is None or number < 1:
+            raise Rejection(DATASET_DOES_NOT_MATCH_SOP_CLASS, f"Pixel Data without a valid {name}")
+        dimensions[name] = number
+    bits = (dimensions["Rows"] * dimensions["Columns"] * dimensions["SamplesPerPixel"]
+            * dimensions["NumberOfFrames"] * dimensions["BitsAllocated"])
+    expected = (bits + 7) // 8
+    # a value of odd length is padded to even with one byte
+    if pixel_bytes != expected and not (expected % 2 == 1 and pixel_bytes == expected + 1):
+        raise Rejection(DATASET_DOES_NOT_MATCH_SOP_CLASS,
+                        f"Pixel Data is {pixel_bytes} bytes, expected {expected}")
 
 
 def _values(dataset: Dataset) -> dict[str, object]:
     # Values are converted lazily; touching them here keeps decoding errors inside read_header.
     names = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID",
-             "Modality", "SeriesNumber", "SeriesDescription")
+             "Modality", "SeriesNumber", "SeriesDescription",
+             "Rows", "Columns", "BitsAllocated", "SamplesPerPixel", "NumberOfFrames")
     values: dict[str, object] = {name: dataset.get(name) for name in names}
     values["TransferSyntaxUID"] = dataset.file_meta.get("TransferSyntaxUID")
     return values
 
 
-def _check(values: dict[str, object], affected_sop_class: str, affected_sop_instance: str) -> Header:
+def _check(values: dict[str, object], affected_sop_class: str, affected_sop_instance: str,
+           malformed: str | None) -> Header:
     for name in ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "SOPClassUID"):
         value = values[name]
         if value is None or str(value) == "":
+            if malformed is not None:
+                # not a data set lacking a UID, but bytes that are no data set at all
+                raise Rejection(CANNOT_UNDERSTAND, f"not a readable DICOM data set: {malformed}")
             raise Rejection(UID_MISSING, f"{name} is missing")
         if not is_storable_uid(str(value)):
             raise Rejection(UID_INVALID, f"{name} is not a valid UID")

@@ -167,8 +167,9 @@ class AnalyzeStudy:
                 return
             findings = analysis.findings.to_json_dict()
             record_result(session, job, "analysed", None, findings)
-            log.info("study %s analysed: %d levels, %d suspicious", job.study_uid,
-                     len(findings["levels"]), findings["study"]["suspicious_level_count"])
+            log.info("study %s analysed: %d levels, %d suspicious; results in %s", job.study_uid,
+                     len(findings["levels"]), findings["study"]["suspicious_level_count"],
+                     self._results / (job.study_uid or "") / str(job.id))
             return
         if isinstance(analysis, str):
             reason = analysis

@@ -75,7 +75,7 @@ class NodeProcess:
     config: Path
     database_url: str
     port: int
-    grace: float
+    grace: float | None
     log_path: Path
     storage_root: Path
     ae_title: str = AE_TITLE
@@ -86,8 +86,9 @@ class NodeProcess:
             raise RuntimeError("node already running")
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
+        grace = [] if self.grace is None else ["--grace", str(self.grace)]
         self.process = subprocess.Popen(
-            [str(CLI), "--config", str(self.config), "serve", "--grace", str(self.grace)],
+            [str(CLI), "--config", str(self.config), "serve", *grace],
             cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
@@ -134,8 +135,11 @@ class NodeProcess:
 
 
 def make_node(workdir: Path, database_url: str, sections: Mapping[str, Mapping[str, Any]] | None = None,
-              *, grace: float = 2.0) -> NodeProcess:
-    """A node configured by the test defaults updated with ``sections``; not started."""
+              *, grace: float | None = 2.0) -> NodeProcess:
+    """A node configured by the test defaults updated with ``sections``; not started.
+
+    ``grace`` is passed as ``serve --grace``; None leaves each shutdown grace to its setting.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     merged: dict[str, dict[str, Any]] = {name: dict(values) for name, values in _DEFAULTS.items()}
@@ -153,7 +157,7 @@ def make_node(workdir: Path, database_url: str, sections: Mapping[str, Mapping[s
 @contextmanager
 def running_node(workdir: Path, database_url: str,
                  sections: Mapping[str, Mapping[str, Any]] | None = None,
-                 *, grace: float = 2.0) -> Iterator[NodeProcess]:
+                 *, grace: float | None = 2.0) -> Iterator[NodeProcess]:
     """Start a node, yield it, and stop it (SIGTERM, then SIGKILL if it hangs)."""
     node = make_node(workdir, database_url, sections, grace=grace)
     node.start()

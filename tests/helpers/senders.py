@@ -18,14 +18,18 @@ from tests.helpers.node import NodeProcess
 
 def associate(node: NodeProcess, *, calling: str = "PYNETDICOM", ssl_context: ssl.SSLContext | None = None,
               abstract_syntaxes: Sequence[str] = (VERIFICATION, *STORAGE_SOP_CLASSES),
-              transfer_syntaxes: Sequence[str] = TRANSFER_SYNTAXES[:2]) -> Association:
-    """An association with the node (check ``is_established`` / ``is_rejected``)."""
+              transfer_syntaxes: Sequence[str] = TRANSFER_SYNTAXES[:2],
+              called: str | None = None) -> Association:
+    """An association with the node, calling it ``called`` (default: its AE title).
+
+    Check ``is_established`` / ``is_rejected``.
+    """
     ae = AE(ae_title=calling)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 20
     for syntax in abstract_syntaxes:
         ae.add_requested_context(syntax, list(transfer_syntaxes))
     tls_args = (ssl_context, "localhost") if ssl_context is not None else None
-    return ae.associate("127.0.0.1", node.port, ae_title=node.ae_title, tls_args=tls_args)
+    return ae.associate("127.0.0.1", node.port, ae_title=called or node.ae_title, tls_args=tls_args)
 
 
 @contextmanager

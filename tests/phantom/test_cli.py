@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -165,3 +167,27 @@ def test_gradient_echo_wrap_as_enhanced_mr_is_valid(tmp_path: Path) -> None:
     assert ds.EchoPulseSequence == "GRADIENT"
     labels = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "labels.nii.gz")))
     assert labels.shape == ds.pixel_array.shape
+
+
+def _uids(folder: Path) -> set[str]:
+    uids: set[str] = set()
+    for path in (folder / "dicom").rglob("*.dcm"):
+        ds = dcmread(path, stop_before_pixels=True)
+        uids |= {ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID}
+    return uids
+
+
+def test_uids_follow_the_content_and_the_same_command_repeats_them(tmp_path: Path) -> None:
+    cli = Path(sys.executable).parent / "lumbar-sentinel"
+
+    def phantom(name: str, *options: str) -> Path:
+        subprocess.run([str(cli), "phantom", str(tmp_path / name), *SMALL, *options],
+                       check=True, capture_output=True, timeout=300)
+        return tmp_path / name
+
+    lesion, plain, again = phantom("a", "--lesion", "L3:focal"), phantom("b"), phantom("c")
+    assert _uids(plain) == _uids(again)  # same command, same UIDs
+    assert not _uids(lesion) & _uids(plain)  # same default seed, other content: no UID shared
+    truth = json.loads((lesion / "truth.json").read_text())
+    assert truth["seed"] == 0
+    assert truth["study_instance_uid"] != json.loads((plain / "truth.json").read_text())["study_instance_uid"]

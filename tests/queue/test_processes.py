@@ -165,5 +165,12 @@ def test_lumbar_sentinel_worker_completes_classifies_and_analyses_a_study(node: 
             assert session.scalars(select(Series.plane)).one() == "sagittal"
             assert session.scalars(select(Job.status)).one() == JobStatus.SUCCEEDED
             assert session.get_one(Study, study_id).status == StudyStatus.ANALYSED
+            job_id = session.scalars(select(Job.id)).one()
+        # the results folder is relative to the worker's directory (the repository here)
+        results = REPO / "var" / "results" / study_uid / str(job_id)
+        log = (node.logs / "worker-0.log").read_text(encoding="utf-8")
+        assert f"study {study_uid} analysed: " in log
+        assert f"; results in {results}" in log
+        assert (results / "findings.json").is_file()
     finally:
         engine.dispose()

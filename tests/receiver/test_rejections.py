@@ -5,6 +5,7 @@ Every refusal has a failure status, and leaves no file and no row behind.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,7 +18,7 @@ from node.receiver.negotiation import VERIFICATION
 from tests.helpers.dicom import StudyUIDs, mr_instance, write_raw_file
 from tests.helpers.node import NodeProcess, running_node, stored_files
 from tests.helpers.rows import read_rows
-from tests.helpers.senders import associate, raw_file_sending, store
+from tests.helpers.senders import associate, raw_file_sending, store, storescu
 
 pytestmark = pytest.mark.filterwarnings("ignore:Invalid value for VR UI", "ignore:The value length")
 
@@ -100,11 +101,42 @@ def test_a_sop_instance_uid_unlike_the_command_is_refused(node: NodeProcess, tmp
     _assert_nothing_stored(node)
 
 
-def test_non_dicom_bytes_are_refused(node: NodeProcess, tmp_path: Path) -> None:
-    body = b"\xff\xfe\xfd\xfc this is a JPEG, not a data set" * 64
+@pytest.mark.parametrize("body", [
+    b"\xff\xfe\xfd\xfc this is a JPEG, not a data set" * 64,
+    random.Random(17).randbytes(4096),
+    random.Random(18).randbytes(100),
+], ids=["text", "random-4k", "random-100"])
+def test_non_dicom_bytes_are_refused_as_not_readable(node: NodeProcess, tmp_path: Path, body: bytes) -> None:
+    # a valid file meta header (from the sender's C-STORE) followed by bytes that are no data set
     response = _send_raw(node, write_raw_file(tmp_path / "bad.dcm", body))
-    assert 0xC000 <= response.Status <= 0xCFFF
+    assert response.Status == 0xC000
+    assert "not a readable DICOM data set" in response.ErrorComment
+    log = node.log_text()
+    assert "refused with 0xC000" in log
+    assert "pydicom" not in log and "Expected explicit VR" not in log  # pydicom's warnings stay out
     _assert_nothing_stored(node)
+
+
+def test_native_pixel_data_shorter_than_the_image_is_refused(database_url: str, tmp_path: Path) -> None:
+    uids = StudyUIDs.new()
+    short = mr_instance(uids.study, uids.series[0], 1, size=256)  # 256 x 256 x 16 bits: 131072 bytes
+    short.PixelData = short.PixelData[:-50_000]
+    path = tmp_path / "short.dcm"
+    short.save_as(path, enforce_file_format=True)
+    intact = mr_instance(uids.study, uids.series[0], 2, size=256)
+    with running_node(tmp_path / "node", database_url) as node:
+        result = storescu(node, [path], "-v")
+        assert result.returncode != 0
+        assert "Error: DataSetDoesNotMatchSOPClass" in result.stderr
+        assert "refused with 0xA900: Pixel Data is 81072 bytes, expected 131072" in node.log_text()
+        _assert_nothing_stored(node)
+        odd = mr_instance(uids.study, uids.series[0], 3, size=5)  # 5 x 5 x 8 bits: 25 bytes, padded to 26
+        odd.BitsAllocated, odd.BitsStored, odd.HighBit = 8, 8, 7
+        odd.PixelData = bytes(26)
+        odd_path = write_raw_file(tmp_path / "odd.dcm", odd, sop_instance_uid=odd.SOPInstanceUID)
+        # the same image at its full length, and an odd length with its padding byte, are stored
+        assert [s.Status for s in store(node, [intact])] == [0x0000]
+        assert _send_raw(node, odd_path).Status == 0x0000
 
 
 def test_other_sop_classes_are_refused_at_negotiation(node: NodeProcess) -> None:

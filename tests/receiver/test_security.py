@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from pynetdicom.association import Association
@@ -14,6 +15,7 @@ from node.db.models import AssociationResult
 from tests.helpers.node import CLI, NodeProcess, running_node
 from tests.helpers.rows import read_rows
 from tests.helpers.senders import associate, echoscu
+from tests.queue.helpers import wait_until
 
 CALLERS = [
     {"ae_title": "GOODAE", "addresses": ["127.0.0.1/32", "::1/128"]},
@@ -120,3 +122,37 @@ def test_every_accepted_association_was_closed(node: NodeProcess) -> None:
         time.sleep(0.1)
     assert {a.result for a in rows} <= {AssociationResult.RELEASED, AssociationResult.REJECTED}
     assert all(a.ended_at is not None for a in rows)
+
+
+def _echoscu_without_called_title(node: NodeProcess) -> subprocess.CompletedProcess[str]:
+    # DCMTK's default called AE title is ANY-SCP
+    return subprocess.run(["echoscu", "-aet", "ECHOSCU", "127.0.0.1", str(node.port)],
+                          capture_output=True, text=True, check=False, timeout=60)
+
+
+def test_a_wrong_called_ae_title_is_rejected_and_recorded(database_url: str, tmp_path: Path) -> None:
+    with running_node(tmp_path, database_url) as other:
+        result = _echoscu_without_called_title(other)
+        assert result.returncode != 0
+        assert "Called AE Title Not Recognized" in result.stdout + result.stderr
+        assoc = associate(other, calling="WRONGCALL", called="ANY-SCP")
+        assert assoc.is_rejected
+        assert _rejection(assoc) == (0x01, 0x01, 0x07)  # permanent, service user, called AE not recognised
+        assert echoscu(other).returncode == 0  # -aec LSENTTEST
+
+        def recorded() -> list[AssociationRow]:
+            with other.engine() as engine:
+                return [a for a in read_rows(engine).associations if a.result == AssociationResult.REJECTED]
+
+        wait_until(lambda: len(recorded()) == 2, "both rejections to be recorded")
+        rows = recorded()
+        assert sorted((a.calling_ae, a.called_ae) for a in rows) == [("ECHOSCU", "ANY-SCP"),
+                                                                     ("WRONGCALL", "ANY-SCP")]
+        assert all(a.reason == "called AE title not recognised: 'ANY-SCP' is not 'LSENTTEST'" for a in rows)
+        assert "rejected association from 127.0.0.1" in other.log_text()
+
+
+def test_the_called_ae_title_check_can_be_turned_off(tmp_path: Path) -> None:
+    sections = {"dicom": {"require_called_ae_title": False}}
+    with running_node(tmp_path, f"sqlite:///{tmp_path / 'node.db'}", sections) as other:
+        assert _echoscu_without_called_title(other).returncode == 0

@@ -44,6 +44,18 @@ def test_serve_reports_a_port_in_use(tmp_path: Path) -> None:
     assert f"cannot listen on 127.0.0.1:{node.port}" in result.stderr
 
 
+def test_config_and_log_level_are_accepted_after_the_sub_command(tmp_path: Path) -> None:
+    node = make_node(tmp_path, f"sqlite:///{tmp_path / 'node.db'}")
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", node.port))
+        holder.listen()
+        result = subprocess.run([str(CLI), "serve", "--config", str(node.config), "--log-level", "WARNING"],
+                                cwd=tmp_path, capture_output=True, text=True, check=False, timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert f"cannot listen on 127.0.0.1:{node.port}" in result.stderr  # the port of --config
+    assert " INFO " not in result.stderr
+
+
 def test_echo_to_a_closed_port_fails_clearly(tmp_path: Path) -> None:
     node = make_node(tmp_path, f"sqlite:///{tmp_path / 'node.db'}")
     result = subprocess.run(
