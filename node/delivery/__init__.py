@@ -1,0 +1,17 @@
+"""Sending result objects to PACS and viewers: outbox, sender, circuit breaker, job handler."""
+
+from node.delivery.outbox import DELIVER_RESULTS, publish_results, record_findings, requeue, sender_ae
+from node.delivery.routes import Route, resolve, routes_for
+from node.delivery.sender import Sender
+
+__all__ = [
+    "DELIVER_RESULTS",
+    "Route",
+    "Sender",
+    "publish_results",
+    "record_findings",
+    "requeue",
+    "resolve",
+    "routes_for",
+    "sender_ae",
+]
