@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
-from node.commands import analyze, db, echo, serve, worker
+from node.commands import (
+    analyze,
+    db,
+    echo,
+    reanalyze,
+    resend,
+    results,
+    retention,
+    serve,
+    studies,
+    study,
+    worker,
+)
 from phantom import cli as phantom
 
-MODULES: list[object] = [serve, worker, echo, db, analyze, phantom]
+MODULES: list[object] = [
+    serve, worker, echo, db, analyze, phantom, studies, study, results, reanalyze, resend, retention,
+]

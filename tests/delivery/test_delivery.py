@@ -21,7 +21,7 @@ from node.db.audit import (
     StudyEvent,
 )
 from node.db.models import Job, JobEvent
-from tests.delivery.conftest import Storescp, delivering, delivery_settings, seed_analysis
+from tests.delivery.helpers import Storescp, delivering, delivery_settings, seed_analysis
 from tests.queue.helpers import wait_until
 
 
