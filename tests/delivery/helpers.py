@@ -40,11 +40,11 @@ class Storescp:
     def log(self) -> Path:
         return self.folder.parent / f"{self.folder.name}.log"
 
-    def start(self) -> None:
+    def start(self, *options: str) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                ["storescp", "-v", "-aet", DEST_AE, "-od", str(self.folder), str(self.port)],
+                ["storescp", "-v", *options, "-aet", DEST_AE, "-od", str(self.folder), str(self.port)],
                 stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -72,12 +72,15 @@ class Storescp:
 
 
 def delivery_settings(port: int, *, retry: dict[str, Any] | None = None,
-                      breaker: dict[str, Any] | None = None, **extra: Any) -> DeliverySettings:
-    """One destination "pacs" at ``port``; fast retries, no jitter (delays are exact)."""
+                      breaker: dict[str, Any] | None = None, destinations: list[dict[str, Any]] | None = None,
+                      **extra: Any) -> DeliverySettings:
+    """One destination "pacs" at ``port`` (or ``destinations``); fast retries, no jitter (exact delays)."""
+    if destinations is None:
+        destinations = [{"name": "pacs", "ae_title": DEST_AE, "host": "127.0.0.1", "port": port}]
     return DeliverySettings(
         calling_ae_title=OUR_AE,
         connect_timeout=timedelta(seconds=5), dimse_timeout=timedelta(seconds=10),
-        destinations=({"name": "pacs", "ae_title": DEST_AE, "host": "127.0.0.1", "port": port},),
+        destinations=destinations,
         retry={"max_attempts": 4, "backoff_base": 0.2, "backoff_max": 5, "backoff_jitter": 0.0,
                **(retry or {})},
         breaker={"failure_threshold": 100, "open_for": 1, **(breaker or {})},

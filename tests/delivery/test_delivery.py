@@ -21,7 +21,10 @@ from node.db.audit import (
     StudyEvent,
 )
 from node.db.models import Job, JobEvent
+from node.delivery import publish_results
+from node.results import ResultKind, ResultObject
 from tests.delivery.helpers import Storescp, delivering, delivery_settings, seed_analysis
+from tests.helpers.tls import make_pki
 from tests.queue.helpers import wait_until
 
 
@@ -153,3 +156,68 @@ def test_breaker_opens_and_a_half_open_echo_probe_closes_it(
     final = breaker()
     assert final is not None and (final.state, final.consecutive_failures) == (BreakerState.CLOSED, 0)
     assert [a.outcome for a in _attempts(sessions)] == ["failed", "failed", "delivered"]
+
+
+def test_delivers_over_tls_with_a_client_certificate(
+        sessions: sessionmaker[Session], storescp: Storescp, tmp_path: Path) -> None:
+    pki = make_pki(tmp_path / "pki")
+    storescp.start("+tls", str(pki.server_key), str(pki.server_cert), "+cf", str(pki.ca_cert), "-rc")
+    destination = {"name": "pacs", "ae_title": "DEST", "host": "localhost", "port": storescp.port,
+                   "tls": {"enabled": True, "ca_file": pki.ca_cert, "cert_file": pki.client_cert,
+                           "key_file": pki.client_key}}
+    settings = delivery_settings(storescp.port, destinations=[destination])
+    seed_analysis(sessions, settings, tmp_path / "results", generate_uid())
+    with delivering(sessions, settings, tmp_path / "results"):
+        wait_until(lambda: _delivery(sessions).status == DeliveryStatus.DELIVERED, "delivery over TLS")
+    assert len(storescp.received_uids()) == 2
+
+
+def test_tls_destination_refusing_our_certificate_is_a_failed_attempt(
+        sessions: sessionmaker[Session], storescp: Storescp, tmp_path: Path) -> None:
+    pki = make_pki(tmp_path / "pki")
+    storescp.start("+tls", str(pki.server_key), str(pki.server_cert), "+cf", str(pki.ca_cert), "-rc")
+    destination = {"name": "pacs", "ae_title": "DEST", "host": "localhost", "port": storescp.port,
+                   "tls": {"enabled": True, "ca_file": pki.ca_cert}}
+    settings = delivery_settings(storescp.port, retry={"max_attempts": 1}, destinations=[destination])
+    seed_analysis(sessions, settings, tmp_path / "results", generate_uid())
+    with delivering(sessions, settings, tmp_path / "results"):
+        wait_until(lambda: _delivery(sessions).status == DeliveryStatus.DEAD, "dead letter")
+    assert storescp.received_uids() == []
+
+
+def test_results_go_back_to_the_sending_ae(
+        sessions: sessionmaker[Session], storescp: Storescp, tmp_path: Path) -> None:
+    storescp.start()
+    settings = delivery_settings(storescp.port, destinations=[], return_to_sender={
+        "enabled": True, "objects": ["sr"],
+        "routes": [{"ae_title": "MODALITY1", "host": "127.0.0.1", "port": storescp.port,
+                    "called_ae_title": "DEST"}]})
+    seeded = seed_analysis(sessions, settings, tmp_path / "results", generate_uid(), calling_ae="MODALITY1")
+    # a study from a caller without a route is not sent back
+    seed_analysis(sessions, settings, tmp_path / "results", generate_uid(), calling_ae="OTHER")
+    delivery = _delivery(sessions)
+    assert (delivery.destination, delivery.return_to_ae) == ("return:MODALITY1", "MODALITY1")
+    with delivering(sessions, settings, tmp_path / "results"):
+        wait_until(lambda: _delivery(sessions).status == DeliveryStatus.DELIVERED, "delivery back")
+    with sessions() as session:
+        sr_uid = session.scalars(select(ResultObjectRow.sop_instance_uid).where(
+            ResultObjectRow.kind == "sr",
+            ResultObjectRow.analysis_result_id == seeded.analysis_result_id)).one()
+    assert storescp.received_uids() == [sr_uid]
+
+
+def test_publishing_twice_adds_nothing(sessions: sessionmaker[Session], tmp_path: Path) -> None:
+    settings = delivery_settings(1)
+    seeded = seed_analysis(sessions, settings, tmp_path / "results", generate_uid())
+    with sessions.begin() as session:
+        objects = [ResultObject(ResultKind(row.kind), tmp_path / "results" / row.path, row.sop_class_uid,
+                                row.sop_instance_uid, row.series_instance_uid, row.sha256)
+                   for row in session.scalars(select(ResultObjectRow))]
+        assert publish_results(session, settings, seeded.analysis_result_id, objects,
+                               results_root=tmp_path / "results") == []
+    with sessions() as session:
+        assert len(session.scalars(select(ResultObjectRow)).all()) == 2
+        assert len(session.scalars(select(LevelFinding)).all()) == 2
+        assert len(session.scalars(select(Delivery)).all()) == 1
+        assert session.scalars(select(ResultObjectRow.path)).all() == [
+            f"{seeded.study_uid}/1/sr.dcm", f"{seeded.study_uid}/1/key_image.dcm"]
