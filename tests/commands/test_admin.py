@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -187,3 +188,18 @@ def test_retention_deletes_images_of_delivered_studies_only(
     # audit rows and result objects stay
     assert len(cli(capsys, scenario.config, "study", scenario.delivered)["result_objects"]) == 2
     assert all(p.exists() for p in scenario.results.rglob("*.dcm"))
+
+
+def test_documented_queries_run(scenario: Scenario, sessions: sessionmaker[Session]) -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "audit.md").read_text(encoding="utf-8")
+    queries = re.findall(r"```sql\n(.*?)```", doc, flags=re.S)
+    assert len(queries) >= 7
+    answers: dict[str, list[Any]] = {}
+    with sessions() as session:
+        for query in queries:
+            query = query.replace("1.2.840.113619.2.1.1", scenario.delivered).strip().rstrip(";")
+            answers[query] = list(session.execute(text(query)))
+    history = next(rows for query, rows in answers.items() if "FROM v_study_history" in query)
+    assert {"received", "association", "series", "delivered"} <= {row.stage for row in history}
+    flagged = next(rows for query, rows in answers.items() if "JOIN level_findings" in query)
+    assert [(row.study_instance_uid, row.level) for row in flagged] == [(scenario.delivered, "L3")]
