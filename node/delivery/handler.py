@@ -118,7 +118,7 @@ class DeliverResults:
             raise PermanentJobError(f"delivery {delivery_id}: destination {delivery.destination} is gone")
         pending = session.execute(
             select(DeliveryItem.id, ResultObjectRow.id, ResultObjectRow.sop_instance_uid,
-                   ResultObjectRow.path)
+                   ResultObjectRow.path, ResultObjectRow.sha256)
             .join(ResultObjectRow, ResultObjectRow.id == DeliveryItem.result_object_id)
             .where(DeliveryItem.delivery_id == delivery_id, DeliveryItem.acknowledged_at.is_(None))
             .order_by(DeliveryItem.id)
@@ -135,8 +135,8 @@ class DeliverResults:
         delivery.updated_at = now
         return _Plan(
             delivery_id, route,
-            tuple(ObjectToSend(item_id, self._results / path) for item_id, _, _, path in pending),
-            {item_id: (object_id, uid) for item_id, object_id, uid, _ in pending},
+            tuple(ObjectToSend(item_id, self._results / path, sha) for item_id, _, _, path, sha in pending),
+            {item_id: (object_id, uid) for item_id, object_id, uid, _, _ in pending},
             gate,
         )
 

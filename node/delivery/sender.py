@@ -7,6 +7,7 @@ the outbox decides what a status means for the delivery.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import ssl
 from collections.abc import Sequence
@@ -34,6 +35,7 @@ _MAX_CONTEXTS = 128
 class ObjectToSend:
     key: int  # the caller's id for it (delivery item)
     path: Path
+    sha256: str | None = None  # when given, a file with other content is not sent
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,14 @@ class StoreOutcome:
     @property
     def connected(self) -> bool:
         return self.association_error is None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 class DeliveryError(Exception):
@@ -132,6 +142,10 @@ class Sender:
         unreadable: list[ObjectOutcome] = []
         for item in objects:
             try:
+                if item.sha256 is not None and _sha256(item.path) != item.sha256:
+                    unreadable.append(ObjectOutcome(item.key, None, None,
+                                                    f"{item.path} changed since it was written (SHA-256)"))
+                    continue
                 meta = dcmread(item.path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"]).file_meta
                 readable.append((item, str(meta.MediaStorageSOPClassUID),
                                  str(meta.MediaStorageSOPInstanceUID), str(meta.TransferSyntaxUID)))

@@ -221,3 +221,20 @@ def test_publishing_twice_adds_nothing(sessions: sessionmaker[Session], tmp_path
         assert len(session.scalars(select(Delivery)).all()) == 1
         assert session.scalars(select(ResultObjectRow.path)).all() == [
             f"{seeded.study_uid}/1/sr.dcm", f"{seeded.study_uid}/1/key_image.dcm"]
+
+
+def test_a_result_file_changed_since_it_was_written_is_not_sent(
+        sessions: sessionmaker[Session], storescp: Storescp, tmp_path: Path) -> None:
+    storescp.start()
+    settings = delivery_settings(storescp.port, retry={"max_attempts": 1})
+    seeded = seed_analysis(sessions, settings, tmp_path / "results", generate_uid())
+    key_image = tmp_path / "results" / seeded.study_uid / "1" / "key_image.dcm"
+    key_image.write_bytes(key_image.read_bytes() + b"\0\0")
+    with delivering(sessions, settings, tmp_path / "results"):
+        wait_until(lambda: _delivery(sessions).status == DeliveryStatus.DEAD, "dead letter")
+    (attempt,) = _attempts(sessions)
+    assert attempt.outcome == "partial" and "changed since it was written" in (attempt.error or "")
+    with sessions() as session:
+        sr_uid = session.scalars(select(ResultObjectRow.sop_instance_uid)
+                                 .where(ResultObjectRow.kind == "sr")).one()
+    assert storescp.received_uids() == [sr_uid]
