@@ -5,17 +5,19 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pydicom.uid import generate_uid
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from node.cli import main
 from node.db.audit import Delivery, DeliveryStatus, RetentionDeletion, StudyEvent
-from node.db.models import Job, Study, StudyStatus, utcnow
+from node.db.models import AnalysisResult, Job, Study, StudyStatus, utcnow
+from node.delivery import record_findings
 from tests.delivery.helpers import Storescp, delivering, delivery_settings, seed_analysis
 from tests.helpers.node import free_port, write_config
 from tests.queue.helpers import wait_until
@@ -131,6 +133,11 @@ def test_views_answer_the_questions(scenario: Scenario, sessions: sessionmaker[S
     assert timings[scenario.delivered].delivered_at is not None
     assert timings[scenario.dead].delivered_at is None and timings[scenario.dead].analysed_at is not None
     assert "dead_letter" in history
+    # an analysis older than seven days is not "this week"
+    with sessions.begin() as session:
+        session.execute(update(AnalysisResult).values(created_at=utcnow() - timedelta(days=8)))
+    assert uids("v_suspicious_studies_this_week") == []
+    assert uids("v_current_results") == sorted([scenario.delivered, scenario.dead])
 
 
 def test_resend_delivers_the_dead_letter(scenario: Scenario, sessions: sessionmaker[Session],
@@ -203,3 +210,24 @@ def test_documented_queries_run(scenario: Scenario, sessions: sessionmaker[Sessi
     assert {"received", "association", "series", "delivered"} <= {row.stage for row in history}
     flagged = next(rows for query, rows in answers.items() if "JOIN level_findings" in query)
     assert [(row.study_instance_uid, row.level) for row in flagged] == [(scenario.delivered, "L3")]
+
+
+def test_results_show_the_current_analysis_unless_asked_for_all(
+        scenario: Scenario, sessions: sessionmaker[Session], capsys: pytest.CaptureFixture[str]) -> None:
+    with sessions.begin() as session:
+        study = session.scalars(select(Study).where(Study.study_instance_uid == scenario.delivered)).one()
+        old = session.scalars(select(AnalysisResult).where(AnalysisResult.study_id == study.id)).one()
+        findings = dict(old.findings, study=dict(old.findings["study"], suspicious_for_malignancy="absent",
+                                                 suspicious_level_count=0))
+        new = AnalysisResult(study_id=study.id, outcome="analysed", algorithm_version="test-2",
+                             findings=findings)
+        session.add(new)
+        session.flush()
+        old.superseded_by_id = new.id
+        record_findings(session, new)
+    assert cli(capsys, scenario.config, "results", "--suspicious") == []
+    flagged = cli(capsys, scenario.config, "results", "--suspicious", "--all-versions")
+    assert [(r["algorithm_version"], r["superseded_by"]) for r in flagged] == [("test", new.id)]
+    analyses = cli(capsys, scenario.config, "study", scenario.delivered)["analyses"]
+    assert [(a["algorithm_version"], a["superseded_by_id"]) for a in analyses] == \
+        [("test", new.id), ("test-2", None)]
