@@ -4,8 +4,9 @@ closed: deliveries are sent; ``failure_threshold`` connection failures in a
 row open it. open: deliveries wait until ``open_until`` without using an
 attempt. Then the first worker to come turns it half-open and probes the
 destination with C-ECHO: success closes it, failure opens it for another
-``open_for``. Other workers wait while the probe runs (its deadline is
-``open_until`` again, so a probe that dies with its worker is taken over).
+``open_for``. Other workers look again every tenth of ``open_for`` while
+the probe runs (its deadline is ``open_until`` again, so a probe that dies
+with its worker is taken over).
 
 Only connection failures count: a destination that answers C-STORE with an
 error status is up, and its deliveries retry on their own backoff.
@@ -26,6 +27,7 @@ from node.db.audit import BreakerState, DestinationBreaker
 from node.settings import CircuitBreakerSettings
 
 MAX_ERROR_CHARS = 2000
+PROBE_POLLS = 10
 
 
 class Action(StrEnum):
@@ -66,7 +68,9 @@ def gate(session: Session, destination: str, worker: str, settings: CircuitBreak
     if row.state == BreakerState.OPEN and now < until:
         return Gate(Action.WAIT, until - now)
     if row.state == BreakerState.HALF_OPEN and row.probe_owner not in (None, worker) and now < until:
-        return Gate(Action.WAIT, until - now)
+        # A probe takes seconds: looking again after a fraction of open_for lets the
+        # others follow soon after it closes the circuit, instead of a whole open_for later.
+        return Gate(Action.WAIT, min(until - now, settings.open_for / PROBE_POLLS))
     row.state = BreakerState.HALF_OPEN
     row.probe_owner = worker
     row.open_until = now + settings.open_for
