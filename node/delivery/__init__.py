@@ -1,6 +1,13 @@
 """Sending result objects to PACS and viewers: outbox, sender, circuit breaker, job handler."""
 
-from node.delivery.outbox import DELIVER_RESULTS, publish_results, record_findings, requeue, sender_ae
+from node.delivery.outbox import (
+    DELIVER_RESULTS,
+    current_result_objects,
+    publish_results,
+    record_findings,
+    requeue,
+    sender_ae,
+)
 from node.delivery.routes import Route, resolve, routes_for
 from node.delivery.sender import Sender
 
@@ -8,6 +15,7 @@ __all__ = [
     "DELIVER_RESULTS",
     "Route",
     "Sender",
+    "current_result_objects",
     "publish_results",
     "record_findings",
     "requeue",

@@ -31,7 +31,7 @@ from node.db.audit import (
 from node.db.models import AnalysisResult, Association, Instance, Job, JobStatus, Series, utcnow
 from node.delivery.routes import Route, routes_for
 from node.queue.jobs import enqueue
-from node.results import ResultObject
+from node.results import ResultKind, ResultObject
 from node.settings import DeliverySettings
 
 log = logging.getLogger(__name__)
@@ -143,6 +143,21 @@ def record_objects(session: Session, analysis_result_id: int, objects: Sequence[
         rows.append(row)
     session.flush()
     return rows
+
+
+def current_result_objects(session: Session, study_id: int, results_root: Path) -> tuple[ResultObject, ...]:
+    """The objects of the study's current analysed result: what a re-analysis lists as predecessors."""
+    result_id = session.scalar(
+        select(AnalysisResult.id)
+        .where(AnalysisResult.study_id == study_id, AnalysisResult.outcome == "analysed",
+               AnalysisResult.superseded_by_id.is_(None))
+        .order_by(AnalysisResult.id.desc()).limit(1))
+    if result_id is None:
+        return ()
+    rows = session.scalars(select(ResultObjectRow).where(ResultObjectRow.analysis_result_id == result_id)
+                           .order_by(ResultObjectRow.id))
+    return tuple(ResultObject(ResultKind(row.kind), results_root / row.path, row.sop_class_uid,
+                              row.sop_instance_uid, row.series_instance_uid, row.sha256) for row in rows)
 
 
 def sender_ae(session: Session, study_id: int) -> str | None:

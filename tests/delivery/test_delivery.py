@@ -21,7 +21,7 @@ from node.db.audit import (
     StudyEvent,
 )
 from node.db.models import Job, JobEvent
-from node.delivery import publish_results
+from node.delivery import current_result_objects, publish_results
 from node.results import ResultKind, ResultObject
 from tests.delivery.helpers import Storescp, delivering, delivery_settings, seed_analysis
 from tests.helpers.tls import make_pki
@@ -215,6 +215,7 @@ def test_publishing_twice_adds_nothing(sessions: sessionmaker[Session], tmp_path
                    for row in session.scalars(select(ResultObjectRow))]
         assert publish_results(session, settings, seeded.analysis_result_id, objects,
                                results_root=tmp_path / "results") == []
+        assert current_result_objects(session, seeded.study_id, tmp_path / "results") == tuple(objects)
     with sessions() as session:
         assert len(session.scalars(select(ResultObjectRow)).all()) == 2
         assert len(session.scalars(select(LevelFinding)).all()) == 2
