@@ -19,6 +19,7 @@ from node.queue.worker import WorkerPool, exit_process, process_name
 from node.receiver import AssociationLog, AssociationTracker, CallerPolicy, Receiver, StoreHandler
 from node.settings import Settings
 from node.storage import InstanceCatalog, InstanceStore
+from node.storage.retention import Retention, RetentionMonitor
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,10 @@ class Node:
             tracker,
         )
         self.monitor = CompletionMonitor(settings.study, settings.queue, sessions)
+        retention = settings.storage.retention
+        self.retention = RetentionMonitor(
+            Retention(retention, settings.storage.root, sessions), retention.interval
+        ) if retention.enabled else None
         self.workers: WorkerPool | None = None
         if settings.queue.workers:
             # the analysis (and PyTorch with it) is imported only by a node that runs it: a
@@ -61,6 +66,8 @@ class Node:
         threading.Thread(target=self._sweep_partial, name="partial-file sweep", daemon=True).start()
         self.receiver.start()
         self.monitor.start()
+        if self.retention is not None:
+            self.retention.start()
         if self.workers is not None:
             self.workers.start()
         host, port = self.receiver.address
@@ -80,6 +87,8 @@ class Node:
         log.info("stopping: open associations get %g s, running jobs %g s", association_grace, job_grace)
         self.receiver.stop(association_grace)
         self.monitor.stop()
+        if self.retention is not None:
+            self.retention.stop()
         if self.workers is not None:
             self.workers.stop(job_grace)
         self.telemetry.stop()

@@ -13,7 +13,7 @@ import re
 import tomllib
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -28,12 +28,12 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "node.toml"
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
 def _duration(value: object) -> object:
-    """Seconds as a number or "20", "20s", "500ms", "5m", "2h"; else ISO 8601 for pydantic."""
+    """Seconds as a number or "20", "20s", "500ms", "5m", "2h", "30d"; else ISO 8601 for pydantic."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         return timedelta(seconds=value)
     if isinstance(value, str) and (match := _DURATION.match(value)):
@@ -101,11 +101,27 @@ class TlsSettings(_Section):
         return self
 
 
+class RetentionSettings(_Section):
+    """Received images are deleted this long after their results were delivered."""
+
+    enabled: bool = False
+    delete_after: Duration = timedelta(days=30)
+    # How often `serve` looks for studies past `delete_after`.
+    interval: Duration = timedelta(hours=1)
+
+    @model_validator(mode="after")
+    def _positive(self) -> RetentionSettings:
+        if self.delete_after < timedelta(0) or self.interval <= timedelta(0):
+            raise ValueError("storage.retention: delete_after must be >= 0 and interval positive")
+        return self
+
+
 class StorageSettings(_Section):
     root: Path = Path("var/storage")
     results: Path = Path("var/results")
     min_free_bytes: int = Field(default=1024**3, ge=0)
     partial_file_max_age: Duration = timedelta(hours=1)
+    retention: RetentionSettings = RetentionSettings()
 
 
 class DatabaseSettings(_Section):
@@ -158,6 +174,127 @@ class MetricsSettings(_Section):
         if value <= timedelta(0):
             raise ValueError("metrics.queue_stuck_after must be positive")
         return value
+ResultKindName = Literal["sr", "seg", "key_image"]
+ALL_RESULT_KINDS: tuple[ResultKindName, ...] = ("sr", "seg", "key_image")
+# Deliveries back to the sender are named RETURN_PREFIX + calling AE title; the ":" keeps
+# them apart from configured destinations, whose names cannot contain one.
+RETURN_PREFIX = "return:"
+DestinationName = Annotated[str, Field(min_length=1, max_length=48, pattern=r"^[A-Za-z0-9_.-]+$")]
+
+
+class DestinationTls(_Section):
+    """DICOM TLS towards one destination: its certificate checked against ``ca_file``."""
+
+    enabled: bool = False
+    # None: the system's trust store.
+    ca_file: Path | None = None
+    # Our client certificate, for destinations that require one.
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    check_hostname: bool = True
+
+    @model_validator(mode="after")
+    def _pair(self) -> DestinationTls:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("tls.cert_file and tls.key_file must be given together")
+        return self
+
+
+def _unique_kinds(value: tuple[str, ...]) -> tuple[str, ...]:
+    if not value:
+        raise ValueError("objects must name at least one of sr, seg, key_image")
+    if len(set(value)) != len(value):
+        raise ValueError("objects lists a kind twice")
+    return value
+
+
+class Destination(_Section):
+    """A DICOM peer (PACS, viewer) the result objects are sent to with C-STORE."""
+
+    name: DestinationName
+    ae_title: AETitle
+    host: str = Field(min_length=1)
+    port: Port
+    tls: DestinationTls = DestinationTls()
+    objects: tuple[ResultKindName, ...] = ALL_RESULT_KINDS
+    enabled: bool = True
+
+    _kinds = field_validator("objects")(_unique_kinds)
+
+
+class ReturnRoute(_Section):
+    """Where a calling AE title listens: an association does not tell its SCP port."""
+
+    ae_title: AETitle  # the calling AE title the study came from
+    host: str = Field(min_length=1)
+    port: Port
+    # The called AE title to use; default the same title.
+    called_ae_title: AETitle | None = None
+    tls: DestinationTls = DestinationTls()
+
+
+class ReturnToSender(_Section):
+    """The destination "back to the AE that sent the study", one route per calling AE title."""
+
+    enabled: bool = False
+    objects: tuple[ResultKindName, ...] = ALL_RESULT_KINDS
+    routes: tuple[ReturnRoute, ...] = ()
+
+    _kinds = field_validator("objects")(_unique_kinds)
+
+    @model_validator(mode="after")
+    def _unique_routes(self) -> ReturnToSender:
+        titles = [route.ae_title.strip() for route in self.routes]
+        if len(set(titles)) != len(titles):
+            raise ValueError("return_to_sender.routes lists a calling AE title twice")
+        return self
+
+
+class DeliveryRetry(_Section):
+    """Attempts of one delivery, and the backoff between them."""
+
+    max_attempts: int = Field(default=8, ge=1, le=1000)
+    backoff_base: Duration = timedelta(seconds=30)
+    backoff_max: Duration = timedelta(minutes=30)
+    backoff_jitter: float = Field(default=0.2, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DeliveryRetry:
+        if self.backoff_base <= timedelta(0) or self.backoff_max < self.backoff_base:
+            raise ValueError("delivery.retry: backoff_base must be positive and at most backoff_max")
+        return self
+
+
+class CircuitBreakerSettings(_Section):
+    """After ``failure_threshold`` connection failures in a row a destination is left alone for
+    ``open_for``; then one C-ECHO probe decides whether sending resumes."""
+
+    failure_threshold: int = Field(default=5, ge=1)
+    open_for: Duration = timedelta(minutes=2)
+
+    @model_validator(mode="after")
+    def _positive(self) -> CircuitBreakerSettings:
+        if self.open_for <= timedelta(0):
+            raise ValueError("delivery.breaker.open_for must be positive")
+        return self
+
+
+class DeliverySettings(_Section):
+    # Our calling AE title towards destinations; None: dicom.ae_title.
+    calling_ae_title: AETitle | None = None
+    connect_timeout: Duration = timedelta(seconds=15)
+    dimse_timeout: Duration = timedelta(seconds=60)
+    destinations: tuple[Destination, ...] = ()
+    return_to_sender: ReturnToSender = ReturnToSender()
+    retry: DeliveryRetry = DeliveryRetry()
+    breaker: CircuitBreakerSettings = CircuitBreakerSettings()
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> DeliverySettings:
+        names = [destination.name for destination in self.destinations]
+        if len(set(names)) != len(names):
+            raise ValueError("delivery.destinations: two destinations share a name")
+        return self
 
 
 class LoggingSettings(_Section):
@@ -176,6 +313,7 @@ class Settings(BaseSettings):
     study: StudySettings = StudySettings()
     queue: QueueSettings = QueueSettings()
     metrics: MetricsSettings = MetricsSettings()
+    delivery: DeliverySettings = DeliverySettings()
     logging: LoggingSettings = LoggingSettings()
 
     @classmethod

@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
-from node.commands import analyze, db, echo, health, serve, worker
+from node.commands import (
+    analyze,
+    db,
+    echo,
+    health,
+    reanalyze,
+    resend,
+    results,
+    retention,
+    serve,
+    studies,
+    study,
+    worker,
+)
 from phantom import cli as phantom
 
-MODULES: list[object] = [serve, worker, echo, db, analyze, phantom, health]
+MODULES: list[object] = [
+    serve, worker, echo, db, analyze, phantom, studies, study, results, reanalyze, resend, retention, health,
+]

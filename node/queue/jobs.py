@@ -47,11 +47,28 @@ class JobCancelled(JobError):
     """Raised by a handler that saw ``context.cancelled``: the job is given back unfinished."""
 
 
+class RetryAfter(JobError):
+    """Raised by a handler that schedules its own next run ``delay`` from now.
+
+    For handlers with their own backoff policy or waiting on something else
+    (a destination's open circuit breaker). ``count_attempt=False`` gives the
+    attempt back, so waiting does not use up the job's attempts.
+    """
+
+    def __init__(self, message: str, delay: timedelta, *, count_attempt: bool = True) -> None:
+        if delay < timedelta(0):
+            raise ValueError(f"delay must not be negative, got {delay}")
+        super().__init__(message)
+        self.delay = delay
+        self.count_attempt = count_attempt
+
+
 class EventKind(StrEnum):
     QUEUED = "queued"
     CLAIMED = "claimed"
     SUCCEEDED = "succeeded"
     RETRY_SCHEDULED = "retry_scheduled"
+    DEFERRED = "deferred"
     FAILED = "failed"
     LEASE_EXPIRED = "lease_expired"
     RELEASED = "released"
@@ -273,6 +290,46 @@ def fail(
         return None
     _event(session, job.id, EventKind.FAILED, job.worker_id, error, now)
     return JobStatus.FAILED
+
+
+def defer(
+    session: Session,
+    job: ClaimedJob,
+    delay: timedelta,
+    reason: str,
+    *,
+    count_attempt: bool,
+    now: datetime | None = None,
+) -> bool:
+    """Queue the job again ``delay`` from now (a handler's :class:`RetryAfter`).
+
+    False if the lease was lost. The handler decides when to give up, so a
+    counted attempt must leave attempts (else the job is failed here).
+    """
+    if delay < timedelta(0):
+        raise ValueError(f"delay must not be negative, got {delay}")
+    now = now or utcnow()
+    reason = (reason or "deferred")[:MAX_ERROR_CHARS]
+    if count_attempt and job.attempt >= job.max_attempts:
+        if not _finish(session, job, {
+            "status": JobStatus.FAILED, "lease_owner": None, "lease_expires_at": None,
+            "last_error": reason, "updated_at": now, "finished_at": now,
+        }):
+            return False
+        _event(session, job.id, EventKind.FAILED, job.worker_id, reason, now)
+        return True
+    values: dict[str, Any] = {
+        "status": JobStatus.QUEUED, "lease_owner": None, "lease_expires_at": None,
+        "run_after": now + delay, "last_error": reason, "updated_at": now,
+    }
+    if not count_attempt:
+        values["attempts"] = Job.attempts - 1
+    if not _finish(session, job, values):
+        return False
+    _event(session, job.id, EventKind.DEFERRED, job.worker_id,
+           f"attempt {job.attempt}/{job.max_attempts}{'' if count_attempt else ' (not counted)'}, "
+           f"next run in {delay.total_seconds():.1f} s: {reason}"[:MAX_ERROR_CHARS], now)
+    return True
 
 
 def release(session: Session, job: ClaimedJob, *, now: datetime | None = None) -> bool:

@@ -26,8 +26,10 @@ from node.queue.jobs import (
     ClaimedJob,
     JobCancelled,
     PermanentJobError,
+    RetryAfter,
     claim,
     complete,
+    defer,
     fail,
     fail_exhausted_leases,
     heartbeat,
@@ -199,10 +201,13 @@ class WorkerPool:
         error: str | None = None
         retry = True
         cancelled = False
+        deferred: RetryAfter | None = None
         try:
             self._handlers[job.kind](job, running.context)
         except JobCancelled:
             cancelled = True
+        except RetryAfter as exc:
+            deferred = exc
         except Exception as exc:  # the worker loop: any handler error fails its job
             retry = not isinstance(exc, PermanentJobError)
             error = f"{type(exc).__name__}: {exc}"
@@ -213,6 +218,8 @@ class WorkerPool:
         try:
             if cancelled:
                 self._give_back(job)
+            elif deferred is not None:
+                self._defer(job, deferred)
             else:
                 self._finish(job, error, retry)
         except SQLAlchemyError:
@@ -237,6 +244,12 @@ class WorkerPool:
             log.warning("job %d (%s) for study %s will be retried", job.id, job.kind, job.study_uid)
         else:
             log.error("job %d (%s) for study %s failed for good", job.id, job.kind, job.study_uid)
+
+    def _defer(self, job: ClaimedJob, deferred: RetryAfter) -> None:
+        with self._sessions.begin() as session:
+            kept = defer(session, job, deferred.delay, str(deferred), count_attempt=deferred.count_attempt)
+        log.info("job %d (%s) for study %s deferred %.1f s: %s%s", job.id, job.kind, job.study_uid,
+                 deferred.delay.total_seconds(), deferred, "" if kept else " (lease lost: not recorded)")
 
     def _give_back(self, job: ClaimedJob) -> None:
         with self._sessions.begin() as session:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from node.delivery import DELIVER_RESULTS, Sender
+from node.delivery.handler import DeliverResults
 from node.pipeline.model import shipped_model
 from node.queue.completion import ANALYZE_STUDY
 from node.queue.worker import JobHandler
@@ -11,7 +13,17 @@ from node.tasks.analyze_study import AnalyzeStudy
 
 def build_handlers(settings: Settings) -> dict[str, JobHandler]:
     """The handler of every real job kind, with its dependencies from ``settings``."""
-    return {ANALYZE_STUDY: AnalyzeStudy(settings.storage.root, settings.storage.results, shipped_model)}
+    return {
+        ANALYZE_STUDY: AnalyzeStudy(settings.storage.root, settings.storage.results, shipped_model),
+        DELIVER_RESULTS: deliver_results_handler(settings),
+    }
 
 
-__all__ = ["build_handlers"]
+def deliver_results_handler(settings: Settings) -> DeliverResults:
+    delivery = settings.delivery
+    sender = Sender(delivery.calling_ae_title or settings.dicom.ae_title, delivery.connect_timeout,
+                    delivery.dimse_timeout)
+    return DeliverResults(delivery, settings.storage.results, sender)
+
+
+__all__ = ["build_handlers", "deliver_results_handler"]

@@ -1,0 +1,62 @@
+"""`lumbar-sentinel reanalyze UID`: queue a new analysis of a stored study.
+
+The study goes back to ``complete`` and gets an ``analyze_study`` job, as
+when its quiet period ends; the new result supersedes the current one and is
+delivered like any other (its SR lists the earlier one as predecessor).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from node.commands.admin import add_format, emit, write_session
+from node.settings import Settings
+
+NOT_FOUND = 1
+
+
+def add_parser(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "reanalyze", help="queue a new analysis of a stored study")
+    parser.add_argument("study_uid", metavar="UID", help="Study Instance UID")
+    add_format(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from sqlalchemy import select
+
+    from node.db.audit import StudyEvent, StudyStage
+    from node.db.models import Job, JobStatus, Study, StudyStatus, utcnow
+    from node.queue.completion import ANALYZE_STUDY
+    from node.queue.jobs import enqueue
+
+    with write_session(settings) as session:
+        study = session.scalars(select(Study).where(Study.study_instance_uid == args.study_uid)
+                                .with_for_update()).one_or_none()
+        if study is None:
+            print(f"reanalyze: no study {args.study_uid} in the database")
+            return NOT_FOUND
+        now = utcnow()
+        row: dict[str, Any]
+        if study.status == StudyStatus.RECEIVING:
+            row = {"study_instance_uid": study.study_instance_uid, "job_id": None,
+                   "note": "still receiving: it is analysed when its quiet period ends"}
+        else:
+            queued = session.scalars(select(Job).where(Job.kind == ANALYZE_STUDY, Job.study_id == study.id,
+                                                       Job.status == JobStatus.QUEUED)).first()
+            if queued is not None:
+                queued.run_after = queued.updated_at = now
+                job_id, note = queued.id, "an analysis was already queued: it runs now"
+            else:
+                payload = {"study_instance_uid": study.study_instance_uid, "requested_by": "reanalyze"}
+                job_id = enqueue(session, ANALYZE_STUDY, study.id, payload,
+                                 max_attempts=settings.queue.max_attempts, now=now).id
+                note = "analysis queued"
+            study.status = StudyStatus.COMPLETE
+            session.add(StudyEvent(study_id=study.id, at=now, stage=StudyStage.REANALYSIS_REQUESTED,
+                                   detail=f"job {job_id}"))
+            row = {"study_instance_uid": study.study_instance_uid, "job_id": job_id, "note": note}
+    emit({"reanalyze": [row]}, args.format, single=True)
+    return 0

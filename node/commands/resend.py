@@ -1,0 +1,66 @@
+"""`lumbar-sentinel resend`: send deliveries again (one study, one destination, or every dead letter).
+
+Only objects the destination has not acknowledged are sent, unless
+``--again`` asks for every object of the selected deliveries once more.
+Without ``--study`` only dead letters are picked (of ``--destination``, or
+all of them with ``--dead``); with ``--study`` every delivery of the study's
+current result that is not delivered (with ``--again``, delivered ones too).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from node.commands.admin import add_format, emit, write_session
+from node.settings import Settings
+
+USAGE = 2
+
+
+def add_parser(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "resend", help="send deliveries again: one study, one destination, or every dead letter")
+    parser.add_argument("--study", metavar="UID", default=None, help="the deliveries of this study")
+    parser.add_argument("--destination", metavar="NAME", default=None,
+                        help="only deliveries to this destination (name, or return:<AE title>)")
+    parser.add_argument("--dead", action="store_true", help="every dead letter (of --destination if given)")
+    parser.add_argument("--again", action="store_true",
+                        help="send every object again, also those already acknowledged")
+    add_format(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.study is None and args.destination is None and not args.dead:
+        print("resend: give --study UID, --destination NAME or --dead")
+        return USAGE
+    from sqlalchemy import select
+
+    from node.db.audit import Delivery, DeliveryStatus
+    from node.db.models import AnalysisResult, Study
+    from node.delivery import requeue
+
+    rows: list[dict[str, Any]] = []
+    with write_session(settings) as session:
+        query = (select(Delivery, Study.study_instance_uid).join(Study, Study.id == Delivery.study_id)
+                 .order_by(Delivery.id).with_for_update(of=Delivery))
+        if args.study is not None:
+            query = query.join(AnalysisResult, AnalysisResult.id == Delivery.analysis_result_id).where(
+                Study.study_instance_uid == args.study, AnalysisResult.superseded_by_id.is_(None))
+            if args.dead:
+                query = query.where(Delivery.status == DeliveryStatus.DEAD)
+            elif not args.again:
+                query = query.where(Delivery.status != DeliveryStatus.DELIVERED)
+        else:
+            query = query.where(Delivery.status == DeliveryStatus.DEAD)
+        if args.destination is not None:
+            query = query.where(Delivery.destination == args.destination)
+        for delivery, study_uid in session.execute(query).all():
+            before = delivery.status
+            job_id = requeue(session, settings.delivery, delivery, again=args.again,
+                             reason="lumbar-sentinel resend" + (" --again" if args.again else ""))
+            rows.append({"delivery_id": delivery.id, "study_instance_uid": study_uid,
+                         "destination": delivery.destination, "was": before, "job_id": job_id})
+    emit({"resend": rows}, args.format, single=True)
+    return 0

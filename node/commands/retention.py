@@ -1,0 +1,43 @@
+"""`lumbar-sentinel retention`: delete received images whose results were delivered long enough ago.
+
+Runs the ``storage.retention`` policy once (``serve`` runs it every
+``storage.retention.interval`` when enabled); ``--dry-run`` lists without deleting.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from node.commands.admin import add_format, emit
+from node.settings import Settings
+
+DISABLED = 2
+
+
+def add_parser(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "retention", help="delete received images of studies delivered storage.retention.delete_after ago")
+    parser.add_argument("--dry-run", action="store_true", help="list what would be deleted; delete nothing")
+    parser.add_argument("--force", action="store_true", help="run even if storage.retention.enabled is false")
+    add_format(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    if not (settings.storage.retention.enabled or args.force or args.dry_run):
+        print("retention: storage.retention.enabled is false (use --force to run it anyway)")
+        return DISABLED
+    from dataclasses import asdict
+
+    from node.db import create_db_engine, session_factory
+    from node.storage.retention import Retention
+
+    engine = create_db_engine(settings.database.url)
+    try:
+        retention = Retention(settings.storage.retention, settings.storage.root, session_factory(engine))
+        deleted = retention.run_once(dry_run=args.dry_run)
+    finally:
+        engine.dispose()
+    emit({"retention": [asdict(d) for d in deleted]}, args.format, single=True)
+    return 0

@@ -1,0 +1,204 @@
+"""The ``deliver_results`` job: send one delivery's unacknowledged objects to its destination.
+
+Each run is one attempt. The circuit breaker may make it wait first (not an
+attempt) or probe with C-ECHO. Every attempt is recorded with each object's
+remote status; an acknowledged object is never sent again by this delivery.
+A delivery not finished is retried after its own backoff
+(``delivery.retry``), and after the last attempt it is a dead letter.
+Network work happens outside database transactions.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from node.db.audit import (
+    Delivery,
+    DeliveryAttempt,
+    DeliveryAttemptObject,
+    DeliveryItem,
+    DeliveryStatus,
+    ResultObjectRow,
+    StudyEvent,
+    StudyStage,
+)
+from node.db.models import utcnow
+from node.delivery import breaker
+from node.delivery.routes import Route, resolve
+from node.delivery.sender import ObjectToSend, Sender, StoreOutcome
+from node.queue.jobs import MAX_ERROR_CHARS, ClaimedJob, PermanentJobError, RetryAfter
+from node.queue.policy import RetryPolicy
+from node.queue.worker import JobContext
+from node.settings import DeliverySettings
+
+log = logging.getLogger(__name__)
+
+
+class Outcome(StrEnum):
+    DELIVERED = "delivered"
+    PARTIAL = "partial"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class _Plan:
+    delivery_id: int
+    route: Route
+    objects: tuple[ObjectToSend, ...]
+    uids: dict[int, tuple[int, str]]  # item id -> (result object id, SOP Instance UID)
+    gate: breaker.Gate
+
+
+class DeliverResults:
+    """Handler for ``deliver_results`` jobs (payload ``{"delivery_id": N}``)."""
+
+    def __init__(self, settings: DeliverySettings, results_root: Path, sender: Sender,
+                 rng: random.Random | None = None, clock: Callable[[], datetime] = utcnow) -> None:
+        self._settings = settings
+        self._results = results_root.resolve()
+        self._sender = sender
+        self._policy = RetryPolicy(settings.retry.backoff_base, settings.retry.backoff_max,
+                                   settings.retry.backoff_jitter, settings.retry.max_attempts)
+        self._rng = rng or random.Random()
+        self._clock = clock
+
+    def __call__(self, job: ClaimedJob, context: JobContext) -> None:
+        delivery_id = job.payload.get("delivery_id")
+        if not isinstance(delivery_id, int):
+            raise PermanentJobError(f"job {job.id} names no delivery_id")
+        with context.sessions.begin() as session:
+            plan = self._prepare(session, job, delivery_id)
+        if plan is None:
+            return
+        if plan.gate.action == breaker.Action.WAIT:
+            raise RetryAfter(f"circuit breaker of {plan.route.name} is open", plan.gate.wait,
+                             count_attempt=False)
+        if plan.gate.action == breaker.Action.PROBE:
+            error = self._sender.echo(plan.route)
+            with context.sessions.begin() as session:
+                breaker.record_probe(session, plan.route.name, error, self._settings.breaker, self._clock())
+            if error is not None:
+                log.warning("destination %s still down (C-ECHO probe): %s", plan.route.name, error)
+                raise RetryAfter(f"probe of {plan.route.name} failed: {error}",
+                                 self._settings.breaker.open_for, count_attempt=False)
+            log.info("destination %s answers again: circuit closed", plan.route.name)
+        started = self._clock()
+        outcome = self._sender.store(plan.route, plan.objects)
+        with context.sessions.begin() as session:
+            status, retry_in = self._record(session, job, plan, outcome, started)
+        if status == DeliveryStatus.DEAD:
+            why = outcome.association_error or "objects refused"
+            raise PermanentJobError(f"delivery {delivery_id} to {plan.route.name} is a dead letter after "
+                                    f"{job.attempt} attempt(s): {why}")
+        if status == DeliveryStatus.QUEUED:
+            raise RetryAfter(f"delivery {delivery_id} to {plan.route.name} unfinished", retry_in)
+
+    def _prepare(self, session: Session, job: ClaimedJob, delivery_id: int) -> _Plan | None:
+        now = self._clock()
+        delivery = session.get(Delivery, delivery_id, with_for_update=True)
+        if delivery is None:
+            raise PermanentJobError(f"delivery {delivery_id} does not exist")
+        if delivery.job_id != job.id or delivery.status in (DeliveryStatus.DELIVERED, DeliveryStatus.DEAD):
+            log.info("job %d: delivery %d is %s (job %s now owns it); nothing to do", job.id, delivery_id,
+                     delivery.status, delivery.job_id)
+            return None
+        route = resolve(self._settings, delivery.destination, delivery.return_to_ae)
+        if route is None:
+            self._finish(session, delivery, DeliveryStatus.DEAD, now,
+                         f"destination {delivery.destination} is no longer configured (or disabled)")
+            raise PermanentJobError(f"delivery {delivery_id}: destination {delivery.destination} is gone")
+        pending = session.execute(
+            select(DeliveryItem.id, ResultObjectRow.id, ResultObjectRow.sop_instance_uid,
+                   ResultObjectRow.path, ResultObjectRow.sha256)
+            .join(ResultObjectRow, ResultObjectRow.id == DeliveryItem.result_object_id)
+            .where(DeliveryItem.delivery_id == delivery_id, DeliveryItem.acknowledged_at.is_(None))
+            .order_by(DeliveryItem.id)
+        ).all()
+        if not pending:
+            self._finish(session, delivery, DeliveryStatus.DELIVERED, now, None)
+            return None
+        gate = breaker.gate(session, route.name, job.worker_id, self._settings.breaker, now)
+        delivery.called_ae, delivery.host, delivery.port = route.called_ae, route.host, route.port
+        if gate.action != breaker.Action.WAIT:
+            delivery.status = DeliveryStatus.SENDING
+        else:
+            delivery.next_attempt_at = now + gate.wait
+        delivery.updated_at = now
+        return _Plan(
+            delivery_id, route,
+            tuple(ObjectToSend(item_id, self._results / path, sha) for item_id, _, _, path, sha in pending),
+            {item_id: (object_id, uid) for item_id, object_id, uid, _, _ in pending},
+            gate,
+        )
+
+    def _record(self, session: Session, job: ClaimedJob, plan: _Plan, outcome: StoreOutcome,
+                started: datetime) -> tuple[DeliveryStatus, timedelta]:
+        now = self._clock()
+        delivery = session.get(Delivery, plan.delivery_id, with_for_update=True)
+        assert delivery is not None  # deliveries are never deleted
+        delivery.attempts += 1
+        acknowledged = [o for o in outcome.objects if o.acknowledged]
+        result = (Outcome.DELIVERED if len(acknowledged) == len(plan.objects)
+                  else Outcome.PARTIAL if acknowledged else Outcome.FAILED)
+        errors = sorted({o.error for o in outcome.objects if o.error})
+        error = outcome.association_error or ("; ".join(errors) if errors else None)
+        attempt = DeliveryAttempt(
+            delivery_id=delivery.id, destination=plan.route.name, attempt=delivery.attempts,
+            started_at=started, finished_at=now, outcome=result.value,
+            error=None if error is None else error[:MAX_ERROR_CHARS], worker=job.worker_id)
+        session.add(attempt)
+        session.flush()
+        for item in outcome.objects:
+            object_id, uid = plan.uids[item.key]
+            session.add(DeliveryAttemptObject(attempt_id=attempt.id, result_object_id=object_id,
+                                              sop_instance_uid=item.sop_instance_uid or uid,
+                                              dimse_status=item.status, error=item.error))
+            row = session.get(DeliveryItem, item.key)
+            if row is not None:
+                row.dimse_status = item.status
+                if item.acknowledged:
+                    row.acknowledged_at = now
+        breaker.record_send(session, plan.route.name, outcome.association_error, self._settings.breaker, now)
+        if result == Outcome.DELIVERED:
+            self._finish(session, delivery, DeliveryStatus.DELIVERED, now, None)
+            return DeliveryStatus.DELIVERED, timedelta(0)
+        if job.attempt >= job.max_attempts:
+            self._finish(session, delivery, DeliveryStatus.DEAD, now, error)
+            return DeliveryStatus.DEAD, timedelta(0)
+        delay = self._policy.delay(job.attempt, self._rng)
+        delivery.status = DeliveryStatus.QUEUED
+        delivery.last_error = None if error is None else error[:MAX_ERROR_CHARS]
+        delivery.next_attempt_at = attempt.retry_at = now + delay
+        delivery.updated_at = now
+        log.warning("delivery %d to %s: attempt %d %s, next in %.1f s", delivery.id, plan.route.name,
+                    delivery.attempts, result.value, delay.total_seconds())
+        return DeliveryStatus.QUEUED, delay
+
+    @staticmethod
+    def _finish(session: Session, delivery: Delivery, status: DeliveryStatus, now: datetime,
+                error: str | None) -> None:
+        delivery.status = status
+        delivery.updated_at = now
+        delivery.next_attempt_at = None
+        if error is not None:
+            delivery.last_error = error[:MAX_ERROR_CHARS]
+        if status == DeliveryStatus.DELIVERED:
+            delivery.delivered_at = now
+            delivery.last_error = None
+            stage, detail = StudyStage.DELIVERED, f"delivery {delivery.id} to {delivery.destination}"
+        else:
+            stage = StudyStage.DEAD_LETTER
+            detail = f"delivery {delivery.id} to {delivery.destination}: {error}"
+        session.add(StudyEvent(study_id=delivery.study_id, at=now, stage=stage,
+                               detail=detail[:MAX_ERROR_CHARS]))
+        log.log(logging.INFO if status == DeliveryStatus.DELIVERED else logging.ERROR,
+                "delivery %d to %s: %s", delivery.id, delivery.destination, status.value)

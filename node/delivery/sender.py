@@ -1,0 +1,197 @@
+"""C-STORE SCU: send result files to a destination and report each object's remote status.
+
+One association per attempt; each file is sent as stored (its own transfer
+syntax, proposed beside the uncompressed ones). The sender only reports;
+the outbox decides what a status means for the delivery.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from pydicom import dcmread
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom import AE
+from pynetdicom.association import Association
+from pynetdicom.status import code_to_category
+
+from node.delivery.routes import Route
+from node.receiver.negotiation import VERIFICATION, client_context
+
+log = logging.getLogger(__name__)
+
+# pynetdicom's limit: 128 presentation contexts per association.
+_MAX_CONTEXTS = 128
+
+
+@dataclass(frozen=True)
+class ObjectToSend:
+    key: int  # the caller's id for it (delivery item)
+    path: Path
+    sha256: str | None = None  # when given, a file with other content is not sent
+
+
+@dataclass(frozen=True)
+class ObjectOutcome:
+    key: int
+    sop_instance_uid: str | None
+    status: int | None  # the remote DIMSE status; None when there was no answer
+    error: str | None  # why it was not sent or not answered
+
+    @property
+    def acknowledged(self) -> bool:
+        """The destination took it: success or a warning (it stored it, perhaps coerced)."""
+        return self.status is not None and code_to_category(self.status) in ("Success", "Warning")
+
+
+@dataclass(frozen=True)
+class StoreOutcome:
+    """``association_error`` is set when no association could be used at all."""
+
+    association_error: str | None
+    objects: tuple[ObjectOutcome, ...]
+
+    @property
+    def connected(self) -> bool:
+        return self.association_error is None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class DeliveryError(Exception):
+    """Root of the sender's own errors (a route it cannot use)."""
+
+
+class Sender:
+    """Sends as ``calling_ae``; the timeouts bound every network wait."""
+
+    def __init__(self, calling_ae: str, connect_timeout: timedelta, dimse_timeout: timedelta) -> None:
+        if not calling_ae.strip():
+            raise ValueError("calling_ae must not be empty")
+        self._calling = calling_ae
+        self._connect = connect_timeout.total_seconds()
+        self._dimse = dimse_timeout.total_seconds()
+
+    def _ae(self) -> AE:
+        ae = AE(ae_title=self._calling)
+        ae.acse_timeout = ae.connection_timeout = self._connect
+        ae.dimse_timeout = ae.network_timeout = self._dimse
+        return ae
+
+    @staticmethod
+    def _tls(route: Route) -> tuple[ssl.SSLContext, str] | None:
+        if not route.tls.enabled:
+            return None
+        try:
+            context = client_context(route.tls.ca_file, route.tls.cert_file, route.tls.key_file,
+                                     check_hostname=route.tls.check_hostname)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            raise DeliveryError(f"{route.name}: cannot set up TLS: {exc}") from exc
+        return context, route.host
+
+    def _associate(self, ae: AE, route: Route) -> tuple[Association | None, str | None]:
+        try:
+            tls_args = self._tls(route)
+        except DeliveryError as exc:
+            return None, str(exc)
+        assoc = ae.associate(route.host, route.port, ae_title=route.called_ae, tls_args=tls_args)
+        if assoc.is_established:
+            return assoc, None
+        if assoc.is_rejected:
+            rejection = assoc.acceptor.primitive
+            detail = "" if rejection is None else (
+                f" (result {rejection.result}, source {rejection.result_source}, "
+                f"diagnostic {rejection.diagnostic})")
+            return None, f"association rejected by {route.describe()}{detail}"
+        return None, f"could not associate with {route.describe()}: no connection, TLS failure or abort"
+
+    def echo(self, route: Route) -> str | None:
+        """C-ECHO the destination; None when it answered success, else why not."""
+        ae = self._ae()
+        ae.add_requested_context(VERIFICATION)
+        assoc, error = self._associate(ae, route)
+        if assoc is None:
+            return error
+        try:
+            status = assoc.send_c_echo()
+        finally:
+            if assoc.is_established:
+                assoc.release()
+        if "Status" not in status:
+            return f"no C-ECHO response from {route.describe()}"
+        if status.Status != 0x0000:
+            return f"{route.describe()} answered C-ECHO with 0x{status.Status:04X}"
+        return None
+
+    def store(self, route: Route, objects: Sequence[ObjectToSend]) -> StoreOutcome:
+        """C-STORE every object in one association; each object's outcome in order."""
+        readable: list[tuple[ObjectToSend, str, str, str]] = []
+        unreadable: list[ObjectOutcome] = []
+        for item in objects:
+            try:
+                if item.sha256 is not None and _sha256(item.path) != item.sha256:
+                    unreadable.append(ObjectOutcome(item.key, None, None,
+                                                    f"{item.path} changed since it was written (SHA-256)"))
+                    continue
+                meta = dcmread(item.path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"]).file_meta
+                readable.append((item, str(meta.MediaStorageSOPClassUID),
+                                 str(meta.MediaStorageSOPInstanceUID), str(meta.TransferSyntaxUID)))
+            except (OSError, InvalidDicomError, AttributeError) as exc:
+                unreadable.append(ObjectOutcome(item.key, None, None, f"cannot read {item.path}: {exc}"))
+        if not readable:
+            return StoreOutcome(None, tuple(unreadable))
+        ae = self._ae()
+        contexts: dict[str, list[str]] = {}
+        for _, sop_class, _, syntax in readable:
+            syntaxes = contexts.setdefault(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+            if syntax not in syntaxes:
+                syntaxes.insert(0, syntax)
+        if sum(len(s) for s in contexts.values()) > _MAX_CONTEXTS:
+            raise DeliveryError(f"{len(contexts)} SOP classes need more than {_MAX_CONTEXTS} contexts")
+        for sop_class, syntaxes in contexts.items():
+            for syntax in syntaxes:
+                # one context per syntax: the acceptor answers each separately
+                ae.add_requested_context(sop_class, syntax)
+        assoc, error = self._associate(ae, route)
+        if assoc is None:
+            return StoreOutcome(error, tuple(
+                [ObjectOutcome(item.key, uid, None, error) for item, _, uid, _ in readable] + unreadable))
+        outcomes: list[ObjectOutcome] = []
+        try:
+            for item, _, uid, _ in readable:
+                if not assoc.is_established:
+                    outcomes.append(ObjectOutcome(item.key, uid, None, "association ended before sending"))
+                    continue
+                try:
+                    status = assoc.send_c_store(item.path)
+                except (ValueError, RuntimeError, OSError) as exc:
+                    # pynetdicom raises when no accepted context fits the object
+                    outcomes.append(ObjectOutcome(item.key, uid, None, str(exc)))
+                    continue
+                if "Status" not in status:
+                    outcomes.append(ObjectOutcome(item.key, uid, None, "no C-STORE response (timeout)"))
+                else:
+                    code = int(status.Status)
+                    comment = f": {status.ErrorComment}" if "ErrorComment" in status else ""
+                    error = None if code_to_category(code) in ("Success", "Warning") else (
+                        f"status 0x{code:04X}{comment}")
+                    outcomes.append(ObjectOutcome(item.key, uid, code, error))
+        finally:
+            if assoc.is_established:
+                assoc.release()
+        log.info("sent %d object(s) to %s: %d acknowledged", len(outcomes), route.describe(),
+                 sum(o.acknowledged for o in outcomes))
+        return StoreOutcome(None, tuple(outcomes + unreadable))

@@ -1,0 +1,147 @@
+"""Retention: delete a study's received images once its results were delivered long enough ago.
+
+A study qualifies when its current analysis result has deliveries, all of
+them delivered, the last one at least ``delete_after`` ago, and the study
+is not receiving again. Only the instance files under the storage root are
+deleted; instance rows, audit rows, result objects and findings stay. Each
+deletion is recorded (``retention_deletions`` and a study event), so a study
+is cleaned once, and again only if instances arrive after that.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import exists, func, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from node.db.audit import Delivery, DeliveryStatus, RetentionDeletion, StudyEvent, StudyStage
+from node.db.models import AnalysisResult, Instance, Series, Study, StudyStatus, utcnow
+from node.settings import RetentionSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Deleted:
+    study_instance_uid: str
+    files_deleted: int
+    bytes_deleted: int
+    files_missing: int
+
+
+def due_studies(session: Session, delete_after: timedelta, now: datetime) -> list[tuple[int, str]]:
+    """(id, UID) of the studies whose images may be deleted now."""
+    cutoff = now - delete_after
+    current = (select(AnalysisResult.id).where(AnalysisResult.study_id == Study.id,
+                                               AnalysisResult.outcome == "analysed",
+                                               AnalysisResult.superseded_by_id.is_(None))
+               .correlate(Study).scalar_subquery())
+    delivered = (select(func.count(Delivery.id))
+                 .where(Delivery.analysis_result_id == current, Delivery.status == DeliveryStatus.DELIVERED,
+                        Delivery.delivered_at <= cutoff).correlate(Study).scalar_subquery())
+    total = (select(func.count(Delivery.id)).where(Delivery.analysis_result_id == current)
+             .correlate(Study).scalar_subquery())
+    cleaned = exists(select(RetentionDeletion.id).where(RetentionDeletion.study_id == Study.id,
+                                                        RetentionDeletion.at >= Study.last_received_at))
+    rows = session.execute(
+        select(Study.id, Study.study_instance_uid)
+        .where(Study.status.in_([StudyStatus.ANALYSED]), total > 0, delivered == total, ~cleaned)
+        .order_by(Study.id)
+    ).all()
+    return [(study_id, uid) for study_id, uid in rows]
+
+
+class Retention:
+    """Deletes due studies' files under ``storage_root``; ``run_once`` returns what it deleted."""
+
+    def __init__(self, settings: RetentionSettings, storage_root: Path, sessions: sessionmaker[Session],
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self._settings = settings
+        self._root = storage_root.resolve()
+        self._sessions = sessions
+        self._clock = clock
+
+    def run_once(self, *, dry_run: bool = False) -> list[Deleted]:
+        with self._sessions() as session:
+            due = due_studies(session, self._settings.delete_after, self._clock())
+            listing = {study_id: list(session.scalars(
+                select(Instance.path).join(Series, Series.id == Instance.series_id)
+                .where(Series.study_id == study_id))) for study_id, _ in due}
+        done: list[Deleted] = []
+        for study_id, uid in due:
+            deleted = self._delete(uid, listing[study_id], dry_run)
+            if not dry_run:
+                with self._sessions.begin() as session:
+                    now = self._clock()
+                    session.add(RetentionDeletion(
+                        study_id=study_id, at=now, files_deleted=deleted.files_deleted,
+                        bytes_deleted=deleted.bytes_deleted, files_missing=deleted.files_missing))
+                    session.add(StudyEvent(study_id=study_id, at=now, stage=StudyStage.IMAGES_DELETED,
+                                           detail=f"{deleted.files_deleted} file(s), {deleted.bytes_deleted} "
+                                                  f"bytes deleted; {deleted.files_missing} already gone"))
+                log.info("retention: study %s: %d file(s) deleted", uid, deleted.files_deleted)
+            done.append(deleted)
+        return done
+
+    def _delete(self, uid: str, paths: list[str], dry_run: bool) -> Deleted:
+        files = size = missing = 0
+        folders: set[Path] = set()
+        for relative in paths:
+            path = (self._root / relative).resolve()
+            if not path.is_relative_to(self._root):
+                log.error("retention: instance path %r of study %s leaves the storage root; kept",
+                          relative, uid)
+                continue
+            try:
+                length = path.stat().st_size
+                if not dry_run:
+                    path.unlink()
+            except FileNotFoundError:
+                missing += 1
+                continue
+            files += 1
+            size += length
+            folders.update(p for p in path.parents if p.is_relative_to(self._root) and p != self._root)
+        if not dry_run:
+            for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+                # a folder still holding other files stays
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+        return Deleted(uid, files, size, missing)
+
+
+class RetentionMonitor:
+    """A thread running :meth:`Retention.run_once` every ``settings.interval``."""
+
+    def __init__(self, retention: Retention, interval: timedelta) -> None:
+        self._retention = retention
+        self._interval = interval.total_seconds()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("RetentionMonitor.start() called twice")
+        self._thread = threading.Thread(target=self._loop, name="retention", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._retention.run_once()
+            except (SQLAlchemyError, OSError):
+                log.exception("retention run failed; next in %.0f s", self._interval)
+            self._stopping.wait(self._interval)

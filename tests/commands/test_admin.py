@@ -1,0 +1,233 @@
+"""Admin commands and audit views answer an administrator's questions, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydicom.uid import generate_uid
+from sqlalchemy import select, text, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from node.cli import main
+from node.db.audit import Delivery, DeliveryStatus, RetentionDeletion, StudyEvent
+from node.db.models import AnalysisResult, Job, Study, StudyStatus, utcnow
+from node.delivery import record_findings
+from tests.delivery.helpers import Storescp, delivering, delivery_settings, seed_analysis
+from tests.helpers.node import free_port, write_config
+from tests.queue.helpers import wait_until
+
+
+@dataclass(frozen=True)
+class Scenario:
+    config: Path
+    database_url: str
+    storage: Path
+    results: Path
+    delivered: str  # suspicious, delivered
+    dead: str  # not suspicious, its delivery a dead letter
+    unanalysed: str  # received, never analysed
+
+
+def _status(sessions: sessionmaker[Session], uid: str) -> str:
+    with sessions() as session:
+        return session.scalars(select(Delivery.status).join(Study, Study.id == Delivery.study_id)
+                               .where(Study.study_instance_uid == uid)).one()
+
+
+@pytest.fixture
+def scenario(sessions: sessionmaker[Session], storescp: Storescp, database_url: str,
+             tmp_path: Path) -> Scenario:
+    storage, results = tmp_path / "storage", tmp_path / "results"
+    storescp.start()
+    up = delivery_settings(storescp.port)
+    delivered = seed_analysis(sessions, up, results, generate_uid(), storage_root=storage).study_uid
+    with delivering(sessions, up, results):
+        wait_until(lambda: _status(sessions, delivered) == DeliveryStatus.DELIVERED, "delivery")
+    down = delivery_settings(free_port(), retry={"max_attempts": 1})
+    dead = seed_analysis(sessions, down, results, generate_uid(), suspicious=False,
+                         storage_root=storage).study_uid
+    with delivering(sessions, down, results):
+        wait_until(lambda: _status(sessions, dead) == DeliveryStatus.DEAD, "dead letter")
+    unanalysed = generate_uid()
+    with sessions.begin() as session:
+        now = utcnow()
+        session.add(Study(study_instance_uid=unanalysed, first_received_at=now, last_received_at=now,
+                          status=StudyStatus.COMPLETE, completed_at=now))
+    config = write_config(tmp_path / "node.toml", {
+        "database": {"url": database_url},
+        "storage": {"root": str(storage), "results": str(results)},
+        "delivery": {"destinations": [
+            {"name": "pacs", "ae_title": "DEST", "host": "127.0.0.1", "port": storescp.port}]},
+    })
+    return Scenario(config, database_url, storage, results, delivered, dead, unanalysed)
+
+
+def cli(capsys: pytest.CaptureFixture[str], config: Path, *args: str) -> Any:
+    capsys.readouterr()
+    assert main(["--config", str(config), *args, "--format", "json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_studies_and_results_commands(scenario: Scenario, capsys: pytest.CaptureFixture[str]) -> None:
+    studies = {row["study_instance_uid"]: row for row in cli(capsys, scenario.config, "studies")}
+    assert set(studies) == {scenario.delivered, scenario.dead, scenario.unanalysed}
+    assert (studies[scenario.delivered]["delivery"], studies[scenario.delivered]["suspicious"]) == \
+        ("delivered", "present")
+    assert (studies[scenario.dead]["delivery"], studies[scenario.dead]["suspicious"]) == ("dead", "absent")
+    assert (studies[scenario.unanalysed]["status"], studies[scenario.unanalysed]["analysed_at"]) == \
+        ("complete", None)
+    suspicious = cli(capsys, scenario.config, "results", "--suspicious", "--since", "1d")
+    assert [(r["study_instance_uid"], r["suspicious_levels"]) for r in suspicious] == \
+        [(scenario.delivered, "L3")]
+    assert {r["study_instance_uid"] for r in cli(capsys, scenario.config, "results")} == \
+        {scenario.delivered, scenario.dead}
+    assert cli(capsys, scenario.config, "results", "--since", "2999-01-01") == []
+    for fmt in ("csv", "table"):
+        assert main(["--config", str(scenario.config), "studies", "--format", fmt]) == 0
+    assert "study_instance_uid" in capsys.readouterr().out.splitlines()[0]
+
+
+def test_study_command_tells_the_whole_history(scenario: Scenario,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    study = cli(capsys, scenario.config, "study", scenario.delivered)
+    assert study["study"][0]["status"] == "analysed"
+    assert [a["calling_ae"] for a in study["associations"]] == ["STORESCU"]
+    assert [(s["plane"], s["sequence"], s["instances"]) for s in study["series"]] == [("sagittal", "T2", 1)]
+    assert [a["outcome"] for a in study["analyses"]] == ["analysed"]
+    assert {f["level"]: f["suspicious_for_malignancy"] for f in study["findings"]} == \
+        {"L2": "absent", "L3": "present"}
+    assert sorted(o["kind"] for o in study["result_objects"]) == ["key_image", "sr"]
+    assert [(d["destination"], d["status"], d["acknowledged"]) for d in study["deliveries"]] == \
+        [("pacs", "delivered", 2)]
+    assert [a["outcome"] for a in study["attempts"]] == ["delivered"]
+    assert [o["dimse_status"] for o in study["attempt_objects"]] == ["0x0000", "0x0000"]
+    stages = [h["stage"] for h in study["history"]]
+    for stage in ("received", "association", "series", "analysis analysed", "job deliver_results succeeded",
+                  "delivery attempt", "analysed", "delivered"):
+        assert stage in stages
+    assert stages.index("received") < stages.index("delivered")
+    capsys.readouterr()
+    assert main(["--config", str(scenario.config), "study", "1.2.3.4"]) == 1
+
+
+def test_views_answer_the_questions(scenario: Scenario, sessions: sessionmaker[Session]) -> None:
+    def uids(view: str) -> list[str]:
+        with sessions() as session:
+            return sorted(session.scalars(text(f"SELECT study_instance_uid FROM {view}")))
+
+    assert uids("v_suspicious_studies_this_week") == [scenario.delivered]
+    assert uids("v_failed_deliveries") == [scenario.dead]
+    assert uids("v_studies_not_analysed") == [scenario.unanalysed]
+    assert uids("v_studies_not_delivered") == [scenario.dead]
+    with sessions() as session:
+        timings = {row.study_instance_uid: row
+                   for row in session.execute(text("SELECT * FROM v_study_timings"))}
+        history = session.execute(text("SELECT stage FROM v_study_history WHERE study_instance_uid = :uid"),
+                                  {"uid": scenario.dead}).scalars().all()
+    assert timings[scenario.delivered].delivered_at is not None
+    assert timings[scenario.dead].delivered_at is None and timings[scenario.dead].analysed_at is not None
+    assert "dead_letter" in history
+    # an analysis older than seven days is not "this week"
+    with sessions.begin() as session:
+        session.execute(update(AnalysisResult).values(created_at=utcnow() - timedelta(days=8)))
+    assert uids("v_suspicious_studies_this_week") == []
+    assert uids("v_current_results") == sorted([scenario.delivered, scenario.dead])
+
+
+def test_resend_delivers_the_dead_letter(scenario: Scenario, sessions: sessionmaker[Session],
+                                         storescp: Storescp, capsys: pytest.CaptureFixture[str]) -> None:
+    resent = cli(capsys, scenario.config, "resend", "--dead")
+    assert [(r["study_instance_uid"], r["was"]) for r in resent] == [(scenario.dead, "dead")]
+    assert cli(capsys, scenario.config, "resend", "--dead") == []  # queued now, no longer dead
+    with delivering(sessions, delivery_settings(storescp.port), scenario.results):
+        wait_until(lambda: _status(sessions, scenario.dead) == DeliveryStatus.DELIVERED, "resent delivery")
+    assert len(storescp.received_uids()) == 4  # two objects of each study, each once
+    assert storescp.store_requests() == 4
+    # an acknowledged delivery is not sent again by resend (unless --again)
+    assert cli(capsys, scenario.config, "resend", "--study", scenario.delivered) == []
+    again = cli(capsys, scenario.config, "resend", "--study", scenario.delivered, "--again")
+    assert [r["was"] for r in again] == ["delivered"]
+
+
+def test_reanalyze_queues_an_analysis(scenario: Scenario, sessions: sessionmaker[Session],
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    (row,) = cli(capsys, scenario.config, "reanalyze", scenario.delivered)
+    with sessions() as session:
+        job = session.get(Job, row["job_id"])
+        study = session.scalars(select(Study).where(Study.study_instance_uid == scenario.delivered)).one()
+        assert job is not None
+        assert (job.kind, job.status, job.study_id) == ("analyze_study", "queued", study.id)
+        assert study.status == "complete"
+    (again,) = cli(capsys, scenario.config, "reanalyze", scenario.delivered)
+    assert again["job_id"] == row["job_id"]
+    capsys.readouterr()
+    assert main(["--config", str(scenario.config), "reanalyze", "1.2.3.4"]) == 1
+
+
+def test_retention_deletes_images_of_delivered_studies_only(
+        scenario: Scenario, sessions: sessionmaker[Session], capsys: pytest.CaptureFixture[str]) -> None:
+    files_before = sorted(p for p in scenario.storage.rglob("*.dcm"))
+    assert len(files_before) == 2
+    # delete_after 30 days (default): nothing is due yet
+    assert cli(capsys, scenario.config, "retention", "--force") == []
+    write_config(scenario.config, {
+        "database": {"url": scenario.database_url},
+        "storage": {"root": str(scenario.storage), "results": str(scenario.results)},
+        "storage.retention": {"enabled": True, "delete_after": 0},
+    })
+    dry = cli(capsys, scenario.config, "retention", "--dry-run")
+    assert [r["study_instance_uid"] for r in dry] == [scenario.delivered]
+    assert sorted(p for p in scenario.storage.rglob("*.dcm")) == files_before
+    deleted = cli(capsys, scenario.config, "retention")
+    assert [(r["study_instance_uid"], r["files_deleted"]) for r in deleted] == [(scenario.delivered, 1)]
+    remaining = list(scenario.storage.rglob("*.dcm"))
+    assert len(remaining) == 1 and scenario.dead in str(remaining[0])
+    assert cli(capsys, scenario.config, "retention") == []  # recorded: not again
+    with sessions() as session:
+        assert session.scalar(select(RetentionDeletion.files_deleted)) == 1
+        assert "images_deleted" in session.scalars(select(StudyEvent.stage)).all()
+    # audit rows and result objects stay
+    assert len(cli(capsys, scenario.config, "study", scenario.delivered)["result_objects"]) == 2
+    assert all(p.exists() for p in scenario.results.rglob("*.dcm"))
+
+
+def test_documented_queries_run(scenario: Scenario, sessions: sessionmaker[Session]) -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "audit.md").read_text(encoding="utf-8")
+    queries = re.findall(r"```sql\n(.*?)```", doc, flags=re.S)
+    assert len(queries) >= 7
+    answers: dict[str, list[Any]] = {}
+    with sessions() as session:
+        for query in queries:
+            query = query.replace("1.2.840.113619.2.1.1", scenario.delivered).strip().rstrip(";")
+            answers[query] = list(session.execute(text(query)))
+    history = next(rows for query, rows in answers.items() if "FROM v_study_history" in query)
+    assert {"received", "association", "series", "delivered"} <= {row.stage for row in history}
+    flagged = next(rows for query, rows in answers.items() if "JOIN level_findings" in query)
+    assert [(row.study_instance_uid, row.level) for row in flagged] == [(scenario.delivered, "L3")]
+
+
+def test_results_show_the_current_analysis_unless_asked_for_all(
+        scenario: Scenario, sessions: sessionmaker[Session], capsys: pytest.CaptureFixture[str]) -> None:
+    with sessions.begin() as session:
+        study = session.scalars(select(Study).where(Study.study_instance_uid == scenario.delivered)).one()
+        old = session.scalars(select(AnalysisResult).where(AnalysisResult.study_id == study.id)).one()
+        findings = dict(old.findings, study=dict(old.findings["study"], suspicious_for_malignancy="absent",
+                                                 suspicious_level_count=0))
+        new = AnalysisResult(study_id=study.id, outcome="analysed", algorithm_version="test-2",
+                             findings=findings)
+        session.add(new)
+        session.flush()
+        old.superseded_by_id = new.id
+        record_findings(session, new)
+    assert cli(capsys, scenario.config, "results", "--suspicious") == []
+    flagged = cli(capsys, scenario.config, "results", "--suspicious", "--all-versions")
+    assert [(r["algorithm_version"], r["superseded_by"]) for r in flagged] == [("test", new.id)]
+    analyses = cli(capsys, scenario.config, "study", scenario.delivered)["analyses"]
+    assert [(a["algorithm_version"], a["superseded_by_id"]) for a in analyses] == \
+        [("test", new.id), ("test-2", None)]
