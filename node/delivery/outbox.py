@@ -68,7 +68,8 @@ def publish_results(
     if result.outcome != "analysed":
         raise ValueError(f"analysis result {analysis_result_id} is {result.outcome!r}, not analysed")
     record_findings(session, result)
-    rows = record_objects(session, result.id, objects, results_root, now)
+    root = None if results_root is None else results_root.resolve()
+    rows = record_objects(session, result.id, objects, root, now)
     if not _has_event(session, result):
         session.add(StudyEvent(study_id=result.study_id, at=now, stage=StudyStage.ANALYSED,
                                detail=f"result {result.id}: {len(rows)} result object(s)"))
