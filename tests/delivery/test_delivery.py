@@ -145,17 +145,24 @@ def test_breaker_opens_and_a_half_open_echo_probe_closes_it(
         with sessions() as session:
             return session.get(DestinationBreaker, "pacs")
 
-    seed_analysis(sessions, settings, tmp_path / "results", generate_uid())
+    def statuses() -> list[str]:
+        with sessions() as session:
+            return list(session.scalars(select(Delivery.status)))
+
+    for _ in range(3):
+        seed_analysis(sessions, settings, tmp_path / "results", generate_uid())
     with delivering(sessions, settings, tmp_path / "results"):
         wait_until(lambda: (b := breaker()) is not None and b.state == BreakerState.OPEN, "open breaker")
-        # while open, the delivery waits without attempts; failed probes keep it open
-        wait_until(lambda: _failed_probes(sessions) > 0, "a failed probe")
+        # while open, the deliveries wait without attempts: the PACS is not hammered;
+        # failed C-ECHO probes keep it open
+        wait_until(lambda: _failed_probes(sessions) >= 2, "failed probes")
         assert len(_attempts(sessions)) == 2
         storescp.start()
-        wait_until(lambda: _delivery(sessions).status == DeliveryStatus.DELIVERED, "delivery")
+        wait_until(lambda: statuses() == [DeliveryStatus.DELIVERED] * 3, "deliveries")
     final = breaker()
     assert final is not None and (final.state, final.consecutive_failures) == (BreakerState.CLOSED, 0)
-    assert [a.outcome for a in _attempts(sessions)] == ["failed", "failed", "delivered"]
+    assert sorted(a.outcome for a in _attempts(sessions)) == ["delivered"] * 3 + ["failed"] * 2
+    assert len(storescp.received_uids()) == 6
 
 
 def test_delivers_over_tls_with_a_client_certificate(
