@@ -68,7 +68,8 @@ def publish_results(
     if result.outcome != "analysed":
         raise ValueError(f"analysis result {analysis_result_id} is {result.outcome!r}, not analysed")
     record_findings(session, result)
-    rows = record_objects(session, result.id, objects, results_root, now)
+    root = None if results_root is None else results_root.resolve()
+    rows = record_objects(session, result.id, objects, root, now)
     if not _has_event(session, result):
         session.add(StudyEvent(study_id=result.study_id, at=now, stage=StudyStage.ANALYSED,
                                detail=f"result {result.id}: {len(rows)} result object(s)"))
@@ -175,7 +176,12 @@ def sender_ae(session: Session, study_id: int) -> str | None:
 
 def enqueue_delivery(session: Session, settings: DeliverySettings, result: AnalysisResult, route: Route,
                      rows: Sequence[ResultObjectRow], now: datetime) -> int | None:
-    """A delivery of ``rows`` to ``route`` and its job; None if that delivery exists already."""
+    """A delivery of ``rows`` to ``route`` and its job; None if that delivery exists already.
+
+    An object the destination already acknowledged, byte for byte the same
+    (a re-run writes the same objects under the same UIDs), counts as
+    acknowledged here too; when that is every object no job is queued.
+    """
     if session.scalar(select(Delivery.id).where(Delivery.analysis_result_id == result.id,
                                                 Delivery.destination == route.name)) is not None:
         return None
@@ -186,8 +192,22 @@ def enqueue_delivery(session: Session, settings: DeliverySettings, result: Analy
     )
     session.add(delivery)
     session.flush()
+    pending = 0
     for row in rows:
-        session.add(DeliveryItem(delivery_id=delivery.id, result_object_id=row.id))
+        earlier = _acknowledged(session, route.name, row)
+        session.add(DeliveryItem(delivery_id=delivery.id, result_object_id=row.id,
+                                 acknowledged_at=None if earlier is None else earlier.acknowledged_at,
+                                 dimse_status=None if earlier is None else earlier.dimse_status))
+        pending += earlier is None
+    if not pending:
+        delivery.status = DeliveryStatus.DELIVERED
+        delivery.delivered_at = delivery.updated_at = now
+        delivery.next_attempt_at = None
+        session.add(StudyEvent(study_id=result.study_id, at=now, stage=StudyStage.DELIVERED,
+                               detail=f"delivery {delivery.id} to {route.name}: every object was "
+                                      "acknowledged by an earlier delivery"))
+        session.flush()
+        return None
     job = enqueue(session, DELIVER_RESULTS, result.study_id, {"delivery_id": delivery.id},
                   max_attempts=settings.retry.max_attempts, now=now)
     delivery.job_id = job.id
@@ -195,6 +215,18 @@ def enqueue_delivery(session: Session, settings: DeliverySettings, result: Analy
     log.info("delivery %d of result %d to %s queued as job %d", delivery.id, result.id, route.describe(),
              job.id)
     return job.id
+
+
+def _acknowledged(session: Session, destination: str, row: ResultObjectRow) -> DeliveryItem | None:
+    """The earlier acknowledgement of the same object (UID and content) by ``destination``, if any."""
+    return session.scalars(
+        select(DeliveryItem)
+        .join(Delivery, Delivery.id == DeliveryItem.delivery_id)
+        .join(ResultObjectRow, ResultObjectRow.id == DeliveryItem.result_object_id)
+        .where(Delivery.destination == destination, DeliveryItem.acknowledged_at.is_not(None),
+               ResultObjectRow.sop_instance_uid == row.sop_instance_uid, ResultObjectRow.sha256 == row.sha256)
+        .order_by(DeliveryItem.id).limit(1)
+    ).first()
 
 
 def requeue(session: Session, settings: DeliverySettings, delivery: Delivery, *, again: bool,

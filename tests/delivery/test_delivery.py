@@ -20,10 +20,11 @@ from node.db.audit import (
     ResultObjectRow,
     StudyEvent,
 )
-from node.db.models import Job, JobEvent
+from node.db.models import AnalysisResult, Job, JobEvent
 from node.delivery import current_result_objects, publish_results
 from node.results import ResultKind, ResultObject
 from tests.delivery.helpers import Storescp, delivering, delivery_settings, seed_analysis
+from tests.delivery.objects import write_objects
 from tests.helpers.tls import make_pki
 from tests.queue.helpers import wait_until
 
@@ -145,17 +146,24 @@ def test_breaker_opens_and_a_half_open_echo_probe_closes_it(
         with sessions() as session:
             return session.get(DestinationBreaker, "pacs")
 
-    seed_analysis(sessions, settings, tmp_path / "results", generate_uid())
+    def statuses() -> list[str]:
+        with sessions() as session:
+            return list(session.scalars(select(Delivery.status)))
+
+    for _ in range(3):
+        seed_analysis(sessions, settings, tmp_path / "results", generate_uid())
     with delivering(sessions, settings, tmp_path / "results"):
         wait_until(lambda: (b := breaker()) is not None and b.state == BreakerState.OPEN, "open breaker")
-        # while open, the delivery waits without attempts; failed probes keep it open
-        wait_until(lambda: _failed_probes(sessions) > 0, "a failed probe")
+        # while open, the deliveries wait without attempts: the PACS is not hammered;
+        # failed C-ECHO probes keep it open
+        wait_until(lambda: _failed_probes(sessions) >= 2, "failed probes")
         assert len(_attempts(sessions)) == 2
         storescp.start()
-        wait_until(lambda: _delivery(sessions).status == DeliveryStatus.DELIVERED, "delivery")
+        wait_until(lambda: statuses() == [DeliveryStatus.DELIVERED] * 3, "deliveries")
     final = breaker()
     assert final is not None and (final.state, final.consecutive_failures) == (BreakerState.CLOSED, 0)
-    assert [a.outcome for a in _attempts(sessions)] == ["failed", "failed", "delivered"]
+    assert sorted(a.outcome for a in _attempts(sessions)) == ["delivered"] * 3 + ["failed"] * 2
+    assert len(storescp.received_uids()) == 6
 
 
 def test_delivers_over_tls_with_a_client_certificate(
@@ -239,3 +247,41 @@ def test_a_result_file_changed_since_it_was_written_is_not_sent(
         sr_uid = session.scalars(select(ResultObjectRow.sop_instance_uid)
                                  .where(ResultObjectRow.kind == "sr")).one()
     assert storescp.received_uids() == [sr_uid]
+
+
+def test_a_rerun_does_not_send_objects_the_destination_already_has(
+        sessions: sessionmaker[Session], storescp: Storescp, tmp_path: Path) -> None:
+    storescp.start()
+    settings = delivery_settings(storescp.port)
+    results = tmp_path / "results"
+    seeded = seed_analysis(sessions, settings, results, generate_uid())
+    with delivering(sessions, settings, results):
+        wait_until(lambda: _delivery(sessions).status == DeliveryStatus.DELIVERED, "first delivery")
+    with sessions() as session:
+        first = current_result_objects(session, seeded.study_id, results)
+
+    def rerun(objects: list[ResultObject]) -> list[int]:
+        with sessions.begin() as session:
+            old = session.get(AnalysisResult, seeded.analysis_result_id)
+            assert old is not None
+            new = AnalysisResult(study_id=seeded.study_id, outcome="analysed", algorithm_version="test",
+                                 findings=old.findings)
+            session.add(new)
+            session.flush()
+            return publish_results(session, settings, new.id, objects, results_root=results)
+
+    # the same job again (lost lease): the same objects, byte for byte
+    assert rerun(list(first)) == []
+    # a new key image beside the same SR: only the key image is sent
+    (changed,) = write_objects(tmp_path / "other", seeded.study_uid)[1:]
+    jobs = rerun([first[0], changed])
+    assert len(jobs) == 1
+    with delivering(sessions, settings, results):
+        wait_until(lambda: _statuses(sessions) == ["delivered"] * 3, "deliveries")
+    assert storescp.store_requests() == 3
+    assert changed.sop_instance_uid in storescp.received_uids()
+
+
+def _statuses(sessions: sessionmaker[Session]) -> list[str]:
+    with sessions() as session:
+        return list(session.scalars(select(Delivery.status).order_by(Delivery.id)))
