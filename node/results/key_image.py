@@ -40,9 +40,9 @@ TEXT: RGB = (255, 255, 255)
 
 
 def mid_sagittal_index(labels: Volume) -> int:
-    """The slice through the most vertebral-body voxels: the spine's midline."""
+    """The slice through the most vertebral-body voxels (the spine's midline); the middle one if none."""
     counts = (np.asarray(labels.array) > 0).sum(axis=(1, 2))
-    return int(np.argmax(counts))
+    return int(np.argmax(counts)) if counts.any() else len(counts) // 2
 
 
 def _display_axes(volume: Volume) -> tuple[bool, bool, bool]:

@@ -5,13 +5,19 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import highdicom as hd
+import numpy as np
 import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 
+from analysis.findings import summarize
+from analysis.results import SpineSegmentation
+from node.pipeline.run import AnalysisOutput
 from node.results import ResultKind
 from node.results.writer import write_result_objects
-from tests.results.conftest import ANALYSIS_KEY, CREATED, Written
+from node.study import read_series
+from tests.results.conftest import ANALYSIS_KEY, CREATED, Written, dciodvfy_report
 
 
 def _uids(ds: Dataset) -> list[tuple[str, str]]:
@@ -88,3 +94,28 @@ def test_bad_input_is_refused_naming_the_argument(written: Written, tmp_path: Pa
         write_result_objects(analysed.output, analysed.inputs, other_study, tmp_path,
                              analysis_key="a", created=CREATED)
     assert not any(tmp_path.iterdir()), "nothing is written before the input is checked"
+
+
+def test_a_study_without_bodies_gets_an_sr_and_a_key_image_but_no_seg(
+    written: Written, tmp_path: Path
+) -> None:
+    analysed = written.analysed
+    labels = analysed.output.segmentation.labels
+    empty = SpineSegmentation(labels.with_array(np.zeros_like(labels.array)), (), 0.0, False)
+    findings = summarize(analysed.inputs.study_instance_uid, dict(analysed.inputs.series_uids), [])
+    output = AnalysisOutput(findings, empty, ())
+    objects = write_result_objects(
+        output, analysed.inputs, analysed.study, tmp_path, analysis_key="no bodies", created=CREATED
+    )
+    assert [o.kind for o in objects] == [ResultKind.SR, ResultKind.KEY_IMAGE]
+    sr = hd.sr.srread(objects[0].path)
+    assert sr.content.get_volumetric_roi_measurement_groups() == []
+    (study,) = sr.content.get_image_measurement_groups()
+    assert {q.name.value: q.value.value for q in study.get_qualitative_evaluations()}["SUSPMAL"] == "82334004"
+    # with no body to find the midline by, the key image shows the middle slice
+    t2 = next(s for s in analysed.study.series if s.series_instance_uid == analysed.inputs.series_uids["T2"])
+    slices = read_series(t2.paths, headers=t2.headers).slices
+    key = dcmread(objects[1].path)
+    assert key.SourceImageSequence[0].ReferencedSOPInstanceUID == slices[len(slices) // 2].sop_instance_uid
+    for obj in objects:
+        assert dciodvfy_report(obj.path)[0] == [], obj.kind
