@@ -18,7 +18,7 @@ from datetime import datetime
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import Connection, column, func, inspect, select, table
+from sqlalchemy import Connection, and_, case, column, func, inspect, or_, select, table
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -47,14 +47,24 @@ class DeliverySchema:
 DELIVERY_SCHEMA = DeliverySchema()
 
 
-def oldest_due_seconds(session: Session | Connection, now: datetime) -> dict[str, float]:
-    """Per job kind, how long its oldest due queued job has waited (kinds with one only)."""
+def due_jobs(session: Session | Connection, now: datetime) -> dict[str, tuple[int, float]]:
+    """Per job kind with any: how many jobs a worker could claim now, and the oldest one's wait.
+
+    Claimable as :func:`node.queue.jobs.claim` sees it: queued and due (waiting since
+    ``run_after``), or running with an expired lease and attempts left (its worker died;
+    waiting since the lease expired).
+    """
+    queued_due = and_(Job.status == JobStatus.QUEUED, Job.run_after <= now)
+    lease_lost = and_(Job.status == JobStatus.RUNNING, Job.lease_expires_at < now,
+                      Job.attempts < Job.max_attempts)
+    since = case((Job.status == JobStatus.QUEUED, Job.run_after), else_=Job.lease_expires_at)
     rows = session.execute(
-        select(Job.kind, func.min(Job.run_after))
-        .where(Job.status == JobStatus.QUEUED, Job.run_after <= now)
+        select(Job.kind, func.count(Job.id), func.min(since))
+        .where(or_(queued_due, lease_lost))
         .group_by(Job.kind)
     ).all()
-    return {kind: max(0.0, (now - oldest).total_seconds()) for kind, oldest in rows if oldest is not None}
+    return {kind: (count, max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0)
+            for kind, count, oldest in rows}
 
 
 class DatabaseCollector(Collector):
@@ -88,10 +98,10 @@ class DatabaseCollector(Collector):
         now = self._clock()
         jobs = GaugeMetricFamily("lsent_queue_jobs", "Jobs by kind and status (queued: the queue depth)",
                                  labels=["kind", "status"])
-        due = GaugeMetricFamily("lsent_queue_due_jobs", "Queued jobs due now, waiting for a worker",
-                                labels=["kind"])
+        due = GaugeMetricFamily("lsent_queue_due_jobs", "Jobs a worker could claim now: queued and due, "
+                                "or running with an expired lease", labels=["kind"])
         age = GaugeMetricFamily("lsent_queue_oldest_due_seconds",
-                                "How long the oldest due queued job has waited (0: none waiting)",
+                                "How long the oldest claimable job has waited (0: none waiting)",
                                 labels=["kind"])
         kinds: set[str] = set()
         for kind, status, count in session.execute(
@@ -99,15 +109,11 @@ class DatabaseCollector(Collector):
         ):
             kinds.add(kind)
             jobs.add_metric([kind, status], count)
-        due_counts = {kind: count for kind, count in session.execute(
-            select(Job.kind, func.count(Job.id))
-            .where(Job.status == JobStatus.QUEUED, Job.run_after <= now)
-            .group_by(Job.kind)
-        )}
-        ages = oldest_due_seconds(session, now)
+        waiting = due_jobs(session, now)
         for kind in sorted(kinds):
-            due.add_metric([kind], due_counts.get(kind, 0))
-            age.add_metric([kind], ages.get(kind, 0.0))
+            count, oldest = waiting.get(kind, (0, 0.0))
+            due.add_metric([kind], count)
+            age.add_metric([kind], oldest)
         return [jobs, due, age]
 
     @staticmethod

@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from node.db.models import utcnow
-from node.metrics.collector import oldest_due_seconds
+from node.metrics.collector import due_jobs
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class Health:
 
 
 class HealthCheck:
-    """Database reachable, every folder in ``folders`` writable, no due job waiting over ``stuck_after``."""
+    """Database reachable, every folder in ``folders`` writable, no job claimable for over ``stuck_after``."""
 
     def __init__(self, sessions: sessionmaker[Session], folders: Sequence[Path], stuck_after: timedelta,
                  *, clock: Callable[[], datetime] = utcnow) -> None:
@@ -67,7 +67,7 @@ class HealthCheck:
         try:
             with self._sessions() as session:
                 session.execute(text("SELECT 1"))
-                ages = oldest_due_seconds(session, self._clock())
+                ages = {kind: oldest for kind, (_, oldest) in due_jobs(session, self._clock()).items()}
         except SQLAlchemyError as exc:
             log.warning("health: database unreachable: %s", type(exc).__name__)
             error = {"error": type(exc).__name__}

@@ -1,4 +1,5 @@
-"""The collector's delivery part: read only when the delivery tables exist, by destination.
+"""The database collector: the queue's claimable jobs, and the delivery part, read only when the
+delivery tables exist.
 
 The tables are created here with just the columns :data:`DELIVERY_SCHEMA`
 names and the values the results issue's migration 0003 uses, so the test
@@ -7,10 +8,13 @@ holds before and after that migration lands; on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from sqlalchemy import Engine, text
 
 from node.db import create_db_engine, session_factory
 from node.metrics import DELIVERY_SCHEMA, DatabaseCollector
+from node.queue.jobs import claim, enqueue
 
 _TABLES = (
     "CREATE TABLE {s.deliveries} (id INTEGER PRIMARY KEY, {s.destination} VARCHAR(64), "
@@ -64,3 +68,21 @@ def test_an_unreachable_database_reports_down_instead_of_failing_the_scrape() ->
         assert _collect(engine) == {("lsent_database_up", ()): 0}
     finally:
         engine.dispose()
+
+
+def test_a_job_whose_worker_died_counts_as_waiting_since_its_lease_expired(engine: Engine) -> None:
+    start = datetime(2026, 1, 1, 8, 0, tzinfo=UTC)
+    with session_factory(engine).begin() as session:
+        enqueue(session, "analyze_study", None, {}, max_attempts=3, now=start)
+        enqueue(session, "analyze_study", None, {}, max_attempts=3, now=start + timedelta(minutes=30))
+        claimed = claim(session, "dead-worker", ["analyze_study"], timedelta(minutes=2), now=start)
+    assert claimed is not None
+    later = start + timedelta(hours=1)
+    collector = DatabaseCollector(session_factory(engine), clock=lambda: later)
+    scraped = {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+               for family in collector.collect() for sample in family.samples}
+    kind = (("kind", "analyze_study"),)
+    assert scraped[("lsent_queue_due_jobs", kind)] == 2
+    # the claimed job's lease ran out at 8:02: the oldest claimable wait is 58 minutes
+    assert scraped[("lsent_queue_oldest_due_seconds", kind)] == 58 * 60
+    assert scraped[("lsent_queue_jobs", (*kind, ("status", "running")))] == 1
