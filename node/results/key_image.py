@@ -116,8 +116,7 @@ def render_key_image(
     lesion_img = _nearest(lesion_plane.astype(np.uint8), size) > 0
 
     pixels = np.asarray(image).copy()
-    fill = lesion_img
-    pixels[fill] = (0.55 * pixels[fill] + 0.45 * np.array(SUSPICIOUS)).astype(np.uint8)
+    pixels[lesion_img] = (0.55 * pixels[lesion_img] + 0.45 * np.array(SUSPICIOUS)).astype(np.uint8)
     places: list[tuple[str, RGB, tuple[float, float]]] = []
     for level, value in sorted(LEVEL_LABELS.items(), key=lambda kv: kv[1]):
         mask = label_img == value

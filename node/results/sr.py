@@ -18,7 +18,6 @@ import highdicom as hd
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
-from pydicom.uid import Comprehensive3DSRStorage
 
 from analysis.findings import LevelFinding, StudyFindings
 from analysis.results import SignState
@@ -204,6 +203,3 @@ def build_sr(
         series_date=identity.created.date(),
         series_time=identity.created.time(),
     )
-
-
-SOP_CLASS_UID = Comprehensive3DSRStorage
