@@ -14,7 +14,8 @@ from node.tasks.analyze_study import AnalyzeStudy
 def build_handlers(settings: Settings) -> dict[str, JobHandler]:
     """The handler of every real job kind, with its dependencies from ``settings``."""
     return {
-        ANALYZE_STUDY: AnalyzeStudy(settings.storage.root, settings.storage.results, shipped_model),
+        ANALYZE_STUDY: AnalyzeStudy(settings.storage.root, settings.storage.results, shipped_model,
+                                    settings.delivery),
         DELIVER_RESULTS: deliver_results_handler(settings),
     }
 

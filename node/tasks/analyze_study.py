@@ -18,6 +18,7 @@ import logging
 from collections.abc import Callable
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +31,15 @@ from sqlalchemy.orm import Session
 from analysis import ALGORITHM_VERSION
 from analysis.vertebrae.model import BodyModel
 from analysis.volume import Plane
-from node.db.models import AnalysisResult, Instance, Series, Study, StudyStatus
+from node.db.models import AnalysisResult, Instance, Job, Series, Study, StudyStatus
+from node.delivery import current_result_objects, publish_results
 from node.pipeline.inputs import NotAnalysable, load_inputs
 from node.pipeline.run import AnalysisOutput, analyse, write_results
 from node.queue.jobs import ClaimedJob, JobCancelled, PermanentJobError
 from node.queue.worker import JobContext
+from node.results import ResultKind, ResultObject
+from node.results.writer import write_result_objects
+from node.settings import DeliverySettings
 from node.study import SeriesFiles, StudyError, StudyFiles, classify_series
 
 log = logging.getLogger(__name__)
@@ -53,6 +58,22 @@ class StoredSeries:
 
 
 @dataclass(frozen=True)
+class Analysed:
+    """An analysis's output and the result objects written for it."""
+
+    output: AnalysisOutput
+    objects: tuple[ResultObject, ...]
+
+
+@dataclass(frozen=True)
+class Earlier:
+    """What a job needs to know of the study's past: the SRs it replaces and when the job was queued."""
+
+    reports: tuple[ResultObject, ...]
+    created: datetime
+
+
+@dataclass(frozen=True)
 class SeriesOutcome:
     id: int
     uid: str
@@ -64,21 +85,26 @@ class SeriesOutcome:
 class AnalyzeStudy:
     """Handler for ``analyze_study`` jobs.
 
-    Files are read under ``storage_root``; results are written under
-    ``results_root``; ``model`` gives the vertebral-body model (loaded once,
-    on first use, so that starting a worker stays fast).
+    Files are read under ``storage_root``; results (findings, label map and
+    the DICOM result objects) are written under ``results_root``; ``model``
+    gives the vertebral-body model (loaded once, on first use, so that
+    starting a worker stays fast); ``delivery`` says where a current result's
+    objects are sent (:func:`node.delivery.publish_results`).
     """
 
-    def __init__(self, storage_root: Path, results_root: Path, model: Callable[[], BodyModel]) -> None:
+    def __init__(self, storage_root: Path, results_root: Path, model: Callable[[], BodyModel],
+                 delivery: DeliverySettings) -> None:
         self._root = storage_root.resolve()
         self._results = results_root.resolve()
         self._model = model
+        self._delivery = delivery
 
     def __call__(self, job: ClaimedJob, context: JobContext) -> None:
         if job.study_id is None:
             raise PermanentJobError(f"job {job.id} names no study")
         with context.sessions.begin() as session:
             listing = self._series_files(session, job.study_id)
+            earlier = self._earlier(session, job)
         if listing is None:
             log.info("study %s is receiving again; the next analysis will cover it", job.study_uid)
             return
@@ -91,23 +117,37 @@ class AnalyzeStudy:
             outcomes.append(outcome)
             if headers is not None:
                 readable.append(SeriesFiles(job.study_uid or "", series.uid, series.paths, headers))
-        analysis: AnalysisOutput | str | None = None
+        analysis: Analysed | str | None = None
         if any(o.plane == Plane.SAGITTAL for o in outcomes):
-            analysis = self._analyse(job, StudyFiles(job.study_uid or "", tuple(readable)))
+            analysis = self._analyse(job, StudyFiles(job.study_uid or "", tuple(readable)), earlier)
             if context.cancelled.is_set():
                 raise JobCancelled(f"job {job.id} cancelled while analysing study {job.study_uid}")
         with context.sessions.begin() as session:
             self._record(session, job, outcomes, analysis)
 
-    def _analyse(self, job: ClaimedJob, files: StudyFiles) -> AnalysisOutput | str:
-        """The analysis output, or why the study cannot be analysed."""
+    def _analyse(self, job: ClaimedJob, files: StudyFiles, earlier: Earlier) -> Analysed | str:
+        """The analysis output and its result objects, or why the study cannot be analysed."""
         try:
             inputs = load_inputs(files)
         except NotAnalysable as exc:
             return str(exc)
         output = analyse(inputs, self._model())
-        write_results(self._results / files.study_instance_uid / str(job.id), output)
-        return output
+        out_dir = self._results / files.study_instance_uid / str(job.id)
+        write_results(out_dir, output)
+        # keyed by the job and dated by its queueing, so a job run again after a lost
+        # lease writes the same objects (same UIDs, same bytes)
+        objects = write_result_objects(output, inputs, files, out_dir, analysis_key=f"job {job.id}",
+                                       created=earlier.created, predecessors=earlier.reports)
+        return Analysed(output, objects)
+
+    def _earlier(self, session: Session, job: ClaimedJob) -> Earlier:
+        assert job.study_id is not None
+        reports = tuple(obj for obj in current_result_objects(session, job.study_id, self._results)
+                        if obj.kind == ResultKind.SR)
+        queued = session.scalar(select(Job.created_at).where(Job.id == job.id))
+        if queued is None:
+            raise PermanentJobError(f"job {job.id} does not exist")
+        return Earlier(reports, queued.astimezone(UTC).replace(tzinfo=None, microsecond=0))
 
     def _series_files(self, session: Session, study_id: int) -> list[StoredSeries] | None:
         study = session.get(Study, study_id)
@@ -149,7 +189,7 @@ class AnalyzeStudy:
         session: Session,
         job: ClaimedJob,
         outcomes: Seq[SeriesOutcome],
-        analysis: AnalysisOutput | str | None,
+        analysis: Analysed | str | None,
     ) -> None:
         for outcome in outcomes:
             session.execute(
@@ -161,12 +201,16 @@ class AnalyzeStudy:
             )
         summary = [{"series_instance_uid": o.uid, "plane": o.plane, "sequence": o.sequence}
                    for o in outcomes]
-        if isinstance(analysis, AnalysisOutput):
+        if isinstance(analysis, Analysed):
             if not finish_study(session, job, StudyStatus.ANALYSED, None):
                 log.info("study %s changed while it was analysed; result not recorded", job.study_uid)
                 return
-            findings = analysis.findings.to_json_dict()
-            record_result(session, job, "analysed", None, findings)
+            findings = analysis.output.findings.to_json_dict()
+            result = record_result(session, job, "analysed", None, findings)
+            deliveries = publish_results(session, self._delivery, result.id, analysis.objects,
+                                         results_root=self._results)
+            if deliveries:
+                log.info("study %s: %d delivery job(s) queued", job.study_uid, len(deliveries))
             log.info("study %s analysed: %d levels, %d suspicious; results in %s", job.study_uid,
                      len(findings["levels"]), findings["study"]["suspicious_level_count"],
                      self._results / (job.study_uid or "") / str(job.id))

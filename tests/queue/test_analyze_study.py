@@ -15,6 +15,7 @@ from node.pipeline.model import shipped_model
 from node.queue.completion import ANALYZE_STUDY
 from node.queue.jobs import ClaimedJob, PermanentJobError, claim, enqueue
 from node.queue.worker import JobContext
+from node.settings import DeliverySettings
 from node.tasks.analyze_study import NO_SAGITTAL, AnalyzeStudy
 from tests.queue.helpers import AXIAL, SAGITTAL, add_study, register_series, write_series
 
@@ -41,7 +42,7 @@ def _run(engine: Engine, root: Path, study_id: int) -> ClaimedJob:
         enqueue(session, ANALYZE_STUDY, study_id, {}, max_attempts=1)
         job = claim(session, "w", [ANALYZE_STUDY], timedelta(minutes=1))
     assert job is not None
-    AnalyzeStudy(root, root / "results", shipped_model)(job, JobContext(sessions, "w"))
+    AnalyzeStudy(root, root / "results", shipped_model, DeliverySettings())(job, JobContext(sessions, "w"))
     return job
 
 
@@ -115,7 +116,7 @@ def test_missing_study_is_a_permanent_error(engine: Engine, tmp_path: Path) -> N
         lease_expires_at=T0,
     )
     with pytest.raises(PermanentJobError, match="does not exist"):
-        AnalyzeStudy(tmp_path, tmp_path / "results", shipped_model)(
+        AnalyzeStudy(tmp_path, tmp_path / "results", shipped_model, DeliverySettings())(
             job, JobContext(session_factory(engine), "w")
         )
 
