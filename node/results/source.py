@@ -8,6 +8,7 @@ instances (single-frame MR) or frames (Enhanced MR).
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,4 +84,21 @@ def segmented_series(inputs: StudyInputs, study: StudyFiles, labels: Volume) -> 
         by_uid = {str(ds.SOPInstanceUID): ds for ds in datasets}
         ordered = tuple(by_uid[frames[n].sop_instance_uid] for n in geometry.order)
         frame_of_slice = tuple(range(len(ordered)))
-    return SegmentedSeries(sequence, series, volume, ordered, frame_of_slice)
+    return SegmentedSeries(sequence, series, volume, tuple(_with_type2(ds) for ds in ordered), frame_of_slice)
+
+
+# Patient and General Study attributes of type 2 that the result objects copy: some
+# senders leave them out rather than empty, and a copy then fails.
+_TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "AccessionNumber",
+                 "StudyID", "StudyDate", "StudyTime", "ReferringPhysicianName")
+
+
+def _with_type2(ds: Dataset) -> Dataset:
+    """``ds``, or a shallow copy of it with the absent copied type-2 attributes present and empty."""
+    missing = [name for name in _TYPE2_COPIED if name not in ds]
+    if not missing:
+        return ds
+    filled = copy.copy(ds)
+    for name in missing:
+        setattr(filled, name, "")
+    return filled
