@@ -142,8 +142,8 @@ class WorkerPool:
             running.context.cancelled.set()
         if released:
             log.warning("released unfinished job(s) %s", released)
-        if leftovers:
-            self._join(settle)
+        # idle threads end at once; a cancelled handler gets `settle` to return
+        self._join(settle)
         return released
 
     @property

@@ -21,7 +21,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import data_element_generator
 from pydicom.tag import Tag
-from pydicom.uid import UID
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from node.receiver.negotiation import MODALITY, STORAGE_SOP_CLASSES
 from node.storage import InstanceKey, is_storable_uid
@@ -42,6 +42,8 @@ _PARSE_ERRORS = (InvalidDicomError, EOFError, ValueError, TypeError, KeyError, I
 
 
 PIXEL_DATA = Tag(0x7FE0, 0x0010)
+# Negotiated syntaxes with native Pixel Data; encapsulated (compressed) Pixel Data is not length-checked.
+_NATIVE_SYNTAXES = frozenset({ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian})
 _UNDEFINED_LENGTH = 0xFFFFFFFF
 
 
@@ -75,7 +77,7 @@ def read_header(path: Path, affected_sop_class: str, affected_sop_instance: str)
     except _PARSE_ERRORS as exc:
         raise Rejection(CANNOT_UNDERSTAND, f"not a readable DICOM data set: {type(exc).__name__}") from exc
     header = _check(values, affected_sop_class, affected_sop_instance, malformed)
-    if pixel_bytes is not None and not UID(header.transfer_syntax_uid).is_encapsulated:
+    if pixel_bytes is not None and header.transfer_syntax_uid in _NATIVE_SYNTAXES:
         _check_pixel_data_length(values, pixel_bytes)
     return header
 
@@ -107,7 +109,7 @@ def _pixel_data_length(source: BinaryIO, dataset: Dataset, path: Path) -> int | 
     implicit, little = dataset.original_encoding
     if implicit is None or little is None:
         return None
-    if dataset.file_meta.get("TransferSyntaxUID") == "1.2.840.10008.1.2.1.99":
+    if dataset.file_meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
         # deflated: pydicom inflates the whole data set into memory to read even its header (deferring
         # does not apply to it), so the pixels are in memory already; read them to count them
         inflated = dcmread(path, specific_tags=[PIXEL_DATA])
