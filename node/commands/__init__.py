@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from node.commands import analyze, db, echo, serve, worker
+from node.commands import analyze, db, demo, echo, serve, worker
 from phantom import cli as phantom
 
-MODULES: list[object] = [serve, worker, echo, db, analyze, phantom]
+MODULES: list[object] = [serve, worker, echo, db, analyze, phantom, demo]
