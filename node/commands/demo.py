@@ -116,10 +116,11 @@ def demo_settings(settings: Settings, workdir: Path, port: int, quiet_period: fl
     delivery = getattr(settings, "delivery", None)
     if delivery is not None:
         # results stay in the demo's folder: no configured PACS gets a phantom study
-        update["delivery"] = delivery.model_copy(update={
-            "destinations": (),
-            "return_to_sender": delivery.return_to_sender.model_copy(update={"enabled": False}),
-        })
+        fields = type(delivery).model_fields
+        quiet: dict[str, Any] = {"destinations": ()} if "destinations" in fields else {}
+        if "return_to_sender" in fields:
+            quiet["return_to_sender"] = delivery.return_to_sender.model_copy(update={"enabled": False})
+        update["delivery"] = delivery.model_copy(update=quiet)
     return settings.model_copy(update=update)
 
 
