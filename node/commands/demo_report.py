@@ -26,6 +26,7 @@ SR_PREFIX = "1.2.840.10008.5.1.4.1.1.88."
 SEG_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
 SC_PREFIX = "1.2.840.10008.5.1.4.1.1.7"
 KEY_IMAGE_PNG = "key-image.png"
+KIND_ORDER = ("sr", "seg", "key_image")
 
 
 def _number(value: Any, digits: int = 1) -> str:
@@ -86,7 +87,7 @@ def find_result_files(folder: Path) -> list[ResultFile]:
                 else "key_image" if sop_class.startswith(SC_PREFIX) else None)
         if kind is not None:
             found.append(ResultFile(kind, path))
-    return found
+    return sorted(found, key=lambda item: (KIND_ORDER.index(item.kind), item.path))
 
 
 HOW_TO_OPEN = {
