@@ -5,8 +5,8 @@ missing=()
 command -v storescu >/dev/null 2>&1 || missing+=(dcmtk)
 command -v dciodvfy >/dev/null 2>&1 || missing+=(dicom3tools)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
-# the reference PACS of config/orthanc/ (tests/ops/test_orthanc_forwarding.py)
-command -v Orthanc >/dev/null 2>&1 || missing+=(orthanc)
+# Orthanc: the PACS of the end-to-end test, which starts its own Orthanc processes.
+{ command -v Orthanc || [ -x /usr/sbin/Orthanc ]; } >/dev/null 2>&1 || missing+=(orthanc)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
@@ -17,3 +17,8 @@ fi
 echo "installing Debian packages: ${missing[*]}"
 apt-get update -qq
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+# The package enables a system-wide Orthanc service (ports 8042 and 4242); the tests
+# do not use it, so it is stopped where systemd runs it.
+if [[ " ${missing[*]} " == *" orthanc "* ]] && command -v systemctl >/dev/null 2>&1; then
+  systemctl disable --now orthanc >/dev/null 2>&1 || true
+fi

@@ -5,6 +5,7 @@ from __future__ import annotations
 from node.commands import (
     analyze,
     db,
+    demo,
     echo,
     health,
     reanalyze,
@@ -19,5 +20,6 @@ from node.commands import (
 from phantom import cli as phantom
 
 MODULES: list[object] = [
-    serve, worker, echo, db, analyze, phantom, studies, study, results, reanalyze, resend, retention, health,
+    serve, worker, echo, db, analyze, phantom, demo, studies, study, results, reanalyze, resend, retention,
+    health,
 ]

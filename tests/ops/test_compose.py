@@ -163,7 +163,7 @@ def test_orthanc_routes_to_the_receiver_and_may_call_it(
     files = mounts(orthanc_service)
     orthanc = json.loads((REPO / files["/etc/orthanc/lumbar-sentinel.json"]).read_text(encoding="utf-8"))
     node = _settings_of(compose["services"]["receiver"], monkeypatch)
-    sentinel = orthanc["DicomModalities"]["sentinel"]
+    sentinel = orthanc["DicomModalities"]["lumbar-sentinel"]
     assert (sentinel["AET"], sentinel["Host"], sentinel["Port"]) == (node.dicom.ae_title, "receiver",
                                                                       node.dicom.port)
     assert orthanc["DicomAet"] in {caller.ae_title for caller in node.dicom.allowed_callers}
@@ -171,7 +171,7 @@ def test_orthanc_routes_to_the_receiver_and_may_call_it(
         assert script in files, f"Lua script {script} is not mounted into the orthanc container"
     lua = (REPO / files[orthanc["LuaScripts"][0]]).read_text(encoding="utf-8")
     assert "function OnStableStudy(" in lua
-    assert "'sentinel'" in lua
+    assert "'lumbar-sentinel'" in lua
     assert "LumbarSentinelForwarded" in orthanc["UserMetadata"]
 
 
