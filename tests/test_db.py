@@ -20,7 +20,7 @@ def test_migrations_create_every_table(engine: Engine) -> None:
         "job_events",
         "analysis_results",
     } <= tables
-    assert current_revision(engine) == "0001"
+    assert current_revision(engine) == "0002"
 
 
 def test_datetimes_come_back_in_utc(engine: Engine) -> None:

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from pydicom import dcmread
 from pydicom.uid import generate_uid
 from sqlalchemy import Engine, select
 
@@ -126,3 +127,48 @@ def test_missing_file_raises_so_the_job_is_retried(engine: Engine, tmp_path: Pat
         path.unlink()
     with pytest.raises(FileNotFoundError):
         _run(engine, tmp_path, study_id)
+
+
+def _break_pixel_data(root: Path, series_uid: str) -> None:
+    """Cut one file's pixel data short: its headers still classify, its pixels cannot be read."""
+    path = sorted(root.rglob(f"{series_uid}/*.dcm"))[1]
+    ds = dcmread(path)
+    ds.PixelData = ds.PixelData[:50]
+    ds.save_as(path)
+
+
+def test_a_chosen_series_that_cannot_be_read_is_recorded_and_said(engine: Engine, tmp_path: Path) -> None:
+    study_id, uids = _study(engine, tmp_path, [("T1", SAGITTAL), ("T2", SAGITTAL)])
+    _break_pixel_data(tmp_path, uids["T1 sag"])
+    _run(engine, tmp_path, study_id)
+    with session_factory(engine)() as session:
+        study = session.get_one(Study, study_id)
+        [result] = session.scalars(select(AnalysisResult)).all()
+    impression = result.findings["study"]["impression"]
+    assert "Sagittal T1 series 1 'SAG T1 TSE' could not be used: " in impression
+    assert "cannot decode the pixel data" in impression
+    assert (study.status, result.outcome) == (StudyStatus.ANALYSED, "analysed")
+    assert result.findings["series_used"]["T1"] is None
+    assert result.findings["series_used"]["T2"] == uids["T2 sag"]
+    with session_factory(engine)() as session:
+        reasons = {uid: why for uid, why in session.execute(
+            select(Series.series_instance_uid, Series.unusable_reason))}
+    assert reasons[uids["T2 sag"]] is None
+    assert "cannot decode the pixel data" in str(reasons[uids["T1 sag"]])
+    assert "no T1 marrow signal assessment" in str(reasons[uids["T1 sag"]])
+
+
+def test_a_study_whose_only_sagittal_series_cannot_be_read_is_skipped_with_the_reason(
+        engine: Engine, tmp_path: Path) -> None:
+    study_id, uids = _study(engine, tmp_path, [("T1", SAGITTAL)])
+    _break_pixel_data(tmp_path, uids["T1 sag"])
+    _run(engine, tmp_path, study_id)
+    with session_factory(engine)() as session:
+        study = session.get_one(Study, study_id)
+        [result] = session.scalars(select(AnalysisResult)).all()
+    assert study.status == StudyStatus.SKIPPED
+    assert "sagittal T1 series 1 'SAG T1 TSE' could not be used" in str(study.skip_reason)
+    assert result.reason == study.skip_reason
+    with session_factory(engine)() as session:
+        reason = session.scalars(select(Series.unusable_reason)).one()
+    assert "cannot decode the pixel data" in str(reason)
