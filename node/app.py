@@ -16,6 +16,7 @@ from node.db import create_db_engine, session_factory, upgrade
 from node.queue.completion import CompletionMonitor
 from node.queue.worker import WorkerPool, process_name
 from node.receiver import AssociationLog, AssociationTracker, CallerPolicy, Receiver, StoreHandler
+from node.receiver.associations import NodeIdentity
 from node.settings import Settings
 from node.storage import InstanceCatalog, InstanceStore
 
@@ -33,10 +34,13 @@ class Node:
             min_free_bytes=settings.storage.min_free_bytes,
             max_instance_bytes=settings.dicom.max_instance_bytes,
         )
-        tracker = AssociationTracker(
-            CallerPolicy(settings.dicom.allowed_callers),
-            AssociationLog(sessions, tls=settings.tls.enabled),
+        name = process_name()
+        dicom = settings.dicom
+        self.associations = AssociationLog(
+            sessions, tls=settings.tls.enabled,
+            node=NodeIdentity.of(name, dicom.ae_title, dicom.host, dicom.port),
         )
+        tracker = AssociationTracker(CallerPolicy(settings.dicom.allowed_callers), self.associations)
         self.receiver = Receiver(
             settings.dicom, settings.tls,
             StoreHandler(self.store, InstanceCatalog(sessions), tracker),
@@ -49,12 +53,14 @@ class Node:
             # receiver-only node (queue.workers = 0) starts without it
             from node.tasks import build_handlers
 
-            self.workers = WorkerPool(settings.queue, sessions, build_handlers(settings), process_name())
+            self.workers = WorkerPool(settings.queue, sessions, build_handlers(settings), name)
 
     def start(self) -> None:
         # in the background: on a large archive the walk takes a while, and nothing waits for it
         threading.Thread(target=self._sweep_partial, name="partial-file sweep", daemon=True).start()
         self.receiver.start()
+        # Once the port is ours, before completion runs: a row a crash left open would hold its studies.
+        self.associations.sweep()
         self.monitor.start()
         if self.workers is not None:
             self.workers.start()
