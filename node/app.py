@@ -17,6 +17,7 @@ from node.metrics import Telemetry
 from node.queue.completion import CompletionMonitor
 from node.queue.worker import WorkerPool, exit_process, process_name
 from node.receiver import AssociationLog, AssociationTracker, CallerPolicy, Receiver, StoreHandler
+from node.receiver.associations import NodeIdentity
 from node.settings import Settings
 from node.storage import InstanceCatalog, InstanceStore
 from node.storage.retention import Retention, RetentionMonitor
@@ -36,11 +37,14 @@ class Node:
             min_free_bytes=settings.storage.min_free_bytes,
             max_instance_bytes=settings.dicom.max_instance_bytes,
         )
-        tracker = AssociationTracker(
-            CallerPolicy(settings.dicom.allowed_callers),
-            AssociationLog(sessions, tls=settings.tls.enabled),
-            self.telemetry.receiver,
+        name = process_name()
+        dicom = settings.dicom
+        self.associations = AssociationLog(
+            sessions, tls=settings.tls.enabled,
+            node=NodeIdentity.of(name, dicom.ae_title, dicom.host, dicom.port),
         )
+        tracker = AssociationTracker(CallerPolicy(settings.dicom.allowed_callers), self.associations,
+                                     self.telemetry.receiver)
         self.receiver = Receiver(
             settings.dicom, settings.tls,
             StoreHandler(self.store, InstanceCatalog(sessions), tracker, self.telemetry.receiver),
@@ -58,13 +62,15 @@ class Node:
             from node.tasks import build_handlers
 
             handlers = self.telemetry.jobs.timed(build_handlers(settings))
-            self.workers = WorkerPool(settings.queue, sessions, handlers, process_name())
+            self.workers = WorkerPool(settings.queue, sessions, handlers, name)
 
     def start(self) -> None:
         self.telemetry.start()
         # in the background: on a large archive the walk takes a while, and nothing waits for it
         threading.Thread(target=self._sweep_partial, name="partial-file sweep", daemon=True).start()
         self.receiver.start()
+        # Once the port is ours, before completion runs: a row a crash left open would hold its studies.
+        self.associations.sweep()
         self.monitor.start()
         if self.retention is not None:
             self.retention.start()

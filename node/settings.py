@@ -139,6 +139,9 @@ class DatabaseSettings(_Section):
 class StudySettings(_Section):
     quiet_period: Duration = timedelta(seconds=20)
     completion_poll_interval: Duration = timedelta(seconds=2)
+    # An open association that stored into a study holds its completion at most this
+    # long after its last instance into it (a row left open by a node that never returned).
+    association_hold: Duration = timedelta(hours=1)
 
 
 class QueueSettings(_Section):

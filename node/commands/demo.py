@@ -140,7 +140,7 @@ def _run(args: argparse.Namespace, settings: Settings, workdir: Path, console: C
             try:
                 node.start()
             except OSError as exc:
-                node.stop(0)
+                node.stop(0, 0)
                 raise DemoError(f"the node cannot listen on 127.0.0.1:{settings.dicom.port}: {exc}") from exc
         console.print(f"  node {settings.dicom.ae_title} listening on 127.0.0.1:{settings.dicom.port}")
         try:
@@ -150,7 +150,7 @@ def _run(args: argparse.Namespace, settings: Settings, workdir: Path, console: C
             findings = _findings(engine, phantom.study_uid)
         finally:
             with console.status("stopping the node"):
-                node.stop(5.0)
+                node.stop(5.0, 5.0)
         console.print("  node stopped")
     finally:
         engine.dispose()

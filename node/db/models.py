@@ -20,6 +20,9 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    UniqueConstraint,
+    text,
+    true,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -100,6 +103,11 @@ class Association(Base):
     result: Mapped[str] = mapped_column(String(16), default=AssociationResult.OPEN)
     reason: Mapped[str | None] = mapped_column(Text)
     instances_received: Mapped[int] = mapped_column(Integer, default=0)
+    # Which node process served it (host:pid:token) and which listener that node is
+    # (host name, AE title, configured address and port): at start-up a node closes
+    # the rows its previous process left open, and only those (see AssociationLog.sweep).
+    node_id: Mapped[str | None] = mapped_column(String(128))
+    node_listener: Mapped[str | None] = mapped_column(String(255), index=True)
 
 
 class Study(Base):
@@ -112,6 +120,10 @@ class Study(Base):
     status: Mapped[str] = mapped_column(String(16), default=StudyStatus.RECEIVING, index=True)
     completed_at: Mapped[datetime | None]
     skip_reason: Mapped[str | None] = mapped_column(Text)
+    # The study's content generation: +1 in the transaction that stores an instance
+    # or a new version of one. An analysis records the generation it read, and its
+    # result becomes the study's answer only if no newer content arrived meanwhile.
+    content_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     series: Mapped[list[Series]] = relationship(back_populates="study")
 
@@ -128,18 +140,34 @@ class Series(Base):
     plane: Mapped[str | None] = mapped_column(String(16))
     sequence: Mapped[str | None] = mapped_column(String(16))
     classification_reason: Mapped[str | None] = mapped_column(Text)
+    # Why the last analysis could not use this series (e.g. its pixel data cannot be read).
+    unusable_reason: Mapped[str | None] = mapped_column(Text)
 
     study: Mapped[Study] = relationship(back_populates="series")
     instances: Mapped[list[Instance]] = relationship(back_populates="series")
 
 
 class Instance(Base):
+    """One version of a stored instance.
+
+    A SOP Instance UID re-sent with other content is kept as a new version
+    (``version`` 2, 3, ...); the newest is ``is_current`` and is what an analysis
+    reads. Byte-identical re-sends add no row.
+    """
+
     __tablename__ = "instances"
+    __table_args__ = (
+        UniqueConstraint("sop_instance_uid", "version", name="uq_instances_sop_instance_uid_version"),
+        Index("ix_instances_current_sop_instance_uid", "sop_instance_uid", unique=True,
+              sqlite_where=text("is_current"), postgresql_where=text("is_current")),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     series_id: Mapped[int] = mapped_column(ForeignKey("series.id"), index=True)
     association_id: Mapped[int | None] = mapped_column(ForeignKey("associations.id"), index=True)
-    sop_instance_uid: Mapped[str] = mapped_column(UID, unique=True)
+    sop_instance_uid: Mapped[str] = mapped_column(UID)
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    is_current: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     sop_class_uid: Mapped[str] = mapped_column(UID)
     transfer_syntax_uid: Mapped[str] = mapped_column(UID)
     path: Mapped[str] = mapped_column(Text)  # relative to the storage root
@@ -199,3 +227,20 @@ class AnalysisResult(Base):
     algorithm_version: Mapped[str] = mapped_column(String(32))
     findings: Mapped[dict[str, Any]] = mapped_column(default=dict)
     superseded_by_id: Mapped[int | None] = mapped_column(ForeignKey("analysis_results.id"))
+    # The study's content generation the analysis read (Study.content_version).
+    content_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class AssociationStudy(Base):
+    """An association that stored (or re-sent) instances of a study, and when it last did.
+
+    A study does not complete while such an association is still open
+    (:mod:`node.queue.completion`).
+    """
+
+    __tablename__ = "association_studies"
+
+    association_id: Mapped[int] = mapped_column(ForeignKey("associations.id"), primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), primary_key=True, index=True)
+    first_stored_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_stored_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from analysis.volume import Sequence, Volume
 from node.study import (
+    SeriesChoice,
     SeriesError,
     StudyFiles,
     StudySelection,
     read_volume,
     select_series,
 )
+from node.study.select import MISSING_CONSEQUENCE
 
 
 class PipelineError(Exception):
@@ -20,7 +22,14 @@ class PipelineError(Exception):
 
 
 class NotAnalysable(PipelineError):
-    """The study has no usable sagittal MR series; the message says why."""
+    """The study has no usable sagittal MR series; the message says why.
+
+    ``unusable`` maps the UID of each chosen series that could not be read to why.
+    """
+
+    def __init__(self, message: str, unusable: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.unusable: Mapping[str, str] = dict(unusable or {})
 
 
 @dataclass(frozen=True, eq=False)
@@ -31,10 +40,12 @@ class StudyInputs:
     selection: StudySelection
     volumes: Mapping[Sequence, Volume]
     series_uids: Mapping[Sequence, str]
+    # Series UID -> why the analysis could not use that chosen series (said in the impression too).
+    unusable: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def notes(self) -> tuple[str, ...]:
-        return self.selection.notes
+        return (*self.selection.notes, *self.unusable.values())
 
 
 def load_inputs(study: StudyFiles) -> StudyInputs:
@@ -48,15 +59,21 @@ def load_inputs(study: StudyFiles) -> StudyInputs:
     by_uid = {s.series_instance_uid: s for s in study.series}
     volumes: dict[Sequence, Volume] = {}
     series_uids: dict[Sequence, str] = {}
-    problems: list[str] = []
+    unusable: dict[str, str] = {}
     for choice in selection.choices:
         files = by_uid[choice.series.series_instance_uid]
         try:
             volumes[choice.sequence] = read_volume(files.paths, headers=files.headers)
         except SeriesError as exc:
-            problems.append(f"{choice.series.label}: {exc}")
+            unusable[files.series_instance_uid] = _unusable(choice, exc)
             continue
         series_uids[choice.sequence] = files.series_instance_uid
     if not volumes:
-        raise NotAnalysable("; ".join(problems) or "no sagittal series could be read")
-    return StudyInputs(study.study_instance_uid, selection, volumes, series_uids)
+        raise NotAnalysable("; ".join(unusable.values()) or "no sagittal series could be read", unusable)
+    return StudyInputs(study.study_instance_uid, selection, volumes, series_uids, unusable)
+
+
+def _unusable(choice: SeriesChoice, error: SeriesError) -> str:
+    consequence = MISSING_CONSEQUENCE.get(choice.sequence)
+    return (f"sagittal {choice.sequence} {choice.series.label} could not be used: {error}"
+            + (f" ({consequence})" if consequence else ""))

@@ -8,6 +8,13 @@ PostgreSQL) scan at once, the row lock makes the others re-check the
 condition and skip the study, so only the winner queues the job, in the same
 transaction. A late instance puts the study back to ``receiving`` (storage
 does that), so it completes again and is analysed again.
+
+A study is not complete either while an association that stored into it
+(duplicates count) is still open: a sender may pause between series for
+longer than the quiet period. A row left open by a node that crashed is
+closed when that node starts again (``AssociationLog.sweep``); one whose node
+never returns holds the study for at most ``study.association_hold`` after
+that association's last instance into it.
 """
 
 from __future__ import annotations
@@ -16,11 +23,20 @@ import logging
 import threading
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import exists, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from node.db.models import Job, JobStatus, Study, StudyStatus, utcnow
+from node.db.models import (
+    Association,
+    AssociationResult,
+    AssociationStudy,
+    Job,
+    JobStatus,
+    Study,
+    StudyStatus,
+    utcnow,
+)
 from node.queue.jobs import enqueue
 from node.settings import QueueSettings, StudySettings
 
@@ -51,9 +67,15 @@ class CompletionMonitor:
         """
         now = now or utcnow()
         cutoff = now - self._study.quiet_period
+        sending = exists().where(
+            AssociationStudy.study_id == Study.id,
+            AssociationStudy.association_id == Association.id,
+            Association.result == AssociationResult.OPEN,
+            AssociationStudy.last_stored_at > now - self._study.association_hold,
+        )
         completed = session.execute(
             update(Study)
-            .where(Study.status == StudyStatus.RECEIVING, Study.last_received_at <= cutoff)
+            .where(Study.status == StudyStatus.RECEIVING, Study.last_received_at <= cutoff, ~sending)
             .values(status=StudyStatus.COMPLETE, completed_at=now)
             .returning(Study.id, Study.study_instance_uid)
             .execution_options(synchronize_session=False)

@@ -1,6 +1,6 @@
 """The DICOM receiver: association policy, C-ECHO and C-STORE over pynetdicom."""
 
-from node.receiver.associations import AssociationLog, AssociationTracker
+from node.receiver.associations import AssociationLog, AssociationTracker, NodeIdentity
 from node.receiver.negotiation import CallerPolicy
 from node.receiver.server import Receiver
 from node.receiver.store import StoreHandler
@@ -10,6 +10,7 @@ __all__ = [
     "AssociationLog",
     "AssociationTracker",
     "CallerPolicy",
+    "NodeIdentity",
     "Receiver",
     "Rejection",
     "StoreHandler",

@@ -6,11 +6,20 @@ closed on rejection) and closed on release, abort or a dropped connection.
 At its end an association is logged once with what it sent: instances
 stored, duplicates and refusals, then one line per study it stored into
 (single instances are logged at DEBUG only).
+
+A node killed (``kill -9``, power loss) cannot close its rows. Each row
+therefore names the node process that wrote it and the listener it belongs
+to (:class:`NodeIdentity`); at start-up a node closes the rows a previous
+process of the same listener left open (:meth:`AssociationLog.sweep`), and
+never those of other nodes sharing the database. The rows of a node that
+never comes back stay open; completion stops waiting for them after
+``study.association_hold`` (see :mod:`node.queue.completion`).
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import weakref
 from collections.abc import Callable
@@ -31,6 +40,8 @@ from node.receiver.negotiation import CallerPolicy
 
 log = logging.getLogger(__name__)
 
+NODE_RESTARTED = "node restarted"
+
 # A-ASSOCIATE-RJ: rejected-permanent, by the service user, calling AE title not recognised.
 _REJECT_CALLER = (0x01, 0x01, 0x03)
 # (source, diagnostic) of pynetdicom's rejection for a called AE title other than ours.
@@ -46,6 +57,25 @@ _REJECT_REASONS = {
     (0x03, 0x01): "temporary congestion",
     (0x03, 0x02): "local limit exceeded: too many concurrent associations",
 }
+
+
+@dataclass(frozen=True)
+class NodeIdentity:
+    """Who writes association rows: this process, and the listener it serves.
+
+    ``listener`` is stable across restarts (host name, AE title, configured
+    address and port): two processes with the same one cannot run at once,
+    since the second cannot bind the port.
+    """
+
+    process: str
+    listener: str
+
+    @classmethod
+    def of(cls, process: str, ae_title: str, host: str, port: int) -> NodeIdentity:
+        if not process:
+            raise ValueError("process must not be empty")
+        return cls(process[:128], f"{socket.gethostname()}/{ae_title}@{host}:{port}"[:255])
 
 
 @dataclass(frozen=True)
@@ -68,11 +98,32 @@ StoreHandlerFunction = Callable[[Event], int | Dataset]
 class AssociationLog:
     """Writes ``associations`` rows."""
 
-    def __init__(self, sessions: sessionmaker[Session], *, tls: bool,
+    def __init__(self, sessions: sessionmaker[Session], *, tls: bool, node: NodeIdentity,
                  clock: Callable[[], datetime] = utcnow) -> None:
         self._sessions = sessions
         self._tls = tls
+        self._node = node
         self._clock = clock
+
+    def sweep(self) -> int:
+        """Close as aborted the rows a previous process of this listener left open; how many.
+
+        Call it once the listener is bound (no other live process can own it then).
+        """
+        with self._sessions.begin() as session:
+            swept = len(session.execute(
+                update(Association)
+                .where(Association.result == AssociationResult.OPEN,
+                       Association.node_listener == self._node.listener,
+                       Association.node_id != self._node.process)
+                .values(result=AssociationResult.ABORTED.value, reason=NODE_RESTARTED, ended_at=self._clock())
+                .returning(Association.id)
+                .execution_options(synchronize_session=False)
+            ).all())
+        if swept:
+            log.warning("closed %d association(s) left open by an earlier process of %s: %s",
+                        swept, self._node.listener, NODE_RESTARTED)
+        return swept
 
     def opened(self, peer: Peer) -> int:
         return self._insert(peer, AssociationResult.OPEN, None)
@@ -109,6 +160,7 @@ class AssociationLog:
             peer_address=peer.address[:64], peer_port=peer.port, tls=self._tls,
             started_at=now, ended_at=now if ended else None,
             result=result.value, reason=reason, instances_received=0,
+            node_id=self._node.process, node_listener=self._node.listener,
         )
         with self._sessions.begin() as session:
             session.add(row)

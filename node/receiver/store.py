@@ -99,10 +99,8 @@ class StoreHandler:
             raise Rejection(SERIES_CONFLICT, str(exc)) from exc
 
     def _write(self, event: Event, received: Path, header: Header) -> tuple[Header, RecordOutcome]:
-        existing = self._catalog.find(header.key.sop_uid)
-        if existing is not None:
-            _log_duplicate(header, existing.sha256, sha256_of(received))
-            return header, RecordOutcome.DUPLICATE
+        # A re-sent SOP Instance UID: see node.storage.catalog for the policy (a
+        # byte-identical copy is a duplicate; other content becomes a new current version).
         record = InstanceRecord(
             key=header.key,
             sop_class_uid=header.sop_class_uid,
@@ -112,20 +110,24 @@ class StoreHandler:
             series_description=header.series_description,
             association_id=self._tracker.row_id(event.assoc),
         )
+        existing = self._catalog.find(header.key.sop_uid)
+        if existing is not None and existing.sha256 == sha256_of(received):
+            self._catalog.record_duplicate(record)
+            _log_duplicate(header)
+            return header, RecordOutcome.DUPLICATE
         with received.open("rb") as source, self._store.stage(source, header.key) as staged:
             outcome = self._catalog.record(record, staged)
-            if outcome is RecordOutcome.DUPLICATE:
-                stored = self._catalog.find(header.key.sop_uid)
-                _log_duplicate(header, stored.sha256 if stored else None, staged.sha256)
+        if outcome is RecordOutcome.DUPLICATE:
+            _log_duplicate(header)
+        elif outcome is RecordOutcome.NEW_VERSION:
+            log.warning("SOP Instance %s re-sent with different content: stored as %s, now its current "
+                        "version; study %s will be analysed again",
+                        header.key.sop_uid, staged.relative_path, header.key.study_uid)
         return header, outcome
 
 
-def _log_duplicate(header: Header, stored_sha256: str | None, received_sha256: str) -> None:
-    if stored_sha256 == received_sha256:
-        log.info("SOP Instance %s already stored; answered success", header.key.sop_uid)
-    else:
-        log.warning("SOP Instance %s already stored with different content; kept the first copy",
-                    header.key.sop_uid)
+def _log_duplicate(header: Header) -> None:
+    log.info("SOP Instance %s already stored; answered success", header.key.sop_uid)
 
 
 def _status(code: int, comment: str) -> Dataset:

@@ -2,9 +2,24 @@
 
 ``record`` upserts the study and series, inserts the instance row, and
 commits the staged file *inside* the transaction, before the commit: once the
-row is visible the file is durably in place. A SOP Instance UID is stored
-once; the unique constraint decides races between associations, and the
-loser reports a duplicate instead of an error.
+row is visible the file is durably in place.
+
+A SOP Instance UID sent again is handled by this policy:
+
+- byte for byte the same as its current version: a duplicate. Nothing is
+  written, but the study's quiet period restarts while it is receiving, and
+  the association is noted as sending the study (a study does not complete
+  while such an association is open);
+- other content: kept as a new version beside the earlier ones
+  (``<sop>.v2.dcm``, ...), which stay on disk and in ``instances``. The new
+  version becomes the current one, the only one an analysis reads, and the
+  study goes back to ``receiving`` so that it is analysed again.
+
+Every stored instance or version adds one to the study's ``content_version``
+in the same transaction; an analysis compares it with the generation it
+read before its result becomes the study's answer. The unique constraints
+decide races between associations: the loser retries, and then finds a
+duplicate or stores the next version.
 """
 
 from __future__ import annotations
@@ -21,13 +36,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from node.db.models import Association, Instance, Series, Study, StudyStatus, utcnow
+from node.db.models import Association, AssociationStudy, Instance, Series, Study, StudyStatus, utcnow
 from node.storage.files import StagedInstance
 from node.storage.keys import CatalogConflict, InstanceKey
 
 log = logging.getLogger(__name__)
 
 _DESCRIPTION_LENGTH = 64
+_RACE_ATTEMPTS = 5  # a lost race retries; each retry sees the winner's row
 
 
 @dataclass(frozen=True)
@@ -45,6 +61,7 @@ class InstanceRecord:
 
 class RecordOutcome(StrEnum):
     STORED = "stored"
+    NEW_VERSION = "new_version"  # the SOP Instance UID was stored with other content before
     DUPLICATE = "duplicate"
 
 
@@ -53,6 +70,7 @@ class StoredInstance:
     path: str
     sha256: str
     size_bytes: int
+    version: int = 1
 
 
 class InstanceCatalog:
@@ -63,53 +81,128 @@ class InstanceCatalog:
         self._clock = clock
 
     def find(self, sop_uid: str) -> StoredInstance | None:
+        """The current version of ``sop_uid``, or None if it was never stored."""
         with self._sessions() as session:
             row = session.execute(
-                select(Instance.path, Instance.sha256, Instance.size_bytes)
-                .where(Instance.sop_instance_uid == sop_uid)
+                select(Instance.path, Instance.sha256, Instance.size_bytes, Instance.version)
+                .where(Instance.sop_instance_uid == sop_uid, Instance.is_current.is_(True))
             ).one_or_none()
-        return None if row is None else StoredInstance(row.path, row.sha256, row.size_bytes)
+        return None if row is None else StoredInstance(row.path, row.sha256, row.size_bytes, row.version)
 
     def record(self, record: InstanceRecord, staged: StagedInstance) -> RecordOutcome:
-        """Insert the instance and commit ``staged`` before the transaction commits.
+        """Insert the instance (or its next version) and commit ``staged`` before the transaction commits.
 
         Returns ``DUPLICATE`` (and leaves ``staged`` uncommitted) if the SOP
-        Instance UID is already stored, also when another association stored
-        it a moment earlier. Raises :class:`CatalogConflict` if the series is
-        known under another study.
+        Instance UID's current version has the same content, also when another
+        association stored it a moment earlier; ``NEW_VERSION`` when it had
+        other content. Raises :class:`CatalogConflict` if the series is known
+        under another study.
         """
-        now = self._clock()
-        try:
-            with self._sessions.begin() as session:
-                study_id = self._upsert_study(session, record.key.study_uid, now)
-                self._upsert_series(session, study_id, record)
-                session.add(Instance(
-                    series_id=self._series_id(session, study_id, record.key),
-                    association_id=record.association_id,
-                    sop_instance_uid=record.key.sop_uid,
-                    sop_class_uid=record.sop_class_uid,
-                    transfer_syntax_uid=record.transfer_syntax_uid,
-                    path=str(staged.relative_path),
-                    size_bytes=staged.size,
-                    sha256=staged.sha256,
-                    received_at=now,
-                ))
-                session.flush()
-                if record.association_id is not None:
-                    session.execute(
-                        update(Association)
-                        .where(Association.id == record.association_id)
-                        .values(instances_received=Association.instances_received + 1)
-                    )
-                staged.commit()
-        except IntegrityError:
-            if self.find(record.key.sop_uid) is None:
-                raise
+        for attempt in range(1, _RACE_ATTEMPTS + 1):
+            try:
+                with self._sessions.begin() as session:
+                    return self._record(session, record, staged, self._clock())
+            except IntegrityError:
+                if attempt == _RACE_ATTEMPTS:
+                    raise
+                log.debug("SOP Instance %s: lost a race to another association (attempt %d); retrying",
+                          record.key.sop_uid, attempt)
+        raise AssertionError("unreachable")
+
+    def record_duplicate(self, record: InstanceRecord) -> None:
+        """A byte-identical re-send: restart the quiet period of a receiving study, note the association."""
+        with self._sessions.begin() as session:
+            self._touch(session, record, self._clock())
+
+    def _record(self, session: Session, record: InstanceRecord, staged: StagedInstance,
+                now: datetime) -> RecordOutcome:
+        current = session.execute(
+            select(Instance.id, Instance.sha256, Instance.version, Series.study_id)
+            .join(Series, Series.id == Instance.series_id)
+            .where(Instance.sop_instance_uid == record.key.sop_uid, Instance.is_current.is_(True))
+            .with_for_update(of=Instance)
+        ).one_or_none()
+        if current is not None and current.sha256 == staged.sha256:
+            self._touch(session, record, now)
             return RecordOutcome.DUPLICATE
-        return RecordOutcome.STORED
+        study_id = self._upsert_study(session, record.key.study_uid, now)
+        self._upsert_series(session, study_id, record)
+        series_id = self._series_id(session, study_id, record.key)
+        version = 1
+        if current is not None:
+            version = current.version + 1
+            session.execute(
+                update(Instance).where(Instance.id == current.id).values(is_current=False)
+                .execution_options(synchronize_session=False)
+            )
+            if current.study_id != study_id:  # the earlier version's study lost an instance
+                self._reopen(session, current.study_id, now)
+        staged.use_version(version)
+        session.add(Instance(
+            series_id=series_id,
+            association_id=record.association_id,
+            sop_instance_uid=record.key.sop_uid,
+            version=version,
+            is_current=True,
+            sop_class_uid=record.sop_class_uid,
+            transfer_syntax_uid=record.transfer_syntax_uid,
+            path=str(staged.relative_path),
+            size_bytes=staged.size,
+            sha256=staged.sha256,
+            received_at=now,
+        ))
+        session.flush()
+        if record.association_id is not None:
+            session.execute(
+                update(Association)
+                .where(Association.id == record.association_id)
+                .values(instances_received=Association.instances_received + 1)
+            )
+            self._note_association(session, record.association_id, study_id, now)
+        staged.commit()
+        return RecordOutcome.STORED if version == 1 else RecordOutcome.NEW_VERSION
+
+    def _touch(self, session: Session, record: InstanceRecord, now: datetime) -> None:
+        # A resend made of duplicates is still a sender at work: while the study is
+        # receiving its quiet period restarts. A finished study stays finished: its
+        # content did not change.
+        study_id = session.execute(
+            update(Study)
+            .where(Study.study_instance_uid == record.key.study_uid, Study.status == StudyStatus.RECEIVING)
+            .values(last_received_at=now)
+            .returning(Study.id)
+            .execution_options(synchronize_session=False)
+        ).scalar_one_or_none()
+        if study_id is None:
+            study_id = session.execute(
+                select(Study.id).where(Study.study_instance_uid == record.key.study_uid)
+            ).scalar_one_or_none()
+        if study_id is not None and record.association_id is not None:
+            self._note_association(session, record.association_id, study_id, now)
+
+    def _note_association(self, session: Session, association_id: int, study_id: int, now: datetime) -> None:
+        session.execute(
+            self._upsert(session, AssociationStudy)
+            .values(association_id=association_id, study_id=study_id, first_stored_at=now,
+                    last_stored_at=now)
+            .on_conflict_do_update(
+                index_elements=[AssociationStudy.association_id, AssociationStudy.study_id],
+                set_={"last_stored_at": now},
+            )
+        )
 
     @staticmethod
-    def _upsert(session: Session, model: type[Study] | type[Series]) -> Any:
+    def _reopen(session: Session, study_id: int, now: datetime) -> None:
+        session.execute(
+            update(Study)
+            .where(Study.id == study_id)
+            .values(last_received_at=now, status=StudyStatus.RECEIVING, completed_at=None, skip_reason=None,
+                    content_version=Study.content_version + 1)
+            .execution_options(synchronize_session=False)
+        )
+
+    @staticmethod
+    def _upsert(session: Session, model: type[Study] | type[Series] | type[AssociationStudy]) -> Any:
         # ON CONFLICT exists on both backends, under dialect-specific constructs.
         if session.get_bind().dialect.name == "postgresql":
             return postgresql.insert(model)
@@ -118,14 +211,16 @@ class InstanceCatalog:
     def _upsert_study(self, session: Session, study_uid: str, now: datetime) -> int:
         # A new instance reopens a study that was complete, analysed or skipped:
         # the completion monitor then queues a fresh analysis after the quiet period.
+        # The row lock this takes orders the content generations as the commits.
         statement = (
             self._upsert(session, Study)
             .values(study_instance_uid=study_uid, first_received_at=now, last_received_at=now,
-                    status=StudyStatus.RECEIVING)
+                    status=StudyStatus.RECEIVING, content_version=1)
             .on_conflict_do_update(
                 index_elements=[Study.study_instance_uid],
                 set_={"last_received_at": now, "status": StudyStatus.RECEIVING.value,
-                      "completed_at": None, "skip_reason": None},
+                      "completed_at": None, "skip_reason": None,
+                      "content_version": Study.content_version + 1},
             )
             .returning(Study.id)
         )

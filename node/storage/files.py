@@ -58,6 +58,20 @@ class StagedInstance:
         self.sha256 = sha256
         self.size = size
         self._finished = False
+        self._first_version = (final_path, relative_path)
+
+    def use_version(self, version: int) -> None:
+        """Commit under the name of ``version`` of the instance: ``<sop>.dcm``, then ``<sop>.v2.dcm``, ...
+
+        Earlier versions keep their files (a re-sent instance with other content).
+        """
+        if version < 1:
+            raise ValueError(f"version must be >= 1, got {version}")
+        final, relative = self._first_version
+        if version > 1:
+            name = f"{relative.stem}.v{version}{relative.suffix}"
+            final, relative = final.with_name(name), relative.with_name(name)
+        self.final_path, self.relative_path = final, relative
 
     def commit(self) -> None:
         """Move the file to its final name (replacing any orphan there) and make that durable."""

@@ -5,7 +5,18 @@ Every series gets its plane and MR contrast from its acquisition parameters
 series is analysed (:mod:`node.pipeline`): its results are written under the
 results folder and recorded as an ``AnalysisResult`` (outcome ``analysed``,
 the findings as JSON), superseding earlier ones. A study without one is
-marked ``skipped`` with an ``AnalysisResult`` saying why.
+marked ``skipped`` with an ``AnalysisResult`` saying why. A chosen series the
+analysis could not read is recorded in ``series.unusable_reason`` and said
+in the impression.
+
+The job reads the study's content generation (``studies.content_version``)
+with its file list, and its result becomes the study's answer only if the
+generation is still the same when it is recorded. If newer content arrived
+meanwhile, the result is not recorded (its files stay under its job id):
+that content made the study ``receiving`` again, so the study completes
+again and a later analysis, which sees it, records the answer. An older
+job's result therefore never replaces a newer one, and once a study is quiet
+its current result covers every current instance stored.
 
 Files are read outside any database transaction: on SQLite every
 transaction holds the write lock, which would stall the receiver.
@@ -15,7 +26,7 @@ The handler is idempotent, since a job can run again after a lost lease.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -55,6 +66,14 @@ class StoredSeries:
     id: int
     uid: str
     paths: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
+class StudyListing:
+    """The study's current files and the content generation they belong to."""
+
+    content_version: int
+    series: tuple[StoredSeries, ...]
 
 
 @dataclass(frozen=True)
@@ -110,7 +129,7 @@ class AnalyzeStudy:
             return
         outcomes: list[SeriesOutcome] = []
         readable: list[SeriesFiles] = []
-        for series in listing:
+        for series in listing.series:
             if context.cancelled.is_set():
                 raise JobCancelled(f"job {job.id} cancelled while reading study {job.study_uid}")
             outcome, headers = self._classify(series)
@@ -118,19 +137,22 @@ class AnalyzeStudy:
             if headers is not None:
                 readable.append(SeriesFiles(job.study_uid or "", series.uid, series.paths, headers))
         analysis: Analysed | str | None = None
+        unusable: Mapping[str, str] = {}
         if any(o.plane == Plane.SAGITTAL for o in outcomes):
-            analysis = self._analyse(job, StudyFiles(job.study_uid or "", tuple(readable)), earlier)
+            analysis, unusable = self._analyse(job, StudyFiles(job.study_uid or "", tuple(readable)), earlier)
             if context.cancelled.is_set():
                 raise JobCancelled(f"job {job.id} cancelled while analysing study {job.study_uid}")
         with context.sessions.begin() as session:
-            self._record(session, job, outcomes, analysis)
+            self._record(session, job, listing.content_version, outcomes, analysis, unusable)
 
-    def _analyse(self, job: ClaimedJob, files: StudyFiles, earlier: Earlier) -> Analysed | str:
-        """The analysis output and its result objects, or why the study cannot be analysed."""
+    def _analyse(self, job: ClaimedJob, files: StudyFiles,
+                 earlier: Earlier) -> tuple[Analysed | str, Mapping[str, str]]:
+        """The analysis output and its result objects (or why the study cannot be analysed),
+        and the series it could not use."""
         try:
             inputs = load_inputs(files)
         except NotAnalysable as exc:
-            return str(exc)
+            return str(exc), exc.unusable
         output = analyse(inputs, self._model())
         out_dir = self._results / files.study_instance_uid / str(job.id)
         write_results(out_dir, output)
@@ -138,7 +160,7 @@ class AnalyzeStudy:
         # lease writes the same objects (same UIDs, same bytes)
         objects = write_result_objects(output, inputs, files, out_dir, analysis_key=f"job {job.id}",
                                        created=earlier.created, predecessors=earlier.reports)
-        return Analysed(output, objects)
+        return Analysed(output, objects), inputs.unusable
 
     def _earlier(self, session: Session, job: ClaimedJob) -> Earlier:
         assert job.study_id is not None
@@ -149,22 +171,27 @@ class AnalyzeStudy:
             raise PermanentJobError(f"job {job.id} does not exist")
         return Earlier(reports, queued.astimezone(UTC).replace(tzinfo=None, microsecond=0))
 
-    def _series_files(self, session: Session, study_id: int) -> list[StoredSeries] | None:
+    def _series_files(self, session: Session, study_id: int) -> StudyListing | None:
         study = session.get(Study, study_id)
         if study is None:
             raise PermanentJobError(f"study {study_id} does not exist")
         if study.status == StudyStatus.RECEIVING:
             return None
+        # The generation is read before the files: on PostgreSQL each statement has its
+        # own snapshot, so the list may hold newer instances, never fewer (a newer
+        # generation then makes the result stale, and the study is analysed again).
+        content_version = study.content_version
         rows = session.execute(
             select(Series.id, Series.series_instance_uid, Instance.path)
             .join(Instance, Instance.series_id == Series.id)
-            .where(Series.study_id == study_id)
+            .where(Series.study_id == study_id, Instance.is_current.is_(True))
             .order_by(Series.id, Instance.id)
         ).all()
         grouped: dict[tuple[int, str], list[Path]] = {}
         for series_id, uid, path in rows:
             grouped.setdefault((series_id, uid), []).append(self._path(path))
-        return [StoredSeries(sid, uid, tuple(paths)) for (sid, uid), paths in grouped.items()]
+        series = tuple(StoredSeries(sid, uid, tuple(paths)) for (sid, uid), paths in grouped.items())
+        return StudyListing(content_version, series)
 
     def _path(self, relative: str) -> Path:
         path = (self._root / relative).resolve()
@@ -188,59 +215,76 @@ class AnalyzeStudy:
         self,
         session: Session,
         job: ClaimedJob,
+        content_version: int,
         outcomes: Seq[SeriesOutcome],
         analysis: Analysed | str | None,
+        unusable: Mapping[str, str],
     ) -> None:
+        if isinstance(analysis, Analysed):
+            status, reason = StudyStatus.ANALYSED, None
+        elif isinstance(analysis, str):
+            status, reason = StudyStatus.SKIPPED, analysis
+        else:
+            status, reason = StudyStatus.SKIPPED, NO_SAGITTAL if outcomes else "no series stored"
+        if not finish_study(session, job, status, reason, content_version):
+            _log_not_recorded(session, job, content_version)
+            return
         for outcome in outcomes:
+            problem = unusable.get(outcome.uid)
             session.execute(
                 update(Series)
                 .where(Series.id == outcome.id)
                 .values(plane=outcome.plane, sequence=outcome.sequence,
-                        classification_reason=outcome.reason[:4000])
+                        classification_reason=outcome.reason[:4000],
+                        unusable_reason=None if problem is None else problem[:4000])
                 .execution_options(synchronize_session=False)
             )
-        summary = [{"series_instance_uid": o.uid, "plane": o.plane, "sequence": o.sequence}
-                   for o in outcomes]
+        for problem in unusable.values():
+            log.warning("study %s: %s", job.study_uid, problem)
         if isinstance(analysis, Analysed):
-            if not finish_study(session, job, StudyStatus.ANALYSED, None):
-                log.info("study %s changed while it was analysed; result not recorded", job.study_uid)
-                return
             findings = analysis.output.findings.to_json_dict()
-            result = record_result(session, job, "analysed", None, findings)
+            result = record_result(session, job, "analysed", None, findings, content_version=content_version)
             deliveries = publish_results(session, self._delivery, result.id, analysis.objects,
                                          results_root=self._results)
-            if deliveries:
-                log.info("study %s: %d delivery job(s) queued", job.study_uid, len(deliveries))
-            log.info("study %s analysed: %d levels, %d suspicious; results in %s", job.study_uid,
-                     len(findings["levels"]), findings["study"]["suspicious_level_count"],
-                     self._results / (job.study_uid or "") / str(job.id))
+            log.info("study %s analysed: %d levels, %d suspicious; results in %s; %d delivery job(s) queued",
+                     job.study_uid, len(findings["levels"]), findings["study"]["suspicious_level_count"],
+                     self._results / (job.study_uid or "") / str(job.id), len(deliveries))
             return
-        if isinstance(analysis, str):
-            reason = analysis
-        elif outcomes:
-            reason = NO_SAGITTAL
-        else:
-            reason = "no series stored"
-        if not finish_study(session, job, StudyStatus.SKIPPED, reason):
-            log.info("study %s changed while it was classified; not marked skipped", job.study_uid)
-            return
-        record_result(session, job, "skipped", reason, {"series": summary})
+        summary = [{"series_instance_uid": o.uid, "plane": o.plane, "sequence": o.sequence}
+                   for o in outcomes]
+        record_result(session, job, "skipped", reason, {"series": summary}, content_version=content_version)
         log.info("study %s skipped: %s", job.study_uid, reason)
 
 
-def finish_study(session: Session, job: ClaimedJob, status: StudyStatus, skip_reason: str | None) -> bool:
-    """Move the study from ``complete`` to ``status``; False when it is no longer complete.
+def finish_study(session: Session, job: ClaimedJob, status: StudyStatus, skip_reason: str | None,
+                 content_version: int) -> bool:
+    """Move the study from ``complete`` to ``status`` if its content is still generation ``content_version``.
 
-    A study receiving again (a late instance) is left alone: the analysis that
-    follows its next quiet period covers it, and this job's result would be stale.
+    False when newer content arrived while the job ran (the analysis that
+    follows covers it; this job's result would be stale), or when the study
+    was already answered for this content (a job run again after a lost lease).
     """
     return session.execute(
         update(Study)
-        .where(Study.id == job.study_id, Study.status == StudyStatus.COMPLETE)
+        .where(Study.id == job.study_id, Study.status == StudyStatus.COMPLETE,
+               Study.content_version == content_version)
         .values(status=status, skip_reason=skip_reason)
         .returning(Study.id)
         .execution_options(synchronize_session=False)
     ).one_or_none() is not None
+
+
+def _log_not_recorded(session: Session, job: ClaimedJob, content_version: int) -> None:
+    status, newest = session.execute(
+        select(Study.status, Study.content_version).where(Study.id == job.study_id)
+    ).one()
+    if newest != content_version:
+        log.info("study %s received newer content (generation %d) while job %d analysed generation %d: "
+                 "result not recorded; the study is analysed again", job.study_uid, newest, job.id,
+                 content_version)
+    else:
+        log.info("study %s is already %s for generation %d: result of job %d not recorded",
+                 job.study_uid, status, content_version, job.id)
 
 
 def classify_headers(series_id: int, series_uid: str, headers: Seq[Dataset]) -> SeriesOutcome:
@@ -256,12 +300,15 @@ def classify_headers(series_id: int, series_uid: str, headers: Seq[Dataset]) -> 
 
 
 def record_result(
-    session: Session, job: ClaimedJob, outcome: str, reason: str | None, findings: dict[str, Any]
+    session: Session, job: ClaimedJob, outcome: str, reason: str | None, findings: dict[str, Any],
+    *, content_version: int,
 ) -> AnalysisResult:
-    """Add a study's new result and mark its earlier ones superseded by it."""
+    """Add a study's new result, of content generation ``content_version``, and mark its earlier ones
+    superseded by it. Only called once :func:`finish_study` found that generation still the newest."""
     assert job.study_id is not None
     result = AnalysisResult(study_id=job.study_id, job_id=job.id, outcome=outcome, reason=reason,
-                            algorithm_version=ALGORITHM_VERSION, findings=findings)
+                            algorithm_version=ALGORITHM_VERSION, findings=findings,
+                            content_version=content_version)
     session.add(result)
     session.flush()
     session.execute(

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from pydicom.uid import generate_uid
-from sqlalchemy import Engine, select
+from pydicom import dcmread
+from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+from sqlalchemy import Engine, select, update
 
 from node.db import session_factory
-from node.db.models import AnalysisResult, Series, Study, StudyStatus
+from node.db.models import AnalysisResult, Instance, Series, Study, StudyStatus
 from node.pipeline.model import shipped_model
 from node.queue.completion import ANALYZE_STUDY
 from node.queue.jobs import ClaimedJob, PermanentJobError, claim, enqueue
 from node.queue.worker import JobContext
 from node.settings import DeliverySettings
+from node.storage import InstanceCatalog, InstanceKey, InstanceRecord, InstanceStore, RecordOutcome, sha256_of
 from node.tasks.analyze_study import NO_SAGITTAL, AnalyzeStudy
 from tests.queue.helpers import AXIAL, SAGITTAL, add_study, register_series, write_series
 
@@ -127,3 +130,75 @@ def test_missing_file_raises_so_the_job_is_retried(engine: Engine, tmp_path: Pat
         path.unlink()
     with pytest.raises(FileNotFoundError):
         _run(engine, tmp_path, study_id)
+
+
+def _break_pixel_data(root: Path, series_uid: str) -> None:
+    """Cut one file's pixel data short: its headers still classify, its pixels cannot be read."""
+    path = sorted(root.rglob(f"{series_uid}/*.dcm"))[1]
+    ds = dcmread(path)
+    ds.PixelData = ds.PixelData[:50]
+    ds.save_as(path)
+
+
+def test_a_chosen_series_that_cannot_be_read_is_recorded_and_said(engine: Engine, tmp_path: Path) -> None:
+    study_id, uids = _study(engine, tmp_path, [("T1", SAGITTAL), ("T2", SAGITTAL)])
+    _break_pixel_data(tmp_path, uids["T1 sag"])
+    _run(engine, tmp_path, study_id)
+    with session_factory(engine)() as session:
+        study = session.get_one(Study, study_id)
+        [result] = session.scalars(select(AnalysisResult)).all()
+    impression = result.findings["study"]["impression"]
+    assert "Sagittal T1 series 1 'SAG T1 TSE' could not be used: " in impression
+    assert "cannot decode the pixel data" in impression
+    assert (study.status, result.outcome) == (StudyStatus.ANALYSED, "analysed")
+    assert result.findings["series_used"]["T1"] is None
+    assert result.findings["series_used"]["T2"] == uids["T2 sag"]
+    with session_factory(engine)() as session:
+        reasons = {uid: why for uid, why in session.execute(
+            select(Series.series_instance_uid, Series.unusable_reason))}
+    assert reasons[uids["T2 sag"]] is None
+    assert "cannot decode the pixel data" in str(reasons[uids["T1 sag"]])
+    assert "no T1 marrow signal assessment" in str(reasons[uids["T1 sag"]])
+
+
+def test_a_study_whose_only_sagittal_series_cannot_be_read_is_skipped_with_the_reason(
+        engine: Engine, tmp_path: Path) -> None:
+    study_id, uids = _study(engine, tmp_path, [("T1", SAGITTAL)])
+    _break_pixel_data(tmp_path, uids["T1 sag"])
+    _run(engine, tmp_path, study_id)
+    with session_factory(engine)() as session:
+        study = session.get_one(Study, study_id)
+        [result] = session.scalars(select(AnalysisResult)).all()
+    assert study.status == StudyStatus.SKIPPED
+    assert "sagittal T1 series 1 'SAG T1 TSE' could not be used" in str(study.skip_reason)
+    assert result.reason == study.skip_reason
+    with session_factory(engine)() as session:
+        reason = session.scalars(select(Series.unusable_reason)).one()
+    assert "cannot decode the pixel data" in str(reason)
+
+
+def test_the_analysis_reads_the_current_version_of_a_resent_instance(engine: Engine, tmp_path: Path) -> None:
+    study_id, uids = _study(engine, tmp_path, [("T1", SAGITTAL)])
+    intact_path = sorted(tmp_path.rglob(f"{uids['T1 sag']}/*.dcm"))[1]
+    intact = intact_path.read_bytes()
+    _break_pixel_data(tmp_path, uids["T1 sag"])  # what was stored first was corrupt
+    sessions = session_factory(engine)
+    with sessions.begin() as session:
+        study_uid = session.get_one(Study, study_id).study_instance_uid
+        session.execute(update(Instance).where(Instance.sop_instance_uid == intact_path.stem)
+                        .values(sha256=sha256_of(intact_path), size_bytes=intact_path.stat().st_size))
+    key = InstanceKey(study_uid, uids["T1 sag"], intact_path.stem)
+    store = InstanceStore(tmp_path, min_free_bytes=0, max_instance_bytes=10**8)
+    with store.stage(io.BytesIO(intact), key) as staged:  # the sender re-sends the intact original
+        outcome = InstanceCatalog(sessions).record(
+            InstanceRecord(key, MRImageStorage, ExplicitVRLittleEndian, modality="MR"), staged)
+    assert outcome is RecordOutcome.NEW_VERSION
+    with sessions.begin() as session:  # the quiet period passes
+        session.get_one(Study, study_id).status = StudyStatus.COMPLETE
+    _run(engine, tmp_path, study_id)
+    with sessions() as session:
+        [result] = session.scalars(select(AnalysisResult)).all()
+        reason = session.scalars(select(Series.unusable_reason)).one()
+    assert result.findings["series_used"]["T1"] == uids["T1 sag"]
+    assert "could not be used" not in result.findings["study"]["impression"]
+    assert reason is None

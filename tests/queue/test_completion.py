@@ -9,7 +9,7 @@ from sqlalchemy import Engine, select, text, update
 from sqlalchemy.orm import Session
 
 from node.db import session_factory
-from node.db.models import Job, JobStatus, Study, StudyStatus
+from node.db.models import Association, AssociationStudy, Job, JobStatus, Study, StudyStatus
 from node.queue.completion import ANALYZE_STUDY, CompletionMonitor
 from node.queue.jobs import claim, complete
 from node.settings import QueueSettings, StudySettings
@@ -145,3 +145,27 @@ def test_monitor_thread_queues_the_job(engine: Engine) -> None:
         wait_until(queued, "the monitor thread to queue the analysis")
     finally:
         monitor.stop()
+
+
+def test_an_open_association_holds_a_study_for_at_most_the_hold(engine: Engine) -> None:
+    sessions = session_factory(engine)
+    hold = timedelta(hours=1)
+    monitor = CompletionMonitor(StudySettings(quiet_period=QUIET, association_hold=hold), QueueSettings(),
+                                sessions)
+    with sessions.begin() as session:
+        study_id = add_study(session, "1.2.3.6", T0)
+        # left open by a node on another host that never came back
+        row = Association(calling_ae="PACS", called_ae="LSENTINEL", peer_address="10.0.0.9",
+                          peer_port=104, started_at=T0, node_id="gone:1:abcdef",
+                          node_listener="gone/LSENTINEL@0.0.0.0:11112")
+        session.add(row)
+        session.flush()
+        session.add(AssociationStudy(association_id=row.id, study_id=study_id, first_stored_at=T0,
+                                     last_stored_at=T0))
+    with sessions.begin() as session:
+        assert monitor.scan_once(session, T0 + QUIET) == []
+        assert monitor.scan_once(session, T0 + hold - timedelta(seconds=1)) == []
+    with sessions.begin() as session:
+        [job] = monitor.scan_once(session, T0 + hold)
+    with sessions() as session:
+        assert [j.id for j in _analysis_jobs(session, study_id)] == [job]

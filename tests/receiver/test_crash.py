@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import os
+import socket
 import time
 from pathlib import Path
 
-from node.db.models import AssociationResult
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from node.db.models import Association, AssociationResult, Study, StudyStatus
 from node.storage import sha256_of
 from tests.helpers.dicom import StudyUIDs, mr_instance
 from tests.helpers.node import make_node, stored_files
 from tests.helpers.rows import read_rows
 from tests.helpers.senders import association
+from tests.queue.helpers import wait_until
 
 
 def test_a_stored_instance_survives_kill_9(database_url: str, tmp_path: Path) -> None:
@@ -58,3 +63,48 @@ def test_a_stored_instance_survives_kill_9(database_url: str, tmp_path: Path) ->
     for row in rows.instances:
         assert sha256_of(node.storage_root / row.path) == row.sha256
     assert len(stored_files(node.storage_root)) == 2
+
+
+def test_a_restart_closes_what_this_node_left_open_and_only_that(database_url: str, tmp_path: Path) -> None:
+    node = make_node(tmp_path / "node", database_url,
+                     {"study": {"quiet_period": 1, "completion_poll_interval": 0.1}})
+    uids = StudyUIDs.new()
+    node.start()
+    try:
+        with association(node) as assoc:
+            assert assoc.send_c_store(mr_instance(uids.study, uids.series[0], 1)).Status == 0x0000
+            node.kill()  # the association's row stays open
+    finally:
+        node.kill()
+    listener = f"{socket.gethostname()}/{node.ae_title}@127.0.0.1:{node.port}"
+    others = {  # rows of nodes sharing the database: another host, another listener on this host
+        "other host": ("otherhost:4242:abcdef", f"otherhost/{node.ae_title}@127.0.0.1:{node.port}"),
+        "other port": (f"{socket.gethostname()}:4242:abcdef",
+                       f"{socket.gethostname()}/{node.ae_title}@127.0.0.1:{node.port + 1}"),
+    }
+    with node.engine() as engine, Session(engine) as session, session.begin():
+        [crashed] = session.scalars(select(Association)).all()
+        assert (crashed.result, crashed.node_listener) == (AssociationResult.OPEN, listener)
+        crashed_id = crashed.node_id
+        for node_id, other_listener in others.values():
+            session.add(Association(calling_ae="PACS", called_ae=node.ae_title, peer_address="10.0.0.9",
+                                    peer_port=104, node_id=node_id, node_listener=other_listener))
+
+    node.start()
+    try:
+        with node.engine() as engine:
+            # the sweep runs before the node logs "listening on", i.e. before start() returned
+            rows = {row.node_id: row for row in read_rows(engine).associations}
+            assert rows[crashed_id].result == AssociationResult.ABORTED
+            assert rows[crashed_id].reason == "node restarted"
+            assert rows[crashed_id].ended_at is not None
+            for node_id, _ in others.values():
+                assert (rows[node_id].result, rows[node_id].ended_at) == (AssociationResult.OPEN, None)
+
+            def complete() -> bool:  # no longer held by the crashed association
+                with Session(engine) as session:
+                    return session.scalars(select(Study.status)).one() == StudyStatus.COMPLETE
+
+            wait_until(complete, "the study stored before the crash to complete")
+    finally:
+        assert node.terminate() == 0

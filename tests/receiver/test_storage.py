@@ -133,30 +133,43 @@ def _record(key: InstanceKey = KEY) -> InstanceRecord:
                           series_description="T1 SAG")
 
 
-def test_recording_twice_stores_once(engine: Engine, tmp_path: Path) -> None:
+def test_recording_again_keeps_same_content_once_and_other_content_as_a_new_version(
+        engine: Engine, tmp_path: Path) -> None:
     root = tmp_path / "storage"
-    store, catalog = _store(root), InstanceCatalog(session_factory(engine))
+    sessions = session_factory(engine)
+    store, catalog = _store(root), InstanceCatalog(sessions)
     with _staged(store) as staged:
         assert catalog.record(_record(), staged) is RecordOutcome.STORED
-    with _staged(store, content=b"other") as staged:
+    with _staged(store) as staged:
         assert catalog.record(_record(), staged) is RecordOutcome.DUPLICATE
-    assert (root / KEY.relative_path).read_bytes() == b"content"
-    assert len(stored_files(root)) == 1
+    with sessions.begin() as session:
+        session.execute(update(Study).values(status=StudyStatus.ANALYSED))
+    with _staged(store, content=b"other") as staged:
+        assert catalog.record(_record(), staged) is RecordOutcome.NEW_VERSION
+    first, second = root / KEY.relative_path, root / KEY.relative_path.with_name(f"{KEY.sop_uid}.v2.dcm")
+    assert (first.read_bytes(), second.read_bytes()) == (b"content", b"other")
+    assert stored_files(root) == sorted([first, second])
     found = catalog.find(KEY.sop_uid)
-    assert found is not None and found.sha256 == hashlib.sha256(b"content").hexdigest()
-    with session_factory(engine)() as session:
+    assert found is not None and (found.version, found.sha256) == (2, hashlib.sha256(b"other").hexdigest())
+    with sessions() as session:
         series = session.scalars(select(Series)).one()
         assert (series.modality, series.series_number, series.description) == ("MR", 3, "T1 SAG")
+        rows = session.execute(select(Instance.version, Instance.is_current).order_by(Instance.version)).all()
+        assert rows == [(1, False), (2, True)]
+        study = session.scalars(select(Study)).one()
+        assert (study.status, study.content_version) == (StudyStatus.RECEIVING, 2)
 
 
-def test_racing_records_store_one_row(engine: Engine, tmp_path: Path) -> None:
+@pytest.mark.parametrize("same_content", [True, False], ids=["same content", "other content"])
+def test_racing_records_of_one_sop_instance(engine: Engine, tmp_path: Path, same_content: bool) -> None:
     root = tmp_path / "storage"
     store, catalog = _store(root), InstanceCatalog(session_factory(engine))
     barrier = threading.Barrier(6)
     outcomes: list[RecordOutcome] = []
 
     def record(index: int) -> None:
-        with _staged(store, content=f"copy {index}".encode()) as staged:
+        content = b"copy" if same_content else f"copy {index}".encode()
+        with _staged(store, content=content) as staged:
             barrier.wait()
             outcomes.append(catalog.record(_record(), staged))
 
@@ -165,11 +178,21 @@ def test_racing_records_store_one_row(engine: Engine, tmp_path: Path) -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    assert sorted(outcomes) == sorted([RecordOutcome.STORED] + [RecordOutcome.DUPLICATE] * 5)
+    again = RecordOutcome.DUPLICATE if same_content else RecordOutcome.NEW_VERSION
+    assert sorted(outcomes) == sorted([RecordOutcome.STORED] + [again] * 5)
     found = catalog.find(KEY.sop_uid)
     assert found is not None
     assert sha256_of(root / found.path) == found.sha256
-    assert len(stored_files(root)) == 1
+    with session_factory(engine)() as session:
+        rows = session.execute(select(Instance.version, Instance.is_current, Instance.path, Instance.sha256)
+                               .order_by(Instance.version)).all()
+        study = session.scalars(select(Study)).one()
+    expected_versions = [1] if same_content else [1, 2, 3, 4, 5, 6]
+    assert [r.version for r in rows] == expected_versions
+    assert [r.is_current for r in rows] == [r.version == expected_versions[-1] for r in rows]
+    assert all(sha256_of(root / r.path) == r.sha256 for r in rows)
+    assert len(stored_files(root)) == len(expected_versions)
+    assert study.content_version == len(expected_versions)
 
 
 def test_a_new_instance_reopens_a_finished_study(engine: Engine, tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """results delivery: result objects, findings as rows, the delivery outbox, audit views
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0002
 Create Date: 2026-12-03
 
 The views are what administrators query (docs/audit.md); they use only SQL
@@ -14,7 +14,7 @@ from alembic import op
 import node.db.models
 
 revision = "0003"
-down_revision = "0001"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
