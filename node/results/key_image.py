@@ -111,7 +111,7 @@ def render_key_image(
     width_mm, height_mm = grey.shape[1] * col_mm, grey.shape[0] * row_mm
     scale = LONG_SIDE_PX / max(width_mm, height_mm)
     size = (max(1, round(width_mm * scale)), max(1, round(height_mm * scale)))
-    image = Image.fromarray(grey).resize(size, Image.Resampling.BICUBIC).convert("RGB")
+    image = Image.fromarray(_grey(grey)).resize(size, Image.Resampling.BICUBIC).convert("RGB")
     label_img = _nearest(label_plane.astype(np.uint8), size)
     lesion_img = _nearest(lesion_plane.astype(np.uint8), size) > 0
 

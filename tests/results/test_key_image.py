@@ -52,3 +52,15 @@ def test_key_image_passes_dciodvfy(written: Written) -> None:
     errors, warnings = dciodvfy_report(written.path(ResultKind.KEY_IMAGE))
     assert errors == []
     assert unexpected_warnings(warnings) == []
+
+
+def test_the_slice_keeps_its_grey_levels(key_image: Dataset) -> None:
+    # the slice is windowed to its own intensities, not clipped at 255 (raw MR values
+    # over 255 turned every body and the fat flat white)
+    pixels = key_image.pixel_array.astype(int)
+    rows = key_image.Rows
+    image = pixels[rows // 20: rows - rows // 20]
+    grey = (image[..., 0] == image[..., 1]) & (image[..., 1] == image[..., 2])
+    values = image[..., 0][grey]
+    assert (values >= 250).mean() < 0.1
+    assert len(np.unique(values)) > 100
