@@ -2,6 +2,7 @@
 
 Each sub-command lives in its own module exposing ``add_parser(subparsers)``;
 the parser it adds sets ``handler`` to a ``(args, settings) -> int`` function.
+Only the chosen command's module is imported (see ``node.commands``).
 Settings are loaded once here, only for the commands that need them.
 """
 
@@ -13,18 +14,18 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from node.commands import COMMANDS
 from node.settings import ConfigError, Settings, load_settings
 
 log = logging.getLogger("lumbar_sentinel")
 
 
-def _command_modules() -> list[object]:
-    from node import commands
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only ``command``'s module is imported and adds its full sub-parser.
 
-    return commands.MODULES
-
-
-def build_parser() -> argparse.ArgumentParser:
+    The others stay placeholders carrying their help line, which is all that
+    ``--help`` and the dispatch on the command's name need.
+    """
     parser = argparse.ArgumentParser(
         prog="lumbar-sentinel",
         description="DICOM node flagging MRI signs of spinal malignancy (a triage aid, not a diagnosis).",
@@ -34,8 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--log-level", default=None, help="override logging.level")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in _command_modules():
-        module.add_parser(sub)  # type: ignore[attr-defined]
+    for name, entry in COMMANDS.items():
+        if name == command:
+            entry.load().add_parser(sub)
+        else:
+            sub.add_parser(name, help=entry.help, add_help=False)
     return parser
 
 
@@ -50,8 +54,9 @@ def configure_logging(level: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    chosen, _ = build_parser().parse_known_args(argv)
+    args = build_parser(chosen.command).parse_args(argv)
     try:
         settings: Settings = load_settings(args.config)
     except ConfigError as exc:
