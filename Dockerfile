@@ -5,8 +5,8 @@ COPY pyproject.toml README.md ./
 COPY node ./node
 COPY analysis ./analysis
 COPY config ./config
-# the CPU-only torch wheel (PyPI's default build carries CUDA, several GB)
-RUN pip install --no-cache-dir --extra-index-url https://download.pytorch.org/whl/cpu .
+# the networks run in ONNX Runtime: the image needs no PyTorch (the `train` extra)
+RUN pip install --no-cache-dir .
 EXPOSE 11112
 ENTRYPOINT ["lumbar-sentinel"]
 CMD ["serve"]
