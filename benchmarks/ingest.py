@@ -58,8 +58,6 @@ def send(parts: list[Path], receiver: Running) -> Sent:
 def _receivers(work: Path, pg: PostgresDatabases | None) -> Iterator[tuple[str, Start]]:
     yield REFERENCE, pynetdicom_storescp
     yield "node (SQLite)", lambda d: node(d, f"sqlite:///{d / 'node.db'}")
-    yield "node (SQLite, 2 receiver processes)", lambda d: node(
-        d, f"sqlite:///{d / 'node.db'}", LSENT_DICOM__RECEIVER_PROCESSES="2")
     if pg is not None:
         yield "node (PostgreSQL)", lambda d: node(d, pg.new())
     yield "DCMTK storescp", dcmtk_storescp

@@ -7,12 +7,7 @@ nothing reads configuration or holds state at module level.
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import os
-import signal
 import threading
-from collections.abc import Sequence
-from multiprocessing.synchronize import Event as ProcessEvent
 
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
@@ -27,33 +22,26 @@ from node.storage import InstanceCatalog, InstanceStore
 log = logging.getLogger(__name__)
 
 
-def build_receiver(settings: Settings, engine: Engine) -> tuple[InstanceStore, Receiver]:
-    """The instance store and the receiver writing into it, on ``engine``."""
-    sessions = session_factory(engine)
-    store = InstanceStore(
-        settings.storage.root,
-        min_free_bytes=settings.storage.min_free_bytes,
-        max_instance_bytes=settings.dicom.max_instance_bytes,
-    )
-    tracker = AssociationTracker(
-        CallerPolicy(settings.dicom.allowed_callers),
-        AssociationLog(sessions, tls=settings.tls.enabled),
-    )
-    receiver = Receiver(
-        settings.dicom, settings.tls,
-        StoreHandler(store, InstanceCatalog(sessions), tracker),
-        tracker, share_port=settings.dicom.receiver_processes > 1,
-    )
-    return store, receiver
-
-
 class Node:
     """The running parts of a node, wired to one engine."""
 
     def __init__(self, settings: Settings, engine: Engine) -> None:
         self.settings = settings
         sessions = session_factory(engine)
-        self.store, self.receiver = build_receiver(settings, engine)
+        self.store = InstanceStore(
+            settings.storage.root,
+            min_free_bytes=settings.storage.min_free_bytes,
+            max_instance_bytes=settings.dicom.max_instance_bytes,
+        )
+        tracker = AssociationTracker(
+            CallerPolicy(settings.dicom.allowed_callers),
+            AssociationLog(sessions, tls=settings.tls.enabled),
+        )
+        self.receiver = Receiver(
+            settings.dicom, settings.tls,
+            StoreHandler(self.store, InstanceCatalog(sessions), tracker),
+            tracker,
+        )
         self.monitor = CompletionMonitor(settings.study, settings.queue, sessions)
         self.workers: WorkerPool | None = None
         if settings.queue.workers:
@@ -105,57 +93,13 @@ def run_node(settings: Settings, stop: threading.Event, *, grace: float) -> int:
             log.error("cannot listen on %s:%d: %s", settings.dicom.host, settings.dicom.port, exc)
             node.stop(0)
             return 1
-        extra = _start_receiver_processes(settings, grace)
         try:
             # A timed wait keeps the main thread responsive to signal handlers.
             while not stop.wait(1.0):
                 pass
         finally:
-            extra.stop.set()
             node.stop(grace)
-            for process in extra.processes:
-                process.join(grace + 10.0)
         log.info("stopped")
         return 0
-    finally:
-        engine.dispose()
-
-
-class _ReceiverProcesses:
-    def __init__(self, stop: ProcessEvent, processes: Sequence[multiprocessing.process.BaseProcess]) -> None:
-        self.stop = stop
-        self.processes = processes
-
-
-def _start_receiver_processes(settings: Settings, grace: float) -> _ReceiverProcesses:
-    """``dicom.receiver_processes - 1`` more receivers on this node's port (spawned, not forked)."""
-    context = multiprocessing.get_context("spawn")
-    stop = context.Event()
-    processes = [
-        context.Process(target=run_receiver, args=(settings, stop, grace, os.getpid(),
-                                                   logging.getLogger().level),
-                        name=f"receiver {i + 2}", daemon=True)
-        for i in range(settings.dicom.receiver_processes - 1)
-    ]
-    for process in processes:
-        process.start()
-    return _ReceiverProcesses(stop, processes)
-
-
-def run_receiver(settings: Settings, stop: ProcessEvent, grace: float, parent: int, log_level: int) -> None:
-    """One more receiver process: receives until ``stop`` is set or its parent is gone."""
-    # the parent's SIGTERM/SIGINT stop it through ``stop``; a signal sent to the whole group
-    # must not cut its associations short
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    engine = create_db_engine(settings.database.url, echo=settings.database.echo)
-    try:
-        _, receiver = build_receiver(settings, engine)
-        receiver.start()
-        log.info("receiver process %d listening on %s:%d", os.getpid(), *receiver.address)
-        while not stop.wait(1.0) and os.getppid() == parent:
-            pass
-        receiver.stop(grace)
     finally:
         engine.dispose()

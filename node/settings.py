@@ -81,9 +81,6 @@ class DicomSettings(_Section):
     shutdown_grace: Duration = timedelta(seconds=10)
     # An empty list accepts any caller; hospitals list their PACS here.
     allowed_callers: tuple[AllowedCaller, ...] = ()
-    # Receiver processes sharing the port (SO_REUSEPORT; the kernel spreads the associations):
-    # one process runs every association under one GIL.
-    receiver_processes: int = Field(default=1, ge=1, le=64)
 
 
 class TlsSettings(_Section):

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
-import threading
 import time
 from typing import Any
 
@@ -21,26 +19,11 @@ from node.tls import server_context
 log = logging.getLogger(__name__)
 
 
-class _SharedPortServer(ThreadedAssociationServer):
-    """Binds with SO_REUSEPORT, so several receiver processes can listen on one port."""
-
-    def server_bind(self) -> None:
-        if self.socket is None:
-            raise RuntimeError("the server has no socket to bind")
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        super().server_bind()
-
-
 class Receiver:
-    """Listens for associations; ``start`` returns at once, ``stop`` drains and aborts.
-
-    With ``share_port`` the listening socket is bound with SO_REUSEPORT, for
-    ``dicom.receiver_processes`` processes on one port.
-    """
+    """Listens for associations; ``start`` returns at once, ``stop`` drains and aborts."""
 
     def __init__(self, dicom: DicomSettings, tls: TlsSettings, store_handler: StoreHandler,
-                 tracker: AssociationTracker, *, share_port: bool = False) -> None:
-        self._share_port = share_port
+                 tracker: AssociationTracker) -> None:
         self._dicom = dicom
         self._tls = tls
         self._store_handler = store_handler
@@ -68,17 +51,10 @@ class Receiver:
             (evt.EVT_C_STORE, self._store_handler),
         ]
         ssl_context = server_context(self._tls) if self._tls.enabled else None
-        address = (self._dicom.host, self._dicom.port)
-        if not self._share_port:
-            self._server = ae.start_server(address, block=False, evt_handlers=handlers,
-                                           ssl_context=ssl_context)
-            return
-        server = ae.make_server(address, evt_handlers=handlers, ssl_context=ssl_context,
-                                server_class=_SharedPortServer)
-        # as start_server does: the server's shutdown removes itself from its AE's list
-        ae._servers.append(server)
-        threading.Thread(target=server.serve_forever, name="receiver", daemon=True).start()
-        self._server = server
+        self._server = ae.start_server(
+            (self._dicom.host, self._dicom.port), block=False,
+            evt_handlers=handlers, ssl_context=ssl_context,
+        )
 
     def stop(self, grace: float) -> None:
         """Stop accepting, give open associations ``grace`` seconds, then abort the rest."""
