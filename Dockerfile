@@ -8,21 +8,14 @@
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
-# CPU-only PyTorch: the default PyPI torch pulls the CUDA libraries (several GB) that
-# inference on CPU never loads. The project is built and tested with torch 2.13.0+cpu
-# (this wheel: torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl).
-ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
-ARG TORCH_VERSION=2.13.0+cpu
+# The networks run as ONNX graphs in ONNX Runtime (CPU): the image carries no PyTorch,
+# which only the `train` extra (training and exporting the networks) needs.
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY node ./node
 COPY analysis ./analysis
 COPY phantom ./phantom
-RUN echo "torch==${TORCH_VERSION}" > /tmp/constraints.txt \
- && pip wheel --no-cache-dir --wheel-dir /wheels --index-url "${TORCH_INDEX}" \
-        --constraint /tmp/constraints.txt torch \
- && pip wheel --no-cache-dir --wheel-dir /wheels --find-links /wheels \
-        --constraint /tmp/constraints.txt .
+RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="Lumbar Sentinel" \

@@ -32,7 +32,7 @@ services:
 	./scripts/ensure-postgres.sh
 
 lint: install
-	$(BIN)/ruff check node analysis phantom tests scripts
+	$(BIN)/ruff check node analysis phantom tests scripts benchmarks
 
 typecheck: install
 	$(BIN)/mypy
@@ -41,8 +41,9 @@ evaluate: install
 	$(BIN)/python scripts/evaluate_vertebrae.py
 	$(BIN)/python scripts/evaluate_signs.py
 
-bench: install
-	$(BIN)/python scripts/bench_analysis.py
+# Issue 21's figures, each against its reference (`BENCH_ARGS=--quick` for a short run).
+bench: system-deps services install
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -2,6 +2,7 @@
 
 Each sub-command lives in its own module exposing ``add_parser(subparsers)``;
 the parser it adds sets ``handler`` to a ``(args, settings) -> int`` function.
+Only the chosen command's module is imported (see ``node.commands``).
 Settings are loaded once here, only for the commands that need them.
 """
 
@@ -14,15 +15,10 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from node.commands import COMMANDS
 from node.settings import ConfigError, Settings, load_settings
 
 log = logging.getLogger("lumbar_sentinel")
-
-
-def _command_modules() -> list[object]:
-    from node import commands
-
-    return commands.MODULES
 
 
 def _add_common_options(parser: argparse.ArgumentParser) -> None:
@@ -33,18 +29,25 @@ def _add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", default=argparse.SUPPRESS, help="override logging.level")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The parser; ``--config`` and ``--log-level`` go before or after the sub-command."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only ``command``'s module is imported and adds its full sub-parser.
+
+    The others stay placeholders carrying their help line, which is all that
+    ``--help`` and the dispatch on the command's name need. ``--config`` and
+    ``--log-level`` go before or after the sub-command.
+    """
     parser = argparse.ArgumentParser(
         prog="lumbar-sentinel",
         description="DICOM node flagging MRI signs of spinal malignancy (a triage aid, not a diagnosis).",
     )
     _add_common_options(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in _command_modules():
-        module.add_parser(sub)  # type: ignore[attr-defined]
-    for command in sub.choices.values():
-        _add_common_options(command)
+    for name, entry in COMMANDS.items():
+        if name == command:
+            entry.load().add_parser(sub)
+            _add_common_options(sub.choices[name])
+        else:
+            sub.add_parser(name, help=entry.help, add_help=False)
     return parser
 
 
@@ -63,8 +66,9 @@ def configure_logging(level: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    chosen, _ = build_parser().parse_known_args(argv)
+    args = build_parser(chosen.command).parse_args(argv)
     try:
         settings: Settings = load_settings(getattr(args, "config", None))
     except ConfigError as exc:

@@ -37,7 +37,7 @@ from analysis.vertebrae.measure import UNGRADED_LEVELS, Heights, deformities, la
 from analysis.vertebrae.model import BodyModel
 from analysis.vertebrae.pipeline import segment_spine, touches_fov_edge
 from analysis.volume import Sequence, Volume
-from node.pipeline.model import fold_models, load_ensemble
+from node.pipeline.model import FOLDS_DIR, fold_models, load_ensemble
 
 SCT = REPO.parent / "shared" / "data" / "sct-t2-lumbar" / "t2_lumbar.nii.gz"
 
@@ -295,7 +295,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--fold-dir", type=Path, default=WEIGHTS / "folds", help="fold networks (the product averages them)"
+        "--fold-dir", type=Path, default=FOLDS_DIR, help="fold networks (the product averages them)"
     )
     parser.add_argument("--cases", nargs="*", default=None)
     parser.add_argument("--no-real", action="store_true", help="skip the shared real cases")

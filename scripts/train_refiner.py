@@ -29,8 +29,8 @@ from vertebrae_cases import fold_of_groups, list_cases, load_case
 
 from analysis.vertebrae.geometry import canonical_of
 from analysis.vertebrae.measure import mid_sagittal_slice
-from analysis.vertebrae.model import BodyModel, model_to_bytes
-from analysis.vertebrae.net import UNet
+from analysis.vertebrae.model import BodyModel
+from analysis.vertebrae.net import UNet, model_to_bytes
 from analysis.vertebrae.refine import REFINER_CHANNELS, section_input, section_target
 from analysis.volume import Volume
 

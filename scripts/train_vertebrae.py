@@ -56,10 +56,10 @@ from vertebrae_cases import REPO, Case, fold_of_groups, list_cases, load_case
 
 from analysis.vertebrae.features import resample_2d, volume_to_work
 from analysis.vertebrae.geometry import canonical_of
-from analysis.vertebrae.model import BodyModel, model_to_bytes
-from analysis.vertebrae.net import UNet, neighbour_step, predict_slices, stack_inputs
+from analysis.vertebrae.inference import neighbour_step, predict_slices, stack_inputs
+from analysis.vertebrae.model import BodyModel
+from analysis.vertebrae.net import UNet, model_from_bytes, model_to_bytes
 from analysis.volume import LEVEL_LABELS
-from node.pipeline.model import load_model
 
 SEED = 20261126
 N_FOLDS = 5
@@ -257,6 +257,10 @@ def held_out_dice(net: UNet, images: list[Image]) -> list[tuple[str, float]]:
         inter = (pred & truth & valid).sum()
         out.append((img.name, float(2 * inter / max(1, (pred & valid).sum() + truth.sum()))))
     return out
+
+
+def load_model(path: Path) -> BodyModel:
+    return model_from_bytes(lzma.decompress(path.read_bytes()))
 
 
 def save(model: BodyModel, path: Path) -> None:

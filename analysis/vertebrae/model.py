@@ -1,6 +1,6 @@
 """The trained vertebral-body model: an ensemble of U-Nets, and its class probabilities on a volume.
 
-``model_from_bytes`` reads the weights written by ``scripts/train_vertebrae.py``
+``model_from_onnx`` reads one network exported by ``scripts/export_onnx.py``
 (xz is the caller's business: this module does no file I/O). ``predict_work``
 turns a canonical volume into class probabilities (background, body, L5 body)
 on the working grid, slice by slice with each slice's neighbours as context.
@@ -8,37 +8,35 @@ on the working grid, slice by slice with each slice's neighbours as context.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
-import torch
 
 from analysis.vertebrae.features import FloatArray, volume_to_work
-from analysis.vertebrae.net import UNet, neighbour_step, predict_slices, stack_inputs
+from analysis.vertebrae.inference import Network, OnnxNetwork, neighbour_step, predict_slices, stack_inputs
 
-__all__ = ["BodyModel", "ensemble", "model_from_bytes", "model_to_bytes", "predict_work"]
+__all__ = ["BodyModel", "ensemble", "model_from_onnx", "predict_work"]
 
 
 @dataclass(frozen=True)
 class BodyModel:
     """Trained networks (one per cross-validation fold) whose softmax outputs are averaged."""
 
-    nets: tuple[UNet, ...]
+    nets: tuple[Network, ...]
     held_out: tuple[str, ...] = ()  # real cases no member ever saw (a single fold's network)
     meta: dict[str, str] = field(default_factory=dict)
     # section refiners the heights are measured on (analysis.vertebrae.refine); none: the masks
-    refiners: tuple[UNet, ...] = ()
+    refiners: tuple[Network, ...] = ()
 
     def __post_init__(self) -> None:
-        if not self.nets or not all(isinstance(n, UNet) for n in self.nets):
-            raise TypeError("nets must be a non-empty tuple of UNet")
+        if not self.nets or not all(isinstance(n, Network) for n in self.nets):
+            raise TypeError("nets must be a non-empty tuple of networks (ONNX graphs or UNets)")
         if len({n.channels for n in self.nets}) != 1:
             raise ValueError("nets must all have the same channels")
-        if not all(isinstance(n, UNet) for n in self.refiners):
-            raise TypeError("refiners must be a tuple of UNet")
+        if not all(isinstance(n, Network) for n in self.refiners):
+            raise TypeError("refiners must be a tuple of networks (ONNX graphs or UNets)")
 
 
 def ensemble(models: Sequence[BodyModel]) -> BodyModel:
@@ -49,30 +47,10 @@ def ensemble(models: Sequence[BodyModel]) -> BodyModel:
     return BodyModel(nets, (), {"members": str(len(nets))})
 
 
-def model_to_bytes(model: BodyModel) -> bytes:
-    """Half-precision state dicts: the weights stay small enough to version in the repository."""
-    states = [{k: v.detach().to(torch.float16) for k, v in n.state_dict().items()} for n in model.nets]
-    buf = io.BytesIO()
-    channels = list(model.nets[0].channels)
-    payload = {"states": states, "held_out": list(model.held_out), "meta": model.meta, "channels": channels}
-    torch.save(payload, buf)
-    return buf.getvalue()
-
-
-def model_from_bytes(data: bytes) -> BodyModel:
-    """Load weights produced by the training script (tensors and plain types only: ``weights_only``)."""
-    if not isinstance(data, bytes | bytearray):
-        raise TypeError(f"data must be bytes, got {type(data).__name__}")
-    obj = torch.load(io.BytesIO(bytes(data)), map_location="cpu", weights_only=True)
-    nets = []
-    for state in obj["states"]:
-        net = UNet(tuple(obj["channels"]))
-        net.load_state_dict({k: v.to(torch.float32) for k, v in state.items()})
-        net.eval()
-        nets.append(net)
-    if not nets:
-        raise ValueError("data holds no network")
-    return BodyModel(tuple(nets), tuple(obj["held_out"]), dict(obj["meta"]))
+def model_from_onnx(data: bytes, threads: int | None = None) -> BodyModel:
+    """One exported network (``scripts/export_onnx.py``) with the held-out cases of its fold."""
+    net = OnnxNetwork(data, threads)
+    return BodyModel((net,), net.held_out, net.meta)
 
 
 def predict_work(

@@ -10,11 +10,16 @@ The weights are trained here by ``scripts/train_vertebrae.py`` from the shared
 real cases and phantom studies (no pretrained weights). One model per
 cross-validation fold; the product averages all folds (an ensemble), the
 evaluation uses the fold that never saw a case (:mod:`~analysis.vertebrae.model`).
+
+PyTorch is only for training (the ``train`` extra): ``scripts/export_onnx.py``
+turns each network into the ONNX graph the product runs
+(:mod:`~analysis.vertebrae.inference`); nothing else imports this module.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import io
+import json
 
 import numpy as np
 import torch
@@ -22,12 +27,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from analysis.vertebrae.features import FloatArray
+from analysis.vertebrae.inference import IN_CHANNELS, META_CHANNELS, META_HELD_OUT, META_INFO, N_CLASSES
+from analysis.vertebrae.model import BodyModel
 
-N_CLASSES = 3  # 0 background, 1 body, 2 L5 body
-IN_CHANNELS = 3  # the slice, the slice before, the slice after
-NEIGHBOUR_MM = 3.5
 CHANNELS = (12, 24, 48, 96, 144)
-_MULTIPLE = 2 ** (len(CHANNELS) - 1)
+ONNX_OPSET = 17
 
 
 class _Block(nn.Sequential):
@@ -73,36 +77,66 @@ class UNet(nn.Module):
             x = block(torch.cat([x, skip], dim=1))
         return self.head(x)
 
-
-def neighbour_step(spacing_lr: float) -> int:
-    """How many slices apart the neighbour channels are (1 on a clinical 3-4 mm series)."""
-    return max(1, round(NEIGHBOUR_MM / spacing_lr))
-
-
-def stack_inputs(work: FloatArray, step: int) -> FloatArray:
-    """(LR, H, W) -> (LR, 3, H, W): each slice with the slices ``step`` before and after (edge repeated)."""
-    lr = work.shape[0]
-    before = np.clip(np.arange(lr) - step, 0, lr - 1)
-    after = np.clip(np.arange(lr) + step, 0, lr - 1)
-    return np.stack([work, work[before], work[after]], axis=1).astype(np.float32)
+    def probabilities(self, x: FloatArray) -> FloatArray:
+        """Softmax class probabilities of a float32 batch (the ``inference.Network`` protocol)."""
+        with torch.inference_mode():
+            out: FloatArray = torch.softmax(self(torch.from_numpy(np.ascontiguousarray(x))), dim=1).numpy()
+        return out
 
 
-def _pad_to_multiple(x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % _MULTIPLE, (-w) % _MULTIPLE
-    return F.pad(x, (0, pw, 0, ph), mode="replicate"), h, w
+def model_to_bytes(model: BodyModel) -> bytes:
+    """Half-precision state dicts: the weights stay small enough to version in the repository."""
+    nets = [n for n in model.nets if isinstance(n, UNet)]
+    if len(nets) != len(model.nets):
+        raise TypeError("model_to_bytes needs a model of PyTorch UNets")
+    states = [{k: v.detach().to(torch.float16) for k, v in n.state_dict().items()} for n in nets]
+    buf = io.BytesIO()
+    channels = list(nets[0].channels)
+    payload = {"states": states, "held_out": list(model.held_out), "meta": model.meta, "channels": channels}
+    torch.save(payload, buf)
+    return buf.getvalue()
 
 
-def predict_slices(nets: Sequence[UNet], inputs: FloatArray, batch: int = 8) -> FloatArray:
-    """Softmax class probabilities (LR, H, W, 3) of stacked inputs (LR, 3, H, W), averaged over ``nets``."""
-    if inputs.ndim != 4 or inputs.shape[1] != IN_CHANNELS:
-        raise ValueError(f"inputs must have shape (LR, {IN_CHANNELS}, H, W), got {inputs.shape}")
-    out = np.zeros((inputs.shape[0], N_CLASSES, *inputs.shape[2:]), dtype=np.float32)
-    with torch.inference_mode():
-        for start in range(0, inputs.shape[0], batch):
-            x, h, w = _pad_to_multiple(torch.from_numpy(inputs[start : start + batch]))
-            total = torch.zeros((x.shape[0], N_CLASSES, h, w))
-            for net in nets:
-                total += torch.softmax(net(x)[..., :h, :w], dim=1)
-            out[start : start + batch] = (total / len(nets)).numpy()
-    return np.moveaxis(out, 1, -1)
+def model_from_bytes(data: bytes) -> BodyModel:
+    """Load weights produced by the training script (tensors and plain types only: ``weights_only``)."""
+    if not isinstance(data, bytes | bytearray):
+        raise TypeError(f"data must be bytes, got {type(data).__name__}")
+    obj = torch.load(io.BytesIO(bytes(data)), map_location="cpu", weights_only=True)
+    nets = []
+    for state in obj["states"]:
+        net = UNet(tuple(obj["channels"]))
+        net.load_state_dict({k: v.to(torch.float32) for k, v in state.items()})
+        net.eval()
+        nets.append(net)
+    if not nets:
+        raise ValueError("data holds no network")
+    return BodyModel(tuple(nets), tuple(obj["held_out"]), dict(obj["meta"]))
+
+
+class _WithSoftmax(nn.Module):
+    def __init__(self, net: UNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.net(x), dim=1)
+
+
+def onnx_bytes(net: UNet, held_out: tuple[str, ...] = (), meta: dict[str, str] | None = None) -> bytes:
+    """The network and its softmax as an ONNX graph (batch, height and width free), metadata attached."""
+    import onnx
+
+    # the wrapper is put in eval mode, not only the net: the exporter restores the wrapper's mode
+    # on everything under it afterwards
+    buf = io.BytesIO()
+    multiple = 2 ** (len(net.channels) - 1)
+    example = torch.zeros((1, IN_CHANNELS, 4 * multiple, 4 * multiple))
+    axes = {0: "batch", 2: "height", 3: "width"}
+    torch.onnx.export(_WithSoftmax(net).eval(), (example,), buf,  # type: ignore[arg-type]
+                      input_names=["x"], output_names=["p"],
+                      dynamic_axes={"x": axes, "p": axes}, opset_version=ONNX_OPSET, dynamo=False)
+    graph = onnx.load_from_string(buf.getvalue())
+    for key, value in ((META_CHANNELS, list(net.channels)), (META_HELD_OUT, list(held_out)),
+                       (META_INFO, meta or {})):
+        graph.metadata_props.add(key=key, value=json.dumps(value))
+    return bytes(graph.SerializeToString())

@@ -21,6 +21,7 @@ from analysis.results import BodyMeasurement, SpineSegmentation
 from analysis.sitk_adapter import resample_like
 from analysis.vertebrae.features import FloatArray
 from analysis.vertebrae.geometry import Canonical, canonical_of, canonical_to_lps
+from analysis.vertebrae.inference import Network
 from analysis.vertebrae.levels import VERSE_LABELS, Naming, name_chain
 from analysis.vertebrae.measure import (
     UNGRADED_LEVELS,
@@ -31,7 +32,6 @@ from analysis.vertebrae.measure import (
     heights_2d,
 )
 from analysis.vertebrae.model import BodyModel, predict_work
-from analysis.vertebrae.net import UNet
 from analysis.vertebrae.refine import SECTION_PX, refined_section
 from analysis.vertebrae.second_look import sacral_second_look, second_look
 from analysis.vertebrae.segment import BodyCandidate, probabilities_to_native, split_bodies
@@ -92,7 +92,7 @@ def section_heights(
     images: list[FloatArray],
     canonical: Canonical,
     axis: tuple[float, float] | None,
-    refiners: tuple[UNet, ...],
+    refiners: tuple[Network, ...],
 ) -> Heights:
     """Heights on the body's mid-sagittal section redrawn by the refiners; its mask's without them.
 

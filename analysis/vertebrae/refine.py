@@ -22,11 +22,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-import torch
 from scipy import ndimage
 
 from analysis.vertebrae.features import FloatArray
-from analysis.vertebrae.net import UNet, neighbour_step
+from analysis.vertebrae.inference import Network, neighbour_step
 from analysis.vertebrae.segment import largest_component
 
 BoolArray = npt.NDArray[np.bool_]
@@ -103,7 +102,7 @@ class RefinedSection:
 
 
 def refined_section(
-    refiners: Sequence[UNet],
+    refiners: Sequence[Network],
     images: Sequence[npt.NDArray[np.generic]],
     spacing: tuple[float, float, float],
     slice_index: int,
@@ -117,10 +116,9 @@ def refined_section(
     """
     if not refiners or not images:
         raise ValueError("refiners and images must not be empty")
-    x = torch.from_numpy(np.stack([section_input(im, spacing, slice_index, centre_mm) for im in images]))
-    with torch.no_grad():
-        prob = torch.stack([torch.softmax(net(x), dim=1)[:, 1].mean(dim=0) for net in refiners]).mean(0)
-    p = prob.numpy().astype(np.float64)
+    x = np.stack([section_input(im, spacing, slice_index, centre_mm) for im in images])
+    prob = np.stack([net.probabilities(x)[:, 1].mean(axis=0) for net in refiners]).mean(axis=0)
+    p = prob.astype(np.float64)
     inside = p >= 0.5
     pieces, _ = ndimage.label(inside)
     under_centre = int(pieces[SECTION_SIZE // 2, SECTION_SIZE // 2])

@@ -109,9 +109,30 @@ def trim_body(region: BoolArray, spacing: tuple[float, float, float]) -> BoolArr
             k += step
     out[~keep] = False
     # strands under 4 mm wide (a ligament or vessel over a disc) are not body
-    opener = disk((_OPENING_MM / spacing[1], _OPENING_MM / spacing[2]))
-    out = ndimage.binary_opening(out, structure=opener)
-    return largest_component(out) if out.any() else out
+    return open_largest(out, disk((_OPENING_MM / spacing[1], _OPENING_MM / spacing[2])))
+
+
+def open_largest(mask: BoolArray, structure: BoolArray) -> BoolArray:
+    """The largest component of ``mask`` opened by ``structure``, computed on its bounding box.
+
+    Not on the whole volume (that took a tenth of an analysis): an opening
+    stays inside the set it opens and a component inside its box, so the
+    result is the same voxel for voxel.
+    """
+    if not mask.any():
+        return mask
+    box = _bounding_box(mask, tuple(s // 2 + 1 for s in structure.shape))
+    out = np.zeros_like(mask)
+    opened = ndimage.binary_opening(mask[box], structure=structure)
+    out[box] = largest_component(opened) if opened.any() else opened
+    return out
+
+
+def _bounding_box(mask: BoolArray, margin: tuple[int, ...]) -> tuple[slice, ...]:
+    """The slices of ``mask``'s true voxels grown by ``margin`` per axis (clipped to the array)."""
+    box = ndimage.find_objects(mask.astype(np.uint8))[0]
+    grown = zip(box, margin, mask.shape, strict=True)
+    return tuple(slice(max(s.start - m, 0), min(s.stop + m, n)) for s, m, n in grown)
 
 
 def disk(radius_px: tuple[float, float]) -> BoolArray:

@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from pynetdicom import AE
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
-from node.receiver.negotiation import VERIFICATION, client_context
 from node.settings import Settings
+from node.tls import client_context
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def echo(host: str, port: int, *, calling: str, called: str, timeout: float,
     ae = AE(ae_title=calling)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
     ae.connection_timeout = timeout
-    ae.add_requested_context(VERIFICATION)
+    ae.add_requested_context(Verification)
     tls_args = (ssl_context, host) if ssl_context is not None else None
     where = f"{called} at {host}:{port}{' (TLS)' if ssl_context else ''}"
     assoc = ae.associate(host, port, ae_title=called, tls_args=tls_args)

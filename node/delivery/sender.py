@@ -23,7 +23,8 @@ from pynetdicom.association import Association
 from pynetdicom.status import code_to_category
 
 from node.delivery.routes import Route
-from node.receiver.negotiation import VERIFICATION, client_context
+from node.receiver.negotiation import VERIFICATION
+from node.tls import client_context
 
 log = logging.getLogger(__name__)
 

@@ -3,16 +3,13 @@
 SOP classes and transfer syntaxes: instances are stored exactly as received,
 so every listed transfer syntax is accepted without decoding; other SOP
 classes are refused at negotiation. Callers: the calling-AE allowlist,
-optionally bound to peer addresses. Transport: DICOM TLS contexts (PS3.15
-BCP 195, TLS 1.2 or later).
+optionally bound to peer addresses. The TLS contexts are in ``node.tls``.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import ssl
 from collections.abc import Sequence
-from pathlib import Path
 
 from pydicom.uid import (
     JPEG2000,
@@ -31,7 +28,7 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from node.settings import AllowedCaller, TlsSettings
+from node.settings import AllowedCaller
 
 VERIFICATION = UID("1.2.840.10008.1.1")
 
@@ -105,29 +102,3 @@ def _peer_ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | No
     if isinstance(peer, ipaddress.IPv6Address) and peer.ipv4_mapped is not None:
         return peer.ipv4_mapped
     return peer
-
-
-def server_context(tls: TlsSettings) -> ssl.SSLContext:
-    """The receiver's context: its certificate, and client certificates checked against ``ca_file``."""
-    if not tls.enabled or tls.cert_file is None or tls.key_file is None:
-        raise ValueError("tls: server_context needs tls.enabled with cert_file and key_file")
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(certfile=tls.cert_file, keyfile=tls.key_file)
-    if tls.ca_file is not None:
-        context.load_verify_locations(cafile=tls.ca_file)
-        context.verify_mode = ssl.CERT_REQUIRED if tls.require_client_cert else ssl.CERT_OPTIONAL
-    return context
-
-
-def client_context(ca_file: Path | None, cert_file: Path | None = None,
-                   key_file: Path | None = None, check_hostname: bool = True) -> ssl.SSLContext:
-    """A context for calling a TLS peer: its certificate verified, ours presented if given."""
-    if (cert_file is None) != (key_file is None):
-        raise ValueError("cert_file and key_file must be given together")
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_file)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.check_hostname = check_hostname
-    if cert_file is not None and key_file is not None:
-        context.load_cert_chain(certfile=cert_file, keyfile=key_file)
-    return context

@@ -11,9 +11,10 @@ from pynetdicom.association import Association as PeerAssociation
 from pynetdicom.transport import ThreadedAssociationServer
 
 from node.receiver.associations import AssociationTracker
-from node.receiver.negotiation import STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES, VERIFICATION, server_context
+from node.receiver.negotiation import STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES, VERIFICATION
 from node.receiver.store import SUCCESS, StoreHandler
 from node.settings import DicomSettings, TlsSettings
+from node.tls import server_context
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analysis.vertebrae.model import BodyModel, model_from_bytes, model_to_bytes, predict_work
-from analysis.vertebrae.net import IN_CHANNELS, N_CLASSES, UNet, neighbour_step, predict_slices, stack_inputs
+from analysis.vertebrae.inference import IN_CHANNELS, N_CLASSES, neighbour_step, predict_slices, stack_inputs
+from analysis.vertebrae.model import BodyModel, model_from_onnx, predict_work
+from analysis.vertebrae.net import UNet, model_from_bytes, model_to_bytes, onnx_bytes
 
 
 def _net(seed: int) -> UNet:
@@ -80,3 +81,24 @@ def test_body_model_needs_networks() -> None:
         BodyModel(())
     with pytest.raises(TypeError, match="refiners must be"):
         BodyModel((_net(0),), refiners=("net",))  # type: ignore[arg-type]
+
+
+def test_an_exported_graph_gives_the_networks_probabilities_and_keeps_its_fold() -> None:
+    net = _net(3)
+    graph = model_from_onnx(onnx_bytes(net, ("VB2_04",), {"seed": "3"}), threads=1)
+    assert graph.held_out == ("VB2_04",)
+    assert graph.meta == {"seed": "3"}
+    canonical = np.random.default_rng(6).integers(0, 255, size=(5, 37, 29)).astype(np.uint8)
+    want = predict_work(BodyModel((net,)), canonical, (3.0, 1.0, 1.0))
+    got = predict_work(graph, canonical, (3.0, 1.0, 1.0))
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    # the exporter leaves the network as it found it (in eval mode)
+    assert not net.training
+
+
+def test_model_from_onnx_rejects_what_is_not_an_exported_network() -> None:
+    with pytest.raises(TypeError, match="onnx_model must be bytes"):
+        model_from_onnx("graph")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="threads must be at least 1"):
+        model_from_onnx(onnx_bytes(_net(0)), threads=0)

@@ -175,7 +175,7 @@ def test_orthanc_routes_to_the_receiver_and_may_call_it(
     assert "LumbarSentinelForwarded" in orthanc["UserMetadata"]
 
 
-def test_the_image_is_built_in_stages_with_cpu_torch(final_stage: Stage) -> None:
+def test_the_image_is_built_in_stages_without_torch(final_stage: Stage) -> None:
     stages = dockerfile_stages()
     assert len(stages) >= 2
     assert "slim" in final_stage.base
@@ -183,9 +183,8 @@ def test_the_image_is_built_in_stages_with_cpu_torch(final_stage: Stage) -> None
     for tool in ("gcc", "build-essential", "apt-get install", "pip wheel"):
         assert tool not in final_runs, f"the final image runs {tool!r}"
     assert "--no-index" in final_runs
-    build_runs = " ".join(stages[0].arguments("RUN")) + " ".join(stages[0].arguments("ARG"))
-    assert "download.pytorch.org/whl/cpu" in build_runs
-    assert "2.13.0+cpu" in build_runs
+    # CPU-only inference runs in ONNX Runtime: no PyTorch (or its CUDA libraries) in the image
+    assert "torch" not in " ".join(" ".join(stage.arguments("RUN")) for stage in stages)
     assert final_stage.arguments("USER") and final_stage.arguments("USER")[-1] != "root"
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from node.receiver.negotiation import client_context
+from node.tls import client_context
 from tests.helpers.dicom import StudyUIDs, mr_instance, write_study
 from tests.helpers.node import NodeProcess, running_node
 from tests.helpers.rows import read_rows
