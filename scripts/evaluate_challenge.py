@@ -9,7 +9,12 @@ or STIR against one sequence, present levels on normal spines, cortex and
 soft tissue for extension >= 5 mm, canal compromise, Dice and level names, and
 detection against extension thickness and lesion contrast.
 
-Usage: python scripts/evaluate_challenge.py [--only NAME_PREFIX ...] [--json OUT.json]
+With ``--cache DIR`` each study's segmentation (``segment_spine``, the slow part) is kept in DIR
+and reused by the next run, which then runs the rest of ``analyse`` (the signs and the summary,
+the same functions in the same order). Valid only while ``analysis/vertebrae`` and its weights
+are unchanged: delete DIR when they change.
+
+Usage: python scripts/evaluate_challenge.py [--only NAME_PREFIX ...] [--json OUT.json] [--cache DIR]
        python scripts/evaluate_challenge.py --report PART1.json PART2.json  (tables from saved runs)
 """
 
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -25,13 +31,16 @@ from typing import Any
 
 import numpy as np
 
+from analysis.findings import summarize
 from analysis.results import SignState
+from analysis.signs import LevelSigns, assess_signs
 from analysis.sitk_adapter import resample_like
+from analysis.vertebrae.pipeline import segment_spine
 from analysis.volume import Sequence
 from challenge.build import ChallengeStudy, build_study, load_recipes
-from node.pipeline.inputs import load_inputs
+from node.pipeline.inputs import StudyInputs, load_inputs
 from node.pipeline.model import shipped_model
-from node.pipeline.run import analyse
+from node.pipeline.run import AnalysisOutput, analyse, on_label_grid
 from node.study import group_dicom_folder
 from phantom.writer import StudyIdentity, write_study
 
@@ -62,12 +71,31 @@ def _dice(truth: np.ndarray, pred: np.ndarray) -> list[dict[str, Any]]:
     return out
 
 
-def run_study(study: ChallengeStudy, seed: int, work: Path) -> dict[str, Any]:
+def analyse_cached(inputs: StudyInputs, path: Path) -> AnalysisOutput:
+    """``node.pipeline.run.analyse`` with the segmentation read from (or written to) ``path``."""
+    if path.is_file():
+        segmentation = pickle.loads(path.read_bytes())
+    else:
+        segmentation = segment_spine(inputs.volumes, shipped_model())
+        path.write_bytes(pickle.dumps(segmentation))
+    notes = (*segmentation.notes, *inputs.notes)
+    level_signs: tuple[LevelSigns, ...] = ()
+    if segmentation.bodies:
+        level_signs = assess_signs(on_label_grid(inputs.volumes, segmentation.labels), segmentation)
+    findings = summarize(inputs.study_instance_uid, dict(inputs.series_uids), level_signs, notes=notes)
+    return AnalysisOutput(findings, segmentation, level_signs)
+
+
+def run_study(study: ChallengeStudy, seed: int, work: Path, cache: Path | None = None) -> dict[str, Any]:
     folder = work / study.name
     write_study(StudyIdentity.synthetic(seed), study.series, folder)
     (files,) = group_dicom_folder(folder).studies
     inputs = load_inputs(files)
-    out = analyse(inputs, shipped_model())
+    if cache is None:
+        out = analyse(inputs, shipped_model())
+    else:
+        cache.mkdir(parents=True, exist_ok=True)
+        out = analyse_cached(inputs, cache / f"{study.name}.pkl")
     findings = {lv.level: lv for lv in out.level_signs}
     levels = []
     for level, truth in study.truth.items():
@@ -259,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         for recipe in recipes:
             t0 = time.monotonic()
             study = build_study(recipe, DATA)
-            rec = run_study(study, int(recipe["seed"]), Path(tmp))
+            rec = run_study(study, int(recipe["seed"]), Path(tmp), args.cache)
             records.append(rec)
             got = {lv["level"]: lv["suspicious_got"][0] for lv in rec["levels"]}
             truth = "".join("L" if lv["suspicious"] else "." for lv in rec["levels"])
