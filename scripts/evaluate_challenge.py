@@ -264,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", nargs="*", default=None, help="study name prefixes to run")
     ap.add_argument("--json", type=Path, default=None, help="write every study's record here")
+    ap.add_argument("--cache", type=Path, default=None, help="keep and reuse segmentations here")
     ap.add_argument(
         "--report",
         nargs="*",
