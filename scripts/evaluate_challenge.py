@@ -280,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     header, recipes = load_recipes()
     if args.only:
-        recipes = [r for r in recipes if any(r["name"].startswith(p) for p in args.only)]
+        # in the order the prefixes are given: the most wanted studies first
+        recipes = [r for p in args.only for r in recipes if r["name"].startswith(p)]
     print(f"challenge set seed {header['seed']}: {len(recipes)} studies", flush=True)
     records = []
     start = time.monotonic()
