@@ -291,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
             study = build_study(recipe, DATA)
             rec = run_study(study, int(recipe["seed"]), Path(tmp), args.cache)
             records.append(rec)
+            if args.json:  # after every study: a run stopped early keeps what it measured
+                args.json.write_text(json.dumps(records, indent=1, default=str) + "\n", encoding="utf-8")
             got = {lv["level"]: lv["suspicious_got"][0] for lv in rec["levels"]}
             truth = "".join("L" if lv["suspicious"] else "." for lv in rec["levels"])
             print(
