@@ -168,7 +168,7 @@ def draw_lesion(labels: npt.NDArray[np.integer], plan: LesionPlan, rng: np.rando
         mask |= mass | breach
         if mass.any():
             ext = float(dist[mass].max())
-        epidural = plan.extension == "epidural"
+        epidural = plan.extension == "epidural" and bool(mass.any())
     return Drawn(mask, ext, epidural)
 
 

@@ -145,6 +145,8 @@ def _box(
     reach = 0.75 * max(body.height, body.depth) + 6.0
     s_si = slice(max(0, int(body.si - reach)), min(shape[1], int(body.si + reach) + 1))
     s_ap = slice(max(0, int(body.ap - reach)), min(shape[2], int(body.ap + reach) + 1))
+    if s_si.start >= s_si.stop or s_ap.start >= s_ap.stop:  # below the field of view
+        s_si = s_ap = slice(0, 0)
     box = (slice(0, shape[0]), s_si, s_ap)
     full = (shape[0], s_si.stop - s_si.start, s_ap.stop - s_ap.start)
     return box, (
