@@ -13,6 +13,7 @@ from analysis.signs.context import StudyContext, build_context, crop_body
 from analysis.signs.extent import ExtentResult, assess_extent, no_extent
 from analysis.signs.fracture import FractureResult, assess_fracture, band_like
 from analysis.signs.marrow import MarrowResult, assess_marrow
+from analysis.signs.outside import mass_lesion
 from analysis.signs.regions import ReferenceRegions
 from analysis.signs.single import limit_extent, limit_level
 from analysis.signs.types import LevelSigns
@@ -45,6 +46,11 @@ def assess_signs(
         if crop is None:
             continue
         marrow = assess_marrow(ctx, crop)
+        from_outside = mass_lesion(ctx, crop, marrow)
+        if from_outside is not None:
+            spread = assess_extent(ctx, crop, from_outside)
+            if spread.soft_tissue == SignState.PRESENT:  # else: tissue against the wall, no lesion
+                marrow = from_outside
         band = marrow.pattern == "focal" and band_like(
             marrow.lesion, crop.body, thresholds.band_max_height_frac, thresholds.band_min_ap_frac)
         # a thin band under an endplate does not spread: growing its signature
