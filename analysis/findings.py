@@ -217,6 +217,10 @@ def _reasons(level_signs: Seq[LevelSigns]) -> list[str]:
     return out
 
 
+NO_T1_SENTENCE = (
+    "No sagittal T1: a T1 is needed to exclude marrow infiltration; on T2 or STIR alone a bright marrow "
+    "region may be fat, a haemangioma or red marrow, so it is reported as indeterminate, not as infiltration."
+)
 NO_LEVEL_SENTENCE = "No vertebral body was found in the sagittal series, so no sign could be assessed."
 
 
@@ -235,6 +239,8 @@ def impression(level_signs: Seq[LevelSigns], sequences: Seq[Sequence], notes: Se
         sentences.append("No level shows a sign of malignancy, but not every sign could be assessed.")
     else:
         sentences.append("No level shows a sign of malignancy.")
+    if level_signs and sequences and Sequence.T1 not in sequences:
+        sentences.append(NO_T1_SENTENCE)
     benign = [ls for ls in level_signs if ls.compression_fracture == SignState.PRESENT
               and ls.pathologic_fracture_pattern == SignState.ABSENT]
     if benign:

@@ -13,7 +13,9 @@ from analysis.signs.context import StudyContext, build_context, crop_body
 from analysis.signs.extent import ExtentResult, assess_extent, no_extent
 from analysis.signs.fracture import FractureResult, assess_fracture, band_like
 from analysis.signs.marrow import MarrowResult, assess_marrow
+from analysis.signs.outside import mass_lesion
 from analysis.signs.regions import ReferenceRegions
+from analysis.signs.single import limit_extent, limit_level
 from analysis.signs.types import LevelSigns
 from analysis.thresholds import DEFAULT_THRESHOLDS, SignThresholds
 from analysis.volume import Sequence, Volume
@@ -44,11 +46,17 @@ def assess_signs(
         if crop is None:
             continue
         marrow = assess_marrow(ctx, crop)
+        from_outside = mass_lesion(ctx, crop, marrow)
+        if from_outside is not None:
+            spread = assess_extent(ctx, crop, from_outside)
+            if spread.soft_tissue == SignState.PRESENT:  # else: tissue against the wall, no lesion
+                marrow = from_outside
         band = marrow.pattern == "focal" and band_like(
             marrow.lesion, crop.body, thresholds.band_max_height_frac, thresholds.band_min_ap_frac)
         # a thin band under an endplate does not spread: growing its signature
         # outward only finds look-alike soft tissue (psoas, disc)
         extent = no_extent(marrow) if band else assess_extent(ctx, crop, marrow)
+        extent = limit_extent(ctx, level, extent)
         fracture = assess_fracture(ctx, crop, segmentation.body(level), marrow, extent, band)
         diameter = canal_diameter_mm(ctx, crop)
         lesion_full = None
@@ -94,7 +102,9 @@ def _level(
         marrow_state = SignState.ABSENT
         reasons.append(f"{level}: band-like subendplate signal change (benign pattern: fracture edema "
                        "or Modic type 1), not counted as infiltration")
-    malignant = (marrow_state, extent.cortex, extent.soft_tissue, fracture.pathologic)
+    marrow_state, pathologic, single = limit_level(ctx, level, marrow_state, extent, fracture)
+    reasons += single
+    malignant = (marrow_state, extent.cortex, extent.soft_tissue, pathologic)
     if SignState.PRESENT in malignant:
         suspicious = SignState.PRESENT
     elif all(s == SignState.ABSENT for s in malignant):
@@ -126,7 +136,7 @@ def _level(
         ste_volume_ml=extent.ste_volume_ml,
         ste_extent_mm=extent.ste_extent_mm,
         compression_fracture=fracture.compression,
-        pathologic_fracture_pattern=fracture.pathologic,
+        pathologic_fracture_pattern=pathologic,
         fracture_features=fracture.features,
         canal_diameter_mm=diameter,
         canal_compromise=canal_state,
