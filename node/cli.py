@@ -51,6 +51,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def parse_arguments(argv: Sequence[str]) -> argparse.Namespace:
+    """Parse ``argv`` in two passes: find the command, then parse with its full sub-parser."""
+    chosen, _ = build_parser().parse_known_args(list(argv))
+    return build_parser(chosen.command).parse_args(list(argv))
+
+
 def configure_logging(level: str) -> None:
     logging.basicConfig(
         level=level,
@@ -66,9 +72,7 @@ def configure_logging(level: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    chosen, _ = build_parser().parse_known_args(argv)
-    args = build_parser(chosen.command).parse_args(argv)
+    args = parse_arguments(sys.argv[1:] if argv is None else argv)
     try:
         settings: Settings = load_settings(getattr(args, "config", None))
     except ConfigError as exc:

@@ -19,7 +19,7 @@ import jsonschema
 import pytest
 from pydantic import BaseModel
 
-from node.cli import build_parser
+from node.cli import build_parser, parse_arguments
 from node.settings import Settings, load_settings
 from tests.ops.deployment import (
     REPO,
@@ -96,15 +96,14 @@ def test_every_node_command_and_health_check_parses_with_the_cli(
 ) -> None:
     program, *options = entrypoint(final_stage)
     assert program == "lumbar-sentinel"
-    parser = build_parser()
     for name in NODE_SERVICES:
         service = compose["services"][name]
-        args = parser.parse_args([*options, *service["command"]])
+        args = parse_arguments([*options, *service["command"]])
         assert args.config == Path("/etc/lumbar-sentinel/node.toml")
         check = service.get("healthcheck", {}).get("test")
         if check is not None:
             assert check[:2] == ["CMD", "lumbar-sentinel"]
-            assert parser.parse_args(check[2:]).command == "health"
+            assert parse_arguments(check[2:]).command == "health"
     roles = {name: compose["services"][name]["command"][0] for name in NODE_SERVICES}
     assert roles == {"migrate": "db", "receiver": "serve", "worker": "worker"}
 

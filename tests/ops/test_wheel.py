@@ -35,5 +35,6 @@ def test_the_build_stage_copies_enough_to_build_a_complete_wheel(tmp_path: Path)
                      "node/db/migrations/env.py", "phantom/spine.py", "analysis/__init__.py"):
         assert expected in names, f"{expected} missing from the wheel"
     assert any(name.startswith("node/db/migrations/versions/") for name in names)
-    assert any(name.startswith("analysis/vertebrae/weights/") and name.endswith(".pt.xz") for name in names)
+    assert any(name.startswith("analysis/vertebrae/weights/onnx/") and name.endswith(".onnx.xz")
+               for name in names)
     assert not any(name.startswith("tests/") for name in names)
