@@ -20,7 +20,6 @@ that association's last instance into it.
 from __future__ import annotations
 
 import logging
-import threading
 from datetime import datetime
 
 from sqlalchemy import exists, update
@@ -37,6 +36,7 @@ from node.db.models import (
     StudyStatus,
     utcnow,
 )
+from node.periodic import Periodic
 from node.queue.jobs import enqueue
 from node.settings import QueueSettings, StudySettings
 
@@ -57,8 +57,8 @@ class CompletionMonitor:
         self._study = study_settings
         self._queue = queue_settings
         self._sessions = sessions
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._periodic = Periodic("completion monitor", self._scan, study_settings.completion_poll_interval,
+                                (SQLAlchemyError,))
 
     def scan_once(self, session: Session, now: datetime | None = None) -> list[int]:
         """Complete the studies that went quiet; return the analysis jobs queued for them.
@@ -110,22 +110,11 @@ class CompletionMonitor:
         return None if row is None else int(row[0])
 
     def start(self) -> None:
-        if self._thread is not None:
-            raise RuntimeError("CompletionMonitor.start() called twice")
-        self._thread = threading.Thread(target=self._loop, name="completion monitor", daemon=True)
-        self._thread.start()
+        self._periodic.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._periodic.stop(timeout)
 
-    def _loop(self) -> None:
-        interval = self._study.completion_poll_interval.total_seconds()
-        while not self._stopping.is_set():
-            try:
-                with self._sessions.begin() as session:
-                    self.scan_once(session)
-            except SQLAlchemyError:
-                log.exception("completion scan failed; retrying in %.1f s", interval)
-            self._stopping.wait(interval)
+    def _scan(self) -> None:
+        with self._sessions.begin() as session:
+            self.scan_once(session)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from node.db.audit import Delivery, DeliveryStatus, RetentionDeletion, StudyEvent, StudyStage
 from node.db.models import AnalysisResult, Instance, Series, Study, StudyStatus, utcnow
+from node.periodic import Periodic
 from node.settings import RetentionSettings
 
 log = logging.getLogger(__name__)
@@ -118,30 +118,8 @@ class Retention:
         return Deleted(uid, files, size, missing)
 
 
-class RetentionMonitor:
-    """A thread running :meth:`Retention.run_once` every ``settings.interval``."""
+class RetentionMonitor(Periodic):
+    """A thread running :meth:`Retention.run_once` every ``interval``."""
 
     def __init__(self, retention: Retention, interval: timedelta) -> None:
-        self._retention = retention
-        self._interval = interval.total_seconds()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        if self._thread is not None:
-            raise RuntimeError("RetentionMonitor.start() called twice")
-        self._thread = threading.Thread(target=self._loop, name="retention", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def _loop(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                self._retention.run_once()
-            except (SQLAlchemyError, OSError):
-                log.exception("retention run failed; next in %.0f s", self._interval)
-            self._stopping.wait(self._interval)
+        super().__init__("retention", retention.run_once, interval, (SQLAlchemyError, OSError))
