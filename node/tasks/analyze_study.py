@@ -26,6 +26,7 @@ The handler is idempotent, since a job can run again after a lost lease.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass
@@ -139,21 +140,28 @@ class AnalyzeStudy:
         analysis: Analysed | str | None = None
         unusable: Mapping[str, str] = {}
         if any(o.plane == Plane.SAGITTAL for o in outcomes):
-            analysis, unusable = self._analyse(job, StudyFiles(job.study_uid or "", tuple(readable)), earlier)
-            if context.cancelled.is_set():
-                raise JobCancelled(f"job {job.id} cancelled while analysing study {job.study_uid}")
+            analysis, unusable = self._analyse(job, StudyFiles(job.study_uid or "", tuple(readable)), earlier,
+                                               context.cancelled)
         with context.sessions.begin() as session:
             self._record(session, job, listing.content_version, outcomes, analysis, unusable)
 
-    def _analyse(self, job: ClaimedJob, files: StudyFiles,
-                 earlier: Earlier) -> tuple[Analysed | str, Mapping[str, str]]:
+    def _analyse(self, job: ClaimedJob, files: StudyFiles, earlier: Earlier,
+                 cancelled: threading.Event) -> tuple[Analysed | str, Mapping[str, str]]:
         """The analysis output and its result objects (or why the study cannot be analysed),
         and the series it could not use."""
         try:
             inputs = load_inputs(files)
         except NotAnalysable as exc:
             return str(exc), exc.unusable
-        output = analyse(inputs, self._model())
+
+        def stop_if_cancelled(step: str) -> None:
+            # between the analysis's steps, and before anything is written: a released
+            # job leaves no results behind for the worker that runs it again
+            if cancelled.is_set():
+                raise JobCancelled(f"job {job.id} cancelled while analysing study {job.study_uid} ({step})")
+
+        output = analyse(inputs, self._model(), progress=stop_if_cancelled)
+        stop_if_cancelled("before writing its results")
         out_dir = self._results / files.study_instance_uid / str(job.id)
         write_results(out_dir, output)
         # keyed by the job and dated by its queueing, so a job run again after a lost
