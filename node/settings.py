@@ -260,11 +260,14 @@ class DeliveryRetry(_Section):
     backoff_base: Duration = timedelta(seconds=30)
     backoff_max: Duration = timedelta(minutes=30)
     backoff_jitter: float = Field(default=0.2, ge=0.0, le=1.0)
+    give_up_after: Duration = timedelta(hours=24)
 
     @model_validator(mode="after")
     def _ordered(self) -> DeliveryRetry:
         if self.backoff_base <= timedelta(0) or self.backoff_max < self.backoff_base:
             raise ValueError("delivery.retry: backoff_base must be positive and at most backoff_max")
+        if self.give_up_after <= timedelta(0):
+            raise ValueError("delivery.retry: give_up_after must be positive")
         return self
 
 

@@ -31,7 +31,7 @@ from node.db.audit import (
     StudyEvent,
     StudyStage,
 )
-from node.db.models import utcnow
+from node.db.models import Job, utcnow
 from node.delivery import breaker
 from node.delivery.routes import Route, resolve
 from node.delivery.sender import ObjectToSend, Sender, StoreOutcome
@@ -58,6 +58,13 @@ class _Plan:
     gate: breaker.Gate
 
 
+@dataclass(frozen=True)
+class _GiveUp:
+    """The delivery was made a dead letter; the job fails once that is committed."""
+
+    reason: str
+
+
 class DeliverResults:
     """Handler for ``deliver_results`` jobs (payload ``{"delivery_id": N}``)."""
 
@@ -79,6 +86,8 @@ class DeliverResults:
             plan = self._prepare(session, job, delivery_id)
         if plan is None:
             return
+        if isinstance(plan, _GiveUp):
+            raise PermanentJobError(f"delivery {delivery_id}: {plan.reason}")
         if plan.gate.action == breaker.Action.WAIT:
             raise RetryAfter(f"circuit breaker of {plan.route.name} is open", plan.gate.wait,
                              count_attempt=False)
@@ -102,7 +111,7 @@ class DeliverResults:
         if status == DeliveryStatus.QUEUED:
             raise RetryAfter(f"delivery {delivery_id} to {plan.route.name} unfinished", retry_in)
 
-    def _prepare(self, session: Session, job: ClaimedJob, delivery_id: int) -> _Plan | None:
+    def _prepare(self, session: Session, job: ClaimedJob, delivery_id: int) -> _Plan | _GiveUp | None:
         now = self._clock()
         delivery = session.get(Delivery, delivery_id, with_for_update=True)
         if delivery is None:
@@ -113,9 +122,16 @@ class DeliverResults:
             return None
         route = resolve(self._settings, delivery.destination, delivery.return_to_ae)
         if route is None:
-            self._finish(session, delivery, DeliveryStatus.DEAD, now,
-                         f"destination {delivery.destination} is no longer configured (or disabled)")
-            raise PermanentJobError(f"delivery {delivery_id}: destination {delivery.destination} is gone")
+            return self._give_up(session, delivery, now,
+                                 f"destination {delivery.destination} is no longer configured (or disabled)")
+        queued = session.get(Job, job.id)
+        limit = self._settings.retry.give_up_after
+        # Breaker waits and probes are not attempts, so without an age limit a destination
+        # that never comes back would hold its deliveries forever, unseen by the audit.
+        if queued is not None and now - queued.created_at >= limit:
+            return self._give_up(session, delivery, now,
+                                 f"not delivered within {limit} of being queued (last error: "
+                                 f"{delivery.last_error or 'circuit breaker open'})")
         pending = session.execute(
             select(DeliveryItem.id, ResultObjectRow.id, ResultObjectRow.sop_instance_uid,
                    ResultObjectRow.path, ResultObjectRow.sha256)
@@ -182,6 +198,10 @@ class DeliverResults:
         log.warning("delivery %d to %s: attempt %d %s, next in %.1f s", delivery.id, plan.route.name,
                     delivery.attempts, result.value, delay.total_seconds())
         return DeliveryStatus.QUEUED, delay
+
+    def _give_up(self, session: Session, delivery: Delivery, now: datetime, reason: str) -> _GiveUp:
+        self._finish(session, delivery, DeliveryStatus.DEAD, now, reason)
+        return _GiveUp(reason)
 
     @staticmethod
     def _finish(session: Session, delivery: Delivery, status: DeliveryStatus, now: datetime,

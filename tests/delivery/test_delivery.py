@@ -131,6 +131,38 @@ def test_last_attempt_makes_a_dead_letter(
     assert [tuple(row) for row in dead] == [(seeded.study_uid, "pacs", 3, 2)]
 
 
+def test_a_destination_down_for_longer_than_give_up_after_makes_a_dead_letter(
+        sessions: sessionmaker[Session], storescp: Storescp, tmp_path: Path) -> None:
+    # the breaker opens after one failure and its waits are not attempts: only the age limit ends it
+    settings = delivery_settings(storescp.port, retry={"max_attempts": 50, "give_up_after": 1.5},
+                                 breaker={"failure_threshold": 1, "open_for": 0.3})
+    seeded = seed_analysis(sessions, settings, tmp_path / "results", generate_uid())
+    with delivering(sessions, settings, tmp_path / "results"):
+        wait_until(lambda: _delivery(sessions).status == DeliveryStatus.DEAD, "dead letter")
+    delivery = _delivery(sessions)
+    assert delivery.attempts < 50
+    assert "not delivered within" in (delivery.last_error or "")
+    with sessions() as session:
+        job = session.get(Job, seeded.job_ids[0])
+        assert job is not None and job.status == "failed"
+        stages = session.scalars(select(StudyEvent.stage).order_by(StudyEvent.id)).all()
+    assert stages[-1] == "dead_letter"
+
+
+def test_a_destination_removed_from_the_configuration_makes_a_dead_letter(
+        sessions: sessionmaker[Session], storescp: Storescp, tmp_path: Path) -> None:
+    published = delivery_settings(storescp.port)
+    seeded = seed_analysis(sessions, published, tmp_path / "results", generate_uid())
+    now_configured = delivery_settings(storescp.port, destinations=[])
+    with delivering(sessions, now_configured, tmp_path / "results"):
+        wait_until(lambda: _delivery(sessions).status == DeliveryStatus.DEAD, "dead letter")
+    assert "no longer configured" in (_delivery(sessions).last_error or "")
+    assert _attempts(sessions) == []
+    with sessions() as session:
+        job = session.get(Job, seeded.job_ids[0])
+        assert job is not None and job.status == "failed"
+
+
 def _failed_probes(sessions: sessionmaker[Session]) -> int:
     with sessions() as session:
         return len(session.scalars(
