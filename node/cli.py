@@ -1,7 +1,8 @@
 """`lumbar-sentinel`: the node's command line.
 
-Each sub-command lives in its own module exposing ``add_parser(subparsers)``;
-the parser it adds sets ``handler`` to a ``(args, settings) -> int`` function.
+Each sub-command lives in its own module exposing ``configure(parser)``, which
+adds its arguments and sets ``handler`` to a ``(args, settings) -> int`` function;
+its name and help line are in ``node.commands.COMMANDS``, the one place they are kept.
 Only the chosen command's module is imported (see ``node.commands``).
 Settings are loaded once here, only for the commands that need them.
 """
@@ -44,8 +45,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, entry in COMMANDS.items():
         if name == command:
-            entry.load().add_parser(sub)
-            _add_common_options(sub.choices[name])
+            chosen = sub.add_parser(name, help=entry.help)
+            entry.load().configure(chosen)
+            _add_common_options(chosen)
         else:
             sub.add_parser(name, help=entry.help, add_help=False)
     return parser

@@ -10,5 +10,5 @@
 - ``writer`` / ``enhanced`` / ``output``: DICOM (MR Image or Enhanced MR,
   lossless compression), ``truth.json``, ``labels.nii.gz``, ``lesions.nii.gz``
   and the mid-sagittal preview PNG.
-- ``cli``: ``lumbar-sentinel phantom OUT_DIR`` (``add_parser``, ``run``).
+- ``cli``: ``lumbar-sentinel phantom OUT_DIR`` (``configure``, ``run``).
 """

@@ -95,10 +95,7 @@ def parse_fracture(text: str) -> FractureSpec:
         raise argparse.ArgumentTypeError(f"fracture {text!r}: {exc}") from exc
 
 
-def add_parser(subparsers: Any) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "phantom", help="write a synthetic lumbar MRI study with known abnormalities (test data)"
-    )
+def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out_dir", type=Path, help="folder for dicom/, truth.json and labels.nii.gz")
     parser.add_argument("--seed", type=int, default=0, help="random seed: same seed, same study (default 0)")
     parser.add_argument(
@@ -232,9 +229,9 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the sub-command on its own (``python -m phantom.cli OUT_DIR ...``)."""
-    parser = argparse.ArgumentParser(prog="lumbar-sentinel")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["phantom", *(sys.argv[1:] if argv is None else argv)])
+    parser = argparse.ArgumentParser(prog="lumbar-sentinel phantom")
+    configure(parser)
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     return run(args)
 
 

@@ -15,7 +15,7 @@ from types import ModuleType
 
 @dataclass(frozen=True)
 class Command:
-    """A sub-command: the module holding ``add_parser`` and ``run``, and its one-line help."""
+    """A sub-command: its module (``configure(parser)`` adds its arguments and handler) and help line."""
 
     module: str
     help: str

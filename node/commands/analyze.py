@@ -25,11 +25,7 @@ EXIT_NOT_ANALYSABLE = 1
 EXIT_BAD_INPUT = 2
 
 
-def add_parser(subparsers: Any) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "analyze",
-        help="analyse a folder of DICOM files offline (findings.json, vertebrae.nii.gz, SR, SEG, key image)",
-    )
+def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dicom_dir", type=Path, metavar="DICOM_DIR", help="folder of DICOM files (recursive)")
     parser.add_argument(
         "--out", type=Path, required=True, metavar="OUT_DIR", help="where results are written"

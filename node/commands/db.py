@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from node.db import create_db_engine, upgrade
 from node.db.migrate import current_revision
 from node.settings import Settings
 
 
-def add_parser(subparsers: Any) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser("db", help="database schema")
+def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=["upgrade", "current"])
     parser.set_defaults(handler=run)
 

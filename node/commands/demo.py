@@ -50,11 +50,9 @@ class DemoError(RuntimeError):
     """The demo could not finish; the message says where it stopped."""
 
 
-def add_parser(subparsers: Any) -> None:
+def configure(parser: argparse.ArgumentParser) -> None:
     from phantom.cli import parse_fracture, parse_lesion
 
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "demo", help="try the node on this machine: a phantom study in, its findings and results out")
     parser.add_argument("--workdir", type=Path, default=None,
                         help="new or empty folder for the demo's database, storage and results "
                              "(default: a new temporary folder, kept afterwards)")

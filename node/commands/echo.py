@@ -7,7 +7,6 @@ import logging
 import ssl
 import sys
 from pathlib import Path
-from typing import Any
 
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
@@ -22,8 +21,7 @@ FAILED = 1
 USAGE = 2
 
 
-def add_parser(subparsers: Any) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser("echo", help="C-ECHO a DICOM node")
+def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("host")
     parser.add_argument("port", type=int)
     parser.add_argument("--aet", default="ECHOSCU", help="our (calling) AE title (default ECHOSCU)")

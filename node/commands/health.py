@@ -12,7 +12,6 @@ import logging
 import sys
 import urllib.error
 import urllib.request
-from typing import Any
 
 from node.settings import Settings
 
@@ -21,9 +20,7 @@ log = logging.getLogger(__name__)
 _ANY_ADDRESS = {"0.0.0.0", "::", ""}
 
 
-def add_parser(subparsers: Any) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "health", help="GET this host's /healthz (exit 0 when healthy)")
+def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait (default 5)")
     parser.set_defaults(handler=run)
 

@@ -16,9 +16,7 @@ from node.settings import Settings
 NOT_FOUND = 1
 
 
-def add_parser(subparsers: Any) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "reanalyze", help="queue a new analysis of a stored study")
+def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("study_uid", metavar="UID", help="Study Instance UID")
     add_format(parser)
     parser.set_defaults(handler=run)

@@ -18,9 +18,7 @@ from node.settings import Settings
 USAGE = 2
 
 
-def add_parser(subparsers: Any) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "resend", help="send deliveries again: one study, one destination, or every dead letter")
+def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--study", metavar="UID", default=None, help="the deliveries of this study")
     parser.add_argument("--destination", metavar="NAME", default=None,
                         help="only deliveries to this destination (name, or return:<AE title>)")

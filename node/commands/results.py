@@ -13,9 +13,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
 
-def add_parser(subparsers: Any) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "results", help="current analysis results: findings summary, flagged levels, delivery")
+def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--since", type=since, default=None, metavar="WHEN",
                         help="only results analysed since (ISO date/time, or 7d, 12h)")
     parser.add_argument("--suspicious", action="store_true",

@@ -7,7 +7,6 @@ Runs the ``storage.retention`` policy once (``serve`` runs it every
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from node.commands.admin import add_format, emit
 from node.settings import Settings
@@ -15,9 +14,7 @@ from node.settings import Settings
 DISABLED = 2
 
 
-def add_parser(subparsers: Any) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "retention", help="delete received images of studies delivered storage.retention.delete_after ago")
+def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="list what would be deleted; delete nothing")
     parser.add_argument("--force", action="store_true", help="run even if storage.retention.enabled is false")
     add_format(parser)

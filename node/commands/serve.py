@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import logging
 import threading
-from typing import Any
 
 from node.app import run_node
 from node.commands.signals import stop_on_signals
@@ -20,9 +19,7 @@ from node.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def add_parser(subparsers: Any) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "serve", help="run the DICOM receiver, completion monitor and workers")
+def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grace", type=float, default=None,
                         help="seconds open associations and running jobs both get on SIGTERM "
                              "(default: dicom.shutdown_grace for associations, "

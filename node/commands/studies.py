@@ -13,9 +13,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
 
-def add_parser(subparsers: Any) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "studies", help="recent studies with their status (received, analysed, delivered)")
+def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--since", type=since, default=None, metavar="WHEN",
                         help="only studies received since (ISO date/time, or 7d, 12h)")
     parser.add_argument("--limit", type=int, default=50, help="at most this many, newest first (default 50)")

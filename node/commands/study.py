@@ -21,9 +21,7 @@ if TYPE_CHECKING:
 NOT_FOUND = 1
 
 
-def add_parser(subparsers: Any) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "study", help="the whole history of one study (associations, series, analyses, deliveries)")
+def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("study_uid", metavar="UID", help="Study Instance UID")
     add_format(parser)
     parser.set_defaults(handler=run)

@@ -12,7 +12,6 @@ import argparse
 import logging
 import threading
 from collections.abc import Mapping
-from typing import Any
 
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
@@ -28,10 +27,7 @@ from node.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def add_parser(subparsers: Any) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "worker", help="run analysis workers only (no DICOM receiver)"
-    )
+def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-monitor", action="store_true",
                         help="do not run the completion monitor in this process")
     parser.add_argument("--grace", type=float, default=None,
