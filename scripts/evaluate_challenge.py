@@ -11,8 +11,8 @@ detection against extension thickness and lesion contrast.
 
 With ``--cache DIR`` each study's segmentation (``segment_spine``, the slow part) is kept in DIR
 and reused by the next run, which then runs the rest of ``analyse`` (the signs and the summary,
-the same functions in the same order). Valid only while ``analysis/vertebrae`` and its weights
-are unchanged: delete DIR when they change.
+the same functions: ``node.pipeline.run.analyse_segmented``). Cached segmentations are keyed by
+a digest of ``analysis/vertebrae`` (code and weights), so a change there computes them again.
 
 Usage: python scripts/evaluate_challenge.py [--only NAME_PREFIX ...] [--json OUT.json] [--cache DIR]
        python scripts/evaluate_challenge.py --report PART1.json PART2.json  (tables from saved runs)
@@ -21,6 +21,7 @@ Usage: python scripts/evaluate_challenge.py [--only NAME_PREFIX ...] [--json OUT
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import pickle
 import tempfile
@@ -31,16 +32,15 @@ from typing import Any
 
 import numpy as np
 
-from analysis.findings import summarize
+from analysis import vertebrae
 from analysis.results import SignState
-from analysis.signs import LevelSigns, assess_signs
 from analysis.sitk_adapter import resample_like
 from analysis.vertebrae.pipeline import segment_spine
 from analysis.volume import Sequence
 from challenge.build import ChallengeStudy, build_study, load_recipes
 from node.pipeline.inputs import StudyInputs, load_inputs
 from node.pipeline.model import shipped_model
-from node.pipeline.run import AnalysisOutput, analyse, on_label_grid
+from node.pipeline.run import AnalysisOutput, analyse, analyse_segmented
 from node.study import group_dicom_folder
 from phantom.writer import StudyIdentity, write_study
 
@@ -71,6 +71,17 @@ def _dice(truth: np.ndarray, pred: np.ndarray) -> list[dict[str, Any]]:
     return out
 
 
+def segmentation_code_key() -> str:
+    """A digest of the code and weights ``segment_spine`` runs on: a cached segmentation is
+    only reused while it is the same (any change under ``analysis/vertebrae`` misses the cache)."""
+    digest = hashlib.sha256()
+    root = Path(vertebrae.__file__).parent
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def analyse_cached(inputs: StudyInputs, path: Path) -> AnalysisOutput:
     """``node.pipeline.run.analyse`` with the segmentation read from (or written to) ``path``."""
     if path.is_file():
@@ -78,12 +89,7 @@ def analyse_cached(inputs: StudyInputs, path: Path) -> AnalysisOutput:
     else:
         segmentation = segment_spine(inputs.volumes, shipped_model())
         path.write_bytes(pickle.dumps(segmentation))
-    notes = (*segmentation.notes, *inputs.notes)
-    level_signs: tuple[LevelSigns, ...] = ()
-    if segmentation.bodies:
-        level_signs = assess_signs(on_label_grid(inputs.volumes, segmentation.labels), segmentation)
-    findings = summarize(inputs.study_instance_uid, dict(inputs.series_uids), level_signs, notes=notes)
-    return AnalysisOutput(findings, segmentation, level_signs)
+    return analyse_segmented(inputs, segmentation)
 
 
 def run_study(study: ChallengeStudy, seed: int, work: Path, cache: Path | None = None) -> dict[str, Any]:
@@ -95,7 +101,7 @@ def run_study(study: ChallengeStudy, seed: int, work: Path, cache: Path | None =
         out = analyse(inputs, shipped_model())
     else:
         cache.mkdir(parents=True, exist_ok=True)
-        out = analyse_cached(inputs, cache / f"{study.name}.pkl")
+        out = analyse_cached(inputs, cache / f"{study.name}.{segmentation_code_key()}.pkl")
     findings = {lv.level: lv for lv in out.level_signs}
     levels = []
     for level, truth in study.truth.items():

@@ -46,7 +46,12 @@ def on_label_grid(volumes: Mapping[Sequence, Volume], labels: Volume) -> dict[Se
 def analyse(inputs: StudyInputs, model: BodyModel, progress: Progress = _quiet) -> AnalysisOutput:
     """Segment, label and measure the bodies, assess the signs, sum the study up."""
     progress(f"finding vertebral bodies on {', '.join(str(s) for s in inputs.volumes)}")
-    segmentation = segment_spine(inputs.volumes, model)
+    return analyse_segmented(inputs, segment_spine(inputs.volumes, model), progress)
+
+
+def analyse_segmented(inputs: StudyInputs, segmentation: SpineSegmentation,
+                      progress: Progress = _quiet) -> AnalysisOutput:
+    """The steps of :func:`analyse` after the segmentation: the signs and the summary."""
     notes = (*segmentation.notes, *inputs.notes)
     level_signs: tuple[LevelSigns, ...] = ()
     if segmentation.bodies:
