@@ -17,9 +17,15 @@ A SOP Instance UID sent again is handled by this policy:
 
 Every stored instance or version adds one to the study's ``content_version``
 in the same transaction; an analysis compares it with the generation it
-read before its result becomes the study's answer. The unique constraints
-decide races between associations: the loser retries, and then finds a
-duplicate or stores the next version.
+read before its result becomes the study's answer.
+
+Associations that store one SOP Instance UID at the same moment are
+serialised before the current version is read: SQLite by its single writer
+(BEGIN IMMEDIATE), PostgreSQL by a transaction-scoped advisory lock keyed on
+the UID. Row locks alone do not do it under READ COMMITTED: there is no row
+to lock before the first version, and a waiter on the current row re-checks
+``is_current`` after the holder's commit, finds it false and sees no version
+at all. The unique constraints stay the last word; a loser retries.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -116,6 +122,7 @@ class InstanceCatalog:
 
     def _record(self, session: Session, record: InstanceRecord, staged: StagedInstance,
                 now: datetime) -> RecordOutcome:
+        self._serialise(session, record.key.sop_uid)
         current = session.execute(
             select(Instance.id, Instance.sha256, Instance.version, Series.study_id)
             .join(Series, Series.id == Instance.series_id)
@@ -161,6 +168,13 @@ class InstanceCatalog:
             self._note_association(session, record.association_id, study_id, now)
         staged.commit()
         return RecordOutcome.STORED if version == 1 else RecordOutcome.NEW_VERSION
+
+    @staticmethod
+    def _serialise(session: Session, sop_uid: str) -> None:
+        # Held until the transaction ends; a hash collision only serialises two
+        # unrelated instances for a moment.
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(sop_uid, 0))))
 
     def _touch(self, session: Session, record: InstanceRecord, now: datetime) -> None:
         # A resend made of duplicates is still a sender at work: while the study is
