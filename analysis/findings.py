@@ -221,6 +221,11 @@ NO_T1_SENTENCE = (
     "No sagittal T1: a T1 is needed to exclude marrow infiltration; on T2 or STIR alone a bright marrow "
     "region may be fat, a haemangioma or red marrow, so it is reported as indeterminate, not as infiltration."
 )
+NO_FLUID_SENTENCE = (
+    "No sagittal STIR or T2: on T1 alone a focal region darker than disc may be degenerative change, "
+    "sclerosis or a haemangioma as well as tumour, so it is reported as indeterminate; only a whole body "
+    "as dark as disc is reported as infiltration. A STIR or T2 is needed to characterise focal findings."
+)
 NO_LEVEL_SENTENCE = "No vertebral body was found in the sagittal series, so no sign could be assessed."
 
 
@@ -241,6 +246,8 @@ def impression(level_signs: Seq[LevelSigns], sequences: Seq[Sequence], notes: Se
         sentences.append("No level shows a sign of malignancy.")
     if level_signs and sequences and Sequence.T1 not in sequences:
         sentences.append(NO_T1_SENTENCE)
+    elif level_signs and not set(sequences) & {Sequence.T2, Sequence.STIR}:
+        sentences.append(NO_FLUID_SENTENCE)
     benign = [ls for ls in level_signs if ls.compression_fracture == SignState.PRESENT
               and ls.pathologic_fracture_pattern == SignState.ABSENT]
     if benign:

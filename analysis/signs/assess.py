@@ -102,7 +102,7 @@ def _level(
         marrow_state = SignState.ABSENT
         reasons.append(f"{level}: band-like subendplate signal change (benign pattern: fracture edema "
                        "or Modic type 1), not counted as infiltration")
-    marrow_state, pathologic, single = limit_level(ctx, level, marrow_state, extent, fracture)
+    marrow_state, pathologic, single = limit_level(ctx, level, marrow_state, marrow, fracture)
     reasons += single
     malignant = (marrow_state, extent.cortex, extent.soft_tissue, pathologic)
     if SignState.PRESENT in malignant:

@@ -17,6 +17,7 @@ from scipy import ndimage
 from analysis.results import SignState
 from analysis.signs.context import BodyCrop, StudyContext
 from analysis.signs.geometry import BoolArray, FloatArray, components
+from analysis.thresholds import SignThresholds
 from analysis.volume import Sequence
 
 _NO_T1 = "no sagittal T1: the T1 marrow criterion (Carroll) cannot be assessed"
@@ -52,6 +53,16 @@ def _ratio(num: float | None, den: float | None) -> float | None:
     return num / den
 
 
+def carroll_replaced(t1_disc_ratio: float | None, t1_muscle_ratio: float | None, th: SignThresholds) -> bool:
+    """The whole body's marrow iso- or hypointense to disc on T1 (to muscle where no disc was found).
+
+    Carroll: the disc rule was the more specific (hyperintense to disc 12/12 normal,
+    to muscle 17/20), so muscle decides only where no disc was found."""
+    if t1_disc_ratio is not None:
+        return t1_disc_ratio <= th.t1_marrow_disc_max
+    return t1_muscle_ratio is not None and t1_muscle_ratio <= th.t1_marrow_muscle_max
+
+
 def assess_marrow(ctx: StudyContext, crop: BodyCrop) -> MarrowResult:
     th = ctx.thresholds
     reasons: list[str] = []
@@ -75,12 +86,7 @@ def assess_marrow(ctx: StudyContext, crop: BodyCrop) -> MarrowResult:
         if ref is None or own is None:
             reasons.append(f"{crop.level}: no disc or muscle next to the body to compare T1 with")
         else:
-            # Carroll: the disc rule was the more specific (hyperintense to disc 12/12
-            # normal, to muscle 17/20): muscle decides only where no disc was found
-            if t1_ratio is not None:
-                diffuse_t1 = t1_ratio <= th.t1_marrow_disc_max
-            else:
-                diffuse_t1 = t1_muscle is not None and t1_muscle <= th.t1_marrow_muscle_max
+            diffuse_t1 = carroll_replaced(t1_ratio, t1_muscle, th)
             normal = max(own, ctx.marrow_ref.get(Sequence.T1, own))
             normal_ref[Sequence.T1] = normal
             s_thr = th.t1_focal_disc_max * ref

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from analysis import ALGORITHM_VERSION
-from analysis.findings import TRIAGE_SENTENCE, summarize
+from analysis.findings import NO_FLUID_SENTENCE, NO_T1_SENTENCE, TRIAGE_SENTENCE, summarize
 from analysis.results import SignState
 from analysis.signs import assess_signs
 from analysis.volume import Sequence
@@ -91,6 +91,16 @@ def test_t2_only_study_says_what_it_could_not_assess() -> None:
     impression = study["impression"]
     assert "Not assessable:" in impression and "no sagittal T1" in impression and "all levels" in impression
     assert impression.count("no sagittal T1") == 1  # said once, not per level
+
+
+def test_t1_only_study_says_a_stir_or_t2_is_needed_for_what_it_saw() -> None:
+    doc = _findings((Sequence.T1,), abnormal=True)
+    study = doc["study"]
+    assert isinstance(study, dict)
+    assert study["suspicious_for_malignancy"] == "indeterminate" and study["suspicious_level_count"] == 0
+    assert NO_FLUID_SENTENCE in study["impression"] and NO_T1_SENTENCE not in study["impression"]
+    with_stir = _findings((Sequence.T1, Sequence.STIR), abnormal=True)["study"]
+    assert isinstance(with_stir, dict) and NO_FLUID_SENTENCE not in with_stir["impression"]
 
 
 def test_levels_outside_the_contract_are_left_out_but_sorted_levels_kept() -> None:

@@ -212,6 +212,29 @@ def test_t1_only_sees_diffuse_replacement_by_carroll_rule() -> None:
     assert l3.marrow_infiltration == P and l3.marrow_t1 == P and l3.marrow_pattern == "diffuse"
 
 
+def test_t1_only_sees_a_dark_focus_but_calls_it_indeterminate() -> None:
+    spine = normal_spine()
+    focal_lesion(spine, "L3", radius_mm=7.0, what="wet")  # 0.4 of disc on T1: dark enough for T1 alone
+    l3 = run(spine, (Sequence.T1,))["L3"]
+    # issue 19: a focal region darker than disc on T1 alone may be Modic change, sclerosis or a
+    # haemangioma; only a whole body as dark as disc (Carroll) is evidence T1 carries alone
+    assert l3.marrow_t1 == P and l3.marrow_pattern == "focal"
+    assert l3.marrow_infiltration == IND and l3.suspicious_for_malignancy == IND
+    assert any("T1 alone" in r and "STIR or T2 is needed" in r for r in l3.reasons)
+    assert run(spine, (Sequence.T1, Sequence.STIR))["L3"].marrow_infiltration == P
+
+
+def test_t1_only_calls_a_lesion_through_the_wall_indeterminate() -> None:
+    spine = normal_spine()
+    epidural_extension(spine, "L2", depth_mm=7, what="wet")
+    l2 = run(spine, (Sequence.T1,))["L2"]
+    # lesion tissue beyond the wall looks like disc, muscle and CSF on T1
+    assert l2.cortical_destruction == IND and l2.soft_tissue_extension == IND
+    assert l2.marrow_infiltration == IND and l2.suspicious_for_malignancy == IND
+    both = run(spine, (Sequence.T1, Sequence.STIR))["L2"]
+    assert both.cortical_destruction == P and both.soft_tissue_extension == P
+
+
 def test_enhancement_needs_pre_and_post_contrast() -> None:
     spine = normal_spine()
     focal_lesion(spine, "L3", radius_mm=8.0)
