@@ -2,14 +2,20 @@
 
 The network's third class is "L5": a body with no further body below it on
 the chain but sacrum. The anchor is the highest body whose L5 score clears
-the bar (or the one under it, if that scores higher); every body above it is
-named by counting up (L4, L3, ... T12, T11, T10 ...). Bodies below the anchor
-(S1 when the network finds it) are named S1, then dropped.
+the bar; every body above it is named by counting up (L4, L3, ... T12, T11,
+T10 ...). Bodies below the anchor (S1 when the network finds it) are named
+S1, then dropped.
+
+A body under the anchor that scores higher as L5 (a lumbarised S1, or the
+network unsure between L5 and S1) does not move the names: on the 25 real
+cases and the development phantoms the L5 class never fired above L5, and a
+one-level shift renames a normal spine throughout (issue 19's independent
+evaluation saw exactly that). It lowers the certainty and is noted as possible
+transitional anatomy, for the radiologist to count.
 
 Certainty is the anchor's L5 score, lowered when a neighbouring body competes
-for L5 (possible transitional lumbosacral anatomy, noted) and capped low when the
-field of view stops at the lowest body (sacrum not in view, noted): then the
-lowest body is only assumed to be L5.
+for L5 and capped low when the field of view stops at the lowest body (sacrum
+not in view, noted): then the lowest body is only assumed to be L5.
 """
 
 from __future__ import annotations
@@ -71,11 +77,9 @@ def name_chain(
         notes.append("lowest body cut by the lower edge of the image: taken as S1 below an L5-like body")
     min_score = _CUT_ANCHOR_SCORE if cut_s1 else _MIN_ANCHOR_SCORE
     # The network's L5 class also fires on the second sacral segment (0.95 on VB1_02, whose S1
-    # scores 0.02), never on a body above L5: the anchor is the highest body that looks like
-    # L5 or, when the body under it looks more so (transitional anatomy), that one
+    # scores 0.02), never on a body above L5: the anchor is the highest body that looks like L5
     first = next((i for i, s in enumerate(l5_scores) if s >= min_score), None)
-    candidates = range(n) if first is None else range(first, min(first + 2, n))
-    best = max(candidates, key=lambda i: l5_scores[i])
+    best = max(range(n), key=lambda i: l5_scores[i]) if first is None else first
     score = min(1.0, l5_scores[best])
     runner_up = max((l5_scores[i] for i in (best - 1, best + 1) if 0 <= i < n), default=0.0)
     # the sacrum is in view when L5 has a body below it (S1, even one cut by the

@@ -281,9 +281,10 @@ def test_name_chain_does_not_anchor_on_a_body_cut_by_the_lower_edge() -> None:
     assert alone.names[-1] == "L5" and not alone.sacrum_in_view
 
 
-def test_name_chain_flags_transitional_anatomy() -> None:
+def test_name_chain_flags_transitional_anatomy_without_renaming_the_spine() -> None:
+    # issue 19: the body under L5 scoring more L5-like is a guess, not a reason to shift every name
     naming = name_chain([0.0, 0.0, 0.0, 0.0, 0.7, 0.8], bottom_gap_mm=60.0)
-    assert naming.names[-1] == "L5"
+    assert naming.names == ("L1", "L2", "L3", "L4", "L5", "S1")
     assert any("transitional" in n for n in naming.notes)
     assert naming.certainty < 0.7
 
