@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
             "large": lambda: large.run(work / "large", megabytes=100 if args.quick else 500, log=log),
             "analysis": lambda: analysis.run(work / "analysis", rounds=rounds, quick=args.quick,
                                              pg_url=args.pg_url or None, log=log),
-            "latency": lambda: latency.run(log=log),
+            "latency": lambda: latency.run(work / "latency", rounds=rounds, log=log),
         }
         for section in args.only:
             (work / section).mkdir(parents=True, exist_ok=True)

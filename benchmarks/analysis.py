@@ -79,7 +79,7 @@ def run(work: Path, *, rounds: int, quick: bool, pg_url: str | None,
     return figures + throughput(work, study, pg_url, log)
 
 
-def _copy_with_new_uids(study: Path, out: Path) -> None:
+def copy_with_new_uids(study: Path, out: Path) -> None:
     """The phantom study again as a new study (new study, series, instance and frame UIDs)."""
     uids: dict[str, str] = {}
     for path in sorted(study.rglob("*")):
@@ -104,7 +104,7 @@ def throughput(work: Path, study: Path, pg_url: str, log: Callable[[str], None])
         studies = max(2, 2 * workers)
         sources = fresh_dir(work, "copies")
         for i in range(studies):
-            _copy_with_new_uids(study, sources / f"s{i}")
+            copy_with_new_uids(study, sources / f"s{i}")
         pg = PostgresDatabases(pg_url)
         url = pg.new()
         target = fresh_dir(work, "workers")
