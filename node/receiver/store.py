@@ -36,7 +36,6 @@ from node.storage import (
     InsufficientSpace,
     InvalidUID,
     RecordOutcome,
-    sha256_of,
 )
 
 log = logging.getLogger(__name__)
@@ -110,24 +109,15 @@ class StoreHandler:
             series_description=header.series_description,
             association_id=self._tracker.row_id(event.assoc),
         )
-        existing = self._catalog.find(header.key.sop_uid)
-        if existing is not None and existing.sha256 == sha256_of(received):
-            self._catalog.record_duplicate(record)
-            _log_duplicate(header)
-            return header, RecordOutcome.DUPLICATE
         with received.open("rb") as source, self._store.stage(source, header.key) as staged:
             outcome = self._catalog.record(record, staged)
         if outcome is RecordOutcome.DUPLICATE:
-            _log_duplicate(header)
+            log.info("SOP Instance %s already stored; answered success", header.key.sop_uid)
         elif outcome is RecordOutcome.NEW_VERSION:
             log.warning("SOP Instance %s re-sent with different content: stored as %s, now its current "
                         "version; study %s will be analysed again",
                         header.key.sop_uid, staged.relative_path, header.key.study_uid)
         return header, outcome
-
-
-def _log_duplicate(header: Header) -> None:
-    log.info("SOP Instance %s already stored; answered success", header.key.sop_uid)
 
 
 def _status(code: int, comment: str) -> Dataset:
