@@ -22,7 +22,7 @@ _CANAL_LOWER_LIMIT_MM: tuple[tuple[str, float], ...] = (
 
 @dataclass(frozen=True)
 class SignThresholds:
-    version: str = "signs-2026.11.26-3"
+    version: str = "signs-2026.12.03-1"
 
     # --- marrow -------------------------------------------------------------
     # Rim of the body mask left out of the seed search: partial volume with the
@@ -36,6 +36,14 @@ class SignThresholds:
     t1_marrow_muscle_max: float = 1.0
     # A focal T1 lesion is darker than disc (Carroll's rule applied per voxel).
     t1_focal_disc_max: float = 1.0
+    # With T2/STIR to confirm, a focal T1 lesion may also be one darker than this
+    # share of the study's normal marrow while not darker than disc (a faint
+    # lesion; 0 turns this off). Calibration run (calibrate_signs.py --only
+    # t1_focal_marrow_max --lesions 40: VB1_02+03, 9 untouched bodies, 40 focal
+    # lesions of conspicuity 0.25-1): 0.8 finds 38/40 (17/19 under 0.6) but flags
+    # 1/9 untouched bodies, 0.7 finds 32/40 and flags 1/9, 0.85-0.95 flag 3/9;
+    # off finds 24/40 (6/19) and flags none. So it stays off (issue 19).
+    t1_focal_marrow_max: float = 0.0
     # T1 alone (no T2/STIR to confirm): darker than this share of both disc and
     # the body's own marrow. Calibration run on VB1_02 (calibrate_signs.py):
     # 0.6 is the first value with no false positive (1/9 bodies up to 0.65);

@@ -314,7 +314,7 @@ def _lesion(work: _Work, les: LesionSpec) -> None:
             patch,
             inside | outside,
             interior & inside,
-            target(Tissue.TUMOUR, q, ref, les.enhancing),
+            ref.marrow + les.conspicuity * (target(Tissue.TUMOUR, q, ref, les.enhancing) - ref.marrow),
             ref,
             work.rng,
             hetero,

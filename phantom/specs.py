@@ -49,10 +49,15 @@ class LesionSpec:
     extension_mm: float | None = None  # soft-tissue depth outside the body; default 5-8 mm
     pedicles: bool = False
     enhancing: bool = True
+    # 1: the tumour's full signal; smaller: that far from the body's own marrow towards it
+    # on every sequence (a faint lesion); the development data's faint lesions (issue 19)
+    conspicuity: float = 1.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.label, int | np.integer) or self.label <= 0:
             raise ValueError(f"label must be a positive int, got {self.label!r}")
+        if not 0.0 < self.conspicuity <= 1.0:
+            raise ValueError(f"conspicuity must be in (0, 1], got {self.conspicuity!r}")
         object.__setattr__(self, "kind", LesionKind(self.kind))
         object.__setattr__(self, "extension", Extension(self.extension))
 

@@ -34,12 +34,17 @@ GRIDS: dict[str, tuple[Sequence, ...]] = {
     "stir_alone_focal_ratio": (Sequence.STIR,),
     "t1_alone_max": (Sequence.T1,),
     "stir_focal_ratio": (Sequence.T1, Sequence.STIR),
+    "t1_focal_marrow_max": (Sequence.T1, Sequence.STIR),
 }
+# Implanted lesions' conspicuity (phantom.implants LesionSpec.conspicuity) per grid: faint
+# lesions only where the threshold is about them.
+CONSPICUITY: dict[str, tuple[float, float]] = {"t1_focal_marrow_max": (0.25, 1.0)}
 VALUES: dict[str, list[float]] = {
     "t2_alone_focal_ratio": [1.4, 1.5, 1.6, 1.7, 1.8, 1.9, 2.0],
     "stir_alone_focal_ratio": [1.6, 1.8, 2.0, 2.2],
     "t1_alone_max": [0.8, 0.75, 0.7, 0.65, 0.6],
     "stir_focal_ratio": [1.2, 1.4, 1.6, 1.8],
+    "t1_focal_marrow_max": [0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.0],
 }
 
 
@@ -80,24 +85,31 @@ def sweep(name: str, values: list[float], n_lesions: int, rng: np.random.Generat
             studies.append(Study(st.name, imgs, st.labels, st.geometry))
     untouched = [_prepared(st, st.images, st.labels) for st in studies]
     implanted = []
+    low, high = CONSPICUITY.get(name, (1.0, 1.0))
+    conspicuity = []
     for i in range(n_lesions):
         st = studies[i % len(studies)]
         labs = [int(v) for v in np.unique(st.labels) if v > 0]
         lab = int(rng.choice(labs))
-        spec = ImplantSpec((LesionSpec(lab, LesionKind.FOCAL, radius_mm=float(rng.uniform(4.0, 10.0))),))
+        conspicuity.append(float(rng.uniform(low, high)) if high > low else high)
+        spec = ImplantSpec((LesionSpec(lab, LesionKind.FOCAL, radius_mm=float(rng.uniform(4.0, 10.0)),
+                                       conspicuity=conspicuity[-1]),))
         res = implant(st.images, st.labels, tuple(reversed(st.geometry.spacing)), spec, rng)
         implanted.append(_prepared(st, res.images, res.labels, only=lab))
+    faint = [i for i, c in enumerate(conspicuity) if c < 0.6]
     n_bodies = sum(len(p) for p in untouched)
     out(f"\n{name} ({'+'.join(seqs)}): {len(studies)} untouched studies ({n_bodies} bodies), "
-        f"{n_lesions} implanted focal lesions (radius 4-10 mm)")
-    out(f"{'value':>7s} {'FP bodies':>12s} {'found':>10s}")
+        f"{n_lesions} implanted focal lesions (radius 4-10 mm, conspicuity {low:g}-{high:g})")
+    out(f"{'value':>7s} {'FP bodies':>12s} {'found':>10s} {'conspicuity < 0.6':>18s}")
     chosen = None
     for v in values:
         change: dict[str, Any] = {name: v}
         th = dataclasses.replace(DEFAULT_THRESHOLDS, **change)
         fp = sum(_flagged(p, th) for p in untouched)
-        found = sum(_flagged(p, th) for p in implanted)
-        out(f"{v:7.2f} {fp:5d}/{n_bodies:<6d} {found:4d}/{len(implanted):<4d}")
+        hits = [_flagged(p, th) for p in implanted]
+        found = sum(hits)
+        out(f"{v:7.2f} {fp:5d}/{n_bodies:<6d} {found:4d}/{len(implanted):<4d} "
+            f"{sum(hits[i] for i in faint):8d}/{len(faint)}")
         # grids run from most to least sensitive: keep the first with no false positive
         if fp == 0 and chosen is None:
             chosen = v

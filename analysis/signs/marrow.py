@@ -92,6 +92,8 @@ def assess_marrow(ctx: StudyContext, crop: BodyCrop) -> MarrowResult:
             s_thr = th.t1_focal_disc_max * ref
             if ctx.fluid is None:  # nothing to confirm it: clearly darker than disc and own marrow
                 s_thr = th.t1_alone_max * min(ref, own)
+            else:  # the fluid-sensitive seed confirms a faint one
+                s_thr = max(s_thr, th.t1_focal_marrow_max * normal)
             g_thr = s_thr + th.grow_fraction * max(normal - s_thr, 0.0)
             t1_seed = core & (t1 < s_thr)
             seed &= t1_seed

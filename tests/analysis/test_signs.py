@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from analysis.results import SignState
 from analysis.signs import LevelSigns, assess_signs, derive_reference_regions, regions_from_levels
+from analysis.thresholds import DEFAULT_THRESHOLDS
 from analysis.volume import LEVEL_LABELS, Sequence, Volume
 from tests.analysis.test_signs_phantom import (
     AP1,
@@ -233,6 +236,19 @@ def test_t1_only_calls_a_lesion_through_the_wall_indeterminate() -> None:
     assert l2.marrow_infiltration == IND and l2.suspicious_for_malignancy == IND
     both = run(spine, (Sequence.T1, Sequence.STIR))["L2"]
     assert both.cortical_destruction == P and both.soft_tissue_extension == P
+
+
+def test_a_faint_lesion_brighter_than_disc_on_t1_is_seeded_only_when_the_threshold_allows() -> None:
+    spine = normal_spine()
+    focal_lesion(spine, "L3", radius_mm=7.0, what="faint")
+    vols = spine.render((Sequence.T1, Sequence.STIR))
+    shipped = {ls.level: ls for ls in assess_signs(vols, spine.segmentation())}
+    # off as shipped: the calibration on the real T1+STIR pair flagged untouched bodies
+    assert shipped["L3"].marrow_infiltration != P
+    on = replace(DEFAULT_THRESHOLDS, t1_focal_marrow_max=0.8)
+    tuned = {ls.level: ls for ls in assess_signs(vols, spine.segmentation(), thresholds=on)}
+    assert tuned["L3"].marrow_infiltration == P and tuned["L3"].marrow_pattern == "focal"
+    assert all(tuned[lv].marrow_infiltration == A for lv in ("L1", "L2", "L4", "L5"))
 
 
 def test_enhancement_needs_pre_and_post_contrast() -> None:

@@ -33,12 +33,13 @@ LAMINA = (82, 90)  # i range of the dark posterior arch behind the canal
 # "hot": a tumour bright enough on T2 to be seen without T1 (2.3x marrow)
 # "wet": a tumour close to CSF on T1 and STIR (within 35 % of it, not within 20 %)
 # "cord": spinal cord or conus inside the CSF (0.3 of CSF on T2, as on sct-t2-lumbar)
-_NAMES = ("marrow", "disc", "csf", "fat", "cortex", "tumour", "band", "fluid", "hot", "wet", "cord")
+# "faint": a tumour darker than the marrow on T1 (0.71 of it) but brighter than disc
+_NAMES = ("marrow", "disc", "csf", "fat", "cortex", "tumour", "band", "fluid", "hot", "wet", "cord", "faint")
 TISSUE: dict[Sequence, dict[str, float]] = {
-    Sequence.T1: dict(zip(_NAMES, (420, 260, 90, 600, 60, 170, 150, 80, 170, 110, 380), strict=True)),
-    Sequence.T1C: dict(zip(_NAMES, (440, 280, 95, 600, 60, 400, 330, 80, 400, 300, 380), strict=True)),
-    Sequence.STIR: dict(zip(_NAMES, (110, 280, 900, 40, 30, 300, 240, 850, 400, 700, 300), strict=True)),
-    Sequence.T2: dict(zip(_NAMES, (330, 480, 1000, 520, 50, 560, 470, 950, 760, 760, 300), strict=True)),
+    Sequence.T1: dict(zip(_NAMES, (420, 260, 90, 600, 60, 170, 150, 80, 170, 110, 380, 300), strict=True)),
+    Sequence.T1C: dict(zip(_NAMES, (440, 280, 95, 600, 60, 400, 330, 80, 400, 300, 380, 400), strict=True)),
+    Sequence.STIR: dict(zip(_NAMES, (110, 280, 900, 40, 30, 300, 240, 850, 400, 700, 300, 300), strict=True)),
+    Sequence.T2: dict(zip(_NAMES, (330, 480, 1000, 520, 50, 560, 470, 950, 760, 760, 300, 560), strict=True)),
 }
 
 

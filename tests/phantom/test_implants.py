@@ -61,6 +61,22 @@ def test_focal_lesion_is_dark_on_t1_bright_on_stir_and_enhances() -> None:
     assert res.images[Sequence.T1].dtype == images[Sequence.T1].dtype
 
 
+def test_a_faint_lesion_lies_between_the_marrow_and_the_full_tumour_signal() -> None:
+    _, _, full = _run(ImplantSpec(lesions=(LesionSpec(22, LesionKind.FOCAL),)))
+    _, _, faint = _run(ImplantSpec(lesions=(LesionSpec(22, LesionKind.FOCAL, conspicuity=0.4),)))
+    lesion = full.lesion_mask == 1
+    np.testing.assert_array_equal(lesion, faint.lesion_mask == 1)  # same seed, same shape
+    for seq, darker in ((Sequence.T1, True), (Sequence.STIR, False), (Sequence.T2, False)):
+        marrow = TISSUE[seq][0]
+        got_full = float(np.median(full.images[seq].astype(float)[lesion]))
+        got_faint = float(np.median(faint.images[seq].astype(float)[lesion]))
+        # 0.4 of the way from the marrow to the full signal (within the texture's noise)
+        assert got_faint - marrow == pytest.approx(0.4 * (got_full - marrow), rel=0.15), seq
+        assert (got_faint < marrow) == darker
+    with pytest.raises(ValueError, match="conspicuity"):
+        LesionSpec(22, conspicuity=0.0)
+
+
 def test_diffuse_lesion_gives_bright_disc_sign() -> None:
     _, labels, res = _run(ImplantSpec(lesions=(LesionSpec(21, LesionKind.DIFFUSE),)))
     t1 = res.images[Sequence.T1].astype(float)
