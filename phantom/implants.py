@@ -314,7 +314,7 @@ def _lesion(work: _Work, les: LesionSpec) -> None:
             patch,
             inside | outside,
             interior & inside,
-            ref.marrow + les.conspicuity * (target(Tissue.TUMOUR, q, ref, les.enhancing) - ref.marrow),
+            _faded(target(Tissue.TUMOUR, q, ref, les.enhancing), ref.marrow, les.conspicuity),
             ref,
             work.rng,
             hetero,
@@ -381,3 +381,8 @@ def _result(work: _Work, originals: Mapping[Sequence, np.ndarray]) -> ImplantRes
 
 def _ps(flag: bool) -> str:
     return PRESENT if flag else ABSENT
+
+
+def _faded(full: float, marrow: float, conspicuity: float) -> float:
+    """The tumour's signal ``conspicuity`` of the way from the marrow's (1: exactly ``full``)."""
+    return full if conspicuity == 1.0 else marrow + conspicuity * (full - marrow)
