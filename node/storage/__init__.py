@@ -1,6 +1,6 @@
 """Durable storage of received instances: files on disk and their catalog rows."""
 
-from node.storage.catalog import InstanceCatalog, InstanceRecord, RecordOutcome, StoredInstance
+from node.storage.catalog import InstanceCatalog, InstanceRecord, RecordOutcome
 from node.storage.files import InstanceStore, StagedInstance, disk_free_bytes, sha256_of
 from node.storage.keys import (
     CatalogConflict,
@@ -25,7 +25,6 @@ __all__ = [
     "RecordOutcome",
     "StagedInstance",
     "StorageError",
-    "StoredInstance",
     "disk_free_bytes",
     "is_storable_uid",
     "require_uid",

@@ -70,14 +70,6 @@ class RecordOutcome(StrEnum):
     DUPLICATE = "duplicate"
 
 
-@dataclass(frozen=True)
-class StoredInstance:
-    path: str
-    sha256: str
-    size_bytes: int
-    version: int = 1
-
-
 class InstanceCatalog:
     """Records received instances; the only writer of study, series and instance rows on receipt."""
 
@@ -85,13 +77,6 @@ class InstanceCatalog:
         self._sessions = sessions
         self._clock = clock
         self._statements: dict[str, CatalogStatements] = {}
-
-    def find(self, sop_uid: str) -> StoredInstance | None:
-        """The current version of ``sop_uid``, or None if it was never stored."""
-        with self._sessions() as session:
-            conn = session.connection()
-            row = conn.execute(self._sql(conn).current_path, {"sop": sop_uid}).one_or_none()
-        return None if row is None else StoredInstance(row.path, row.sha256, row.size_bytes, row.version)
 
     def record(self, record: InstanceRecord, staged: StagedInstance) -> RecordOutcome:
         """Insert the instance (or its next version) and commit ``staged`` before the transaction commits.

@@ -36,7 +36,6 @@ class CatalogStatements:
 
     lock_sop: Select[Any] | None  # sop: serialises records of one SOP Instance UID (PostgreSQL)
     current: Select[Any]  # sop
-    current_path: Select[Any]  # sop
     upsert_study: Insert  # uid, now -> studies.id
     upsert_series: Insert  # study_id, series_uid, modality, series_number, description
     series_owner: Select[Any]  # series_uid -> (id, study_id)
@@ -63,10 +62,6 @@ class CatalogStatements:
                 .join(_series, _series.c.id == i.series_id)
                 .where(i.sop_instance_uid == bindparam("sop"), i.is_current.is_(True))
                 .with_for_update(of=_instances)
-            ),
-            current_path=(
-                select(i.path, i.sha256, i.size_bytes, i.version)
-                .where(i.sop_instance_uid == bindparam("sop"), i.is_current.is_(True))
             ),
             upsert_study=(
                 insert(_studies)
