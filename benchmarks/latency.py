@@ -22,9 +22,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from pydicom import dcmread
 from pynetdicom import AE, AllStoragePresentationContexts, evt
 from pynetdicom.events import Event
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 
 from benchmarks.analysis import copy_with_new_uids, write_phantom
 from benchmarks.common import Figure, free_port
@@ -69,27 +70,21 @@ class Destination:
 
 
 def _study_uid(folder: Path) -> str:
-    from pydicom import dcmread
-
     first = next(p for p in sorted(folder.rglob("*")) if p.is_file())
     return str(dcmread(first, stop_before_pixels=True).StudyInstanceUID)
 
 
-def _delivered(engine_url: str, study_uid: str) -> bool:
-    engine = create_engine(engine_url)
-    try:
-        with engine.connect() as conn:
-            pending, delivered = conn.execute(text(
-                "SELECT sum(CASE WHEN d.status = 'delivered' THEN 0 ELSE 1 END), "
-                "sum(CASE WHEN d.status = 'delivered' THEN 1 ELSE 0 END) "
-                "FROM deliveries d JOIN studies s ON s.id = d.study_id "
-                "WHERE s.study_instance_uid = :uid"), {"uid": study_uid}).one()
-    finally:
-        engine.dispose()
+def _delivered(engine: Engine, study_uid: str) -> bool:
+    with engine.connect() as conn:
+        pending, delivered = conn.execute(text(
+            "SELECT sum(CASE WHEN d.status = 'delivered' THEN 0 ELSE 1 END), "
+            "sum(CASE WHEN d.status = 'delivered' THEN 1 ELSE 0 END) "
+            "FROM deliveries d JOIN studies s ON s.id = d.study_id "
+            "WHERE s.study_instance_uid = :uid"), {"uid": study_uid}).one()
     return bool(delivered) and not pending
 
 
-def _one_study(source: Path, port: int, ae_title: str, database_url: str, destination: Destination) -> float:
+def _one_study(source: Path, port: int, ae_title: str, engine: Engine, destination: Destination) -> float:
     """Seconds from the last instance acknowledged to the last result acknowledged, minus the quiet period."""
     study_uid = _study_uid(source)
     subprocess.run(["storescu", "+sd", "+r", "-aec", ae_title, "127.0.0.1", str(port), str(source)],
@@ -97,7 +92,7 @@ def _one_study(source: Path, port: int, ae_title: str, database_url: str, destin
     sent = time.monotonic()
     deadline = sent + TIMEOUT_S
     while time.monotonic() < deadline:
-        if _delivered(database_url, study_uid):
+        if _delivered(engine, study_uid):
             count, last = destination.last_ack(study_uid)
             if count:
                 return last - sent - QUIET_PERIOD_S
@@ -119,17 +114,21 @@ def run(work: Path, *, rounds: int, log: Callable[[str], None]) -> list[Figure]:
     extra = {"LSENT_QUEUE__WORKERS": "1", "LSENT_STUDY__QUIET_PERIOD": str(QUIET_PERIOD_S),
              "LSENT_STUDY__COMPLETION_POLL_INTERVAL": "0.2", "LSENT_QUEUE__POLL_INTERVAL": "0.2",
              "LSENT_DELIVERY__DESTINATIONS": json.dumps(destinations)}
-    with destination.serving(dest_port), node(target, database_url, **extra) as running:
-        for round_no in range(rounds + 1):
-            source = fresh_dir(work, "study")
-            copy_with_new_uids(phantom, source)
-            seconds = _one_study(source, running.port, running.ae_title, database_url, destination)
-            shutil.rmtree(source)
-            if round_no == 0:
-                warm.values.append(seconds)
-                log(f"latency: warm-up study {seconds:.1f} s (includes the worker's model load)")
-                continue
-            latency.values.append(seconds)
-            latency.reference_values.append(TARGET_S)
-            log(f"latency round {round_no}/{rounds}: {seconds:.1f} s")
+    engine = create_engine(database_url)
+    try:
+        with destination.serving(dest_port), node(target, database_url, **extra) as running:
+            for round_no in range(rounds + 1):
+                source = fresh_dir(work, "study")
+                copy_with_new_uids(phantom, source)
+                seconds = _one_study(source, running.port, running.ae_title, engine, destination)
+                shutil.rmtree(source)
+                if round_no == 0:
+                    warm.values.append(seconds)
+                    log(f"latency: warm-up study {seconds:.1f} s (includes the worker's model load)")
+                    continue
+                latency.values.append(seconds)
+                latency.reference_values.append(TARGET_S)
+                log(f"latency round {round_no}/{rounds}: {seconds:.1f} s")
+    finally:
+        engine.dispose()
     return [latency, warm]
