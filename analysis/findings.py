@@ -244,10 +244,11 @@ def impression(level_signs: Seq[LevelSigns], sequences: Seq[Sequence], notes: Se
         sentences.append("No level shows a sign of malignancy, but not every sign could be assessed.")
     else:
         sentences.append("No level shows a sign of malignancy.")
-    if level_signs and sequences and Sequence.T1 not in sequences:
-        sentences.append(NO_T1_SENTENCE)
-    elif level_signs and not set(sequences) & {Sequence.T2, Sequence.STIR}:
-        sentences.append(NO_FLUID_SENTENCE)
+    if level_signs and sequences:
+        if Sequence.T1 not in sequences:
+            sentences.append(NO_T1_SENTENCE)
+        elif not set(sequences) & {Sequence.T2, Sequence.STIR}:
+            sentences.append(NO_FLUID_SENTENCE)
     benign = [ls for ls in level_signs if ls.compression_fracture == SignState.PRESENT
               and ls.pathologic_fracture_pattern == SignState.ABSENT]
     if benign:
