@@ -39,6 +39,18 @@ def wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float =
     raise RuntimeError(f"{process.args!r} did not listen on {port} within {timeout} s")
 
 
+def wait_logged(log: Path, line: str, process: subprocess.Popen[bytes], timeout: float = 60.0) -> float:
+    """Seconds until ``log`` holds ``line``; raises if the process exits first."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args!r} exited with {process.returncode} before logging {line!r}")
+        if log.exists() and line in log.read_text(errors="replace"):
+            return time.perf_counter() - start
+        time.sleep(0.01)
+    raise RuntimeError(f"{process.args!r} did not log {line!r} within {timeout} s")
+
+
 def peak_rss_mb(pid: int) -> float:
     """The process's peak resident set (VmHWM) so far, in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

@@ -55,11 +55,19 @@ def send(parts: list[Path], receiver: Running) -> Sent:
     return Sent(seconds, instances, megabytes)
 
 
+RECEIVER_PROCESSES = 2  # one per core of the 2-core machine the targets are set for
+
+
 def _receivers(work: Path, pg: PostgresDatabases | None) -> Iterator[tuple[str, Start]]:
     yield REFERENCE, pynetdicom_storescp
+    processes = {"LSENT_DICOM__RECEIVER_PROCESSES": str(RECEIVER_PROCESSES)}
     yield "node (SQLite)", lambda d: node(d, f"sqlite:///{d / 'node.db'}")
+    yield (f"node (SQLite, {RECEIVER_PROCESSES} receiver processes)",
+           lambda d: node(d, f"sqlite:///{d / 'node.db'}", **processes))
     if pg is not None:
         yield "node (PostgreSQL)", lambda d: node(d, pg.new())
+        yield (f"node (PostgreSQL, {RECEIVER_PROCESSES} receiver processes)",
+               lambda d: node(d, pg.new(), **processes))
     yield "DCMTK storescp", dcmtk_storescp
 
 

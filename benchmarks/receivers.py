@@ -18,7 +18,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from benchmarks.common import CLI, PYTHON, free_port, stop, tree_peak_rss_mb, wait_listening
+from benchmarks.common import CLI, PYTHON, free_port, stop, tree_peak_rss_mb, wait_listening, wait_logged
 
 NODE_AE = "LSENTINEL"
 
@@ -50,10 +50,14 @@ def _spawn(args: list[str], workdir: Path, env: dict[str, str] | None = None) ->
 
 @contextmanager
 def _serving(args: list[str], workdir: Path, port: int, ae_title: str, storage: Path,
-             env: dict[str, str] | None = None) -> Iterator[Running]:
+             env: dict[str, str] | None = None, ready_line: str | None = None) -> Iterator[Running]:
     process = _spawn(args, workdir, env)
     try:
         started = wait_listening(port, process)
+        if ready_line is not None:
+            # the port answers as soon as the first receiver listens; the node logs
+            # ready_line once all its receiver processes do
+            started += wait_logged(workdir / "receiver.log", ready_line, process)
         yield Running(port, ae_title, process, storage, started)
     finally:
         stop(process)
@@ -78,7 +82,7 @@ def node_env(port: int, workdir: Path, database_url: str, **extra: str) -> dict[
 def node(workdir: Path, database_url: str, **extra: str) -> Iterator[Running]:
     port = free_port()
     with _serving([str(CLI), "serve"], workdir, port, NODE_AE, workdir / "storage",
-                  node_env(port, workdir, database_url, **extra)) as running:
+                  node_env(port, workdir, database_url, **extra), ready_line="listening on ") as running:
         yield running
 
 

@@ -8,16 +8,26 @@ from __future__ import annotations
 
 import logging
 import threading
+from multiprocessing.connection import Connection
+from multiprocessing.sharedctypes import SynchronizedArray
+from multiprocessing.synchronize import Event as EventType
+from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
 
+from node.commands.signals import stop_on_signals
 from node.db import create_db_engine, session_factory, upgrade
+from node.logs import configure_logging
 from node.metrics import Telemetry
+from node.metrics.receiving import ReceiverMetrics
 from node.queue.completion import CompletionMonitor
 from node.queue.worker import WorkerPool, exit_process, process_name
 from node.receiver import AssociationLog, AssociationTracker, CallerPolicy, Receiver, StoreHandler
 from node.receiver.associations import NodeIdentity
+from node.receiver.handoff import HandedSource, Handoff, LoadBoard
+from node.receiver.processes import ReceiverProcessError, ReceiverProcesses
 from node.settings import Settings
 from node.storage import InstanceCatalog, InstanceStore
 from node.storage.retention import Retention, RetentionMonitor
@@ -32,24 +42,15 @@ class Node:
         self.settings = settings
         sessions = session_factory(engine)
         self.telemetry = Telemetry(settings, sessions)
-        self.store = InstanceStore(
-            settings.storage.root,
-            min_free_bytes=settings.storage.min_free_bytes,
-            max_instance_bytes=settings.dicom.max_instance_bytes,
-        )
         name = process_name()
-        dicom = settings.dicom
-        self.associations = AssociationLog(
-            sessions, tls=settings.tls.enabled,
-            node=NodeIdentity.of(name, dicom.ae_title, dicom.host, dicom.port),
-        )
-        tracker = AssociationTracker(CallerPolicy(settings.dicom.allowed_callers), self.associations,
-                                     self.telemetry.receiver)
-        self.receiver = Receiver(
-            settings.dicom, settings.tls,
-            StoreHandler(self.store, InstanceCatalog(sessions), tracker, self.telemetry.receiver),
-            tracker,
-        )
+        extra_receivers = settings.dicom.receiver_processes - 1
+        self.extra_receivers = ReceiverProcesses(
+            settings, extra_receivers, name=name, main=run_receiver_process,
+            on_death=lambda process: self.associations.sweep(process),
+        ) if extra_receivers else None
+        self.store, self.associations, self.receiver = _receiving(
+            settings, sessions, name, self.telemetry.receiver,
+            handoff=self.extra_receivers.handoff if self.extra_receivers is not None else None)
         self.monitor = CompletionMonitor(settings.study, settings.queue, sessions)
         retention = settings.storage.retention
         self.retention = RetentionMonitor(
@@ -70,7 +71,10 @@ class Node:
         threading.Thread(target=self._sweep_partial, name="partial-file sweep", daemon=True).start()
         self.receiver.start()
         # Once the port is ours, before completion runs: a row a crash left open would hold its studies.
+        # Before the extra receivers start: their rows are not the previous process's.
         self.associations.sweep()
+        if self.extra_receivers is not None:
+            self.extra_receivers.start()
         self.monitor.start()
         if self.retention is not None:
             self.retention.start()
@@ -88,10 +92,19 @@ class Node:
         except OSError:
             log.exception("could not sweep interrupted receives under %s", self.store.root)
 
+    def supervise(self) -> None:
+        """Called about once a second while running: restart receiver processes that died."""
+        if self.extra_receivers is not None:
+            self.extra_receivers.restart_dead()
+
     def stop(self, association_grace: float, job_grace: float) -> None:
         """Stop accepting; associations and jobs get their grace seconds, then are aborted or released."""
         log.info("stopping: open associations get %g s, running jobs %g s", association_grace, job_grace)
+        if self.extra_receivers is not None:
+            self.extra_receivers.signal_stop()
         self.receiver.stop(association_grace)
+        if self.extra_receivers is not None:
+            self.extra_receivers.join(association_grace)
         self.monitor.stop()
         if self.retention is not None:
             self.retention.stop()
@@ -115,6 +128,10 @@ def run_node(settings: Settings, stop: threading.Event, *, association_grace: fl
         node = Node(settings, engine)
         try:
             node.start()
+        except ReceiverProcessError as exc:
+            log.error("%s", exc)
+            node.stop(0, 0)
+            return 1
         except OSError as exc:
             log.error("cannot listen on %s:%d: %s", settings.dicom.host, settings.dicom.port, exc)
             node.stop(0, 0)
@@ -122,7 +139,7 @@ def run_node(settings: Settings, stop: threading.Event, *, association_grace: fl
         try:
             # A timed wait keeps the main thread responsive to signal handlers.
             while not stop.wait(1.0):
-                pass
+                node.supervise()
         finally:
             node.stop(association_grace, job_grace)
         log.info("stopped")
@@ -130,3 +147,40 @@ def run_node(settings: Settings, stop: threading.Event, *, association_grace: fl
     finally:
         engine.dispose()
     return exit_process(status, node.workers if node is not None else None)
+
+
+def _receiving(settings: Settings, sessions: sessionmaker[Session], name: str,
+               metrics: ReceiverMetrics | None, *, handoff: Handoff | None = None,
+               handed: HandedSource | None = None) -> tuple[InstanceStore, AssociationLog, Receiver]:
+    """The receiving side of a process named ``name``: its store, association log and receiver."""
+    dicom = settings.dicom
+    store = InstanceStore(settings.storage.root, min_free_bytes=settings.storage.min_free_bytes,
+                          max_instance_bytes=dicom.max_instance_bytes)
+    associations = AssociationLog(sessions, tls=settings.tls.enabled,
+                                  node=NodeIdentity.of(name, dicom.ae_title, dicom.host, dicom.port))
+    tracker = AssociationTracker(CallerPolicy(dicom.allowed_callers), associations, metrics)
+    handler = StoreHandler(store, InstanceCatalog(sessions), tracker, metrics)
+    receiver = Receiver(dicom, settings.tls, handler, tracker, handoff=handoff, handed=handed)
+    return store, associations, receiver
+
+
+def run_receiver_process(settings: Settings, name: str, log_level: str, ready: EventType, pipe: Connection,
+                         counts: SynchronizedArray[Any], slot: int) -> None:
+    """An extra receiver process's main (see :mod:`node.receiver.processes`).
+
+    Its receptions are not in the metrics endpoint, which the main process
+    serves; the database has them (association and instance rows).
+    """
+    configure_logging(log_level)
+    engine = create_db_engine(settings.database.url, echo=settings.database.echo)
+    try:
+        with stop_on_signals(threading.Event()) as stop:
+            handed = HandedSource(pipe, LoadBoard(counts), slot, gone=stop)
+            _, _, receiver = _receiving(settings, session_factory(engine), name, None, handed=handed)
+            receiver.start()
+            ready.set()
+            while not stop.wait(1.0):
+                pass
+            receiver.stop(settings.dicom.shutdown_grace.total_seconds())
+    finally:
+        engine.dispose()

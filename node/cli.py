@@ -12,11 +12,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 from node.commands import COMMANDS
+from node.logs import configure_logging
 from node.settings import ConfigError, Settings, load_settings
 
 log = logging.getLogger("lumbar_sentinel")
@@ -57,20 +57,6 @@ def parse_arguments(argv: Sequence[str]) -> argparse.Namespace:
     """Parse ``argv`` in two passes: find the command, then parse with its full sub-parser."""
     chosen, _ = build_parser().parse_known_args(list(argv))
     return build_parser(chosen.command).parse_args(list(argv))
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # pynetdicom logs every PDU at INFO; keep its noise at WARNING.
-    logging.getLogger("pynetdicom").setLevel(max(logging.WARNING, logging.getLevelName(level)))
-    # pydicom reports every odd value it reads as a log record and again as a warning printed to
-    # stderr, often quoting the value (a patient's name, say); the refusal line says what matters.
-    logging.getLogger("pydicom").setLevel(max(logging.ERROR, logging.getLevelName(level)))
-    warnings.filterwarnings("ignore", category=UserWarning, module="pydicom")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -105,24 +105,28 @@ class AssociationLog:
         self._node = node
         self._clock = clock
 
-    def sweep(self) -> int:
-        """Close as aborted the rows a previous process of this listener left open; how many.
+    def sweep(self, process: str | None = None) -> int:
+        """Close as aborted the rows left open by a previous process of this listener; how many.
 
-        Call it once the listener is bound (no other live process can own it then).
+        Call it once the listener is bound (no other live process can own it
+        then), before this node's extra receiver processes start. With
+        ``process``, close only the rows of that process: one of those extra
+        receivers, which died.
         """
+        owner = (Association.node_id == process) if process is not None else (
+            Association.node_id != self._node.process)
         with self._sessions.begin() as session:
             swept = len(session.execute(
                 update(Association)
                 .where(Association.result == AssociationResult.OPEN,
-                       Association.node_listener == self._node.listener,
-                       Association.node_id != self._node.process)
+                       Association.node_listener == self._node.listener, owner)
                 .values(result=AssociationResult.ABORTED.value, reason=NODE_RESTARTED, ended_at=self._clock())
                 .returning(Association.id)
                 .execution_options(synchronize_session=False)
             ).all())
         if swept:
-            log.warning("closed %d association(s) left open by an earlier process of %s: %s",
-                        swept, self._node.listener, NODE_RESTARTED)
+            log.warning("closed %d association(s) left open by %s of %s: %s", swept,
+                        process or "an earlier process", self._node.listener, NODE_RESTARTED)
         return swept
 
     def opened(self, peer: Peer) -> int:

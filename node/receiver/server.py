@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any
 
@@ -11,6 +12,14 @@ from pynetdicom.association import Association as PeerAssociation
 from pynetdicom.transport import ThreadedAssociationServer
 
 from node.receiver.associations import AssociationTracker
+from node.receiver.handoff import (
+    DispatchingAE,
+    HandedAE,
+    HandedSource,
+    Handoff,
+    receive_handoffs,
+    releasing,
+)
 from node.receiver.negotiation import STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES, VERIFICATION
 from node.receiver.store import SUCCESS, StoreHandler
 from node.settings import DicomSettings, TlsSettings
@@ -20,14 +29,25 @@ log = logging.getLogger(__name__)
 
 
 class Receiver:
-    """Listens for associations; ``start`` returns at once, ``stop`` drains and aborts."""
+    """Listens for associations; ``start`` returns at once, ``stop`` drains and aborts.
+
+    With ``handoff`` it listens for the node's receiver processes and hands
+    each connection to the least busy of them (itself included); with
+    ``handed`` it is one of those others, serving what it is handed (see
+    :mod:`node.receiver.handoff`).
+    """
 
     def __init__(self, dicom: DicomSettings, tls: TlsSettings, store_handler: StoreHandler,
-                 tracker: AssociationTracker) -> None:
+                 tracker: AssociationTracker, *, handoff: Handoff | None = None,
+                 handed: HandedSource | None = None) -> None:
+        if handoff is not None and handed is not None:
+            raise ValueError("a receiver either hands connections over (handoff) or is handed them (handed)")
         self._dicom = dicom
         self._tls = tls
         self._store_handler = store_handler
         self._tracker = tracker
+        self._handoff = handoff
+        self._handed = handed
         self._server: ThreadedAssociationServer | None = None
 
     @property
@@ -50,11 +70,19 @@ class Receiver:
             (evt.EVT_C_ECHO, _on_echo),
             (evt.EVT_C_STORE, self._tracker.counting(self._store_handler)),
         ]
+        if self._handoff is not None:
+            handlers.append(releasing(self._handoff.board, 0))
+        if self._handed is not None:
+            handlers.append(releasing(self._handed.board, self._handed.slot))
         ssl_context = server_context(self._tls) if self._tls.enabled else None
-        self._server = ae.start_server(
-            (self._dicom.host, self._dicom.port), block=False,
-            evt_handlers=handlers, ssl_context=ssl_context,
-        )
+        address = (self._dicom.host, self._dicom.port)
+        if self._handed is None:
+            self._server = ae.start_server(address, block=False, evt_handlers=handlers,
+                                           ssl_context=ssl_context)
+            return
+        self._server = ae.make_server(address, evt_handlers=handlers, ssl_context=ssl_context)
+        threading.Thread(target=receive_handoffs, args=(self._server, self._handed), name="handoff",
+                         daemon=True).start()
 
     def stop(self, grace: float) -> None:
         """Stop accepting, give open associations ``grace`` seconds, then abort the rest."""
@@ -73,7 +101,13 @@ class Receiver:
             assoc.join(timeout=max(grace, 5.0))
 
     def _build_ae(self) -> AE:
-        ae = AE(ae_title=self._dicom.ae_title)
+        ae: AE
+        if self._handoff is not None:
+            ae = DispatchingAE(ae_title=self._dicom.ae_title, handoff=self._handoff)
+        elif self._handed is not None:
+            ae = HandedAE(ae_title=self._dicom.ae_title)
+        else:
+            ae = AE(ae_title=self._dicom.ae_title)
         # pynetdicom rejects a wrong called AE title itself (0x01, 0x01, 0x07); EVT_REJECTED records it
         ae.require_called_aet = self._dicom.require_called_ae_title
         ae.maximum_associations = self._dicom.max_associations

@@ -109,7 +109,8 @@ class StoreHandler:
             series_description=header.series_description,
             association_id=self._tracker.row_id(event.assoc),
         )
-        with received.open("rb") as source, self._store.stage(source, header.key) as staged:
+        # pynetdicom's chunked-receive file is ours to take: it only deletes it, if still there, afterwards
+        with self._store.adopt(received, header.key) as staged:
             outcome = self._catalog.record(record, staged)
         if outcome is RecordOutcome.DUPLICATE:
             log.info("SOP Instance %s already stored; answered success", header.key.sop_uid)

@@ -1,17 +1,20 @@
 """Durable instance files under ``ROOT/<study uid>/<series uid>/<sop uid>.dcm``.
 
-An instance is first *staged*: copied into a temporary file in its final
-folder, hashed and fsynced. *Committing* renames it into place and fsyncs the
-folder, so a file under its final name is always complete, and survives a
-crash once ``commit`` has returned. Folders created on the way are fsynced
-into their parents for the same reason.
+An instance is first *staged*: copied (or, from a file the receiver wrote,
+moved) into a temporary file in its final folder, hashed and fsynced.
+*Committing* renames it into place and fsyncs the folder, so a file under
+its final name is always complete, and survives a crash once ``commit`` has
+returned. Folders created on the way are fsynced into their parents for the
+same reason.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
+import secrets
 import shutil
 import tempfile
 import time
@@ -138,6 +141,30 @@ class InstanceStore:
             raise
         return StagedInstance(temp_path, folder / f"{key.sop_uid}.dcm", key.relative_path, sha256, size)
 
+    def adopt(self, received: Path, key: InstanceKey) -> StagedInstance:
+        """Stage the complete file ``received`` by moving it beside its final path, then fsync it.
+
+        A move costs no copy; a file on another file system than the store is
+        copied (:meth:`stage`) and left where it is.
+        """
+        folder = self._ensure_folder(key)
+        temp_path = folder / f".{key.sop_uid}.{secrets.token_hex(6)}{_PARTIAL_SUFFIX}"
+        try:
+            os.rename(received, temp_path)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            with received.open("rb") as source:
+                return self.stage(source, key)
+        try:
+            with temp_path.open("rb") as moved:
+                sha256, size = self._copy(moved, None)
+                os.fsync(moved.fileno())
+        except BaseException:
+            temp_path.unlink(missing_ok=True)
+            raise
+        return StagedInstance(temp_path, folder / f"{key.sop_uid}.dcm", key.relative_path, sha256, size)
+
     def sweep_partial(self, older_than: timedelta, now: float | None = None) -> int:
         """Delete staged files older than ``older_than``; return how many.
 
@@ -161,7 +188,8 @@ class InstanceStore:
             log.info("removed %d staged file(s) left by an interrupted receive under %s", removed, self.root)
         return removed
 
-    def _copy(self, source: BinaryIO, out: BinaryIO) -> tuple[str, int]:
+    def _copy(self, source: BinaryIO, out: BinaryIO | None) -> tuple[str, int]:
+        """Hash ``source`` (and copy it to ``out``); its SHA-256 and size."""
         digest = hashlib.sha256()
         size = 0
         for chunk in iter(lambda: source.read(_CHUNK), b""):
@@ -170,7 +198,8 @@ class InstanceStore:
                 raise InstanceTooLarge(
                     f"instance too large: exceeds the maximum of {self.max_instance_bytes} bytes")
             digest.update(chunk)
-            out.write(chunk)
+            if out is not None:
+                out.write(chunk)
         return digest.hexdigest(), size
 
     def _ensure_folder(self, key: InstanceKey) -> Path:

@@ -15,8 +15,8 @@ import threading
 import uuid
 from pathlib import Path
 
-from node.cli import configure_logging
 from node.commands.worker import run_workers
+from node.logs import configure_logging
 from node.queue.jobs import ClaimedJob, JobCancelled
 from node.queue.worker import JobContext, JobHandler
 from node.settings import load_settings

@@ -1,0 +1,21 @@
+"""Logging as every process of the node sets it up (the CLI, extra receiver processes)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # pynetdicom logs every PDU at INFO; keep its noise at WARNING.
+    logging.getLogger("pynetdicom").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    # pydicom reports every odd value it reads as a log record and again as a warning printed to
+    # stderr, often quoting the value (a patient's name, say); the refusal line says what matters.
+    logging.getLogger("pydicom").setLevel(max(logging.ERROR, logging.getLevelName(level)))
+    warnings.filterwarnings("ignore", category=UserWarning, module="pydicom")

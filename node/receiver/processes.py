@@ -1,0 +1,132 @@
+"""The node's extra receiver processes (``dicom.receiver_processes`` > 1).
+
+One Python process runs about one core's worth of DICOM networking (the GIL),
+so concurrent associations get more cores from more processes. The main
+process listens and hands each connection to the least busy process (see
+:mod:`node.receiver.handoff`). It keeps everything else to itself: the
+database migration, the start-up sweep of association rows, completion,
+retention, the workers and the metrics endpoint. An extra process only
+receives: it writes instances and association rows like the main one,
+through its own engine.
+
+Each runs in a fresh interpreter (``spawn``: no threads or sockets inherited
+from the parent), stops on SIGTERM with ``dicom.shutdown_grace``, and stops by
+itself when its parent is gone (its pipe closes). One that dies is started
+again, and its open association rows are closed as aborted.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from multiprocessing.sharedctypes import SynchronizedArray
+from multiprocessing.synchronize import Event as EventType
+from typing import Any
+
+from node.receiver.handoff import Handoff, LoadBoard
+from node.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Run in the child with (settings, process name, log level, ready, its pipe, the board's
+# counts, its slot); it sets ``ready`` once it can serve.
+ReceiverMain = Callable[[Settings, str, str, EventType, Connection, "SynchronizedArray[Any]", int], None]
+# Called with a dead child's process name, to close what it left open.
+OnDeath = Callable[[str], object]
+
+_KILL_WAIT = 5.0  # seconds after SIGKILL; a process cannot ignore it
+_READY_TIMEOUT = 60.0  # seconds for a new process to import, connect and listen
+
+
+class ReceiverProcessError(RuntimeError):
+    """An extra receiver process did not start listening."""
+
+
+class ReceiverProcesses:
+    """Starts ``count`` receiver-only processes, restarts dead ones, stops them."""
+
+    def __init__(self, settings: Settings, count: int, *, name: str, main: ReceiverMain,
+                 on_death: OnDeath) -> None:
+        if count < 1:
+            raise ValueError(f"count must be >= 1, got {count}")
+        if not name:
+            raise ValueError("name must not be empty")
+        self._settings = settings
+        self._count = count
+        self._name = name
+        self._main = main
+        self._on_death = on_death
+        self._context = multiprocessing.get_context("spawn")
+        self._counts = self._context.Array("i", count + 1)
+        self.handoff = Handoff(LoadBoard(self._counts))
+        # the ready event stays referenced as long as its process: collected, its semaphore would be
+        # gone before a child started a moment earlier could open it
+        self._children: dict[int, tuple[str, BaseProcess, EventType]] = {}
+        self._started = 0
+
+    def start(self) -> None:
+        """Start them all; return once each listens (so that no sender finds only some)."""
+        pending = [self._spawn(slot) for slot in range(1, self._count + 1)]
+        deadline = time.monotonic() + _READY_TIMEOUT
+        for slot, ready in pending:
+            name, process, _ = self._children[slot]
+            while not ready.wait(0.1):
+                if not process.is_alive() or time.monotonic() > deadline:
+                    self.signal_stop()
+                    self.join(0)
+                    raise ReceiverProcessError(
+                        f"receiver process {name} did not start listening (exit code {process.exitcode})")
+
+    def restart_dead(self) -> int:
+        """Start again every process that ended; how many."""
+        restarted = 0
+        for slot, (name, process, _) in list(self._children.items()):
+            if process.is_alive():
+                continue
+            log.error("receiver process %s (pid %s) ended with exit code %s; starting it again",
+                      name, process.pid, process.exitcode)
+            self.handoff.detach(slot)
+            self._on_death(name)
+            self._spawn(slot)
+            restarted += 1
+        return restarted
+
+    def signal_stop(self) -> None:
+        """Ask every process to stop (SIGTERM): they stop accepting and drain their associations."""
+        for _, process, _ in self._children.values():
+            if process.is_alive():
+                process.terminate()
+
+    def join(self, grace: float) -> None:
+        """Wait ``grace`` seconds (and their own shutdown's margin) for them; kill what is left."""
+        deadline = time.monotonic() + grace + _KILL_WAIT
+        for name, process, _ in self._children.values():
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                log.warning("receiver process %s did not stop in time; killing it", name)
+                process.kill()
+                process.join(_KILL_WAIT)
+        for slot in self._children:
+            self.handoff.detach(slot)
+        self._children.clear()
+
+    def _spawn(self, slot: int) -> tuple[int, EventType]:
+        self._started += 1
+        name = f"{self._name}/r{slot}.{self._started}"
+        level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
+        ready = self._context.Event()
+        ours, theirs = self._context.Pipe()
+        process = self._context.Process(
+            target=self._main, args=(self._settings, name, level, ready, theirs, self._counts, slot),
+            name=f"receiver-{slot}", daemon=False)
+        process.start()
+        theirs.close()  # the child's copy is its own; ours must not keep its end open
+        self.handoff.attach(slot, ours, process.pid or 0)
+        self._children[slot] = (name, process, ready)
+        log.info("started receiver process %s (pid %s)", name, process.pid)
+        return slot, ready
+
