@@ -15,7 +15,6 @@ from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session, sessionmaker
 
 from node.commands.signals import stop_on_signals
 from node.db import create_db_engine, session_factory, upgrade
@@ -49,7 +48,7 @@ class Node:
             on_death=lambda process: self.associations.sweep(process),
         ) if extra_receivers else None
         self.store, self.associations, self.receiver = _receiving(
-            settings, sessions, name, self.telemetry.receiver,
+            settings, engine, name, self.telemetry.receiver,
             handoff=self.extra_receivers.handoff if self.extra_receivers is not None else None)
         self.monitor = CompletionMonitor(settings.study, settings.queue, sessions)
         retention = settings.storage.retention
@@ -149,17 +148,18 @@ def run_node(settings: Settings, stop: threading.Event, *, association_grace: fl
     return exit_process(status, node.workers if node is not None else None)
 
 
-def _receiving(settings: Settings, sessions: sessionmaker[Session], name: str,
+def _receiving(settings: Settings, engine: Engine, name: str,
                metrics: ReceiverMetrics | None, *, handoff: Handoff | None = None,
                handed: HandedSource | None = None) -> tuple[InstanceStore, AssociationLog, Receiver]:
     """The receiving side of a process named ``name``: its store, association log and receiver."""
     dicom = settings.dicom
+    sessions = session_factory(engine)
     store = InstanceStore(settings.storage.root, min_free_bytes=settings.storage.min_free_bytes,
                           max_instance_bytes=dicom.max_instance_bytes)
     associations = AssociationLog(sessions, tls=settings.tls.enabled,
                                   node=NodeIdentity.of(name, dicom.ae_title, dicom.host, dicom.port))
     tracker = AssociationTracker(CallerPolicy(dicom.allowed_callers), associations, metrics)
-    handler = StoreHandler(store, InstanceCatalog(sessions), tracker, metrics)
+    handler = StoreHandler(store, InstanceCatalog(engine), tracker, metrics)
     receiver = Receiver(dicom, settings.tls, handler, tracker, handoff=handoff, handed=handed)
     return store, associations, receiver
 
@@ -176,7 +176,7 @@ def run_receiver_process(settings: Settings, name: str, log_level: str, ready: E
     try:
         with stop_on_signals(threading.Event()) as stop:
             handed = HandedSource(pipe, LoadBoard(counts), slot, gone=stop)
-            _, _, receiver = _receiving(settings, session_factory(engine), name, None, handed=handed)
+            _, _, receiver = _receiving(settings, engine, name, None, handed=handed)
             receiver.start()
             ready.set()
             while not stop.wait(1.0):

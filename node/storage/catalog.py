@@ -36,9 +36,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
 
 from node.db.models import utcnow
 from node.storage.files import StagedInstance
@@ -73,8 +72,9 @@ class RecordOutcome(StrEnum):
 class InstanceCatalog:
     """Records received instances; the only writer of study, series and instance rows on receipt."""
 
-    def __init__(self, sessions: sessionmaker[Session], clock: Callable[[], datetime] = utcnow) -> None:
-        self._sessions = sessions
+    def __init__(self, engine: Engine, clock: Callable[[], datetime] = utcnow) -> None:
+        # Core on the engine, no ORM session: this runs once per instance received.
+        self._engine = engine
         self._clock = clock
         self._statements: dict[str, CatalogStatements] = {}
 
@@ -89,8 +89,8 @@ class InstanceCatalog:
         """
         for attempt in range(1, _RACE_ATTEMPTS + 1):
             try:
-                with self._sessions.begin() as session:
-                    return self._record(session.connection(), record, staged, self._clock())
+                with self._engine.begin() as conn:
+                    return self._record(conn, record, staged, self._clock())
             except IntegrityError:
                 if attempt == _RACE_ATTEMPTS:
                     raise

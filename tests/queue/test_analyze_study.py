@@ -190,7 +190,7 @@ def test_the_analysis_reads_the_current_version_of_a_resent_instance(engine: Eng
     key = InstanceKey(study_uid, uids["T1 sag"], intact_path.stem)
     store = InstanceStore(tmp_path, min_free_bytes=0, max_instance_bytes=10**8)
     with store.stage(io.BytesIO(intact), key) as staged:  # the sender re-sends the intact original
-        outcome = InstanceCatalog(sessions).record(
+        outcome = InstanceCatalog(engine).record(
             InstanceRecord(key, MRImageStorage, ExplicitVRLittleEndian, modality="MR"), staged)
     assert outcome is RecordOutcome.NEW_VERSION
     with sessions.begin() as session:  # the quiet period passes

@@ -58,11 +58,11 @@ class GatedModel:
 class Sender:
     """Stores series of one study the way the C-STORE handler does (stage, then catalogue)."""
 
-    def __init__(self, sessions: sessionmaker[Session], storage: Path, source: Path) -> None:
+    def __init__(self, engine: Engine, sessions: sessionmaker[Session], storage: Path, source: Path) -> None:
         self.study_uid = generate_uid()
         self.store = InstanceStore(storage, min_free_bytes=0, max_instance_bytes=10**8)
         # Received a quiet period ago: the monitor completes the study at its next scan.
-        self.catalog = InstanceCatalog(sessions, clock=lambda: utcnow() - 2 * QUIET)
+        self.catalog = InstanceCatalog(engine, clock=lambda: utcnow() - 2 * QUIET)
         self.source = source
 
     def send(self, kind: str) -> str:
@@ -97,7 +97,7 @@ def _finished(sessions: sessionmaker[Session], job_id: int) -> None:
 def test_the_current_result_covers_the_newest_content(engine: Engine, tmp_path: Path, order: str) -> None:
     sessions = session_factory(engine)
     storage = tmp_path / "storage"
-    sender = Sender(sessions, storage, tmp_path / "sent")
+    sender = Sender(engine, sessions, storage, tmp_path / "sent")
     model = GatedModel(2)
     settings = QueueSettings(workers=2, poll_interval=timedelta(seconds=0.05), lease=timedelta(minutes=5),
                              heartbeat=timedelta(seconds=5), max_attempts=1)

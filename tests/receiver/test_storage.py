@@ -6,6 +6,9 @@ import hashlib
 import io
 import re
 import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -82,6 +85,54 @@ def test_a_committed_instance_is_in_place_with_its_hash(tmp_path: Path) -> None:
     assert stored_files(tmp_path) == [final]
 
 
+def test_a_received_file_is_adopted_by_a_move(tmp_path: Path) -> None:
+    store = _store(tmp_path / "storage")
+    received = tmp_path / "received.dcm"
+    content = b"DICM" * 1000
+    received.write_bytes(content)
+    with store.adopt(received, KEY) as staged:
+        assert not received.exists()
+        assert staged.temp_path.parent == staged.final_path.parent
+        staged.commit()
+    assert staged.final_path.read_bytes() == content
+    assert staged.sha256 == hashlib.sha256(content).hexdigest()
+    assert staged.size == len(content)
+    assert stored_files(tmp_path / "storage") == [staged.final_path]
+
+
+def test_an_adopted_file_left_uncommitted_is_gone(tmp_path: Path) -> None:
+    store = _store(tmp_path / "storage")
+    received = tmp_path / "received.dcm"
+    received.write_bytes(b"DICM")
+    with store.adopt(received, KEY):
+        pass
+    assert stored_files(tmp_path) == []
+
+
+def test_a_received_file_on_another_file_system_is_copied(tmp_path: Path) -> None:
+    other = Path("/dev/shm")
+    if not other.is_dir() or other.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("no second file system (/dev/shm) here")
+    store = _store(tmp_path)
+    content = b"DICM" * 100
+    with tempfile_in(other) as received:
+        received.write_bytes(content)
+        with store.adopt(received, KEY) as staged:
+            staged.commit()
+        assert received.read_bytes() == content  # the copy leaves the original to its owner
+    assert staged.final_path.read_bytes() == content
+    assert staged.sha256 == hashlib.sha256(content).hexdigest()
+
+
+@contextmanager
+def tempfile_in(folder: Path) -> Iterator[Path]:
+    path = folder / f"lsent-test-{uuid.uuid4().hex}.dcm"
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+
+
 def test_an_uncommitted_instance_leaves_nothing(tmp_path: Path) -> None:
     store = _store(tmp_path)
     with store.stage(io.BytesIO(b"x" * 10), KEY):
@@ -147,7 +198,7 @@ def test_recording_again_keeps_same_content_once_and_other_content_as_a_new_vers
         engine: Engine, tmp_path: Path) -> None:
     root = tmp_path / "storage"
     sessions = session_factory(engine)
-    store, catalog = _store(root), InstanceCatalog(sessions)
+    store, catalog = _store(root), InstanceCatalog(engine)
     with _staged(store) as staged:
         assert catalog.record(_record(), staged) is RecordOutcome.STORED
     with _staged(store) as staged:
@@ -173,7 +224,7 @@ def test_recording_again_keeps_same_content_once_and_other_content_as_a_new_vers
 @pytest.mark.parametrize("same_content", [True, False], ids=["same content", "other content"])
 def test_racing_records_of_one_sop_instance(engine: Engine, tmp_path: Path, same_content: bool) -> None:
     root = tmp_path / "storage"
-    store, catalog = _store(root), InstanceCatalog(session_factory(engine))
+    store, catalog = _store(root), InstanceCatalog(engine)
     barrier = threading.Barrier(6)
     outcomes: list[RecordOutcome] = []
 
@@ -208,7 +259,7 @@ def test_racing_records_of_one_sop_instance(engine: Engine, tmp_path: Path, same
 def test_a_new_instance_reopens_a_finished_study(engine: Engine, tmp_path: Path) -> None:
     root = tmp_path / "storage"
     store, sessions = _store(root), session_factory(engine)
-    catalog = InstanceCatalog(sessions)
+    catalog = InstanceCatalog(engine)
     with _staged(store) as staged:
         catalog.record(_record(), staged)
     for index, status in enumerate((StudyStatus.COMPLETE, StudyStatus.ANALYSED, StudyStatus.SKIPPED)):
@@ -226,7 +277,7 @@ def test_a_new_instance_reopens_a_finished_study(engine: Engine, tmp_path: Path)
 def test_a_series_under_another_study_is_a_conflict(engine: Engine, tmp_path: Path) -> None:
     root = tmp_path / "storage"
     store, sessions = _store(root), session_factory(engine)
-    catalog = InstanceCatalog(sessions)
+    catalog = InstanceCatalog(engine)
     with _staged(store) as staged:
         catalog.record(_record(), staged)
     other = InstanceKey("1.2.9", KEY.series_uid, "1.2.9.9")
@@ -241,7 +292,7 @@ def test_a_series_under_another_study_is_a_conflict(engine: Engine, tmp_path: Pa
 def test_racing_instances_of_a_new_study_share_its_rows(engine: Engine, tmp_path: Path) -> None:
     root = tmp_path / "storage"
     store, sessions = _store(root), session_factory(engine)
-    catalog = InstanceCatalog(sessions)
+    catalog = InstanceCatalog(engine)
     barrier = threading.Barrier(6)
     outcomes: list[RecordOutcome] = []
 
