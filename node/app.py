@@ -100,6 +100,7 @@ class Node:
         """Stop accepting; associations and jobs get their grace seconds, then are aborted or released."""
         log.info("stopping: open associations get %g s, running jobs %g s", association_grace, job_grace)
         if self.extra_receivers is not None:
+            self.receiver.stop_accepting()  # nothing more is handed to the processes stopping now
             self.extra_receivers.signal_stop()
         self.receiver.stop(association_grace)
         if self.extra_receivers is not None:

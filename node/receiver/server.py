@@ -49,6 +49,7 @@ class Receiver:
         self._handoff = handoff
         self._handed = handed
         self._server: ThreadedAssociationServer | None = None
+        self._accepting = False
 
     @property
     def address(self) -> tuple[str, int]:
@@ -76,6 +77,7 @@ class Receiver:
             handlers.append(releasing(self._handed.board, self._handed.slot))
         ssl_context = server_context(self._tls) if self._tls.enabled else None
         address = (self._dicom.host, self._dicom.port)
+        self._accepting = True
         if self._handed is None:
             self._server = ae.start_server(address, block=False, evt_handlers=handlers,
                                            ssl_context=ssl_context)
@@ -84,13 +86,19 @@ class Receiver:
         threading.Thread(target=receive_handoffs, args=(self._server, self._handed), name="handoff",
                          daemon=True).start()
 
+    def stop_accepting(self) -> None:
+        """Close the listening socket (or stop serving handed connections); open associations go on."""
+        if self._server is not None and self._accepting:
+            self._accepting = False
+            self._server.shutdown()
+
     def stop(self, grace: float) -> None:
         """Stop accepting, give open associations ``grace`` seconds, then abort the rest."""
+        self.stop_accepting()
         server = self._server
         if server is None:
             return
         self._server = None
-        server.shutdown()
         remaining = _wait_for(server, grace)
         for assoc in remaining:
             log.warning("aborting association with %s:%s at shutdown",
