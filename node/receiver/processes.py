@@ -12,7 +12,8 @@ through its own engine.
 Each runs in a fresh interpreter (``spawn``: no threads or sockets inherited
 from the parent), stops on SIGTERM with ``dicom.shutdown_grace``, and stops by
 itself when its parent is gone (its pipe closes). One that dies is started
-again, and its open association rows are closed as aborted.
+again (after a growing delay if it keeps dying young), and its open
+association rows are closed as aborted.
 """
 
 from __future__ import annotations
@@ -40,6 +41,12 @@ OnDeath = Callable[[str], object]
 
 _KILL_WAIT = 5.0  # seconds after SIGKILL; a process cannot ignore it
 _READY_TIMEOUT = 60.0  # seconds for a new process to import, connect and listen
+# A process that ends within _STABLE seconds of its start is restarted after a delay that
+# doubles from _FIRST_DELAY up to _MAX_DELAY: one that cannot start (its database gone,
+# say) is retried without filling the log; one that ran a while is restarted at once.
+_STABLE = 30.0
+_FIRST_DELAY = 1.0
+_MAX_DELAY = 60.0
 
 
 class ReceiverProcessError(RuntimeError):
@@ -50,7 +57,7 @@ class ReceiverProcesses:
     """Starts ``count`` receiver-only processes, restarts dead ones, stops them."""
 
     def __init__(self, settings: Settings, count: int, *, name: str, main: ReceiverMain,
-                 on_death: OnDeath) -> None:
+                 on_death: OnDeath, clock: Callable[[], float] = time.monotonic) -> None:
         if count < 1:
             raise ValueError(f"count must be >= 1, got {count}")
         if not name:
@@ -67,6 +74,10 @@ class ReceiverProcesses:
         # gone before a child started a moment earlier could open it
         self._children: dict[int, tuple[str, BaseProcess, EventType]] = {}
         self._started = 0
+        self._clock = clock
+        self._started_at: dict[int, float] = {}
+        self._delay: dict[int, float] = {}
+        self._restart_at: dict[int, float] = {}
 
     def start(self) -> None:
         """Start them all; return once each listens (so that no sender finds only some)."""
@@ -82,18 +93,34 @@ class ReceiverProcesses:
                         f"receiver process {name} did not start listening (exit code {process.exitcode})")
 
     def restart_dead(self) -> int:
-        """Start again every process that ended; how many."""
+        """Start again every process that ended, once its restart delay is over; how many."""
         restarted = 0
+        now = self._clock()
         for slot, (name, process, _) in list(self._children.items()):
             if process.is_alive():
                 continue
-            log.error("receiver process %s (pid %s) ended with exit code %s; starting it again",
-                      name, process.pid, process.exitcode)
-            self.handoff.detach(slot)
-            self._on_death(name)
-            self._spawn(slot)
-            restarted += 1
+            if slot not in self._restart_at:
+                self._restart_at[slot] = now + self._next_delay(slot, now)
+                log.error("receiver process %s (pid %s) ended with exit code %s; starting it again in %g s",
+                          name, process.pid, process.exitcode, self._restart_at[slot] - now)
+                self.handoff.detach(slot)
+                self._on_death(name)
+            if now >= self._restart_at[slot]:
+                del self._restart_at[slot]
+                self._spawn(slot)
+                restarted += 1
         return restarted
+
+    def _next_delay(self, slot: int, now: float) -> float:
+        if now - self._started_at[slot] >= _STABLE:
+            self._delay[slot] = 0.0
+        else:
+            self._delay[slot] = min(_MAX_DELAY, max(_FIRST_DELAY, 2 * self._delay.get(slot, 0.0)))
+        return self._delay[slot]
+
+    def running(self) -> int:
+        """How many of them are alive now."""
+        return sum(1 for _, process, _ in self._children.values() if process.is_alive())
 
     def signal_stop(self) -> None:
         """Ask every process to stop (SIGTERM): they stop accepting and drain their associations."""
@@ -127,6 +154,7 @@ class ReceiverProcesses:
         theirs.close()  # the child's copy is its own; ours must not keep its end open
         self.handoff.attach(slot, ours, process.pid or 0)
         self._children[slot] = (name, process, ready)
+        self._started_at[slot] = self._clock()
         log.info("started receiver process %s (pid %s)", name, process.pid)
         return slot, ready
 

@@ -8,7 +8,10 @@ import re
 import signal
 from collections.abc import Iterator
 from contextlib import ExitStack
+from multiprocessing.connection import Connection
+from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -17,7 +20,8 @@ from hypothesis import strategies as st
 from node.db.models import AssociationResult
 from node.receiver.associations import NODE_RESTARTED
 from node.receiver.handoff import LoadBoard
-from node.settings import ConfigError, load_settings
+from node.receiver.processes import ReceiverProcesses
+from node.settings import ConfigError, Settings, load_settings
 from node.tls import client_context
 from tests.helpers.dicom import StudyUIDs, mr_instance
 from tests.helpers.node import NodeProcess, make_node, stored_files
@@ -56,6 +60,38 @@ def test_a_board_needs_a_slot_per_process() -> None:
 def test_receiver_processes_must_be_at_least_one() -> None:
     with pytest.raises(ConfigError, match=r"dicom\.receiver_processes: Input should be greater"):
         load_settings(None, dicom={"receiver_processes": 0})
+
+
+def _ready_then_exit(settings: Settings, name: str, log_level: str, ready: EventType, pipe: Connection,
+                     counts: Any, slot: int) -> None:
+    ready.set()
+
+
+def test_a_process_that_keeps_ending_is_restarted_ever_later() -> None:
+    now = [0.0]
+    deaths: list[str] = []
+    processes = ReceiverProcesses(load_settings(None), 1, name="test", main=_ready_then_exit,
+                                  on_death=deaths.append, clock=lambda: now[0])
+    processes.start()
+    restarts: list[float] = []
+    try:
+        for tick in range(41):  # 20 s of the fake clock, by 0.5 s
+            now[0] = tick * 0.5
+            wait_until(lambda: processes.running() == 0, "the process ended", timeout=30.0)
+            if processes.restart_dead():
+                restarts.append(now[0])
+        # each ended within a second of its start: the delay doubles (1, 2, 4, 8 s after the death is seen)
+        assert restarts == [1.0, 3.5, 8.0, 16.5]
+        assert len(deaths) == 5 and len(set(deaths)) == 5
+        now[0] = 33.0  # the fifth death was seen at 17.0: 16 s later
+        assert processes.restart_dead() == 1
+        wait_until(lambda: processes.running() == 0, "the process ended", timeout=30.0)
+        now[0] = 70.0  # that one "ran" 37 s before its death was seen: started again at once
+        assert processes.restart_dead() == 1
+        assert len(deaths) == 6
+    finally:
+        processes.signal_stop()
+        processes.join(5.0)
 
 
 def _node(tmp_path: Path, database_url: str, **dicom: object) -> NodeProcess:
