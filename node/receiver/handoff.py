@@ -30,6 +30,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
+_BLOCKED = 2**30  # the count of a slot whose process is gone
 
 
 class LoadBoard:
@@ -59,9 +60,14 @@ class LoadBoard:
             self._counts[slot] = max(0, self._counts[slot] - 1)
 
     def reset(self, slot: int) -> None:
-        """A process that ended took its connections with it."""
+        """A process (re)started: it holds no connection yet."""
         with self._counts.get_lock():
             self._counts[slot] = 0
+
+    def block(self, slot: int) -> None:
+        """A process ended: never the least busy until it is started again (:meth:`reset`)."""
+        with self._counts.get_lock():
+            self._counts[slot] = _BLOCKED
 
     def counts(self) -> list[int]:
         with self._counts.get_lock():
@@ -88,7 +94,7 @@ class Handoff:
             target = self._pipes.pop(slot, None)
         if target is not None:
             target[0].close()
-        self.board.reset(slot)
+        self.board.block(slot)
 
     def send(self, slot: int, connection: socket.socket, address: Address) -> bool:
         """Pass ``connection`` to the process of ``slot``; False if it cannot take it."""

@@ -52,6 +52,16 @@ def test_the_least_busy_slot_takes_the_next_connection(slots: int, steps: list[t
         assert all(count >= 0 for count in board.counts())
 
 
+def test_a_slot_whose_process_is_gone_is_never_the_least_busy() -> None:
+    board = _board(3)
+    for _ in range(4):
+        board.take(0)
+    board.block(1)
+    assert [board.take_least_busy() for _ in range(3)] == [2, 2, 2]
+    board.reset(1)  # started again
+    assert board.take_least_busy() == 1
+
+
 def test_a_board_needs_a_slot_per_process() -> None:
     with pytest.raises(ValueError, match="counts must have a slot per receiver process"):
         _board(1)
