@@ -17,7 +17,8 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from node.commands.signals import stop_on_signals
-from node.db import create_db_engine, session_factory, upgrade
+from node.db.engine import create_db_engine, session_factory
+from node.db.migrate import upgrade
 from node.logs import configure_logging
 from node.metrics import Telemetry
 from node.metrics.receiving import ReceiverMetrics

@@ -34,7 +34,7 @@ def add_format(parser: argparse.ArgumentParser) -> None:
 @contextmanager
 def read_session(settings: Settings) -> Iterator[Session]:
     """A session on the node's database, for one command."""
-    from node.db import create_db_engine, session_factory
+    from node.db.engine import create_db_engine, session_factory
 
     engine = create_db_engine(settings.database.url)
     try:
@@ -47,7 +47,7 @@ def read_session(settings: Settings) -> Iterator[Session]:
 @contextmanager
 def write_session(settings: Settings) -> Iterator[Session]:
     """A session whose transaction commits when the block ends without error."""
-    from node.db import create_db_engine, session_factory
+    from node.db.engine import create_db_engine, session_factory
 
     engine = create_db_engine(settings.database.url)
     try:

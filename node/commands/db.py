@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from node.db import create_db_engine, upgrade
-from node.db.migrate import current_revision
+from node.db.engine import create_db_engine
+from node.db.migrate import current_revision, upgrade
 from node.settings import Settings
 
 

@@ -125,7 +125,8 @@ def demo_settings(settings: Settings, workdir: Path, port: int, quiet_period: fl
 def _run(args: argparse.Namespace, settings: Settings, workdir: Path, console: Console,
          stop: threading.Event) -> int:
     from node.app import Node
-    from node.db import create_db_engine, upgrade
+    from node.db.engine import create_db_engine
+    from node.db.migrate import upgrade
 
     with console.status("writing a phantom lumbar MR study"):
         phantom = write_phantom(workdir / "phantom", args)

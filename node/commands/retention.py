@@ -27,7 +27,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return DISABLED
     from dataclasses import asdict
 
-    from node.db import create_db_engine, session_factory
+    from node.db.engine import create_db_engine, session_factory
     from node.storage.retention import Retention
 
     engine = create_db_engine(settings.database.url)

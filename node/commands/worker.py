@@ -13,12 +13,11 @@ import logging
 import threading
 from collections.abc import Mapping
 
-from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
 from node.commands.signals import stop_on_signals
-from node.db import create_db_engine, session_factory
-from node.db.migrate import alembic_config, current_revision
+from node.db.engine import create_db_engine, session_factory
+from node.db.migrate import current_revision, head_revision
 from node.metrics import Telemetry
 from node.queue.completion import CompletionMonitor
 from node.queue.worker import JobHandler, WorkerPool, exit_process, process_name
@@ -45,7 +44,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 def schema_problem(engine: Engine) -> str | None:
     """Why the database cannot be used by this code, or None."""
-    head = ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+    head = head_revision(engine)
     current = current_revision(engine)
     if current != head:
         return f"database schema is at {current or 'nothing'}, this node needs {head}; run `db upgrade`"

@@ -1,9 +1,5 @@
-"""The node's database: models, engine, migrations."""
+"""The node's database: models (``models``, ``audit``), the engine (``engine``), migrations (``migrate``).
 
-# The audit tables share the models' metadata; importing them here puts them in
-# Base.metadata for Alembic and for every user of node.db.
-import node.db.audit  # noqa: F401
-from node.db.engine import create_db_engine, session_factory
-from node.db.migrate import upgrade
-
-__all__ = ["create_db_engine", "session_factory", "upgrade"]
+Nothing is imported here: a command imports the module it uses, so `db current`
+does not pay for the ORM or Alembic, nor `studies` for Alembic.
+"""

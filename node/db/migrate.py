@@ -1,17 +1,29 @@
-"""Alembic migrations, applied at start-up or by `lumbar-sentinel db upgrade`."""
+"""Alembic migrations, applied at start-up or by `lumbar-sentinel db upgrade`.
+
+Alembic is imported only by the functions that migrate or read the scripts;
+reading the database's revision needs SQLAlchemy alone, which keeps `db current`
+and the workers' schema check quick to start.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Engine
+from sqlalchemy import Engine, column, inspect, select, table
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
+# Alembic's own bookkeeping table (alembic.runtime.migration's default name).
+_VERSION_TABLE = table("alembic_version", column("version_num"))
+
 
 def alembic_config(engine: Engine) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["engine"] = engine
@@ -20,11 +32,28 @@ def alembic_config(engine: Engine) -> Config:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the database schema to ``revision``."""
+    from alembic import command
+
     command.upgrade(alembic_config(engine), revision)
 
 
-def current_revision(engine: Engine) -> str | None:
-    from alembic.runtime.migration import MigrationContext
+def head_revision(engine: Engine) -> str | None:
+    """The newest revision among this code's migration scripts."""
+    from alembic.script import ScriptDirectory
 
+    return ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The database's schema revision, None for a database never migrated.
+
+    Raises :class:`ValueError` if the version table holds several revisions
+    (branches), which this project's linear migrations never create.
+    """
     with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+        if not inspect(connection).has_table(_VERSION_TABLE.name):
+            return None
+        rows = connection.execute(select(_VERSION_TABLE.c.version_num)).scalars().all()
+    if len(rows) > 1:
+        raise ValueError(f"alembic_version holds several revisions: {', '.join(map(str, rows))}")
+    return str(rows[0]) if rows else None

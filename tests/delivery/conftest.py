@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from node.db import session_factory
+from node.db.engine import session_factory
 from tests.delivery.helpers import Storescp
 
 

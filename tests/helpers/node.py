@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from node.db import create_db_engine
+from node.db.engine import create_db_engine
 
 CLI = Path(sys.executable).parent / "lumbar-sentinel"
 AE_TITLE = "LSENTTEST"

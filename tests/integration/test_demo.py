@@ -18,7 +18,7 @@ import pydicom
 import pytest
 from sqlalchemy import select
 
-from node.db import create_db_engine
+from node.db.engine import create_db_engine
 from node.db.models import AnalysisResult
 from tests.helpers.node import CLI
 from tests.helpers.results import results_missing

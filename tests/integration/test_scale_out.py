@@ -32,7 +32,7 @@ import pytest
 from pydicom.uid import generate_uid
 from sqlalchemy import Engine, func, select
 
-from node.db import create_db_engine
+from node.db.engine import create_db_engine
 from node.db.models import AnalysisResult, Association, Job, JobEvent, JobStatus, Study, StudyStatus
 from node.queue.completion import ANALYZE_STUDY
 from tests.helpers.databases import module_database

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from node.db import session_factory
+from node.db.engine import session_factory
 from node.db.models import Job, JobStatus
 from tests.helpers.node import CLI, make_node
 from tests.helpers.senders import storescu

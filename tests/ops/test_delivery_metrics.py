@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import Engine, inspect, text
 
-from node.db import create_db_engine, session_factory
+from node.db.engine import create_db_engine, session_factory
 from node.metrics import DELIVERY_SCHEMA, DatabaseCollector, DeliverySchema
 from node.queue.jobs import claim, enqueue
 

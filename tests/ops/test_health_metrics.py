@@ -12,7 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from node.db import session_factory
+from node.db.engine import session_factory
 from node.db.models import utcnow
 from node.queue.completion import ANALYZE_STUDY
 from node.queue.jobs import enqueue

@@ -11,7 +11,7 @@ from pydicom import dcmread
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 from sqlalchemy import Engine, select, update
 
-from node.db import session_factory
+from node.db.engine import session_factory
 from node.db.models import AnalysisResult, Instance, Series, Study, StudyStatus
 from node.pipeline.model import shipped_model
 from node.queue.completion import ANALYZE_STUDY

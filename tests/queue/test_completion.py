@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine, select, text, update
 from sqlalchemy.orm import Session
 
-from node.db import session_factory
+from node.db.engine import session_factory
 from node.db.models import Association, AssociationStudy, Job, JobStatus, Study, StudyStatus
 from node.queue.completion import ANALYZE_STUDY, CompletionMonitor
 from node.queue.jobs import claim, complete

@@ -22,7 +22,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from analysis.vertebrae.model import BodyModel
-from node.db import session_factory
+from node.db.engine import session_factory
 from node.db.models import AnalysisResult, Job, JobStatus, Study, StudyStatus, utcnow
 from node.pipeline.model import shipped_model
 from node.queue.completion import ANALYZE_STUDY, CompletionMonitor

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
 
-from node.db import session_factory
+from node.db.engine import session_factory
 from node.db.models import Job
 from node.queue.jobs import claim, defer, enqueue
 from tests.queue.helpers import events_of

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import Engine, select
 
-from node.db import session_factory
+from node.db.engine import session_factory
 from node.db.models import Job, JobStatus
 from node.queue.jobs import (
     claim,

@@ -16,7 +16,7 @@ import pytest
 from pydicom.uid import generate_uid
 from sqlalchemy import select
 
-from node.db import create_db_engine, session_factory
+from node.db.engine import create_db_engine, session_factory
 from node.db.models import Job, JobStatus, Series, Study, StudyStatus
 from node.queue.jobs import enqueue
 from tests.conftest import REPO

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 from sqlalchemy import Engine, select
 
-from node.db import session_factory
+from node.db.engine import session_factory
 from node.db.models import Job, JobEvent, JobStatus
 from node.queue.jobs import (
     ClaimedJob,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from node.cli import main
-from node.db import create_db_engine
+from node.db.engine import create_db_engine
 from node.db.migrate import current_revision
 
 

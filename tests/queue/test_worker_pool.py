@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from sqlalchemy import Engine, select
 
-from node.db import session_factory
+from node.db.engine import session_factory
 from node.db.models import Job, JobStatus, utcnow
 from node.queue.jobs import ClaimedJob, JobCancelled, PermanentJobError, claim, enqueue
 from node.queue.worker import JobContext, WorkerPool

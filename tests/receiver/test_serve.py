@@ -71,7 +71,7 @@ def test_a_receiver_only_node_does_not_import_the_analysis(tmp_path: Path) -> No
     code = (
         "import sys\n"
         "from node.app import Node\n"
-        "from node.db import create_db_engine\n"
+        "from node.db.engine import create_db_engine\n"
         "from node.settings import load_settings\n"
         f"s = load_settings(None, queue={{'workers': int(sys.argv[1])}},\n"
         f"                  database={{'url': 'sqlite:///{tmp_path / 'node.db'}'}},\n"

@@ -18,7 +18,7 @@ from pydicom.uid import UID
 from sqlalchemy import Engine, Row, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from node.db import session_factory
+from node.db.engine import session_factory
 from node.db.models import Instance, Series, Study, StudyStatus
 from node.storage import (
     CatalogConflict,
