@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -173,3 +174,8 @@ def running_node(workdir: Path, database_url: str,
 def stored_files(root: Path) -> list[Path]:
     """Every file under the storage root, temporary ones included."""
     return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+def receiver_process_pids(node: NodeProcess) -> list[int]:
+    """PIDs of the extra receiver processes the node has started so far (from its log)."""
+    return [int(pid) for pid in re.findall(r"started receiver process \S+ \(pid (\d+)\)", node.log_text())]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import re
 import signal
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -24,7 +23,7 @@ from node.receiver.processes import ReceiverProcesses
 from node.settings import ConfigError, Settings, load_settings
 from node.tls import client_context
 from tests.helpers.dicom import StudyUIDs, mr_instance
-from tests.helpers.node import NodeProcess, make_node, stored_files
+from tests.helpers.node import NodeProcess, make_node, receiver_process_pids, stored_files
 from tests.helpers.rows import read_rows
 from tests.helpers.senders import association
 from tests.helpers.tls import Pki, make_pki
@@ -108,10 +107,6 @@ def _node(tmp_path: Path, database_url: str, **dicom: object) -> NodeProcess:
     return make_node(tmp_path, database_url, {"dicom": {"receiver_processes": 2, **dicom}})
 
 
-def _child_pids(node: NodeProcess) -> list[int]:
-    return [int(pid) for pid in re.findall(r"started receiver process \S+ \(pid (\d+)\)", node.log_text())]
-
-
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -160,14 +155,14 @@ def test_a_dead_receiver_process_is_replaced_and_its_association_closed(tmp_path
     node = _node(tmp_path, f"sqlite:///{tmp_path / 'node.db'}")
     node.start()
     try:
-        [child] = _child_pids(node)
+        [child] = receiver_process_pids(node)
         with association(node), association(node) as there:
             assert there.send_c_echo().Status == 0x0000  # its row is written before any answer
             os.kill(child, signal.SIGKILL)
             wait_until(lambda: "starting it again" in node.log_text(), "the dead process restarted",
                        timeout=20.0)
             wait_until(lambda: not there.is_established, "its association ended", timeout=20.0)
-        wait_until(lambda: len(_child_pids(node)) == 2, "a second process started", timeout=20.0)
+        wait_until(lambda: len(receiver_process_pids(node)) == 2, "a second process started", timeout=20.0)
         assert _store_concurrently(node, 2)  # both processes serve again
     finally:
         assert node.terminate() == 0
@@ -180,13 +175,13 @@ def test_a_dead_receiver_process_is_replaced_and_its_association_closed(tmp_path
     assert associations[0].result == AssociationResult.RELEASED
     assert len({a.node_id for a in associations[2:]}) == 2
     assert killed.node_id not in {a.node_id for a in associations[2:]}  # its replacement has a new name
-    assert not any(_alive(pid) for pid in _child_pids(node))
+    assert not any(_alive(pid) for pid in receiver_process_pids(node))
 
 
 def test_receiver_processes_end_with_a_killed_node(tmp_path: Path) -> None:
     node = _node(tmp_path, f"sqlite:///{tmp_path / 'node.db'}")
     node.start()
-    [child] = _child_pids(node)
+    [child] = receiver_process_pids(node)
     assert _alive(child)
     node.kill()
     # the port must not outlive the node
