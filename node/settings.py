@@ -75,9 +75,9 @@ class DicomSettings(_Section):
     host: str = "0.0.0.0"
     port: Port = 11112
     max_associations: int = Field(default=10, ge=1, le=1000)
-    # Processes listening on the port (SO_REUSEPORT; the kernel spreads new
-    # associations over them): one Python process runs one core's worth of DICOM
-    # networking, so concurrent senders need more than one to use more cores.
+    # Processes receiving on the port: the first listens and hands each new connection
+    # to the one with the fewest open (node.receiver.handoff). One Python process runs
+    # one core's worth of DICOM networking, so concurrent senders need more to use more cores.
     receiver_processes: int = Field(default=1, ge=1, le=64)
     max_instance_bytes: int = Field(default=2 * 1024**3, ge=1024)
     acse_timeout: Duration = timedelta(seconds=30)
