@@ -96,17 +96,15 @@ def build_context(
     if regions.muscle is not None:
         muscle[""] = np.asarray(frame.to_canonical(regions.muscle), dtype=bool)
     order = tuple((lev, lab) for lev, lab, _ in ordered_bodies(segmentation, frame))
-    marrow_ref: dict[Sequence, float] = {}
-    for seq, img in images.items():
-        medians = []
-        for _, lab in order:
-            box = bbox(labels == lab, 2)
-            body = labels[box] == lab
-            core = body_core(body, inner_distance_mm(body, frame.spacing), thresholds.core_margin_mm)
-            if core.any():
-                medians.append(float(np.median(img[box][core])))
-        if medians:
-            marrow_ref[seq] = float(np.median(medians))
+    cores = []
+    for _, lab in order:
+        box = bbox(labels == lab, 2)
+        body = labels[box] == lab
+        core = body_core(body, inner_distance_mm(body, frame.spacing), thresholds.core_margin_mm)
+        if core.any():
+            cores.append((box, core))
+    marrow_ref = {seq: float(np.median([np.median(img[box][core]) for box, core in cores]))
+                  for seq, img in images.items() if cores}
     fluid = next((s for s in FLUID_ORDER if s in images), None)
     return StudyContext(frame, images, labels, discs, muscle, order, marrow_ref, fluid, thresholds,
                         regions.source)
@@ -139,9 +137,11 @@ def endplate_zone(labels: npt.NDArray[np.integer], reach: float,
 
 def bbox(mask: BoolArray, pad: int) -> tuple[slice, slice, slice]:
     """Bounding box of a non-empty ``mask``, ``pad`` voxels wider on every side."""
-    idx = np.nonzero(mask)
-    out = [slice(max(0, int(i.min()) - pad), min(n, int(i.max()) + pad + 1))
-           for i, n in zip(idx, mask.shape, strict=True)]
+    out = []
+    for axis, n in enumerate(mask.shape):
+        # projections instead of np.nonzero: no index arrays of every voxel
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        out.append(slice(max(0, int(hit[0]) - pad), min(n, int(hit[-1]) + pad + 1)))
     return (out[0], out[1], out[2])
 
 
