@@ -22,8 +22,8 @@ LABEL org.opencontainers.image.title="Lumbar Sentinel" \
       org.opencontainers.image.description="DICOM node flagging MRI signs of spinal malignancy (triage aid)" \
       org.opencontainers.image.licenses="Apache-2.0"
 RUN useradd --system --uid 10001 --create-home --home-dir /var/lib/lumbar-sentinel lsent \
- && mkdir -p /data/storage /data/results \
- && chown lsent:lsent /data/storage /data/results
+ && mkdir -p /data/storage/.incoming /data/results \
+ && chown lsent:lsent /data/storage /data/storage/.incoming /data/results
 # The wheels are mounted for the install only, so they add no layer to the image.
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     pip install --no-cache-dir --no-index --find-links /wheels lumbar-sentinel
@@ -31,6 +31,10 @@ COPY config/node.toml /etc/lumbar-sentinel/node.toml
 USER lsent
 WORKDIR /var/lib/lumbar-sentinel
 ENV PYTHONUNBUFFERED=1
+# Each incoming instance is first written to a temporary file under TMPDIR. On the storage
+# volume it is then moved into place; on the container's own file system (/tmp) it would be
+# copied. Python falls back to /tmp if this folder is missing or not writable (a bind mount).
+ENV TMPDIR=/data/storage/.incoming
 # DICOM, and the /metrics + /healthz endpoint when metrics.enabled
 EXPOSE 11112 9112
 ENTRYPOINT ["lumbar-sentinel", "--config", "/etc/lumbar-sentinel/node.toml"]

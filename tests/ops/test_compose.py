@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
+import tomllib
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import jsonschema
@@ -196,3 +197,18 @@ def test_the_operations_guide_covers_every_service_and_port(compose: dict[str, A
     for topic in ("## TLS", "## Backups", "## Upgrades and migrations", "## Adding workers on other hosts",
                   "## What to watch", "db upgrade", "pg_dump", "/healthz", "grafana-dashboard.json"):
         assert topic in guide, f"docs/operations.md lacks {topic!r}"
+
+
+def test_incoming_files_land_on_the_storage_volume(compose: dict[str, Any], final_stage: Stage) -> None:
+    # pynetdicom writes each incoming data set under TMPDIR; on the storage volume the
+    # handler moves it into place, elsewhere (the container's /tmp) it has to copy it
+    env = dict(arg.split("=", 1) for arg in final_stage.arguments("ENV") if "=" in arg)
+    incoming = PurePosixPath(env["TMPDIR"])
+    mounts = [PurePosixPath(v.split(":")[1]) for v in compose["services"]["receiver"]["volumes"]
+              if not v.startswith((".", "/"))]
+    storage = PurePosixPath(tomllib.loads((REPO / "config" / "compose" / "node.toml").read_text())
+                            ["storage"]["root"])
+    assert storage in mounts and incoming.is_relative_to(storage)
+    assert incoming.name.startswith(".")  # not a study folder
+    runs = " ".join(final_stage.arguments("RUN"))
+    assert f"mkdir -p {incoming}" in runs and f"lsent:lsent {storage} {incoming}" in runs
