@@ -21,7 +21,8 @@ from node.db.engine import create_db_engine, session_factory
 from node.db.migrate import upgrade
 from node.logs import configure_logging
 from node.metrics import Telemetry
-from node.metrics.receiving import ReceiverMetrics
+from node.metrics.receiving import ReceptionEvents
+from node.metrics.relay import MetricsRelay, RelayedMetrics
 from node.queue.completion import CompletionMonitor
 from node.queue.worker import WorkerPool, exit_process, process_name
 from node.receiver import AssociationLog, AssociationTracker, CallerPolicy, Receiver, StoreHandler
@@ -44,9 +45,13 @@ class Node:
         self.telemetry = Telemetry(settings, sessions)
         name = process_name()
         extra_receivers = settings.dicom.receiver_processes - 1
+        # the extra receivers' counts reach /metrics through the main process
+        self.relay = MetricsRelay(self.telemetry.receiver) if (
+            extra_receivers and settings.metrics.enabled) else None
         self.extra_receivers = ReceiverProcesses(
             settings, extra_receivers, name=name, main=run_receiver_process,
             on_death=lambda process: self.associations.sweep(process),
+            metrics_pipe=self.relay.connection if self.relay is not None else None,
         ) if extra_receivers else None
         self.store, self.associations, self.receiver = _receiving(
             settings, engine, name, self.telemetry.receiver,
@@ -73,6 +78,8 @@ class Node:
         # Once the port is ours, before completion runs: a row a crash left open would hold its studies.
         # Before the extra receivers start: their rows are not the previous process's.
         self.associations.sweep()
+        if self.relay is not None:
+            self.relay.start()
         if self.extra_receivers is not None:
             self.extra_receivers.start()
         self.monitor.start()
@@ -111,6 +118,8 @@ class Node:
             self.retention.stop()
         if self.workers is not None:
             self.workers.stop(job_grace)
+        if self.relay is not None:
+            self.relay.stop()
         self.telemetry.stop()
 
 
@@ -151,7 +160,7 @@ def run_node(settings: Settings, stop: threading.Event, *, association_grace: fl
 
 
 def _receiving(settings: Settings, engine: Engine, name: str,
-               metrics: ReceiverMetrics | None, *, handoff: Handoff | None = None,
+               metrics: ReceptionEvents | None, *, handoff: Handoff | None = None,
                handed: HandedSource | None = None) -> tuple[InstanceStore, AssociationLog, Receiver]:
     """The receiving side of a process named ``name``: its store, association log and receiver."""
     dicom = settings.dicom
@@ -167,18 +176,19 @@ def _receiving(settings: Settings, engine: Engine, name: str,
 
 
 def run_receiver_process(settings: Settings, name: str, log_level: str, ready: EventType, pipe: Connection,
-                         counts: SynchronizedArray[Any], slot: int) -> None:
+                         counts: SynchronizedArray[Any], slot: int, metrics: Connection | None) -> None:
     """An extra receiver process's main (see :mod:`node.receiver.processes`).
 
-    Its receptions are not in the metrics endpoint, which the main process
-    serves; the database has them (association and instance rows).
+    Its receptions are counted by the main process, which serves the metrics
+    endpoint: ``metrics`` is the pipe they are relayed on (None without metrics).
     """
     configure_logging(log_level)
     engine = create_db_engine(settings.database.url, echo=settings.database.echo)
     try:
         with stop_on_signals(threading.Event()) as stop:
             handed = HandedSource(pipe, LoadBoard(counts), slot, gone=stop)
-            _, _, receiver = _receiving(settings, engine, name, None, handed=handed)
+            relayed = RelayedMetrics(metrics) if metrics is not None else None
+            _, _, receiver = _receiving(settings, engine, name, relayed, handed=handed)
             receiver.start()
             ready.set()
             while not stop.wait(1.0):

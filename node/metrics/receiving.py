@@ -1,14 +1,31 @@
 """In-process counters of the DICOM receiver: instances and associations.
 
-Each receiving process counts what it served; Prometheus sums the processes.
+The main process counts what every receiving process served: the extra ones
+relay their events to it (:mod:`node.metrics.relay`).
 The receiver calls these methods; nothing here touches pynetdicom.
 """
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from node.storage import RecordOutcome
+
+
+class ReceptionEvents(Protocol):
+    """What the receiver reports: :class:`ReceiverMetrics` counts it, ``RelayedMetrics`` forwards it."""
+
+    def instance_received(self, outcome: RecordOutcome) -> None: ...
+
+    def instance_rejected(self, status: int) -> None: ...
+
+    def association_accepted(self) -> None: ...
+
+    def association_rejected(self) -> None: ...
+
+    def association_ended(self, result: str) -> None: ...
 
 
 class ReceiverMetrics:

@@ -35,7 +35,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from node.db.models import Association, AssociationResult, Instance, Series, Study, utcnow
-from node.metrics.receiving import ReceiverMetrics
+from node.metrics.receiving import ReceptionEvents
 from node.receiver.negotiation import CallerPolicy
 
 log = logging.getLogger(__name__)
@@ -176,7 +176,7 @@ class AssociationTracker:
     """pynetdicom association event handlers; knows each open association's row id."""
 
     def __init__(self, policy: CallerPolicy, association_log: AssociationLog,
-                 metrics: ReceiverMetrics | None = None) -> None:
+                 metrics: ReceptionEvents | None = None) -> None:
         self._policy = policy
         self._log = association_log
         self._metrics = metrics

@@ -34,8 +34,11 @@ from node.settings import Settings
 log = logging.getLogger(__name__)
 
 # Run in the child with (settings, process name, log level, ready, its pipe, the board's
-# counts, its slot); it sets ``ready`` once it can serve.
-ReceiverMain = Callable[[Settings, str, str, EventType, Connection, "SynchronizedArray[Any]", int], None]
+# counts, its slot, its end of a metrics pipe or None); it sets ``ready`` once it can serve.
+ReceiverMain = Callable[
+    [Settings, str, str, EventType, Connection, "SynchronizedArray[Any]", int, Connection | None], None]
+# A new pipe for one process's metrics events; the returned end is the process's to send on.
+MetricsPipe = Callable[[], Connection]
 # Called with a dead child's process name, to close what it left open.
 OnDeath = Callable[[str], object]
 
@@ -57,7 +60,8 @@ class ReceiverProcesses:
     """Starts ``count`` receiver-only processes, restarts dead ones, stops them."""
 
     def __init__(self, settings: Settings, count: int, *, name: str, main: ReceiverMain,
-                 on_death: OnDeath, clock: Callable[[], float] = time.monotonic) -> None:
+                 on_death: OnDeath, metrics_pipe: MetricsPipe | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         if count < 1:
             raise ValueError(f"count must be >= 1, got {count}")
         if not name:
@@ -67,6 +71,7 @@ class ReceiverProcesses:
         self._name = name
         self._main = main
         self._on_death = on_death
+        self._metrics_pipe = metrics_pipe
         self._context = multiprocessing.get_context("spawn")
         self._counts = self._context.Array("i", count + 1)
         self.handoff = Handoff(LoadBoard(self._counts))
@@ -147,11 +152,15 @@ class ReceiverProcesses:
         level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
         ready = self._context.Event()
         ours, theirs = self._context.Pipe()
+        metrics = self._metrics_pipe() if self._metrics_pipe is not None else None
         process = self._context.Process(
-            target=self._main, args=(self._settings, name, level, ready, theirs, self._counts, slot),
+            target=self._main, args=(self._settings, name, level, ready, theirs, self._counts, slot, metrics),
             name=f"receiver-{slot}", daemon=False)
         process.start()
-        theirs.close()  # the child's copy is its own; ours must not keep its end open
+        # the child's copies are its own; ours must not keep its ends open, or its death goes unseen
+        theirs.close()
+        if metrics is not None:
+            metrics.close()
         self.handoff.attach(slot, ours, process.pid or 0)
         self._children[slot] = (name, process, ready)
         self._started_at[slot] = self._clock()

@@ -16,7 +16,7 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.events import Event
 from sqlalchemy.exc import SQLAlchemyError
 
-from node.metrics.receiving import ReceiverMetrics
+from node.metrics.receiving import ReceptionEvents
 from node.receiver.associations import AssociationTracker
 from node.receiver.validation import (
     OUT_OF_RESOURCES,
@@ -48,7 +48,7 @@ class StoreHandler:
     """Bound to ``evt.EVT_C_STORE`` with its storage, catalog and association tracker."""
 
     def __init__(self, store: InstanceStore, catalog: InstanceCatalog, tracker: AssociationTracker,
-                 metrics: ReceiverMetrics | None = None) -> None:
+                 metrics: ReceptionEvents | None = None) -> None:
         self._store = store
         self._catalog = catalog
         self._tracker = tracker

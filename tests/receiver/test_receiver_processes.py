@@ -72,7 +72,7 @@ def test_receiver_processes_must_be_at_least_one() -> None:
 
 
 def _ready_then_exit(settings: Settings, name: str, log_level: str, ready: EventType, pipe: Connection,
-                     counts: Any, slot: int) -> None:
+                     counts: Any, slot: int, metrics: Connection | None) -> None:
     ready.set()
 
 
