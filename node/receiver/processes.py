@@ -22,6 +22,7 @@ import logging
 import multiprocessing
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from multiprocessing.sharedctypes import SynchronizedArray
@@ -56,6 +57,20 @@ class ReceiverProcessError(RuntimeError):
     """An extra receiver process did not start listening."""
 
 
+@dataclass
+class _Child:
+    """The process serving one slot, and its restart bookkeeping."""
+
+    name: str
+    process: BaseProcess
+    # referenced as long as its process: collected, its semaphore would be gone before
+    # a child started a moment earlier could open it
+    ready: EventType
+    started_at: float
+    delay: float = 0.0  # the last restart delay (0 after a process that ran _STABLE seconds)
+    restart_at: float | None = None  # set once its death is seen
+
+
 class ReceiverProcesses:
     """Starts ``count`` receiver-only processes, restarts dead ones, stops them."""
 
@@ -75,78 +90,67 @@ class ReceiverProcesses:
         self._context = multiprocessing.get_context("spawn")
         self._counts = self._context.Array("i", count + 1)
         self.handoff = Handoff(LoadBoard(self._counts))
-        # the ready event stays referenced as long as its process: collected, its semaphore would be
-        # gone before a child started a moment earlier could open it
-        self._children: dict[int, tuple[str, BaseProcess, EventType]] = {}
+        self._children: dict[int, _Child] = {}
         self._started = 0
         self._clock = clock
-        self._started_at: dict[int, float] = {}
-        self._delay: dict[int, float] = {}
-        self._restart_at: dict[int, float] = {}
 
     def start(self) -> None:
         """Start them all; return once each listens (so that no sender finds only some)."""
         pending = [self._spawn(slot) for slot in range(1, self._count + 1)]
         deadline = time.monotonic() + _READY_TIMEOUT
-        for slot, ready in pending:
-            name, process, _ = self._children[slot]
-            while not ready.wait(0.1):
-                if not process.is_alive() or time.monotonic() > deadline:
+        for child in pending:
+            while not child.ready.wait(0.1):
+                if not child.process.is_alive() or time.monotonic() > deadline:
                     self.signal_stop()
                     self.join(0)
-                    raise ReceiverProcessError(
-                        f"receiver process {name} did not start listening (exit code {process.exitcode})")
+                    raise ReceiverProcessError(f"receiver process {child.name} did not start listening "
+                                               f"(exit code {child.process.exitcode})")
 
     def restart_dead(self) -> int:
         """Start again every process that ended, once its restart delay is over; how many."""
         restarted = 0
         now = self._clock()
-        for slot, (name, process, _) in list(self._children.items()):
-            if process.is_alive():
+        for slot, child in list(self._children.items()):
+            if child.process.is_alive():
                 continue
-            if slot not in self._restart_at:
-                self._restart_at[slot] = now + self._next_delay(slot, now)
+            if child.restart_at is None:
+                young = now - child.started_at < _STABLE
+                child.delay = min(_MAX_DELAY, max(_FIRST_DELAY, 2 * child.delay)) if young else 0.0
+                child.restart_at = now + child.delay
                 log.error("receiver process %s (pid %s) ended with exit code %s; starting it again in %g s",
-                          name, process.pid, process.exitcode, self._restart_at[slot] - now)
+                          child.name, child.process.pid, child.process.exitcode, child.delay)
                 self.handoff.detach(slot)
-                self._on_death(name)
-            if now >= self._restart_at[slot]:
-                del self._restart_at[slot]
-                self._spawn(slot)
+                self._on_death(child.name)
+            if now >= child.restart_at:
+                self._spawn(slot, delay=child.delay)
                 restarted += 1
         return restarted
 
-    def _next_delay(self, slot: int, now: float) -> float:
-        if now - self._started_at[slot] >= _STABLE:
-            self._delay[slot] = 0.0
-        else:
-            self._delay[slot] = min(_MAX_DELAY, max(_FIRST_DELAY, 2 * self._delay.get(slot, 0.0)))
-        return self._delay[slot]
-
     def running(self) -> int:
         """How many of them are alive now."""
-        return sum(1 for _, process, _ in self._children.values() if process.is_alive())
+        return sum(1 for child in self._children.values() if child.process.is_alive())
 
     def signal_stop(self) -> None:
         """Ask every process to stop (SIGTERM): they stop accepting and drain their associations."""
-        for _, process, _ in self._children.values():
-            if process.is_alive():
-                process.terminate()
+        for child in self._children.values():
+            if child.process.is_alive():
+                child.process.terminate()
 
     def join(self, grace: float) -> None:
         """Wait ``grace`` seconds (and their own shutdown's margin) for them; kill what is left."""
         deadline = time.monotonic() + grace + _KILL_WAIT
-        for name, process, _ in self._children.values():
-            process.join(max(0.0, deadline - time.monotonic()))
-            if process.is_alive():
-                log.warning("receiver process %s did not stop in time; killing it", name)
-                process.kill()
-                process.join(_KILL_WAIT)
+        for child in self._children.values():
+            child.process.join(max(0.0, deadline - time.monotonic()))
+            if child.process.is_alive():
+                log.warning("receiver process %s did not stop in time; killing it", child.name)
+                child.process.kill()
+                child.process.join(_KILL_WAIT)
         for slot in self._children:
             self.handoff.detach(slot)
         self._children.clear()
 
-    def _spawn(self, slot: int) -> tuple[int, EventType]:
+    def _spawn(self, slot: int, delay: float = 0.0) -> _Child:
+        """Start the process of ``slot``; ``delay`` is the restart delay it was started after."""
         self._started += 1
         name = f"{self._name}/r{slot}.{self._started}"
         level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
@@ -162,8 +166,7 @@ class ReceiverProcesses:
         if metrics is not None:
             metrics.close()
         self.handoff.attach(slot, ours, process.pid or 0)
-        self._children[slot] = (name, process, ready)
-        self._started_at[slot] = self._clock()
+        child = self._children[slot] = _Child(name, process, ready, self._clock(), delay)
         log.info("started receiver process %s (pid %s)", name, process.pid)
-        return slot, ready
+        return child
 
