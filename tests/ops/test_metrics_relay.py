@@ -28,7 +28,8 @@ def test_relayed_events_are_counted_and_a_closed_pipe_aborts_what_it_left_open()
     relay = MetricsRelay(ReceiverMetrics(registry))
     relay.start()
     try:
-        child = RelayedMetrics(relay.connection())
+        pipe = relay.connection()
+        child = RelayedMetrics(pipe)
         for _ in range(3):
             child.association_accepted()
         child.association_rejected()
@@ -44,7 +45,7 @@ def test_relayed_events_are_counted_and_a_closed_pipe_aborts_what_it_left_open()
         assert _count(registry, "lsent_instances_received_total", outcome="stored") == 1
         assert _count(registry, "lsent_instances_received_total", outcome="duplicate") == 1
         assert _count(registry, "lsent_instances_rejected_total", status="0xA700") == 1
-        child._connection.close()  # the process is gone with two associations open
+        pipe.close()  # the process is gone with two associations open
         wait_until(lambda: _count(registry, "lsent_associations_open") == 0, "the open ones aborted",
                    timeout=10.0)
         assert _count(registry, "lsent_associations_ended_total", result="aborted") == 2
