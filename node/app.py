@@ -7,10 +7,12 @@ nothing reads configuration or holds state at module level.
 from __future__ import annotations
 
 import logging
+import tempfile
 import threading
 from multiprocessing.connection import Connection
 from multiprocessing.sharedctypes import SynchronizedArray
 from multiprocessing.synchronize import Event as EventType
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
@@ -95,7 +97,9 @@ class Node:
 
     def _sweep_partial(self) -> None:
         try:
-            self.store.sweep_partial(self.settings.storage.partial_file_max_age)
+            # pynetdicom's own temporary files land in TMPDIR (the image puts it on the storage volume)
+            self.store.sweep_partial(self.settings.storage.partial_file_max_age,
+                                     incoming=Path(tempfile.gettempdir()))
         except OSError:
             log.exception("could not sweep interrupted receives under %s", self.store.root)
 

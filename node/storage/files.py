@@ -29,6 +29,8 @@ from node.storage.keys import InstanceKey, InstanceTooLarge, InsufficientSpace
 FreeSpace = Callable[[Path], int]
 _CHUNK = 1024 * 1024
 _PARTIAL_SUFFIX = ".part"  # a staged instance's temporary file: ".<sop uid>.<random>.part"
+# pynetdicom's chunked-receive file: NamedTemporaryFile(suffix=".dcm") under TMPDIR
+_INCOMING_PATTERN = "tmp*.dcm"
 
 log = logging.getLogger(__name__)
 
@@ -165,19 +167,26 @@ class InstanceStore:
             raise
         return StagedInstance(temp_path, folder / f"{key.sop_uid}.dcm", key.relative_path, sha256, size)
 
-    def sweep_partial(self, older_than: timedelta, now: float | None = None) -> int:
+    def sweep_partial(self, older_than: timedelta, now: float | None = None,
+                      incoming: Path | None = None) -> int:
         """Delete staged files older than ``older_than``; return how many.
 
         A process killed between staging and committing leaves its temporary
         file behind: never acknowledged, so the sender still holds the
         instance. The age bar spares files another receiver on the same
-        storage is writing now.
+        storage is writing now. ``incoming`` is where pynetdicom writes each
+        data set as it arrives (``TMPDIR``); its stale ``tmp*.dcm`` files are
+        deleted too, but only in a folder inside the store's root, which is
+        the node's own: a shared ``/tmp`` holds other programs' files.
         """
         if older_than < timedelta(0):
             raise ValueError(f"older_than must not be negative, got {older_than}")
         cutoff = (time.time() if now is None else now) - older_than.total_seconds()
+        stale = list(self.root.glob(f"*/*/.*{_PARTIAL_SUFFIX}"))
+        if incoming is not None and incoming.resolve().is_relative_to(self.root.resolve()):
+            stale += incoming.glob(_INCOMING_PATTERN)
         removed = 0
-        for path in self.root.glob(f"*/*/.*{_PARTIAL_SUFFIX}"):
+        for path in stale:
             try:
                 if path.stat().st_mtime < cutoff:
                     path.unlink()

@@ -167,6 +167,27 @@ def test_a_sweep_removes_only_stale_staged_files(tmp_path: Path) -> None:
         store.sweep_partial(timedelta(seconds=-1))
 
 
+def test_a_sweep_removes_stale_incoming_files_only_in_a_folder_of_the_store(tmp_path: Path) -> None:
+    import os
+    import time
+    from datetime import timedelta
+
+    store = _store(tmp_path / "storage")
+    two_hours_ago = time.time() - 7200
+    placed: dict[str, Path] = {}
+    for where, folder in (("inside", store.root / ".incoming"), ("shared", tmp_path / "tmp")):
+        folder.mkdir(parents=True)
+        for name in ("tmpab12cd.dcm", "tmpfresh1.dcm", "notes.txt"):
+            path = placed[f"{where}/{name}"] = folder / name
+            path.write_bytes(b"DICM")
+        for name in ("tmpab12cd.dcm", "notes.txt"):
+            os.utime(folder / name, (two_hours_ago, two_hours_ago))
+
+    assert store.sweep_partial(timedelta(hours=1), incoming=tmp_path / "tmp") == 0  # not the store's own
+    assert store.sweep_partial(timedelta(hours=1), incoming=store.root / ".incoming") == 1
+    assert [name for name, path in placed.items() if not path.exists()] == ["inside/tmpab12cd.dcm"]
+
+
 def test_capacity_checks_size_and_the_watermark(tmp_path: Path) -> None:
     _store(tmp_path, free=1000, max_bytes=500, min_free=400).check_capacity(500)
     with pytest.raises(InstanceTooLarge):
