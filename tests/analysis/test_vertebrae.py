@@ -65,7 +65,8 @@ def _flipped(vol: Volume, axis: int) -> Volume:
     d = vol.direction_matrix.copy()
     origin = vol.index_to_lps([(n - 1) if a == index_axis else 0 for a in range(3)])
     d[:, index_axis] *= -1
-    return Volume(np.flip(vol.array, axis=axis).copy(), vol.spacing, origin, tuple(d.ravel()))
+    return Volume(np.flip(vol.array, axis=axis).copy(), vol.spacing,
+                  (float(origin[0]), float(origin[1]), float(origin[2])), tuple(d.ravel()))
 
 
 @settings(max_examples=12, deadline=None)

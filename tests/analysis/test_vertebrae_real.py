@@ -91,7 +91,8 @@ def test_flipped_series_gives_the_same_bodies_and_heights(
     n = image.array.shape[1]
     origin = image.index_to_lps([0, n - 1, 0])
     d[:, 1] *= -1
-    flipped = Volume(np.flip(image.array, axis=1).copy(), image.spacing, origin, tuple(d.ravel()))
+    flipped = Volume(np.flip(image.array, axis=1).copy(), image.spacing,
+                     (float(origin[0]), float(origin[1]), float(origin[2])), tuple(d.ravel()))
     seg2 = segment_spine({Sequence.DIXON: flipped}, _fold_model_without("VB3_01"))
     assert [b.level for b in seg2.bodies] == [b.level for b in seg.bodies]
     for a, b in zip(seg.bodies, seg2.bodies, strict=True):

@@ -77,15 +77,15 @@ def delivery_settings(port: int, *, retry: dict[str, Any] | None = None,
     """One destination "pacs" at ``port`` (or ``destinations``); fast retries, no jitter (exact delays)."""
     if destinations is None:
         destinations = [{"name": "pacs", "ae_title": DEST_AE, "host": "127.0.0.1", "port": port}]
-    return DeliverySettings(
-        calling_ae_title=OUR_AE,
-        connect_timeout=timedelta(seconds=5), dimse_timeout=timedelta(seconds=10),
-        destinations=destinations,
-        retry={"max_attempts": 4, "backoff_base": 0.2, "backoff_max": 5, "backoff_jitter": 0.0,
-               **(retry or {})},
-        breaker={"failure_threshold": 100, "open_for": 1, **(breaker or {})},
+    return DeliverySettings.model_validate({
+        "calling_ae_title": OUR_AE,
+        "connect_timeout": timedelta(seconds=5), "dimse_timeout": timedelta(seconds=10),
+        "destinations": destinations,
+        "retry": {"max_attempts": 4, "backoff_base": 0.2, "backoff_max": 5, "backoff_jitter": 0.0,
+                  **(retry or {})},
+        "breaker": {"failure_threshold": 100, "open_for": 1, **(breaker or {})},
         **extra,
-    )
+    })
 
 
 FINDINGS: dict[str, Any] = {
@@ -157,7 +157,8 @@ def seed_analysis(sessions: sessionmaker[Session], settings: DeliverySettings, r
         return Seeded(study.id, study_uid, result.id, job_ids)
 
 
-FAST_QUEUE = QueueSettings(workers=1, poll_interval=0.05, lease=30, heartbeat=5)
+FAST_QUEUE = QueueSettings(workers=1, poll_interval=timedelta(seconds=0.05), lease=timedelta(seconds=30),
+                           heartbeat=timedelta(seconds=5))
 
 
 @contextmanager

@@ -4,6 +4,7 @@ destination is down, and its retention loop deletes the images once the results 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydicom.uid import generate_uid
 from sqlalchemy import select
@@ -32,7 +33,7 @@ def test_serve_delivers_after_an_outage_and_cleans_up(
     storage, results = tmp_path / "storage", tmp_path / "results"
     settings = delivery_settings(storescp.port)
     seeded = seed_analysis(sessions, settings, results, generate_uid(), storage_root=storage)
-    sections = {
+    sections: dict[str, dict[str, Any]] = {
         "storage": {"root": str(storage), "results": str(results)},
         "storage.retention": {"enabled": True, "delete_after": 0, "interval": 0.2},
         "queue": {"workers": 1, "poll_interval": 0.05},

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from analysis.volume import Sequence
 from node.db.models import AnalysisResult, Association, Instance, Job, JobStatus, Series, Study, StudyStatus
 from phantom.implants import ImplantSpec, LesionSpec
 from phantom.render import SagittalGrid
+from phantom.specs import LesionKind
 from phantom.study import build_phantom
 from phantom.writer import StudyIdentity, write_study
 from tests.helpers.node import running_node
@@ -32,7 +34,7 @@ SEQUENCES = (Sequence.T1, Sequence.T2, Sequence.STIR, Sequence.T1C)
 def study_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[StudyIdentity, list[Path]]:
     folder = tmp_path_factory.mktemp("study")
     phantom = build_phantom(
-        ImplantSpec(lesions=(LesionSpec(label=22, kind="focal"),)),
+        ImplantSpec(lesions=(LesionSpec(label=22, kind=LesionKind.FOCAL),)),
         np.random.default_rng(42),
         sequences=SEQUENCES,
         grid=SagittalGrid(n_slices=25),
@@ -46,7 +48,7 @@ def test_hundred_instance_study_is_stored_and_analysed_once(
 ) -> None:
     identity, files = study_files
     assert len(files) == 100
-    sections = {
+    sections: dict[str, dict[str, Any]] = {
         "study": {"quiet_period": 2, "completion_poll_interval": 0.2},
         "queue": {"workers": 1, "poll_interval": 0.2},
         "storage": {"min_free_bytes": 0, "results": str(tmp_path / "results")},

@@ -20,6 +20,7 @@ from analysis.volume import Sequence
 from node.db.models import Instance, Series, Study
 from node.study import group_dicom_folder, read_series, select_series
 from phantom.implants import FractureSpec, ImplantSpec, LesionSpec
+from phantom.specs import FracturePattern, LesionKind
 from phantom.study import PhantomStudy, build_phantom
 from phantom.writer import StudyIdentity, write_study
 from tests.helpers.node import NodeProcess, running_node
@@ -45,8 +46,8 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
 
 def _phantom(seed: int) -> PhantomStudy:
     spec = ImplantSpec(
-        lesions=(LesionSpec(label=22, kind="focal"),),
-        fractures=(FractureSpec(label=20, grade=2, pattern="benign"),),
+        lesions=(LesionSpec(label=22, kind=LesionKind.FOCAL),),
+        fractures=(FractureSpec(label=20, grade=2, pattern=FracturePattern.BENIGN),),
     )
     return build_phantom(spec, np.random.default_rng(seed))
 

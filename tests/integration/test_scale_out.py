@@ -77,7 +77,7 @@ def _copies(template: list[Path], folder: Path, count: int) -> list[tuple[str, l
             target.parent.mkdir(parents=True, exist_ok=True)
             ds.save_as(target)
             paths.append(target)
-        studies.append((study_uid, paths))
+        studies.append((str(study_uid), paths))
     return studies
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -30,7 +31,7 @@ def phantom_files(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 def test_sigterm_during_an_analysis_releases_the_job_and_exits_cleanly(
     database_url: str, tmp_path: Path, phantom_files: list[Path]
 ) -> None:
-    sections = {
+    sections: dict[str, dict[str, Any]] = {
         "dicom": {"shutdown_grace": 3600},
         "study": {"quiet_period": 1, "completion_poll_interval": 0.2},
         "queue": {"workers": 1, "poll_interval": 0.2, "shutdown_grace": 0.5},

@@ -7,6 +7,7 @@ import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 
+from analysis.volume import Sequence
 from node.results import ResultKind
 from node.results.key_image import FRACTURE, SUSPICIOUS
 from tests.results.conftest import Written, dciodvfy_report, unexpected_warnings
@@ -30,7 +31,7 @@ def test_key_image_is_an_rgb_secondary_capture_with_burned_in_text(
     for keyword in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyID",
                     "AccessionNumber", "SpecificCharacterSet"):
         assert key_image.get(keyword) == source.get(keyword), keyword
-    t2_uid = written.analysed.inputs.series_uids["T2"]
+    t2_uid = written.analysed.inputs.series_uids[Sequence.T2]
     t2 = next(s for s in written.analysed.study.series if s.series_instance_uid == t2_uid)
     (shown,) = key_image.SourceImageSequence
     assert shown.ReferencedSOPInstanceUID in {str(h.SOPInstanceUID) for h in t2.headers}

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from pydicom import dcmread
 
+from analysis.volume import Sequence
 from node.pipeline.inputs import load_inputs
 from node.results import ResultKind
 from node.results.writer import write_result_objects
@@ -57,7 +58,7 @@ def test_segments_hold_the_label_map_on_the_series_it_was_drawn_on(
     seg: hd.seg.Segmentation, written: Written
 ) -> None:
     analysed = written.analysed
-    t2_uid = analysed.inputs.series_uids["T2"]
+    t2_uid = analysed.inputs.series_uids[Sequence.T2]
     (referenced,) = seg.ReferencedSeriesSequence
     assert referenced.SeriesInstanceUID == t2_uid
     series = next(s for s in analysed.study.series if s.series_instance_uid == t2_uid)
@@ -116,7 +117,7 @@ def test_an_enhanced_mr_source_gets_frame_references(written: Written, tmp_path:
     path = next(o.path for o in objects if o.kind == ResultKind.SEG)
     assert dciodvfy_report(path)[0] == []
     seg = hd.seg.segread(path)
-    t2 = next(s for s in study.series if s.series_instance_uid == inputs.series_uids["T2"])
+    t2 = next(s for s in study.series if s.series_instance_uid == inputs.series_uids[Sequence.T2])
     (source,) = t2.headers
     stack = read_series(t2.paths, headers=t2.headers)
     frames = [s.frame_number for s in stack.slices]

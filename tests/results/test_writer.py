@@ -13,6 +13,7 @@ from pydicom.dataset import Dataset
 
 from analysis.findings import summarize
 from analysis.results import SpineSegmentation
+from analysis.volume import Sequence
 from node.pipeline.run import AnalysisOutput
 from node.results import ResultKind
 from node.results.writer import write_result_objects
@@ -113,7 +114,8 @@ def test_a_study_without_bodies_gets_an_sr_and_a_key_image_but_no_seg(
     (study,) = sr.content.get_image_measurement_groups()
     assert {q.name.value: q.value.value for q in study.get_qualitative_evaluations()}["SUSPMAL"] == "82334004"
     # with no body to find the midline by, the key image shows the middle slice
-    t2 = next(s for s in analysed.study.series if s.series_instance_uid == analysed.inputs.series_uids["T2"])
+    t2_uid = analysed.inputs.series_uids[Sequence.T2]
+    t2 = next(s for s in analysed.study.series if s.series_instance_uid == t2_uid)
     slices = read_series(t2.paths, headers=t2.headers).slices
     key = dcmread(objects[1].path)
     assert key.SourceImageSequence[0].ReferencedSOPInstanceUID == slices[len(slices) // 2].sop_instance_uid
