@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 import torch
 from hypothesis import given, settings
@@ -93,7 +95,8 @@ def test_shipped_refiner_redraws_a_collapsed_body_like_its_truth() -> None:
     grid = SagittalGrid(n_slices=11)
     study = build_phantom(spec, np.random.default_rng(11), sequences=(Sequence.T2,), grid=grid)
     can = canonical_of(study.labels)
-    labels = can.to_canonical(np.asarray(study.labels.array))
+    # to_canonical keeps the dtype but is typed for any array; the phantom's labels are integers
+    labels = cast("npt.NDArray[np.integer]", can.to_canonical(np.asarray(study.labels.array)))
     image = can.to_canonical(np.asarray(study.series[0].pixels))
     body = labels == l2
     s = mid_sagittal_slice(body)

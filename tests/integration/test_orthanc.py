@@ -199,6 +199,7 @@ def test_results_come_back_into_the_same_study(scenario: Scenario) -> None:
     with node.engine() as engine, engine.connect() as conn:
         findings = conn.scalar(select(AnalysisResult.findings))
         analyses = conn.scalar(select(func.count(AnalysisResult.id)))
+    assert findings is not None
     identifiers = _tracking_identifiers(report.ContentSequence)
     levels = [level["level"] for level in findings["levels"]]
     assert sorted(set(identifiers) - {"Study"}) == sorted(levels)

@@ -30,7 +30,7 @@ from tests.delivery.helpers import DEST_AE, OUR_AE, Storescp
 from tests.helpers.node import CLI, NodeProcess, running_node
 from tests.helpers.senders import storescu
 from tests.queue.helpers import wait_until
-from tests.results.conftest import dciodvfy_report, unexpected_warnings
+from tests.results.conftest import dciodvfy_report, measurement_report, unexpected_warnings
 from tests.results.test_sr import LEVEL_NUMBERS, LEVEL_SIGNS, SITES, STATES, STUDY_SIGNS
 
 SR_CLASS = "1.2.840.10008.5.1.4.1.1.88.34"
@@ -121,10 +121,13 @@ def _check_sr_against_truth(sr: hd.sr.Comprehensive3DSR, truth: dict[str, Any], 
     schemes = {item.CodingSchemeDesignator for item in sr.CodingSchemeIdentificationSequence}
     assert "99LSENT" in schemes
     assert sr.StudyInstanceUID == truth["study_instance_uid"]
-    groups = {g.tracking_identifier: g for g in sr.content.get_volumetric_roi_measurement_groups()}
+    report = measurement_report(sr)
+    groups = {g.tracking_identifier: g for g in report.get_volumetric_roi_measurement_groups()}
     assert {"L1", "L2", "L3", "L4", "L5"} <= set(groups)
     for name, group in groups.items():
+        assert name is not None
         assert [_code(s.value) for s in group.finding_sites] == [(SITES[name], "SCT")]
+        assert group.referenced_segment is not None
         assert group.referenced_segment.referenced_sop_instance_uid == seg_uid
         evaluations = {q.name.value: q for q in group.get_qualitative_evaluations()}
         assert set(evaluations) == set(LEVEL_SIGNS), name
@@ -136,7 +139,8 @@ def _check_sr_against_truth(sr: hd.sr.Comprehensive3DSR, truth: dict[str, Any], 
     truth_levels = {lv["level"]: lv for lv in truth["levels"]}
 
     def state(level: str, code: str) -> str:
-        return next(str(q.value.value) for q in groups[level].get_qualitative_evaluations()
+        # highdicom types QualitativeEvaluation.value as int | float; it is the CODE item's CodedConcept
+        return next(str(q.value.value) for q in groups[level].get_qualitative_evaluations()  # type: ignore[union-attr]
                     if q.name.value == code)
 
     def number(level: str, code: str) -> float:
@@ -149,11 +153,11 @@ def _check_sr_against_truth(sr: hd.sr.Comprehensive3DSR, truth: dict[str, Any], 
                   and lv["suspicious_for_malignancy"] == "absent" and lv["compression_fracture"] == "absent")
     assert state(normal, "SUSPMAL") == STATES["absent"]
     assert state(normal, "VCF") == STATES["absent"]
-    (study,) = sr.content.get_image_measurement_groups()
+    (study,) = report.get_image_measurement_groups()
     assert study.tracking_identifier == "Study"
-    evaluations = {q.name.value: _code(q.value) for q in study.get_qualitative_evaluations()}
-    assert set(evaluations) == set(STUDY_SIGNS)
-    assert evaluations["SUSPMAL"] == (STATES["present"], "SCT")
+    study_evaluations = {q.name.value: _code(q.value) for q in study.get_qualitative_evaluations()}
+    assert set(study_evaluations) == set(STUDY_SIGNS)
+    assert study_evaluations["SUSPMAL"] == (STATES["present"], "SCT")
     (count,) = study.get_measurements()
     assert _code(count.name) == ("NSUSP", "99LSENT")
     suspicious = [n for n, lv in truth_levels.items() if lv["suspicious_for_malignancy"] == "present"]

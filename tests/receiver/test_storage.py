@@ -206,7 +206,7 @@ def _record(key: InstanceKey = KEY) -> InstanceRecord:
                           series_description="T1 SAG")
 
 
-def _current(sessions: sessionmaker[Session], sop_uid: str) -> Row[tuple[str, str, int]] | None:
+def _current(sessions: sessionmaker[Session], sop_uid: str) -> Row[str, str, int] | None:
     """The current version's path, SHA-256 and version number, as the catalog left them."""
     with sessions() as session:
         return session.execute(

@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import highdicom as hd
 import pytest
 
 from node.pipeline.inputs import StudyInputs, load_inputs
@@ -88,3 +89,16 @@ ACCEPTED_WARNINGS = (
 
 def unexpected_warnings(warnings: list[str]) -> list[str]:
     return [w for w in warnings if not any(a in w for a in ACCEPTED_WARNINGS)]
+
+
+def measurement_report(
+    sr: hd.sr.EnhancedSR | hd.sr.ComprehensiveSR | hd.sr.Comprehensive3DSR,
+) -> hd.sr.MeasurementReport:
+    """The SR's content tree as the TID 1500 measurement report highdicom reads it into.
+
+    ``sr.content`` is typed as a plain ``ContentSequence``; highdicom builds a
+    ``MeasurementReport`` when the document's template is 1500, as ours is.
+    """
+    report = sr.content
+    assert isinstance(report, hd.sr.MeasurementReport), type(report).__name__
+    return report

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 from dataclasses import replace
 from pathlib import Path
+from typing import cast
 
 import highdicom as hd
 import numpy as np
@@ -122,12 +123,14 @@ def test_an_enhanced_mr_source_gets_frame_references(written: Written, tmp_path:
     stack = read_series(t2.paths, headers=t2.headers)
     frames = [s.frame_number for s in stack.slices]
     assert None not in frames
+    known_frames = cast("list[int]", frames)  # every slice has its frame number, asserted just above
     labels = np.asarray(written.analysed.output.segmentation.labels.array)
     for level, number in _segments(seg).items():
         if level.startswith("Lesion"):
             continue
         pixels = seg.get_pixels_by_source_frame(
-            str(source.SOPInstanceUID), frames, segment_numbers=[number], assert_missing_frames_are_empty=True
+            str(source.SOPInstanceUID), known_frames, segment_numbers=[number],
+            assert_missing_frames_are_empty=True,
         )[..., 0]
         np.testing.assert_array_equal(pixels > 0, labels == VERSE[level], err_msg=level)
     key = dcmread(next(o.path for o in objects if o.kind == ResultKind.KEY_IMAGE))

@@ -12,7 +12,14 @@ import pytest
 from analysis import ALGORITHM_VERSION
 from node.results import ResultKind
 from node.results.writer import write_result_objects
-from tests.results.conftest import ANALYSIS_KEY, CREATED, Written, dciodvfy_report, unexpected_warnings
+from tests.results.conftest import (
+    ANALYSIS_KEY,
+    CREATED,
+    Written,
+    dciodvfy_report,
+    measurement_report,
+    unexpected_warnings,
+)
 
 # Transcribed from ../shared/docs/results-contract.md, not from the code under test.
 SITES = {"T12": "23215003", "L1": "66794005", "L2": "14293000", "L3": "36470004",
@@ -34,7 +41,9 @@ def _code(item: Any) -> tuple[str, str]:
 
 @pytest.fixture(scope="module")
 def sr(written: Written) -> hd.sr.Comprehensive3DSR:
-    return hd.sr.srread(written.path(ResultKind.SR))
+    sr = hd.sr.srread(written.path(ResultKind.SR))
+    assert isinstance(sr, hd.sr.Comprehensive3DSR), type(sr).__name__
+    return sr
 
 
 @pytest.fixture(scope="module")
@@ -59,9 +68,10 @@ def test_sr_is_a_tid1500_report_of_the_study(sr: hd.sr.Comprehensive3DSR, writte
 
 
 def test_the_observer_is_the_product_device_with_its_version(sr: hd.sr.Comprehensive3DSR) -> None:
-    (observer,) = sr.content.get_observer_contexts()
+    (observer,) = measurement_report(sr).get_observer_contexts()
     assert _code(observer.observer_type) == ("121007", "DCM")
     device = observer.observer_identifying_attributes
+    assert isinstance(device, hd.sr.DeviceObserverIdentifyingAttributes) and device.name is not None
     assert "Lumbar Sentinel" in device.name and ALGORITHM_VERSION in device.name
     assert sr.SoftwareVersions == ALGORITHM_VERSION
 
@@ -70,14 +80,17 @@ def test_one_group_per_level_with_the_contract_codes_and_values(
     sr: hd.sr.Comprehensive3DSR, findings: dict[str, Any], written: Written
 ) -> None:
     seg = hd.seg.segread(written.path(ResultKind.SEG))
-    groups = {g.tracking_identifier: g for g in sr.content.get_volumetric_roi_measurement_groups()}
+    report = measurement_report(sr)
+    groups = {g.tracking_identifier: g for g in report.get_volumetric_roi_measurement_groups()}
     assert list(groups) == [lv["level"] for lv in findings["levels"]]
     for level in findings["levels"]:
         name = level["level"]
         group = groups[name]
         assert [_code(s.value) for s in group.finding_sites] == [(SITES[name], "SCT")]
         ref = group.referenced_segment
+        assert ref is not None
         assert ref.referenced_sop_instance_uid == seg.SOPInstanceUID
+        assert ref.referenced_segment_numbers is not None
         (number,) = ref.referenced_segment_numbers
         assert seg.get_segment_description(number).segment_label == name
         evaluations = {q.name.value: q for q in group.get_qualitative_evaluations()}
@@ -97,24 +110,27 @@ def test_one_group_per_level_with_the_contract_codes_and_values(
 
 def test_the_phantom_truth_reads_back(sr: hd.sr.Comprehensive3DSR, written: Written) -> None:
     truth = {lv["level"]: lv for lv in written.analysed.truth["levels"]}
-    groups = {g.tracking_identifier: g for g in sr.content.get_volumetric_roi_measurement_groups()}
+    report = measurement_report(sr)
+    groups = {g.tracking_identifier: g for g in report.get_volumetric_roi_measurement_groups()}
     suspicious = [name for name, lv in truth.items() if lv["suspicious_for_malignancy"] == "present"]
     assert suspicious == ["L3"]
     for name in ("L3", "L1"):
-        evaluations = {q.name.value: q.value.value for q in groups[name].get_qualitative_evaluations()}
+        # highdicom types QualitativeEvaluation.value as int | float; it is the CODE item's CodedConcept
+        evaluations = {q.name.value: q.value.value  # type: ignore[union-attr]
+                       for q in groups[name].get_qualitative_evaluations()}
         expected = truth[name]
         assert evaluations["SUSPMAL"] == STATES[expected["suspicious_for_malignancy"]]
         assert evaluations["VCF"] == STATES[expected["compression_fracture"]]
         assert evaluations["MARROW"] == STATES[expected["marrow_infiltration"]]
         grade = {m.name.value: m.value for m in groups[name].get_measurements()}["GENANT"]
         assert grade == expected["genant_grade"]
-    (study,) = sr.content.get_image_measurement_groups()
+    (study,) = report.get_image_measurement_groups()
     numbers = {m.name.value: m.value for m in study.get_measurements()}
     assert numbers["NSUSP"] == len(suspicious)
 
 
 def test_the_study_group_and_the_impression(sr: hd.sr.Comprehensive3DSR, findings: dict[str, Any]) -> None:
-    (study,) = sr.content.get_image_measurement_groups()
+    (study,) = measurement_report(sr).get_image_measurement_groups()
     assert study.tracking_identifier == "Study"
     assert [_code(s.value) for s in study.finding_sites] == [("122496007", "SCT")]
     evaluations = {q.name.value: q.value for q in study.get_qualitative_evaluations()}

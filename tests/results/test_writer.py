@@ -18,7 +18,7 @@ from node.pipeline.run import AnalysisOutput
 from node.results import ResultKind
 from node.results.writer import write_result_objects
 from node.study import read_series
-from tests.results.conftest import ANALYSIS_KEY, CREATED, Written, dciodvfy_report
+from tests.results.conftest import ANALYSIS_KEY, CREATED, Written, dciodvfy_report, measurement_report
 
 
 def _uids(ds: Dataset) -> list[tuple[str, str]]:
@@ -109,10 +109,12 @@ def test_a_study_without_bodies_gets_an_sr_and_a_key_image_but_no_seg(
         output, analysed.inputs, analysed.study, tmp_path, analysis_key="no bodies", created=CREATED
     )
     assert [o.kind for o in objects] == [ResultKind.SR, ResultKind.KEY_IMAGE]
-    sr = hd.sr.srread(objects[0].path)
-    assert sr.content.get_volumetric_roi_measurement_groups() == []
-    (study,) = sr.content.get_image_measurement_groups()
-    assert {q.name.value: q.value.value for q in study.get_qualitative_evaluations()}["SUSPMAL"] == "82334004"
+    report = measurement_report(hd.sr.srread(objects[0].path))
+    assert report.get_volumetric_roi_measurement_groups() == []
+    (study,) = report.get_image_measurement_groups()
+    # highdicom types QualitativeEvaluation.value as int | float; it is the CODE item's CodedConcept
+    evaluations = {q.name.value: q.value.value for q in study.get_qualitative_evaluations()}  # type: ignore[union-attr]
+    assert evaluations["SUSPMAL"] == "82334004"
     # with no body to find the midline by, the key image shows the middle slice
     t2_uid = analysed.inputs.series_uids[Sequence.T2]
     t2 = next(s for s in analysed.study.series if s.series_instance_uid == t2_uid)
