@@ -13,6 +13,11 @@ one-level shift renames a normal spine throughout (issue 19's independent
 evaluation saw exactly that). It lowers the certainty and is noted as possible
 transitional anatomy, for the radiologist to count.
 
+When no body clears the bar, the most L5-like body is still taken as L5 if a
+body lies below it and it scores at least the cut-S1 bar, with a note and a
+certainty no higher than its score; only a chain whose lowest body is its most
+L5-like one is counted up from that body.
+
 Certainty is the anchor's L5 score, lowered when a neighbouring body competes
 for L5 and capped low when the field of view stops at the lowest body (sacrum
 not in view, noted): then the lowest body is only assumed to be L5.
@@ -85,6 +90,17 @@ def name_chain(
     # the sacrum is in view when L5 has a body below it (S1, even one cut by the
     # image's edge), or when the image reaches far enough below the L5 anchor
     sacrum_in_view = score >= min_score and (best < n - 1 or bottom_gap_mm >= _SACRUM_MARGIN_MM)
+    # No body clears the bar, but one with a body below it outscores every other: it is L5
+    # and the body below it S1 (the cut-S1 rule's bar, without the cut). Counting up from the
+    # lowest body instead names the spine one level off whenever that body is S1. On the 62
+    # development chains a body above L5 scored at most 0.10, and only beside an L5 over 0.99.
+    weak_anchor = not sacrum_in_view and first is None and best < n - 1 and score >= _CUT_ANCHOR_SCORE
+    if weak_anchor:
+        sacrum_in_view = True
+        notes.append(
+            f"L5 recognised only weakly (L5 score {score:.2f}) above a body taken as S1: "
+            "level names need confirmation"
+        )
     if sacrum_in_view:
         anchor = best
         certainty = score * (1.0 - 0.5 * min(1.0, runner_up / max(score, 1e-6)))

@@ -282,6 +282,22 @@ def test_name_chain_does_not_anchor_on_a_body_cut_by_the_lower_edge() -> None:
     assert alone.names[-1] == "L5" and not alone.sacrum_in_view
 
 
+def test_name_chain_takes_a_weak_l5_above_a_whole_s1_before_counting_up_from_the_lowest_body() -> None:
+    # no body clears the bar, but the one above the lowest outscores every other: the lowest
+    # is S1, not L5 (counting up from it named a spine one level off throughout)
+    naming = name_chain([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.2, 0.03], bottom_gap_mm=5.0)
+    assert naming.names == ("T11", "T12", "L1", "L2", "L3", "L4", "L5", "S1")
+    assert naming.sacrum_in_view and naming.certainty <= 0.2
+    assert any("L5 recognised only weakly" in n for n in naming.notes)
+    assert not any("sacrum not identified" in n for n in naming.notes)
+    # below the level bodies above L5 reach it is no evidence: counted up from the lowest body
+    faint = name_chain([0.0, 0.0, 0.0, 0.0, 0.0, 0.02, 0.0], bottom_gap_mm=5.0)
+    assert faint.names[-1] == "L5" and not faint.sacrum_in_view
+    # the lowest body the most L5-like: counted up from it, as before
+    lowest = name_chain([0.0, 0.0, 0.0, 0.0, 0.08, 0.2], bottom_gap_mm=5.0)
+    assert lowest.names[-1] == "L5" and not lowest.sacrum_in_view
+
+
 def test_name_chain_flags_transitional_anatomy_without_renaming_the_spine() -> None:
     # issue 19: the body under L5 scoring more L5-like is a guess, not a reason to shift every name
     naming = name_chain([0.0, 0.0, 0.0, 0.0, 0.7, 0.8], bottom_gap_mm=60.0)
