@@ -28,6 +28,8 @@ from phantom.acquisition import ACQUISITIONS
 from phantom.study import ImageSeries
 
 FROZEN = Path(__file__).resolve().parent / "frozen.toml"
+# set "a" frozen before any tuning; set "b" drawn later, committed before it was run (challenge.draw)
+FROZEN_SETS = {"a": FROZEN, "b": FROZEN.with_name("frozen-b.toml")}
 REAL_SEQUENCE = {"VB1_02": Sequence.T1, "VB1_03": Sequence.STIR}
 
 

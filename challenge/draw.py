@@ -1,7 +1,13 @@
-"""Draw the challenge set's recipes once, from one seed: ``python -m challenge.draw > challenge/frozen.toml``.
+"""Draw a challenge set's recipes once, from one seed: ``python -m challenge.draw [a|b] > FILE``.
 
-The committed ``frozen.toml`` is the set; this script only records how it was
-drawn. Running it again with the same seed writes the same file.
+Set ``a`` (``challenge/frozen.toml``, seed 19019) was drawn before any tuning.
+Set ``b`` (``challenge/frozen-b.toml``, seed 19020) was drawn and committed on
+4 December 2026, after the analysis had been changed with set ``a`` in view,
+to measure the analysis again on studies nobody had looked at; it weights the
+plan towards what set ``a`` had too few of (two-sequence lesions, synthetic
+normals for the level names, real T2 normals). The committed files are the
+sets; this script only records how they were drawn. Running it again with the
+same set writes the same file.
 """
 
 from __future__ import annotations
@@ -10,7 +16,6 @@ import sys
 
 import numpy as np
 
-SEED = 19019
 SHAPES = ("lobulated", "irregular", "sheet", "diffuse")
 SHAPE_P = (0.35, 0.3, 0.25, 0.1)
 LESION_LEVELS = ("T12", "L1", "L2", "L3", "L4", "L5")
@@ -18,7 +23,7 @@ LESION_LEVELS = ("T12", "L1", "L2", "L3", "L4", "L5")
 REAL_LEVELS = {"VB3": ("L1", "L2", "L3", "L4", "L5")}
 
 # (source, sequences, kind): kind "normal", "mimic" or "lesion"
-PLAN: tuple[tuple[str, tuple[str, ...], str], ...] = (
+PLAN_A: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("VB2_02", ("T2",), "normal"),
     ("VB2_05", ("T2",), "normal"),
     ("VB2_08", ("T2",), "normal"),
@@ -47,6 +52,26 @@ PLAN: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("synthetic", ("T1", "T2", "STIR"), "mimic"),
     ("synthetic", ("T1", "T2", "STIR"), "mimic"),
 )
+
+PLAN_B: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    *((src, ("T2",), "normal") for src in ("VB2_10", "VB3_04", "VB3_06", "VB3_08", "VB3_10", "VB3_12")),
+    ("VB2_04", ("T2",), "mimic"),
+    ("VB3_11", ("T2",), "mimic"),
+    *((src, ("T2",), "lesion") for src in ("VB2_02", "VB2_05", "VB3_02", "VB1_10")),
+    ("VB1_03", ("STIR",), "lesion"),
+    ("VB1_02", ("T1",), "lesion"),
+    *((("VB1_02+VB1_03", ("T1", "STIR"), "lesion"),) * 4),
+    ("VB1_02+VB1_03", ("T1", "STIR"), "normal"),
+    *((("synthetic", ("T1", "T2", "STIR"), "lesion"),) * 10),
+    *((("synthetic", ("T1", "T2", "STIR"), "normal"),) * 4),
+    *((("synthetic", ("T1", "T2", "STIR"), "mimic"),) * 2),
+)
+
+# set name -> (seed, plan, study-name prefix)
+SETS: dict[str, tuple[int, tuple[tuple[str, tuple[str, ...], str], ...], str]] = {
+    "a": (19019, PLAN_A, "c"),
+    "b": (19020, PLAN_B, "d"),
+}
 
 
 def _levels(source: str) -> tuple[str, ...]:
@@ -77,22 +102,38 @@ def _lesion(level: str, multi: bool, rng: np.random.Generator) -> list[str]:
     ]
 
 
-def main() -> int:
-    rng = np.random.default_rng(SEED)
-    lines = [
+HEADERS = {
+    "a": (
         "# The challenge set of issue 19, frozen before any tuning: drawn once by `python -m challenge.draw`",
         "# (seed below). Used only to measure (scripts/evaluate_challenge.py), never to train or calibrate.",
+    ),
+    "b": (
+        "# The second challenge set of issue 19, drawn once by `python -m challenge.draw b` and committed",
+        "# before it was run. Used only to measure (scripts/evaluate_challenge.py --set b), never to tune.",
+    ),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    which = args[0] if args else "a"
+    if which not in SETS or len(args) > 1:
+        raise SystemExit(f"usage: python -m challenge.draw [{'|'.join(SETS)}]")
+    seed, plan, prefix = SETS[which]
+    rng = np.random.default_rng(seed)
+    lines = [
+        *HEADERS[which],
         "[set]",
-        f"seed = {SEED}",
+        f"seed = {seed}",
         'tumour_ratio = "T1 0.92 -> 0.30, T2 1.12 -> 2.45, STIR 1.30 -> 5.00 x marrow at contrast 0 -> 1"',
         'extension = "3-15 mm beyond the wall; epidural (posterior, midline) or paravertebral (anterior)"',
         'slices = "3.0-4.5 mm thick, 0-1 mm gaps, overlap-weighted (partial volume)"',
         "",
     ]
-    for n, (source, seqs, kind) in enumerate(PLAN, start=1):
+    for n, (source, seqs, kind) in enumerate(plan, start=1):
         thickness = float(rng.choice([3.0, 3.5, 4.0, 4.5]))
         gap = float(rng.choice([0.0, 0.3, 0.5, 1.0]))
-        name = f"c{n:02d}-{source.replace('+', '-').lower()}-{'-'.join(seqs).lower()}-{kind}"
+        name = f"{prefix}{n:02d}-{source.replace('+', '-').lower()}-{'-'.join(seqs).lower()}-{kind}"
         lines += [
             "[[study]]",
             f'name = "{name}"',

@@ -14,7 +14,8 @@ and reused by the next run, which then runs the rest of ``analyse`` (the signs a
 the same functions: ``node.pipeline.run.analyse_segmented``). Cached segmentations are keyed by
 a digest of ``analysis/vertebrae`` (code and weights), so a change there computes them again.
 
-Usage: python scripts/evaluate_challenge.py [--only NAME_PREFIX ...] [--json OUT.json] [--cache DIR]
+Usage: python scripts/evaluate_challenge.py [--set a|b] [--only NAME_PREFIX ...] [--json OUT.json]
+                                            [--cache DIR]
        python scripts/evaluate_challenge.py --report PART1.json PART2.json  (tables from saved runs)
 """
 
@@ -37,7 +38,7 @@ from analysis.results import SignState
 from analysis.sitk_adapter import resample_like
 from analysis.vertebrae.pipeline import segment_spine
 from analysis.volume import Sequence
-from challenge.build import ChallengeStudy, build_study, load_recipes
+from challenge.build import FROZEN_SETS, ChallengeStudy, build_study, load_recipes
 from node.pipeline.inputs import StudyInputs, load_inputs
 from node.pipeline.model import shipped_model
 from node.pipeline.run import AnalysisOutput, analyse, analyse_segmented
@@ -268,6 +269,8 @@ def curves(records: list[dict[str, Any]], out: Callable[[str], None]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--set", choices=sorted(FROZEN_SETS), default="a",
+                    help="which frozen set: a (frozen.toml, before tuning) or b (frozen-b.toml)")
     ap.add_argument("--only", nargs="*", default=None, help="study name prefixes to run")
     ap.add_argument("--json", type=Path, default=None, help="write every study's record here")
     ap.add_argument("--cache", type=Path, default=None, help="keep and reuse segmentations here")
@@ -284,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(saved)} studies from {', '.join(str(p) for p in args.report)}")
         report(saved, print)
         return 0
-    header, recipes = load_recipes()
+    header, recipes = load_recipes(FROZEN_SETS[args.set])
     if args.only:
         # in the order the prefixes are given: the most wanted studies first
         recipes = [r for p in args.only for r in recipes if r["name"].startswith(p)]

@@ -44,3 +44,22 @@ def test_frozen_set_is_the_committed_one() -> None:
     header, studies = load_recipes()
     assert header["seed"] == 19019 and len(studies) == 32
     assert len({s["name"] for s in studies}) == 32
+
+
+@pytest.mark.parametrize("which", ["a", "b"])
+def test_each_frozen_file_is_what_its_seed_draws(which: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from challenge.build import FROZEN_SETS
+    from challenge.draw import main
+
+    assert main([which]) == 0
+    assert capsys.readouterr().out == FROZEN_SETS[which].read_text(encoding="utf-8")
+    header, studies = load_recipes(FROZEN_SETS[which])
+    assert len({s["name"] for s in studies}) == len(studies)
+    assert header["seed"] == {"a": 19019, "b": 19020}[which]
+
+
+def test_the_two_sets_share_no_study_seed() -> None:
+    from challenge.build import FROZEN_SETS
+
+    seeds = [{int(s["seed"]) for s in load_recipes(path)[1]} for path in FROZEN_SETS.values()]
+    assert not seeds[0] & seeds[1]
