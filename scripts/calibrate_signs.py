@@ -8,7 +8,8 @@ and beside the implanted lesion (false positives) and implanted focal
 lesions found (sensitivity). The chosen threshold is the smallest ratio
 with no false positive of either kind, printed at the end.
 
-Usage: python scripts/calibrate_signs.py [--lesions N] [--seed S]
+Usage: python scripts/calibrate_signs.py [--lesions N] [--seed S] [--only NAME]
+                                         [--segmentation oracle|auto]
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from evaluate_signs import Study, load_real, oracle_segmentation
+from evaluate_signs import Study, auto_segmentation, load_real, oracle_segmentation
 
 from analysis.results import SignState
 from analysis.signs.context import BodyCrop, StudyContext, build_context, crop_body
@@ -49,30 +50,29 @@ VALUES: dict[str, list[float]] = {
 }
 
 
-def _prepared(study: Study, images: dict[Sequence, np.ndarray], labels: np.ndarray,
-              only: int | None = None, beside: int | None = None) -> list[tuple[StudyContext, BodyCrop]]:
-    """Context and body crops once per study; only the thresholds change per grid value.
+Prepared = list[tuple[StudyContext, BodyCrop, int]]
 
-    ``only``: just that body; ``beside``: every body but that one (the untouched bodies of an
-    implanted study, whose study-wide marrow reference the implant moves).
-    """
+
+def _prepared(study: Study, images: dict[Sequence, np.ndarray], labels: np.ndarray,
+              auto: bool = False) -> Prepared:
+    """Context and body crops (with their labels) once per study; only the thresholds change per
+    grid value. ``auto``: the bodies as the fold network that never saw the patient draws them
+    (as ``evaluate_signs.py --segmentation auto``), not the truth masks."""
     vols = {q: study.geometry.with_array(a) for q, a in images.items()}
-    seg = oracle_segmentation(labels, study.geometry)
+    seg = auto_segmentation(study.name, vols) if auto else oracle_segmentation(labels, study.geometry)
     ctx = build_context(vols, seg, None, DEFAULT_THRESHOLDS)
     out = []
     for level, label in ctx.order:
-        if (only is not None and label != only) or (beside is not None and label == beside):
-            continue
         crop = crop_body(ctx, level, label)
         if crop is not None:
-            out.append((ctx, crop))
+            out.append((ctx, crop, label))
     return out
 
 
-def _flagged(prepared: list[tuple[StudyContext, BodyCrop]], th: SignThresholds) -> int:
+def _flagged(prepared: Prepared, th: SignThresholds) -> int:
     """Bodies with marrow infiltration, a benign subendplate band not counted (as in assess_signs)."""
     n = 0
-    for ctx, crop in prepared:
+    for ctx, crop, _ in prepared:
         m = assess_marrow(dataclasses.replace(ctx, thresholds=th), crop)
         band = m.pattern == "focal" and band_like(m.lesion, crop.body, th.band_max_height_frac,
                                                   th.band_min_ap_frac)
@@ -81,14 +81,14 @@ def _flagged(prepared: list[tuple[StudyContext, BodyCrop]], th: SignThresholds) 
 
 
 def sweep(name: str, values: list[float], n_lesions: int, rng: np.random.Generator,
-          out: Callable[[str], None]) -> float | None:
+          out: Callable[[str], None], auto: bool = False) -> float | None:
     seqs = GRIDS[name]
     studies = []
     for st in load_real():
         imgs = {q: a for q, a in st.images.items() if q in seqs}
         if len(imgs) == len(seqs):
             studies.append(Study(st.name, imgs, st.labels, st.geometry))
-    untouched = [_prepared(st, st.images, st.labels) for st in studies]
+    untouched = [_prepared(st, st.images, st.labels, auto) for st in studies]
     implanted = []
     neighbours = []
     low, high = CONSPICUITY.get(name, (1.0, 1.0))
@@ -101,8 +101,11 @@ def sweep(name: str, values: list[float], n_lesions: int, rng: np.random.Generat
         spec = ImplantSpec((LesionSpec(lab, LesionKind.FOCAL, radius_mm=float(rng.uniform(4.0, 10.0)),
                                        conspicuity=conspicuity[-1]),))
         res = implant(st.images, st.labels, tuple(reversed(st.geometry.spacing)), spec, rng)
-        implanted.append(_prepared(st, res.images, res.labels, only=lab))
-        neighbours.append(_prepared(st, res.images, res.labels, beside=lab))
+        # the lesion's own body, and the bodies beside it (whose study the implant changed)
+        prep = _prepared(Study(f"{st.name}#{i}", st.images, st.labels, st.geometry), res.images,
+                         res.labels, auto)
+        implanted.append([p for p in prep if p[2] == lab])
+        neighbours.append([p for p in prep if p[2] != lab])
     faint = [i for i, c in enumerate(conspicuity) if c < 0.6]
     n_bodies = sum(len(p) for p in untouched)
     n_beside = sum(len(p) for p in neighbours)
@@ -137,7 +140,7 @@ def diffuse_ratios(out: Callable[[str], None]) -> None:
                 continue
             prep = _prepared(st, {seq: st.images[seq]}, st.labels)
             ratios = [float(np.median(crop.images[seq][crop.core])) / ctx.marrow_ref[seq]
-                      for ctx, crop in prep]
+                      for ctx, crop, _ in prep]
             out(f"  {st.name:10s} {seq:5s} max {max(ratios):.2f}")
             worst[seq] = max(worst.get(seq, 0.0), max(ratios))
     out("  worst: " + ", ".join(f"{q} {v:.2f}" for q, v in worst.items()))
@@ -148,11 +151,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lesions", type=int, default=20)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--only", choices=[*sorted(GRIDS), "diffuse"], default=None)
+    ap.add_argument("--segmentation", choices=("oracle", "auto"), default="oracle",
+                    help="bodies from the truth masks, or as the pipeline draws them (slower)")
     args = ap.parse_args(argv)
     rng = np.random.default_rng(args.seed)
     for name, values in VALUES.items():
         if args.only is None or args.only == name:
-            sweep(name, values, args.lesions, rng, print)
+            sweep(name, values, args.lesions, rng, print, args.segmentation == "auto")
     if args.only is None or args.only == "diffuse":
         diffuse_ratios(print)
     return 0
