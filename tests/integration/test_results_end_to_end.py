@@ -30,7 +30,13 @@ from tests.delivery.helpers import DEST_AE, OUR_AE, Storescp
 from tests.helpers.node import CLI, NodeProcess, running_node
 from tests.helpers.senders import storescu
 from tests.queue.helpers import wait_until
-from tests.results.conftest import dciodvfy_report, measurement_report, unexpected_warnings
+from tests.results.conftest import (
+    code_of,
+    dciodvfy_report,
+    evaluation_code,
+    measurement_report,
+    unexpected_warnings,
+)
 from tests.results.test_sr import LEVEL_NUMBERS, LEVEL_SIGNS, SITES, STATES, STUDY_SIGNS
 
 SR_CLASS = "1.2.840.10008.5.1.4.1.1.88.34"
@@ -113,10 +119,6 @@ def _received(storescp: Storescp) -> dict[str, list[Any]]:
     return found
 
 
-def _code(item: Any) -> tuple[str, str]:
-    return (str(item.value), str(item.scheme_designator))
-
-
 def _check_sr_against_truth(sr: hd.sr.Comprehensive3DSR, truth: dict[str, Any], seg_uid: str) -> None:
     schemes = {item.CodingSchemeDesignator for item in sr.CodingSchemeIdentificationSequence}
     assert "99LSENT" in schemes
@@ -126,12 +128,12 @@ def _check_sr_against_truth(sr: hd.sr.Comprehensive3DSR, truth: dict[str, Any], 
     assert {"L1", "L2", "L3", "L4", "L5"} <= set(groups)
     for name, group in groups.items():
         assert name is not None
-        assert [_code(s.value) for s in group.finding_sites] == [(SITES[name], "SCT")]
+        assert [code_of(s.value) for s in group.finding_sites] == [(SITES[name], "SCT")]
         assert group.referenced_segment is not None
         assert group.referenced_segment.referenced_sop_instance_uid == seg_uid
         evaluations = {q.name.value: q for q in group.get_qualitative_evaluations()}
         assert set(evaluations) == set(LEVEL_SIGNS), name
-        assert {_code(q.value)[1] for q in evaluations.values()} == {"SCT"}
+        assert {code_of(q.value)[1] for q in evaluations.values()} == {"SCT"}
         numbers = {m.name.value for m in group.get_measurements()}
         assert numbers <= set(LEVEL_NUMBERS), name
         if name.startswith("L"):  # heights and grade are measured on lumbar bodies (null, so absent, at S1)
@@ -139,8 +141,7 @@ def _check_sr_against_truth(sr: hd.sr.Comprehensive3DSR, truth: dict[str, Any], 
     truth_levels = {lv["level"]: lv for lv in truth["levels"]}
 
     def state(level: str, code: str) -> str:
-        # highdicom types QualitativeEvaluation.value as int | float; it is the CODE item's CodedConcept
-        return next(str(q.value.value) for q in groups[level].get_qualitative_evaluations()  # type: ignore[union-attr]
+        return next(evaluation_code(q) for q in groups[level].get_qualitative_evaluations()
                     if q.name.value == code)
 
     def number(level: str, code: str) -> float:
@@ -155,11 +156,11 @@ def _check_sr_against_truth(sr: hd.sr.Comprehensive3DSR, truth: dict[str, Any], 
     assert state(normal, "VCF") == STATES["absent"]
     (study,) = report.get_image_measurement_groups()
     assert study.tracking_identifier == "Study"
-    study_evaluations = {q.name.value: _code(q.value) for q in study.get_qualitative_evaluations()}
+    study_evaluations = {q.name.value: code_of(q.value) for q in study.get_qualitative_evaluations()}
     assert set(study_evaluations) == set(STUDY_SIGNS)
     assert study_evaluations["SUSPMAL"] == (STATES["present"], "SCT")
     (count,) = study.get_measurements()
-    assert _code(count.name) == ("NSUSP", "99LSENT")
+    assert code_of(count.name) == ("NSUSP", "99LSENT")
     suspicious = [n for n, lv in truth_levels.items() if lv["suspicious_for_malignancy"] == "present"]
     assert count.value == len(suspicious) == 1
     (impression,) = hd.sr.utils.find_content_items(

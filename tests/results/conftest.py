@@ -102,3 +102,19 @@ def measurement_report(
     report = sr.content
     assert isinstance(report, hd.sr.MeasurementReport), type(report).__name__
     return report
+
+
+def code_of(item: Any) -> tuple[str, str]:
+    """A coded concept's (code value, coding scheme designator)."""
+    return (str(item.value), str(item.scheme_designator))
+
+
+def evaluation_code(evaluation: hd.sr.QualitativeEvaluation) -> str:
+    """The code value a qualitative evaluation answers with.
+
+    highdicom types ``QualitativeEvaluation.value`` as a number; the CODE item holds a
+    ``CodedConcept``.
+    """
+    value: object = evaluation.value
+    assert isinstance(value, hd.sr.CodedConcept), type(value).__name__
+    return str(value.value)

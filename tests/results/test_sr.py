@@ -16,7 +16,9 @@ from tests.results.conftest import (
     ANALYSIS_KEY,
     CREATED,
     Written,
+    code_of,
     dciodvfy_report,
+    evaluation_code,
     measurement_report,
     unexpected_warnings,
 )
@@ -33,10 +35,6 @@ LEVEL_NUMBERS = {"HA": ("ha_mm", "mm"), "HM": ("hm_mm", "mm"), "HP": ("hp_mm", "
                  "LESFRAC": ("lesion_fraction_pct", "%"), "T1MD": ("t1_marrow_disc_ratio", "1")}
 STUDY_SIGNS = {"SUSPMAL": "suspicious_for_malignancy", "MULTI": "multiple_lesions",
                "CANAL": "canal_compromise"}
-
-
-def _code(item: Any) -> tuple[str, str]:
-    return (str(item.value), str(item.scheme_designator))
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +67,7 @@ def test_sr_is_a_tid1500_report_of_the_study(sr: hd.sr.Comprehensive3DSR, writte
 
 def test_the_observer_is_the_product_device_with_its_version(sr: hd.sr.Comprehensive3DSR) -> None:
     (observer,) = measurement_report(sr).get_observer_contexts()
-    assert _code(observer.observer_type) == ("121007", "DCM")
+    assert code_of(observer.observer_type) == ("121007", "DCM")
     device = observer.observer_identifying_attributes
     assert isinstance(device, hd.sr.DeviceObserverIdentifyingAttributes) and device.name is not None
     assert "Lumbar Sentinel" in device.name and ALGORITHM_VERSION in device.name
@@ -86,7 +84,7 @@ def test_one_group_per_level_with_the_contract_codes_and_values(
     for level in findings["levels"]:
         name = level["level"]
         group = groups[name]
-        assert [_code(s.value) for s in group.finding_sites] == [(SITES[name], "SCT")]
+        assert [code_of(s.value) for s in group.finding_sites] == [(SITES[name], "SCT")]
         ref = group.referenced_segment
         assert ref is not None
         assert ref.referenced_sop_instance_uid == seg.SOPInstanceUID
@@ -97,7 +95,7 @@ def test_one_group_per_level_with_the_contract_codes_and_values(
         assert set(evaluations) == set(LEVEL_SIGNS)
         for code, field in LEVEL_SIGNS.items():
             assert evaluations[code].name.scheme_designator == "99LSENT"
-            assert _code(evaluations[code].value) == (STATES[level[field]], "SCT"), (name, code)
+            assert code_of(evaluations[code].value) == (STATES[level[field]], "SCT"), (name, code)
         numbers = {m.name.value: m for m in group.get_measurements()}
         assert {m.name.scheme_designator for m in numbers.values()} == {"99LSENT"}
         for code, (field, unit) in LEVEL_NUMBERS.items():
@@ -105,7 +103,7 @@ def test_one_group_per_level_with_the_contract_codes_and_values(
                 assert code not in numbers, (name, code)
                 continue
             assert numbers[code].value == pytest.approx(level[field], abs=1e-6), (name, code)
-            assert _code(numbers[code].unit) == (unit, "UCUM"), (name, code)
+            assert code_of(numbers[code].unit) == (unit, "UCUM"), (name, code)
 
 
 def test_the_phantom_truth_reads_back(sr: hd.sr.Comprehensive3DSR, written: Written) -> None:
@@ -115,9 +113,7 @@ def test_the_phantom_truth_reads_back(sr: hd.sr.Comprehensive3DSR, written: Writ
     suspicious = [name for name, lv in truth.items() if lv["suspicious_for_malignancy"] == "present"]
     assert suspicious == ["L3"]
     for name in ("L3", "L1"):
-        # highdicom types QualitativeEvaluation.value as int | float; it is the CODE item's CodedConcept
-        evaluations = {q.name.value: q.value.value  # type: ignore[union-attr]
-                       for q in groups[name].get_qualitative_evaluations()}
+        evaluations = {q.name.value: evaluation_code(q) for q in groups[name].get_qualitative_evaluations()}
         expected = truth[name]
         assert evaluations["SUSPMAL"] == STATES[expected["suspicious_for_malignancy"]]
         assert evaluations["VCF"] == STATES[expected["compression_fracture"]]
@@ -132,13 +128,13 @@ def test_the_phantom_truth_reads_back(sr: hd.sr.Comprehensive3DSR, written: Writ
 def test_the_study_group_and_the_impression(sr: hd.sr.Comprehensive3DSR, findings: dict[str, Any]) -> None:
     (study,) = measurement_report(sr).get_image_measurement_groups()
     assert study.tracking_identifier == "Study"
-    assert [_code(s.value) for s in study.finding_sites] == [("122496007", "SCT")]
+    assert [code_of(s.value) for s in study.finding_sites] == [("122496007", "SCT")]
     evaluations = {q.name.value: q.value for q in study.get_qualitative_evaluations()}
     for code, field in STUDY_SIGNS.items():
-        assert _code(evaluations[code]) == (STATES[findings["study"][field]], "SCT"), code
+        assert code_of(evaluations[code]) == (STATES[findings["study"][field]], "SCT"), code
     (count,) = study.get_measurements()
-    assert _code(count.name) == ("NSUSP", "99LSENT")
-    assert _code(count.unit) == ("{levels}", "UCUM")
+    assert code_of(count.name) == ("NSUSP", "99LSENT")
+    assert code_of(count.unit) == ("{levels}", "UCUM")
     assert count.value == findings["study"]["suspicious_level_count"]
     (impression,) = hd.sr.utils.find_content_items(
         sr, name=hd.sr.CodedConcept("121073", "DCM", "Impression"), recursive=True

@@ -18,7 +18,14 @@ from node.pipeline.run import AnalysisOutput
 from node.results import ResultKind
 from node.results.writer import write_result_objects
 from node.study import read_series
-from tests.results.conftest import ANALYSIS_KEY, CREATED, Written, dciodvfy_report, measurement_report
+from tests.results.conftest import (
+    ANALYSIS_KEY,
+    CREATED,
+    Written,
+    dciodvfy_report,
+    evaluation_code,
+    measurement_report,
+)
 
 
 def _uids(ds: Dataset) -> list[tuple[str, str]]:
@@ -112,8 +119,7 @@ def test_a_study_without_bodies_gets_an_sr_and_a_key_image_but_no_seg(
     report = measurement_report(hd.sr.srread(objects[0].path))
     assert report.get_volumetric_roi_measurement_groups() == []
     (study,) = report.get_image_measurement_groups()
-    # highdicom types QualitativeEvaluation.value as int | float; it is the CODE item's CodedConcept
-    evaluations = {q.name.value: q.value.value for q in study.get_qualitative_evaluations()}  # type: ignore[union-attr]
+    evaluations = {q.name.value: evaluation_code(q) for q in study.get_qualitative_evaluations()}
     assert evaluations["SUSPMAL"] == "82334004"
     # with no body to find the midline by, the key image shows the middle slice
     t2_uid = analysed.inputs.series_uids[Sequence.T2]
