@@ -94,8 +94,8 @@ def name_chain(
     # and the body below it S1 (the cut-S1 rule's bar, without the cut). Counting up from the
     # lowest body instead names the spine one level off whenever that body is S1. On the 62
     # development chains a body above L5 scored at most 0.10, and only beside an L5 over 0.99.
-    weak_anchor = not sacrum_in_view and first is None and best < n - 1 and score >= _CUT_ANCHOR_SCORE
-    if weak_anchor:
+    # (no body clearing the bar means the sacrum was not seen in view above)
+    if first is None and best < n - 1 and score >= _CUT_ANCHOR_SCORE:
         sacrum_in_view = True
         notes.append(
             f"L5 recognised only weakly (L5 score {score:.2f}) above a body taken as S1: "
