@@ -13,6 +13,7 @@ same set writes the same file.
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -22,8 +23,10 @@ LESION_LEVELS = ("T12", "L1", "L2", "L3", "L4", "L5")
 # levels each real case's truth holds (VB3: L1-L5; VB2 and VB1: T12 or T11 down)
 REAL_LEVELS = {"VB3": ("L1", "L2", "L3", "L4", "L5")}
 
-# (source, sequences, kind): kind "normal", "mimic" or "lesion"
-PLAN_A: tuple[tuple[str, tuple[str, ...], str], ...] = (
+# (source, sequences, kind) per study: kind "normal", "mimic" or "lesion"
+Plan = tuple[tuple[str, tuple[str, ...], str], ...]
+
+PLAN_A: Plan = (
     ("VB2_02", ("T2",), "normal"),
     ("VB2_05", ("T2",), "normal"),
     ("VB2_08", ("T2",), "normal"),
@@ -53,7 +56,7 @@ PLAN_A: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("synthetic", ("T1", "T2", "STIR"), "mimic"),
 )
 
-PLAN_B: tuple[tuple[str, tuple[str, ...], str], ...] = (
+PLAN_B: Plan = (
     *((src, ("T2",), "normal") for src in ("VB2_10", "VB3_04", "VB3_06", "VB3_08", "VB3_10", "VB3_12")),
     ("VB2_04", ("T2",), "mimic"),
     ("VB3_11", ("T2",), "mimic"),
@@ -67,10 +70,24 @@ PLAN_B: tuple[tuple[str, tuple[str, ...], str], ...] = (
     *((("synthetic", ("T1", "T2", "STIR"), "mimic"),) * 2),
 )
 
-# set name -> (seed, plan, study-name prefix)
-SETS: dict[str, tuple[int, tuple[tuple[str, tuple[str, ...], str], ...], str]] = {
-    "a": (19019, PLAN_A, "c"),
-    "b": (19020, PLAN_B, "d"),
+
+@dataclass(frozen=True)
+class DrawnSet:
+    seed: int
+    plan: Plan
+    prefix: str  # of its study names
+    header: tuple[str, str]  # the file's opening comment
+
+
+SETS = {
+    "a": DrawnSet(19019, PLAN_A, "c", (
+        "# The challenge set of issue 19, frozen before any tuning: drawn once by `python -m challenge.draw`",
+        "# (seed below). Used only to measure (scripts/evaluate_challenge.py), never to train or calibrate.",
+    )),
+    "b": DrawnSet(19020, PLAN_B, "d", (
+        "# The second challenge set of issue 19, drawn once by `python -m challenge.draw b` and committed",
+        "# before it was run. Used only to measure (scripts/evaluate_challenge.py --set b), never to tune.",
+    )),
 }
 
 
@@ -102,38 +119,26 @@ def _lesion(level: str, multi: bool, rng: np.random.Generator) -> list[str]:
     ]
 
 
-HEADERS = {
-    "a": (
-        "# The challenge set of issue 19, frozen before any tuning: drawn once by `python -m challenge.draw`",
-        "# (seed below). Used only to measure (scripts/evaluate_challenge.py), never to train or calibrate.",
-    ),
-    "b": (
-        "# The second challenge set of issue 19, drawn once by `python -m challenge.draw b` and committed",
-        "# before it was run. Used only to measure (scripts/evaluate_challenge.py --set b), never to tune.",
-    ),
-}
-
-
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     which = args[0] if args else "a"
     if which not in SETS or len(args) > 1:
         raise SystemExit(f"usage: python -m challenge.draw [{'|'.join(SETS)}]")
-    seed, plan, prefix = SETS[which]
-    rng = np.random.default_rng(seed)
+    drawn = SETS[which]
+    rng = np.random.default_rng(drawn.seed)
     lines = [
-        *HEADERS[which],
+        *drawn.header,
         "[set]",
-        f"seed = {seed}",
+        f"seed = {drawn.seed}",
         'tumour_ratio = "T1 0.92 -> 0.30, T2 1.12 -> 2.45, STIR 1.30 -> 5.00 x marrow at contrast 0 -> 1"',
         'extension = "3-15 mm beyond the wall; epidural (posterior, midline) or paravertebral (anterior)"',
         'slices = "3.0-4.5 mm thick, 0-1 mm gaps, overlap-weighted (partial volume)"',
         "",
     ]
-    for n, (source, seqs, kind) in enumerate(plan, start=1):
+    for n, (source, seqs, kind) in enumerate(drawn.plan, start=1):
         thickness = float(rng.choice([3.0, 3.5, 4.0, 4.5]))
         gap = float(rng.choice([0.0, 0.3, 0.5, 1.0]))
-        name = f"{prefix}{n:02d}-{source.replace('+', '-').lower()}-{'-'.join(seqs).lower()}-{kind}"
+        name = f"{drawn.prefix}{n:02d}-{source.replace('+', '-').lower()}-{'-'.join(seqs).lower()}-{kind}"
         lines += [
             "[[study]]",
             f'name = "{name}"',
