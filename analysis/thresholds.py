@@ -38,12 +38,19 @@ class SignThresholds:
     t1_focal_disc_max: float = 1.0
     # With T2/STIR to confirm, a focal T1 lesion may also be one darker than this
     # share of the study's normal marrow while not darker than disc (a faint
-    # lesion; 0 turns this off). Calibration run (calibrate_signs.py --only
-    # t1_focal_marrow_max --lesions 40: VB1_02+03, 9 untouched bodies, 40 focal
-    # lesions of conspicuity 0.25-1): 0.8 finds 38/40 (17/19 under 0.6) but flags
-    # 1/9 untouched bodies, 0.7 finds 32/40 and flags 1/9, 0.85-0.95 flag 3/9;
-    # off finds 24/40 (6/19) and flags none. So it stays off (issue 19).
-    t1_focal_marrow_max: float = 0.0
+    # lesion; 0 turns this off). Such a seed must lie deeper in the body than
+    # t1_faint_depth_mm (a network's mask drawn wider than the body holds cortex
+    # and outside tissue of that signal in its outer millimetres), and its grown
+    # region must be darker on T1 than t1_faint_region_max of the body's own
+    # marrow. Calibration run with the network's masks (calibrate_signs.py --only
+    # t1_focal_marrow_max --lesions 40 --segmentation auto: VB1_02+03, 9 untouched
+    # bodies, 320 beside an implant, 40 focal lesions of conspicuity 0.25-1): at
+    # depth 3, 4 and 5 mm, 0.80-0.95 flag 0/9 and 0/320 and find 31/40 (13/19
+    # under 0.6), off finds 23/40 (6/19). 0.80 is the least sensitive value that
+    # finds as many; depth 4 the middle of the clean range (issue 19).
+    t1_focal_marrow_max: float = 0.8
+    t1_faint_depth_mm: float = 4.0
+    t1_faint_region_max: float = 0.9
     # T1 alone (no T2/STIR to confirm): darker than this share of both disc and
     # the body's own marrow. Calibration run on VB1_02 (calibrate_signs.py):
     # 0.6 is the first value with no false positive (1/9 bodies up to 0.65);

@@ -9,7 +9,7 @@ lesions found (sensitivity). The chosen threshold is the smallest ratio
 with no false positive of either kind, printed at the end.
 
 Usage: python scripts/calibrate_signs.py [--lesions N] [--seed S] [--only NAME]
-                                         [--segmentation oracle|auto]
+                                         [--segmentation oracle|auto] [--set NAME=VALUE]
 """
 
 from __future__ import annotations
@@ -81,7 +81,8 @@ def _flagged(prepared: Prepared, th: SignThresholds) -> int:
 
 
 def sweep(name: str, values: list[float], n_lesions: int, rng: np.random.Generator,
-          out: Callable[[str], None], auto: bool = False) -> float | None:
+          out: Callable[[str], None], auto: bool = False,
+          base: SignThresholds = DEFAULT_THRESHOLDS) -> float | None:
     seqs = GRIDS[name]
     studies = []
     for st in load_real():
@@ -115,7 +116,7 @@ def sweep(name: str, values: list[float], n_lesions: int, rng: np.random.Generat
     chosen = None
     for v in values:
         change: dict[str, Any] = {name: v}
-        th = dataclasses.replace(DEFAULT_THRESHOLDS, **change)
+        th = dataclasses.replace(base, **change)
         fp = sum(_flagged(p, th) for p in untouched)
         fp_beside = sum(_flagged(p, th) for p in neighbours)
         hits = [_flagged(p, th) for p in implanted]
@@ -146,6 +147,17 @@ def diffuse_ratios(out: Callable[[str], None]) -> None:
     out("  worst: " + ", ".join(f"{q} {v:.2f}" for q, v in worst.items()))
 
 
+def _setting(text: str) -> tuple[str, float]:
+    name, sep, value = text.partition("=")
+    fields = {f.name for f in dataclasses.fields(SignThresholds)}
+    if not sep or name not in fields:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=VALUE with NAME a field of SignThresholds")
+    try:
+        return name, float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: VALUE must be a number") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lesions", type=int, default=20)
@@ -153,11 +165,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", choices=[*sorted(GRIDS), "diffuse"], default=None)
     ap.add_argument("--segmentation", choices=("oracle", "auto"), default="oracle",
                     help="bodies from the truth masks, or as the pipeline draws them (slower)")
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", type=_setting,
+                    help="another threshold to hold at VALUE for every sweep (repeatable)")
     args = ap.parse_args(argv)
+    base = dataclasses.replace(DEFAULT_THRESHOLDS, **dict(args.set))
     rng = np.random.default_rng(args.seed)
     for name, values in VALUES.items():
         if args.only is None or args.only == name:
-            sweep(name, values, args.lesions, rng, print, args.segmentation == "auto")
+            sweep(name, values, args.lesions, rng, print, args.segmentation == "auto", base)
     if args.only is None or args.only == "diffuse":
         diffuse_ratios(print)
     return 0

@@ -75,6 +75,8 @@ def assess_marrow(ctx: StudyContext, crop: BodyCrop) -> MarrowResult:
 
     t1_ratio = t1_muscle = None
     diffuse_t1 = False
+    faint: _FaintBar | None = None
+    fluid_grow: BoolArray | None = None
     t1_seed: BoolArray | None = None
     if Sequence.T1 in crop.images:
         t1 = crop.images[Sequence.T1]
@@ -92,8 +94,9 @@ def assess_marrow(ctx: StudyContext, crop: BodyCrop) -> MarrowResult:
             s_thr = th.t1_focal_disc_max * ref
             if ctx.fluid is None:  # nothing to confirm it: clearly darker than disc and own marrow
                 s_thr = th.t1_alone_max * min(ref, own)
-            else:  # the fluid-sensitive seed confirms a faint one
-                s_thr = max(s_thr, th.t1_focal_marrow_max * normal)
+            elif th.t1_focal_marrow_max * normal > s_thr:
+                faint = _FaintBar(t1, own, th.t1_focal_marrow_max * normal, normal,
+                                  crop.inner_mm > th.t1_faint_depth_mm, th)
             g_thr = s_thr + th.grow_fraction * max(normal - s_thr, 0.0)
             t1_seed = core & (t1 < s_thr)
             seed &= t1_seed
@@ -125,7 +128,8 @@ def assess_marrow(ctx: StudyContext, crop: BodyCrop) -> MarrowResult:
             g_thr = normal + th.grow_fraction * (s_thr - normal)
             fluid_seed = core & (fl > s_thr)
             seed &= fluid_seed
-            grow &= fl > g_thr
+            fluid_grow = fl > g_thr
+            grow &= fluid_grow
             grow_thr[ctx.fluid] = (">", g_thr)
             used_any = True
 
@@ -144,6 +148,12 @@ def assess_marrow(ctx: StudyContext, crop: BodyCrop) -> MarrowResult:
     room = body if fluid_seed is not None else core
     grown = ndimage.binary_propagation(seed, mask=(grow & room) | seed, structure=np.ones((3, 3, 3), bool))
     kept = [c for c in components(grown, min_vox) if (c & seed).sum() >= max(1, min_vox // 3)]
+    if faint is not None and fluid_seed is not None and fluid_grow is not None and t1_seed is not None:
+        free = body & ~grown
+        faint_kept, faint_seed = faint.regions(fluid_seed & free, fluid_grow & free, min_vox)
+        kept += faint_kept
+        seed |= faint_seed
+        t1_seed = t1_seed | faint_seed
     lesion = np.logical_or.reduce(kept) if kept else np.zeros_like(body)
     if diffuse_t1 and t1_seed is not None:
         lesion = lesion | (body & (crop.images[Sequence.T1] < grow_thr[Sequence.T1][1]))
@@ -185,6 +195,33 @@ def assess_marrow(ctx: StudyContext, crop: BodyCrop) -> MarrowResult:
                         fraction if present else 0.0, len(kept) or int(present), t1_ratio, t1_muscle,
                         lesion if present else np.zeros_like(body), seed, grow_thr, normal_ref,
                         tuple(reasons))
+
+
+@dataclass(frozen=True, eq=False)
+class _FaintBar:
+    """A T1 lesion not darker than disc but darker than a share of normal marrow, confirmed
+    by the fluid-sensitive seed. It seeds only deep in the body, since a segmentation drawn
+    wider than the body puts cortex and paravertebral tissue of that T1 signal in its rim,
+    and a region counts only when it is darker than the body's own marrow as a whole."""
+
+    t1: FloatArray
+    own: float
+    seed_below: float
+    normal: float
+    deep: BoolArray
+    th: SignThresholds
+
+    def regions(self, fluid_seed: BoolArray, fluid_grow: BoolArray,
+                min_vox: int) -> tuple[list[BoolArray], BoolArray]:
+        """The faint regions kept, and their seeds, outside what the strong bar found."""
+        seed = self.deep & (self.t1 < self.seed_below) & fluid_seed
+        grow_below = self.seed_below + self.th.grow_fraction * max(self.normal - self.seed_below, 0.0)
+        grown = ndimage.binary_propagation(seed, mask=(fluid_grow & (self.t1 < grow_below)) | seed,
+                                           structure=np.ones((3, 3, 3), bool))
+        kept = [c for c in components(grown, min_vox)
+                if (c & seed).sum() >= max(1, min_vox // 3)
+                and float(np.median(self.t1[c])) <= self.th.t1_faint_region_max * self.own]
+        return kept, seed & np.logical_or.reduce(kept) if kept else np.zeros_like(seed)
 
 
 def _enhancement(ctx: StudyContext, crop: BodyCrop, lesion: BoolArray, reasons: list[str]) -> SignState:

@@ -15,6 +15,8 @@ from tests.analysis.test_signs_phantom import (
     AP1,
     CANAL,
     CANAL_K,
+    K0,
+    K1,
     Spine,
     body_rows,
     canal_strand,
@@ -238,17 +240,35 @@ def test_t1_only_calls_a_lesion_through_the_wall_indeterminate() -> None:
     assert both.cortical_destruction == P and both.soft_tissue_extension == P
 
 
-def test_a_faint_lesion_brighter_than_disc_on_t1_is_seeded_only_when_the_threshold_allows() -> None:
+def test_a_faint_lesion_brighter_than_disc_on_t1_is_found_by_the_faint_bar() -> None:
     spine = normal_spine()
     focal_lesion(spine, "L3", radius_mm=7.0, what="faint")
     vols = spine.render((Sequence.T1, Sequence.STIR))
     shipped = {ls.level: ls for ls in assess_signs(vols, spine.segmentation())}
-    # off as shipped: the calibration on the real T1+STIR pair flagged untouched bodies
-    assert shipped["L3"].marrow_infiltration != P
-    on = replace(DEFAULT_THRESHOLDS, t1_focal_marrow_max=0.8)
-    tuned = {ls.level: ls for ls in assess_signs(vols, spine.segmentation(), thresholds=on)}
-    assert tuned["L3"].marrow_infiltration == P and tuned["L3"].marrow_pattern == "focal"
-    assert all(tuned[lv].marrow_infiltration == A for lv in ("L1", "L2", "L4", "L5"))
+    assert shipped["L3"].marrow_infiltration == P and shipped["L3"].marrow_pattern == "focal"
+    assert all(shipped[lv].marrow_infiltration == A for lv in ("L1", "L2", "L4", "L5"))
+    off = replace(DEFAULT_THRESHOLDS, t1_focal_marrow_max=0.0)
+    without = {ls.level: ls for ls in assess_signs(vols, spine.segmentation(), thresholds=off)}
+    assert without["L3"].marrow_infiltration != P
+    # the region as a whole (0.71 of the marrow on T1) must be darker than the guard's share
+    guarded = replace(DEFAULT_THRESHOLDS, t1_faint_region_max=0.6)
+    strict = {ls.level: ls for ls in assess_signs(vols, spine.segmentation(), thresholds=guarded)}
+    assert strict["L3"].marrow_infiltration != P
+
+
+def test_the_faint_bar_does_not_seed_in_the_bodys_outer_rim() -> None:
+    # a network's mask drawn wider than the body holds cortex and outside tissue of that
+    # signal in its outer millimetres; a faint sheet there is left to the strong bar
+    spine = normal_spine()
+    top, bot = body_rows("L3")
+    mid = (top + bot) // 2
+    spine.tissue[K0 + 1:K1 - 1, mid - 7:mid + 7, AP1 - 4:AP1 - 1] = "faint"
+    vols = spine.render((Sequence.T1, Sequence.STIR))
+    shipped = {ls.level: ls for ls in assess_signs(vols, spine.segmentation())}
+    assert shipped["L3"].marrow_infiltration == A
+    anywhere = replace(DEFAULT_THRESHOLDS, t1_faint_depth_mm=0.0)
+    rim = {ls.level: ls for ls in assess_signs(vols, spine.segmentation(), thresholds=anywhere)}
+    assert rim["L3"].marrow_infiltration == P
 
 
 def test_enhancement_needs_pre_and_post_contrast() -> None:
