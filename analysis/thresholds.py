@@ -22,7 +22,7 @@ _CANAL_LOWER_LIMIT_MM: tuple[tuple[str, float], ...] = (
 
 @dataclass(frozen=True)
 class SignThresholds:
-    version: str = "signs-2026.12.03-1"
+    version: str = "signs-2026.12.04-1"
 
     # --- marrow -------------------------------------------------------------
     # Rim of the body mask left out of the seed search: partial volume with the

@@ -18,6 +18,7 @@ from tests.analysis.test_signs_phantom import epidural_extension, focal_lesion, 
 SEQS = (Sequence.T1, Sequence.STIR, Sequence.T2)
 _SPINE = normal_spine()
 focal_lesion(_SPINE, "L4", radius_mm=7.0)
+focal_lesion(_SPINE, "L3", radius_mm=7.0, what="faint")  # the faint T1 bar's seed and guard
 epidural_extension(_SPINE, "L2")
 _VOLS = _SPINE.render(SEQS, rng_seed=3)
 _SEG = _SPINE.segmentation()
