@@ -221,7 +221,7 @@ class _FaintBar:
         kept = [c for c in components(grown, min_vox)
                 if (c & seed).sum() >= max(1, min_vox // 3)
                 and float(np.median(self.t1[c])) <= self.th.t1_faint_region_max * self.own]
-        return kept, seed & np.logical_or.reduce(kept) if kept else np.zeros_like(seed)
+        return kept, (seed & np.logical_or.reduce(kept)) if kept else np.zeros_like(seed)
 
 
 def _enhancement(ctx: StudyContext, crop: BodyCrop, lesion: BoolArray, reasons: list[str]) -> SignState:
