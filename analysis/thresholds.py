@@ -47,7 +47,9 @@ class SignThresholds:
     # bodies, 320 beside an implant, 40 focal lesions of conspicuity 0.25-1): at
     # depth 3, 4 and 5 mm, 0.80-0.95 flag 0/9 and 0/320 and find 31/40 (13/19
     # under 0.6), off finds 23/40 (6/19). 0.80 is the least sensitive value that
-    # finds as many; depth 4 the middle of the clean range (issue 19).
+    # finds as many; depth 4 the middle of the clean range. The guard swept at
+    # depth 4 and bar 0.80: 0.85-0.95 clean, 1.0 (no guard) flags 4/320 beside an
+    # implant; 0.9 keeps one step of margin (issue 19).
     t1_focal_marrow_max: float = 0.8
     t1_faint_depth_mm: float = 4.0
     t1_faint_region_max: float = 0.9
