@@ -146,8 +146,7 @@ def assess_marrow(ctx: StudyContext, crop: BodyCrop) -> MarrowResult:
     # The cortex is dark on every sequence: without a fluid-sensitive image to
     # tell it from tumour, a T1 lesion may not grow into the body's rim.
     room = body if fluid_seed is not None else core
-    grown = ndimage.binary_propagation(seed, mask=(grow & room) | seed, structure=np.ones((3, 3, 3), bool))
-    kept = [c for c in components(grown, min_vox) if (c & seed).sum() >= max(1, min_vox // 3)]
+    grown, kept = _grow(seed, grow & room, min_vox)
     if faint is not None and fluid_seed is not None and fluid_grow is not None and t1_seed is not None:
         free = body & ~grown
         faint_kept, faint_seed = faint.regions(fluid_seed & free, fluid_grow & free, min_vox)
@@ -171,7 +170,7 @@ def assess_marrow(ctx: StudyContext, crop: BodyCrop) -> MarrowResult:
     def criterion(single_seed: BoolArray | None, extra: bool) -> SignState:
         if single_seed is None:
             return SignState.INDETERMINATE
-        if extra or any((c & single_seed).sum() >= max(1, min_vox // 3) for c in kept):
+        if extra or any(_seeded(c, single_seed, min_vox) for c in kept):
             return SignState.PRESENT
         return SignState.ABSENT
 
@@ -197,6 +196,18 @@ def assess_marrow(ctx: StudyContext, crop: BodyCrop) -> MarrowResult:
                         tuple(reasons))
 
 
+def _seeded(region: BoolArray, seed: BoolArray, min_vox: int) -> bool:
+    """A region holds enough seed voxels to count (a third of the smallest lesion)."""
+    return int((region & seed).sum()) >= max(1, min_vox // 3)
+
+
+def _grow(seed: BoolArray, room: BoolArray, min_vox: int) -> tuple[BoolArray, list[BoolArray]]:
+    """``seed`` grown through ``room`` (26-connected), and its components of at least ``min_vox``
+    voxels that are seeded enough to count."""
+    grown = ndimage.binary_propagation(seed, mask=room | seed, structure=np.ones((3, 3, 3), bool))
+    return grown, [c for c in components(grown, min_vox) if _seeded(c, seed, min_vox)]
+
+
 @dataclass(frozen=True, eq=False)
 class _FaintBar:
     """A T1 lesion not darker than disc but darker than a share of normal marrow, confirmed
@@ -216,11 +227,8 @@ class _FaintBar:
         """The faint regions kept, and their seeds, outside what the strong bar found."""
         seed = self.deep & (self.t1 < self.seed_below) & fluid_seed
         grow_below = self.seed_below + self.th.grow_fraction * max(self.normal - self.seed_below, 0.0)
-        grown = ndimage.binary_propagation(seed, mask=(fluid_grow & (self.t1 < grow_below)) | seed,
-                                           structure=np.ones((3, 3, 3), bool))
-        kept = [c for c in components(grown, min_vox)
-                if (c & seed).sum() >= max(1, min_vox // 3)
-                and float(np.median(self.t1[c])) <= self.th.t1_faint_region_max * self.own]
+        _, regions = _grow(seed, fluid_grow & (self.t1 < grow_below), min_vox)
+        kept = [c for c in regions if float(np.median(self.t1[c])) <= self.th.t1_faint_region_max * self.own]
         return kept, (seed & np.logical_or.reduce(kept)) if kept else np.zeros_like(seed)
 
 
