@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
+from typing import NamedTuple
 
 import numpy as np
 
 from analysis.results import SignState, SpineSegmentation
-from analysis.signs.canal import canal_compromise, canal_diameter_mm, canal_sequence
-from analysis.signs.context import StudyContext, build_context, crop_body
+from analysis.signs.canal import CanalReading, canal_compromise, canal_sequence, csf_reference, read_canal
+from analysis.signs.context import BodyCrop, StudyContext, build_context, crop_body
 from analysis.signs.extent import ExtentResult, assess_extent, no_extent
 from analysis.signs.fracture import FractureResult, assess_fracture, band_like
 from analysis.signs.marrow import MarrowResult, assess_marrow
@@ -19,6 +20,14 @@ from analysis.signs.single import limit_extent, limit_level
 from analysis.signs.types import LevelSigns
 from analysis.thresholds import DEFAULT_THRESHOLDS, SignThresholds
 from analysis.volume import Sequence, Volume
+
+
+class _BodyRead(NamedTuple):
+    level: str
+    label: int
+    crop: BodyCrop
+    marrow: MarrowResult
+    canal: CanalReading
 
 
 def assess_signs(
@@ -39,31 +48,34 @@ def assess_signs(
         # a lesion the network left out of a body's mask is looked for in its outline
         segmentation = replace(segmentation, labels=segmentation.outlines)
     ctx = build_context(volumes, segmentation, regions, thresholds)
-    partial: list[tuple[str, int, MarrowResult, ExtentResult, FractureResult, float | None,
-                        np.ndarray | None]] = []
+    # first the marrow and the canal of every body: the study's CSF signal, read from the
+    # canal at every level, tells the sac from lesion tissue when a lesion's spread is followed
+    read: list[_BodyRead] = []
     for level, label in ctx.order:
         crop = crop_body(ctx, level, label)
-        if crop is None:
-            continue
-        marrow = assess_marrow(ctx, crop)
+        if crop is not None:
+            read.append(_BodyRead(level, label, crop, assess_marrow(ctx, crop), read_canal(ctx, crop)))
+    csf = csf_reference([r.canal for r in read])
+    partial: list[tuple[str, int, MarrowResult, ExtentResult, FractureResult, float | None,
+                        np.ndarray | None]] = []
+    for level, label, crop, marrow, canal_reading in read:
         from_outside = mass_lesion(ctx, crop, marrow)
         if from_outside is not None:
-            spread = assess_extent(ctx, crop, from_outside)
+            spread = assess_extent(ctx, crop, from_outside, csf)
             if spread.soft_tissue == SignState.PRESENT:  # else: tissue against the wall, no lesion
                 marrow = from_outside
         band = marrow.pattern == "focal" and band_like(
             marrow.lesion, crop.body, thresholds.band_max_height_frac, thresholds.band_min_ap_frac)
         # a thin band under an endplate does not spread: growing its signature
         # outward only finds look-alike soft tissue (psoas, disc)
-        extent = no_extent(marrow) if band else assess_extent(ctx, crop, marrow)
+        extent = no_extent(marrow) if band else assess_extent(ctx, crop, marrow, csf)
         extent = limit_extent(ctx, level, extent)
         fracture = assess_fracture(ctx, crop, segmentation.body(level), marrow, extent, band)
-        diameter = canal_diameter_mm(ctx, crop)
         lesion_full = None
         if marrow.lesion.any():
             lesion_full = np.zeros(ctx.labels.shape, dtype=bool)
             lesion_full[crop.slices] = marrow.lesion
-        partial.append((level, label, marrow, extent, fracture, diameter, lesion_full))
+        partial.append((level, label, marrow, extent, fracture, canal_reading.diameter_mm, lesion_full))
 
     canal = canal_compromise(
         [p[0] for p in partial],

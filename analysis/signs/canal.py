@@ -12,11 +12,16 @@ intermediate stretch when CSF resumes behind it (the sac goes on), but never
 across a dark one (dura, ligamentum flavum, lamina), which closes the sac.
 Without that, the real T2 of ``sct-t2-lumbar`` measured its canal at 2-7 mm
 from T12 to L3, where the cord and conus split the CSF in two.
+
+The same runs give the study's CSF signal on every sequence (median over the
+levels), which the spread of a lesion is told from (``analysis.signs.extent``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from collections.abc import Sequence as Seq
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -41,23 +46,38 @@ def canal_sequence(ctx: StudyContext) -> Sequence | None:
     return None
 
 
-def canal_diameter_mm(ctx: StudyContext, crop: BodyCrop) -> float | None:
+@dataclass(frozen=True)
+class CanalReading:
+    """The canal behind one body: its diameter and the signal of the CSF measured in it."""
+
+    diameter_mm: float | None
+    csf: Mapping[Sequence, float]  # median per sequence over the sac's bright voxels; empty if none
+
+
+def read_canal(ctx: StudyContext, crop: BodyCrop) -> CanalReading:
+    """The sac behind the body on its mid-sagittal slice: its length and its CSF's signal.
+
+    The diameter is the median over the middle third of the body's height; the
+    CSF signal is read on every sequence at the bright voxels of those runs, so
+    the cord and roots bridged between them are left out.
+    """
     seq = canal_sequence(ctx)
     if seq is None:
-        return None
+        return CanalReading(None, {})
     img = crop.images[seq]
     lr = mid_sagittal_index(crop.body)
     sl_body = crop.body[lr]
     sl_img = img[lr]
     rows = np.nonzero(sl_body.any(axis=1))[0]
     if rows.size < 3:
-        return None
+        return CanalReading(None, {})
     n = rows.size
     mid_rows = rows[n // 3: max(n // 3 + 1, 2 * n // 3)]
     ap_mm = ctx.frame.spacing[2]
     search = round(ctx.thresholds.canal_search_mm / ap_mm)
     window = round(_START_WINDOW_MM / ap_mm)
     lengths: list[float] = []
+    csf = np.zeros_like(sl_body)
     for r in mid_rows:
         wall = int(np.nonzero(sl_body[r])[0].max())
         prof = sl_img[r, wall + 1: wall + 1 + search]
@@ -74,9 +94,24 @@ def canal_diameter_mm(ctx: StudyContext, crop: BodyCrop) -> float | None:
         i = int(starts[0])
         end = sac_end(prof, bright, i, bright_level, ap_mm, ctx.thresholds)
         lengths.append((end - i + 1) * ap_mm)
+        csf[r, wall + 1 + i: wall + 2 + end] = bright[i: end + 1]
     if not lengths:
-        return None
-    return float(np.median(lengths))
+        return CanalReading(None, {})
+    signal = {q: float(np.median(im[lr][csf])) for q, im in crop.images.items()} if csf.any() else {}
+    return CanalReading(float(np.median(lengths)), signal)
+
+
+def csf_reference(readings: Seq[CanalReading]) -> dict[Sequence, float]:
+    """The study's CSF signal per sequence: the median over the levels where the sac was measured.
+
+    A median over levels, so epidural tissue or a narrowed sac at one or two
+    levels does not move it.
+    """
+    out: dict[Sequence, float] = {}
+    for seq in {q for r in readings for q in r.csf}:
+        values = [r.csf[seq] for r in readings if seq in r.csf]
+        out[seq] = float(np.median(values))
+    return out
 
 
 def _run_end(bright: npt.NDArray[np.bool_], j: int) -> int:

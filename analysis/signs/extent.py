@@ -85,7 +85,7 @@ def lesion_signature(
 
 
 def _lesion_like(
-    crop: BodyCrop, marrow: MarrowResult, tolerance: float, fluid_known: bool
+    ctx: StudyContext, crop: BodyCrop, marrow: MarrowResult, tolerance: float, csf: Mapping[Sequence, float]
 ) -> tuple[BoolArray, BoolArray]:
     """Voxels matching the lesion's signature on every sequence: anywhere, and in bone.
 
@@ -101,8 +101,39 @@ def _lesion_like(
         beyond = (img < thr) if op == "<" else (img > thr)
         like = np.abs(img - med) <= tolerance * abs(med)
         match &= like & beyond
-        match_bone &= beyond & (like if op == ">" or not fluid_known else True)
-    return match, match_bone
+        match_bone &= beyond & (like if op == ">" or ctx.fluid is None else True)
+    return match & ~_nearer_csf(ctx, crop, signature, csf), match_bone
+
+
+def _nearer_csf(
+    ctx: StudyContext, crop: BodyCrop, signature: Mapping[Sequence, float], csf: Mapping[Sequence, float]
+) -> BoolArray:
+    """Tissue outside the body whose signal is nearer the study's CSF than the lesion, on every sequence.
+
+    A lesion through the posterior wall meets the thecal sac. Where the CSF is
+    dim (STIR) and nearly as dark as tumour on T1, it lies within the
+    signature's tolerance. Followed far above or below the body it is caught as
+    a column (``_leaks``), but a sac pinched by the discs above and below stays
+    within reach: on the development studies (VB1_02+03, truth masks) two S1
+    bodies wholly replaced by tumour grew into the sac behind them and were
+    called cortex and soft tissue. With T1 and a fluid-sensitive sequence each
+    voxel is compared with both signals. A lesion whose own signal is CSF's
+    (within ``signature_tolerance_fluid`` on every sequence) cannot be told
+    this way and is left to ``_leaks``.
+    """
+    none = np.zeros_like(crop.body)
+    if Sequence.T1 not in crop.images or ctx.fluid is None or not signature:
+        return none
+    if not all(seq in csf for seq in signature):
+        return none
+    tol = ctx.thresholds.signature_tolerance_fluid
+    if all(abs(signature[q] - csf[q]) <= tol * abs(csf[q]) for q in signature):
+        return none
+    nearer = ~crop.body
+    for seq, med in signature.items():
+        img = crop.images[seq]
+        nearer &= np.abs(img - csf[seq]) < np.abs(img - med)
+    return nearer
 
 
 def _leaks(ctx: StudyContext, crop: BodyCrop, outside: BoolArray) -> bool:
@@ -115,7 +146,10 @@ def _leaks(ctx: StudyContext, crop: BodyCrop, outside: BoolArray) -> bool:
     return float(far.sum()) * ctx.frame.voxel_mm3 >= th.ste_min_mm3
 
 
-def assess_extent(ctx: StudyContext, crop: BodyCrop, marrow: MarrowResult) -> ExtentResult:
+def assess_extent(
+    ctx: StudyContext, crop: BodyCrop, marrow: MarrowResult, csf: Mapping[Sequence, float]
+) -> ExtentResult:
+    """Cortex, soft tissue and pedicles for ``marrow``'s lesion; ``csf`` is the study's CSF signal."""
     th = ctx.thresholds
     if not marrow.lesion.any():
         return no_extent(marrow)
@@ -129,7 +163,7 @@ def assess_extent(ctx: StudyContext, crop: BodyCrop, marrow: MarrowResult) -> Ex
     # differs from marrow); if the column is still reached, the spread of this
     # lesion cannot be told.
     for tolerance in (th.signature_tolerance, th.signature_tolerance_fluid):
-        match, match_bone = _lesion_like(crop, marrow, tolerance, ctx.fluid is not None)
+        match, match_bone = _lesion_like(ctx, crop, marrow, tolerance, csf)
         grown = ndimage.binary_propagation(marrow.lesion, mask=marrow.lesion | (match & allowed),
                                            structure=np.ones((3, 3, 3), bool))
         outside = grown & ~crop.body

@@ -9,14 +9,19 @@ import pytest
 
 from analysis.results import SignState
 from analysis.signs import LevelSigns, assess_signs, derive_reference_regions, regions_from_levels
+from analysis.signs.canal import csf_reference, read_canal
+from analysis.signs.context import build_context, crop_body
 from analysis.thresholds import DEFAULT_THRESHOLDS
 from analysis.volume import LEVEL_LABELS, Sequence, Volume
 from tests.analysis.test_signs_phantom import (
     AP1,
     CANAL,
     CANAL_K,
+    DISC_H,
     K0,
     K1,
+    LEVELS,
+    TISSUE,
     Spine,
     body_rows,
     canal_strand,
@@ -109,6 +114,26 @@ def test_canal_is_measured_across_the_cord_but_not_across_a_wall() -> None:
     canal_strand(spine, (70, 73), "cortex")  # a wall: what lies behind it is not the sac
     for ls in run(spine).values():
         assert ls.canal_diameter_mm == pytest.approx(4.0, abs=1.5), ls.level
+
+
+def test_the_csf_signal_is_read_in_the_sac_and_not_moved_by_one_level() -> None:
+    """The sac's bright voxels only (not the cord between), and a median over the levels."""
+    spine = normal_spine()
+    canal_strand(spine, (70, 78))
+    epidural_extension(spine, "L2", depth_mm=7)
+    vols = spine.render((Sequence.T1, Sequence.STIR))
+    ctx = build_context(vols, spine.segmentation(), None, DEFAULT_THRESHOLDS)
+    readings = {lv: read_canal(ctx, crop) for lv, lab in ctx.order
+                if (crop := crop_body(ctx, lv, lab)) is not None}
+    for level in ("L1", "L3", "L4", "L5"):
+        assert readings[level].csf[Sequence.STIR] == pytest.approx(TISSUE[Sequence.STIR]["csf"], rel=0.05)
+    csf = csf_reference(list(readings.values()))
+    for seq in (Sequence.T1, Sequence.STIR):
+        assert csf[seq] == pytest.approx(TISSUE[seq]["csf"], rel=0.05), seq
+    no_fluid = build_context(spine.render((Sequence.T1,)), spine.segmentation(), None, DEFAULT_THRESHOLDS)
+    crop = crop_body(no_fluid, "L3", LEVEL_LABELS["L3"])
+    assert crop is not None and read_canal(no_fluid, crop).csf == {}
+    assert csf_reference([]) == {}
 
 
 def test_epidural_tumour_narrows_the_canal_around_the_cord() -> None:
@@ -360,6 +385,39 @@ def test_epidural_tumour_near_csf_signal_is_told_from_the_csf_column() -> None:
     assert l2.soft_tissue_extension == P and "epidural" in l2.ste_locations
     assert l2.cortical_destruction == P and l2.canal_compromise == P
     assert not any("CSF" in r for r in l2.reasons)
+
+
+def _pinched_pale_sac() -> Spine:
+    """A sac of pale CSF against the bodies' backs, closed by a disc bulge at every disc level."""
+    spine = normal_spine()
+    spine.tissue[CANAL_K[0]:CANAL_K[1], :, AP1:CANAL[1]] = "pale"
+    for n in range(len(LEVELS) - 1):
+        bot = body_rows(LEVELS[n])[1]
+        spine.tissue[CANAL_K[0]:CANAL_K[1], bot:bot + DISC_H, AP1:CANAL[1]] = "disc"
+    return spine
+
+
+def test_a_lesion_through_the_wall_does_not_take_the_csf_behind_it_for_tumour() -> None:
+    """The sac behind a replaced body is told from tumour by the study's CSF signal.
+
+    The pale CSF lies within the lesion signature's tolerance on T1 and STIR,
+    and the disc bulges keep it from reaching far enough above or below to be
+    caught as a fluid column: before the study's CSF signal was read, L4's sac
+    was called cortical destruction and epidural soft tissue.
+    """
+    spine = _pinched_pale_sac()
+    diffuse_lesion(spine, "L4")
+    l4 = run(spine, (Sequence.T1, Sequence.STIR))["L4"]
+    assert l4.marrow_infiltration == P and l4.suspicious_for_malignancy == P
+    assert l4.cortical_destruction == A and l4.soft_tissue_extension == A
+    assert l4.canal_compromise == A
+
+    # tumour with the lesion's own signal in that sac is still tumour
+    spine = _pinched_pale_sac()
+    epidural_extension(spine, "L2", depth_mm=7)
+    l2 = run(spine, (Sequence.T1, Sequence.STIR))["L2"]
+    assert l2.cortical_destruction == P and l2.soft_tissue_extension == P
+    assert "epidural" in l2.ste_locations and l2.canal_compromise == P
 
 
 def test_no_usable_sequence_leaves_every_sign_indeterminate() -> None:

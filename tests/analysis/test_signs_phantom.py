@@ -34,12 +34,18 @@ LAMINA = (82, 90)  # i range of the dark posterior arch behind the canal
 # "wet": a tumour close to CSF on T1 and STIR (within 35 % of it, not within 20 %)
 # "cord": spinal cord or conus inside the CSF (0.3 of CSF on T2, as on sct-t2-lumbar)
 # "faint": a tumour darker than the marrow on T1 (0.71 of it) but brighter than disc
-_NAMES = ("marrow", "disc", "csf", "fat", "cortex", "tumour", "band", "fluid", "hot", "wet", "cord", "faint")
+# "pale": CSF as on the real STIR VB1_03, little brighter than tumour there, and grey on T1:
+#   within the lesion signature's 35 % of "tumour" on T1 and STIR, nearer CSF than tumour on both
+_NAMES = ("marrow", "disc", "csf", "fat", "cortex", "tumour", "band", "fluid", "hot", "wet", "cord", "faint",
+          "pale")
+_VALUES: dict[Sequence, tuple[float, ...]] = {
+    Sequence.T1: (420, 260, 90, 600, 60, 170, 150, 80, 170, 110, 380, 300, 125),
+    Sequence.T1C: (440, 280, 95, 600, 60, 400, 330, 80, 400, 300, 380, 400, 130),
+    Sequence.STIR: (110, 280, 900, 40, 30, 300, 240, 850, 400, 700, 300, 300, 360),
+    Sequence.T2: (330, 480, 1000, 520, 50, 560, 470, 950, 760, 760, 300, 560, 1000),
+}
 TISSUE: dict[Sequence, dict[str, float]] = {
-    Sequence.T1: dict(zip(_NAMES, (420, 260, 90, 600, 60, 170, 150, 80, 170, 110, 380, 300), strict=True)),
-    Sequence.T1C: dict(zip(_NAMES, (440, 280, 95, 600, 60, 400, 330, 80, 400, 300, 380, 400), strict=True)),
-    Sequence.STIR: dict(zip(_NAMES, (110, 280, 900, 40, 30, 300, 240, 850, 400, 700, 300, 300), strict=True)),
-    Sequence.T2: dict(zip(_NAMES, (330, 480, 1000, 520, 50, 560, 470, 950, 760, 760, 300, 560), strict=True)),
+    seq: dict(zip(_NAMES, values, strict=True)) for seq, values in _VALUES.items()
 }
 
 
