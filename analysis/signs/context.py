@@ -38,6 +38,7 @@ class StudyContext:
     muscle: Mapping[str, BoolArray]  # canonical, per level ("" = any level)
     order: tuple[tuple[str, int], ...]  # (level, label) top to bottom
     marrow_ref: Mapping[Sequence, float]  # study median of body-core medians
+    disc_ref: Mapping[Sequence, float]  # study median of the derived discs' medians
     fluid: Sequence | None
     thresholds: SignThresholds
     regions_source: str
@@ -105,9 +106,11 @@ def build_context(
             cores.append((box, core))
     marrow_ref = {seq: float(np.median([np.median(img[box][core]) for box, core in cores]))
                   for seq, img in images.items() if cores}
+    disc_ref = {seq: float(np.median([np.median(img[m]) for m in discs.values() if m.any()]))
+                for seq, img in images.items() if any(m.any() for m in discs.values())}
     fluid = next((s for s in FLUID_ORDER if s in images), None)
-    return StudyContext(frame, images, labels, discs, muscle, order, marrow_ref, fluid, thresholds,
-                        regions.source)
+    return StudyContext(frame, images, labels, discs, muscle, order, marrow_ref, disc_ref, fluid,
+                        thresholds, regions.source)
 
 
 def endplate_zone(labels: npt.NDArray[np.integer], reach: float,

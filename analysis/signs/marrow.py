@@ -83,6 +83,13 @@ def assess_marrow(ctx: StudyContext, crop: BodyCrop) -> MarrowResult:
         own = _median(t1, core)
         disc_ref = _median(t1, crop.discs)
         muscle_ref = _median(t1, crop.muscle) if crop.muscle is not None else None
+        if disc_ref is None and muscle_ref is None and Sequence.T1 in ctx.disc_ref:
+            # no disc next to the body (a collapsed S1 leaves too wide a gap to derive one):
+            # disc signal differs little from level to level, so the study's discs stand in,
+            # rather than leave the fluid-sensitive image to decide alone
+            disc_ref = ctx.disc_ref[Sequence.T1]
+            reasons.append(f"{crop.level}: no disc next to the body: T1 compared with the study's "
+                           "other discs")
         t1_ratio, t1_muscle = _ratio(own, disc_ref), _ratio(own, muscle_ref)
         ref = disc_ref if disc_ref is not None else muscle_ref
         if ref is None or own is None:
@@ -176,7 +183,7 @@ def assess_marrow(ctx: StudyContext, crop: BodyCrop) -> MarrowResult:
 
     t1_state = criterion(t1_seed, diffuse_t1)
     fluid_state = criterion(fluid_seed, diffuse_fluid)
-    if t1_seed is None:
+    if Sequence.T1 not in crop.images:
         reasons.append(f"{crop.level}: {_NO_T1}")
     if fluid_seed is None:
         reasons.append(f"{crop.level}: no sagittal STIR or T2: marrow hyperintensity cannot be assessed, "

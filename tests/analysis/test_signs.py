@@ -296,6 +296,34 @@ def test_the_faint_bar_does_not_seed_in_the_bodys_outer_rim() -> None:
     assert rim["L3"].marrow_infiltration == P
 
 
+def _l5_without_a_disc() -> Spine:
+    """L4 left out of the label map: no disc can be derived next to L5 (none above, none below)."""
+    spine = normal_spine()
+    spine.labels[spine.labels == LEVEL_LABELS["L4"]] = 0
+    return spine
+
+
+def test_a_body_without_a_disc_beside_it_is_compared_with_the_studys_discs() -> None:
+    """T1 keeps its say where no disc lies next to the body (a collapsed S1's gap).
+
+    A focus bright on STIR but near-normal on T1 (oedema, a haemangioma) is
+    not tumour. Before the study's discs stood in, such a body's T1 had no
+    reference, the STIR alone decided, and the focus was called infiltration.
+    """
+    spine = _l5_without_a_disc()
+    focal_lesion(spine, "L5", radius_mm=7.0, what="cord")  # T1 0.9 of marrow, STIR 2.7 times
+    l5 = run(spine, (Sequence.T1, Sequence.STIR))["L5"]
+    assert l5.marrow_infiltration == A and l5.suspicious_for_malignancy == A
+    assert l5.marrow_t1 == A and l5.t1_marrow_disc_ratio == pytest.approx(420 / 260, rel=0.05)
+    assert any("study's other discs" in r for r in l5.reasons)
+    assert not any("no sagittal T1" in r for r in l5.reasons)
+
+    spine = _l5_without_a_disc()
+    focal_lesion(spine, "L5", radius_mm=7.0)
+    l5 = run(spine, (Sequence.T1, Sequence.STIR))["L5"]
+    assert l5.marrow_infiltration == P and l5.marrow_t1 == P and l5.suspicious_for_malignancy == P
+
+
 def test_enhancement_needs_pre_and_post_contrast() -> None:
     spine = normal_spine()
     focal_lesion(spine, "L3", radius_mm=8.0)
