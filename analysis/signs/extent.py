@@ -85,16 +85,16 @@ def lesion_signature(
 
 
 def _lesion_like(
-    ctx: StudyContext, crop: BodyCrop, marrow: MarrowResult, tolerance: float, csf: Mapping[Sequence, float]
+    ctx: StudyContext, crop: BodyCrop, marrow: MarrowResult, signature: Mapping[Sequence, float],
+    tolerance: float,
 ) -> tuple[BoolArray, BoolArray]:
-    """Voxels matching the lesion's signature on every sequence: anywhere, and in bone.
+    """Voxels matching the lesion's ``signature`` on every sequence: anywhere, and in bone.
 
     Pedicle roots are thin: on T1 they mix with the bright fat around them, so
     in bone T1 need only be darker than marrow; the fluid signature must hold.
     """
     match = np.ones_like(crop.body)
     match_bone = np.ones_like(crop.body)
-    signature = lesion_signature(crop.images, marrow.lesion, marrow.seeds, marrow.grow_thresholds)
     for seq, med in signature.items():
         op, thr = marrow.grow_thresholds[seq]
         img = crop.images[seq]
@@ -102,7 +102,7 @@ def _lesion_like(
         like = np.abs(img - med) <= tolerance * abs(med)
         match &= like & beyond
         match_bone &= beyond & (like if op == ">" or ctx.fluid is None else True)
-    return match & ~_nearer_csf(ctx, crop, signature, csf), match_bone
+    return match, match_bone
 
 
 def _nearer_csf(
@@ -162,8 +162,11 @@ def assess_extent(
     # signature is narrowed once (tumour and CSF differ, if less than either
     # differs from marrow); if the column is still reached, the spread of this
     # lesion cannot be told.
+    signature = lesion_signature(crop.images, marrow.lesion, marrow.seeds, marrow.grow_thresholds)
+    csf_like = _nearer_csf(ctx, crop, signature, csf)
     for tolerance in (th.signature_tolerance, th.signature_tolerance_fluid):
-        match, match_bone = _lesion_like(ctx, crop, marrow, tolerance, csf)
+        match, match_bone = _lesion_like(ctx, crop, marrow, signature, tolerance)
+        match &= ~csf_like
         grown = ndimage.binary_propagation(marrow.lesion, mask=marrow.lesion | (match & allowed),
                                            structure=np.ones((3, 3, 3), bool))
         outside = grown & ~crop.body
