@@ -57,7 +57,10 @@ class BodyFrame:
         return j_mm / self.spacing[1] - self.crop[1].start, i_mm / self.spacing[2] - self.crop[2].start
 
 
-def body_frame(labels: npt.NDArray[np.integer], label: int, spacing: tuple[float, float, float]) -> BodyFrame:
+def body_frame(
+    labels: npt.NDArray[np.integer], label: int, spacing: tuple[float, float, float], lateral: bool = False
+) -> BodyFrame:
+    """The body's frame; ``lateral`` widens the crop beyond its sides too (a mass beside it)."""
     mask = labels == label
     idx = np.argwhere(mask)
     if idx.size == 0:
@@ -70,7 +73,8 @@ def body_frame(labels: npt.NDArray[np.integer], label: int, spacing: tuple[float
     pad = np.ceil(_PAD_MM / np.asarray(spacing)).astype(int)
     lo = np.maximum(idx.min(axis=0) - pad, 0)
     hi = np.minimum(idx.max(axis=0) + pad + 1, labels.shape)
-    lo[0], hi[0] = idx[:, 0].min(), idx[:, 0].max() + 1
+    if not lateral:
+        lo[0], hi[0] = idx[:, 0].min(), idx[:, 0].max() + 1
     crop = (slice(int(lo[0]), int(hi[0])), slice(int(lo[1]), int(hi[1])), slice(int(lo[2]), int(hi[2])))
     return BodyFrame(
         label=label,

@@ -109,6 +109,34 @@ def breakout(
     return inside, outside
 
 
+def side_breakout(
+    body: BoolArray,
+    free: BoolArray,
+    frame: BodyFrame,
+    local: tuple[FloatArray, FloatArray, FloatArray],
+    radius_mm: float | None,
+    extension_mm: float | None,
+    rng: np.random.Generator,
+) -> tuple[BoolArray, BoolArray]:
+    """A lesion that replaces one side of the body and grows out beside it.
+
+    Returns (inside part, outside part) as :func:`breakout`; the crop must reach
+    past the body's sides (``body_frame(..., lateral=True)``).
+    """
+    x, _, t = local
+    half_width, height, depth = body_extent(body, local)
+    side = 1.0 if rng.random() < 0.5 else -1.0
+    s0 = float(rng.uniform(-0.15, 0.15)) * height
+    t0 = float(np.median(t[body]))
+    wall = (side * (half_width - 0.5), s0, t0)
+    r = radius_mm if radius_mm is not None else float(rng.uniform(0.28, 0.38)) * depth
+    inside = _irregular(local, wall, (r, 0.8 * r, r), frame, rng) & body
+    ext = extension_mm if extension_mm is not None else float(rng.uniform(5.0, 8.0))
+    beside = side * x >= half_width
+    outside = _irregular(local, wall, (ext, 0.6 * height, 0.4 * depth), frame, rng) & beside & free & ~body
+    return inside, outside
+
+
 def pedicles(
     body: BoolArray,
     free: BoolArray,

@@ -22,7 +22,8 @@ API (stable)::
 
   * ``LesionSpec(label, kind=FOCAL|DIFFUSE, extension=NONE|PARAVERTEBRAL|
     EPIDURAL, radius_mm=None, extension_mm=None, pedicles=False,
-    enhancing=True)``: an extension breaks the anterior (paravertebral) or
+    enhancing=True, conspicuity=1.0, lateral=False)``: an extension breaks the
+    anterior (paravertebral; with ``lateral`` the side wall instead) or
     posterior (epidural, narrows the canal) cortex and grows out of the body.
   * ``FractureSpec(label, grade=1|2|3, shape=WEDGE|BICONCAVE|CRUSH,
     pattern=BENIGN|MALIGNANT, fluid_sign=False, retropulsion_mm=None)``:
@@ -265,7 +266,7 @@ def _fracture(work: _Work, fx: FractureSpec) -> None:
 
 
 def _lesion(work: _Work, les: LesionSpec) -> None:
-    frame = body_frame(work.labels, les.label, work.spacing)
+    frame = body_frame(work.labels, les.label, work.spacing, les.lateral)
     crop = frame.crop
     lab = work.labels[crop]
     body = lab == les.label
@@ -274,7 +275,11 @@ def _lesion(work: _Work, les: LesionSpec) -> None:
     st = work.state[les.label]
     outside = np.zeros_like(body)
     breakout = np.zeros_like(body)
-    if les.extension != Extension.NONE:
+    if les.lateral:
+        breakout, outside = shapes.side_breakout(
+            body, free, frame, local, les.radius_mm, les.extension_mm, work.rng
+        )
+    elif les.extension != Extension.NONE:
         breakout, outside = shapes.breakout(
             body,
             free,

@@ -52,6 +52,10 @@ class LesionSpec:
     # 1: the tumour's full signal; smaller: that far from the body's own marrow towards it
     # on every sequence (a faint lesion); the development data's faint lesions (issue 19)
     conspicuity: float = 1.0
+    # a paravertebral extension through the body's side wall (beside the body, on the sagittal
+    # slices past its edge) instead of its front; metastases sit in the body's posterolateral
+    # part more often than in its middle
+    lateral: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.label, int | np.integer) or self.label <= 0:
@@ -60,6 +64,8 @@ class LesionSpec:
             raise ValueError(f"conspicuity must be in (0, 1], got {self.conspicuity!r}")
         object.__setattr__(self, "kind", LesionKind(self.kind))
         object.__setattr__(self, "extension", Extension(self.extension))
+        if self.lateral and self.extension != Extension.PARAVERTEBRAL:
+            raise ValueError(f"lateral needs a paravertebral extension, got {self.extension.value!r}")
 
 
 @dataclass(frozen=True)

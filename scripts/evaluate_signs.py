@@ -20,7 +20,11 @@ S1's compression and fracture pattern are not scored (the engine labels S1 but
 does not grade it); its marrow, cortex, soft-tissue, pedicle and canal signs are.
 ``--sct`` runs the real T2 of sct-t2-lumbar through auto segmentation.
 
-Usage: python scripts/evaluate_signs.py [--studies N] [--phantoms N] [--segmentation oracle|auto]
+``--lateral N`` adds N studies of the real pair with a lesion through a body's side wall
+(``LesionSpec(lateral=True)``), drawn from a generator of their own.
+
+Usage: python scripts/evaluate_signs.py [--studies N] [--phantoms N] [--lateral N]
+       [--segmentation oracle|auto]
 """
 
 from __future__ import annotations
@@ -288,12 +292,33 @@ def real_runs(
         yield implanted.name, implanted, TruthView.from_dict(result.truth_dict())
 
 
+def lateral_runs(
+    pair: Study, n: int, rng: np.random.Generator
+) -> Iterator[tuple[str, Study, TruthView | None]]:
+    """The real T1+STIR pair with one lesion through a body's side wall and a mass beside it.
+
+    The development lesions above break the front or back wall on the midline; metastases sit
+    in the body's posterolateral part more often, and a side that is all tumour leaves whole
+    sagittal slices of it.
+    """
+    spacing = tuple(reversed(pair.geometry.spacing))
+    levels = [LEVEL_LABELS[lv] for lv in ("T12", "L1", "L2", "L3", "L4", "L5")]
+    for i in range(n):
+        spec = ImplantSpec((LesionSpec(levels[int(rng.integers(len(levels)))], LesionKind.FOCAL,
+                                       Extension.PARAVERTEBRAL, extension_mm=float(rng.uniform(5.0, 15.0)),
+                                       lateral=True),))
+        result = implant(pair.images, pair.labels, spacing, spec, rng)
+        implanted = Study(f"{pair.name}~side{i}", dict(result.images), result.labels, pair.geometry)
+        yield implanted.name, implanted, TruthView.from_dict(result.truth_dict())
+
+
 SUBSETS: dict[str, tuple[tuple[Sequence, ...], ...]] = {
     # which sequence subsets each source is analysed with
     "phantom": ((Sequence.T1, Sequence.T2, Sequence.STIR), (Sequence.T1, Sequence.STIR),
                 (Sequence.T1, Sequence.T2), (Sequence.T2,), (Sequence.T1,)),
     "real": ((Sequence.T1, Sequence.STIR), (Sequence.T2,), (Sequence.T1,), (Sequence.STIR,),
              (Sequence.DIXON,)),
+    "real side wall": ((Sequence.T1, Sequence.STIR),),
 }
 
 
@@ -335,10 +360,15 @@ def run(args: argparse.Namespace, out: Callable[[str], None]) -> dict[str, Tally
     rng = np.random.default_rng(args.seed)
     tallies: dict[str, Tally] = defaultdict(Tally)
     sources: list[tuple[str, Iterator[tuple[str, Study, TruthView | None]]]] = []
+    real = load_real() if args.real or args.lateral else []
     if args.real:
-        sources.append(("real", real_runs(load_real(), args.studies, rng)))
+        sources.append(("real", real_runs(real, args.studies, rng)))
     if args.phantoms:
         sources.append(("phantom", phantom_runs(args.phantoms, rng)))
+    if args.lateral:
+        # a generator of its own, so that the other sources draw what they always drew
+        side_rng = np.random.default_rng(args.seed + 1)
+        sources.append(("real side wall", lateral_runs(real[0], args.lateral, side_rng)))
     for source, runs in sources:
         for name, study, truth in runs:
             for seqs in SUBSETS[source]:
@@ -408,6 +438,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--studies", type=int, default=24, help="implanted real-volume studies")
     ap.add_argument("--phantoms", type=int, default=16, help="phantom studies (a quarter normal)")
     ap.add_argument("--no-real", dest="real", action="store_false", help="skip the shared real volumes")
+    ap.add_argument("--lateral", type=int, default=0,
+                    help="real T1+STIR studies with a lesion through a body's side wall")
     ap.add_argument("--seed", type=int, default=20261126)
     ap.add_argument("--segmentation", choices=("oracle", "auto"), default="oracle")
     ap.add_argument("--heights", choices=("truth", "measured"), default="truth",

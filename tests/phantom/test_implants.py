@@ -108,6 +108,24 @@ def test_extension_breaks_the_cortex_and_leaves_the_body(extension: Extension) -
     assert np.median(t1[crossing]) > 0.3 * TISSUE[Sequence.T1][0] * 1.05
 
 
+def test_a_lateral_extension_breaks_the_side_wall_and_lies_beside_the_body() -> None:
+    spec = ImplantSpec(lesions=(LesionSpec(23, extension=Extension.PARAVERTEBRAL, lateral=True),))
+    _, labels, res = _run(spec)
+    lesion = res.lesion_mask == 1
+    outside = lesion & (labels == 0)
+    assert outside.sum() > 30
+    body_k = np.nonzero((labels == 23).any(axis=(1, 2)))[0]
+    k_out = np.argwhere(outside)[:, 0]
+    assert (k_out < body_k.min()).all() or (k_out > body_k.max()).all(), "beside the body, on one side"
+    inside_k = np.argwhere(lesion & (labels == 23))[:, 0]
+    assert body_k.min() in inside_k or body_k.max() in inside_k, "the lesion reaches the side wall"
+    lv = res.level("L4")
+    assert lv.cortical_destruction == lv.soft_tissue_extension == "present"
+    assert lv.canal_compromise == "absent"
+    with pytest.raises(ValueError, match="lateral needs a paravertebral extension"):
+        LesionSpec(23, extension=Extension.EPIDURAL, lateral=True)
+
+
 def test_implants_are_graded_where_the_analysis_measures() -> None:
     # the phantom keeps its own copy (it does not load the analysis's networks); an implanted
     # grade means the grade the analysis's measurement of the truth gives only while they agree
