@@ -457,6 +457,30 @@ def test_a_lesion_bitten_out_of_a_body_is_given_back_but_not_the_disc_in_a_conca
     assert not fill_notches(body, prob, taken)[:, 26:32, 36:45].any()
 
 
+
+def test_sagittal_slices_a_lesion_replaced_beyond_the_mask_are_given_back_within_the_footprint() -> None:
+    from analysis.vertebrae.segment import fill_notches
+
+    prob = np.zeros((12, 60, 60), np.float32)
+    prob[2:7, 10:40, 10:45] = 0.95
+    # the body's side replaced by tumour: two slices the network is unsure of, then a third
+    # where the body is only a sliver (partial volume), then soft tissue beside the spine
+    prob[7:9, 10:40, 10:45] = 0.5
+    prob[9, 20:26, 20:30] = 0.5
+    prob[10:, 10:40, 10:45] = 0.1
+    prob[7:9, 10:40, 50:58] = 0.5  # tissue behind the body's footprint is not the body
+    body = prob >= 0.65
+    filled = fill_notches(body, prob, np.zeros_like(body))
+    assert filled[7:9, 10:40, 10:45].all()
+    assert not filled[9:].any()
+    assert not filled[7:9, :, 50:].any()
+    assert not filled[:2].any()  # nothing on the other side
+    # another body's voxels are never taken
+    taken = np.zeros_like(body)
+    taken[8] = True
+    assert not fill_notches(body, prob, taken)[8:].any()
+
+
 Box = tuple[slice, ...]
 
 

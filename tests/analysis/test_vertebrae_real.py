@@ -128,34 +128,79 @@ def test_normal_sct_t2_canal_is_measured_across_the_cord() -> None:
         assert diameter is not None and diameter >= 11.0, (level, diameter)
 
 
-def test_s1_with_replaced_marrow_is_found_on_a_second_look_and_flagged() -> None:
-    """A malignant S1 fracture implanted in the real T1 + STIR pair: found, named S1, suspicious."""
+def _real_pair(agreed: bool = False) -> tuple[Volume, Volume, np.ndarray]:
+    """The real T1 + STIR pair as 3 mm slices, with VB1_02's bodies named T12..S1.
+
+    ``agreed``: only the voxels both series' masks label alike, as the signs evaluation takes
+    them (``scripts/evaluate_signs.py``); they are a slice or two narrower than VB1_02's own.
+    """
     if not (REAL / "VB1_02_image.nii.gz").exists():
         pytest.skip("shared real lumbar MRI not present")
-    from analysis.signs import assess_signs
     from analysis.sitk_adapter import take_every_nth_slice
     from analysis.volume import LEVEL_LABELS
-    from phantom.implants import implant
-    from phantom.specs import FracturePattern, FractureShape, FractureSpec, ImplantSpec
 
     t1 = take_every_nth_slice(_read(REAL / "VB1_02_image.nii.gz"), 3)
     stir = take_every_nth_slice(_read(REAL / "VB1_03_image.nii.gz"), 3)
     raw = np.asarray(take_every_nth_slice(_read(REAL / "VB1_02_labels.nii.gz"), 3).array)
+    if agreed:
+        other = np.asarray(take_every_nth_slice(_read(REAL / "VB1_03_labels.nii.gz"), 3).array)
+        raw = np.where(raw == other, raw, 0)
     # VB1 numbers its bodies from the top and its lowest one is S1 (see scripts/vertebrae_cases.py)
     labels = np.zeros(raw.shape, dtype=np.int16)
     for rank, v in enumerate(sorted((int(v) for v in np.unique(raw) if v >= 100), reverse=True)):
         labels[raw == v] = LEVEL_LABELS["S1"] if rank == 0 else LEVEL_LABELS["L5"] + 1 - rank
+    return t1, stir, labels
+
+
+def _implanted_pair(
+    spec: object, seed: int, agreed: bool = False
+) -> tuple[dict[Sequence, Volume], np.ndarray, np.ndarray]:
+    """The real pair with ``spec`` implanted: volumes, body labels and lesion mask."""
+    from phantom.implants import ImplantSpec, implant
+
+    assert isinstance(spec, ImplantSpec)
+    t1, stir, labels = _real_pair(agreed)
+    result = implant({Sequence.T1: t1.array, Sequence.STIR: stir.array}, labels,
+                     tuple(reversed(t1.spacing)), spec, np.random.default_rng(seed))
+    volumes = {q: t1.with_array(np.asarray(a)) for q, a in result.images.items()}
+    return volumes, np.asarray(result.labels), np.asarray(result.lesion_mask)
+
+
+def test_a_lesion_replacing_the_side_of_a_body_with_a_mass_beside_it_is_found() -> None:
+    """On the real pair the network leaves the sagittal slices a lateral lesion replaced out of
+    the body's mask (its probability there is about 0.5); the outline takes them back, so the
+    signs see the lesion (before, every sign of L2 was absent)."""
+    from analysis.signs import assess_signs
+    from analysis.volume import LEVEL_LABELS
+    from phantom.specs import Extension, ImplantSpec, LesionKind, LesionSpec
+
+    l2 = LEVEL_LABELS["L2"]
+    spec = ImplantSpec(lesions=(LesionSpec(l2, LesionKind.FOCAL, Extension.PARAVERTEBRAL, extension_mm=12.0,
+                                           lateral=True),))
+    volumes, labels, lesion = _implanted_pair(spec, 312, agreed=True)
+    outside = (lesion > 0) & (labels == 0)
+    assert outside.sum() * float(np.prod(volumes[Sequence.T1].spacing)) > 1000.0  # a mass beside L2
+    seg = segment_spine(volumes, _fold_model_without("VB1_02"))
+    assert not (np.asarray(seg.labels.array)[(lesion > 0) & (labels == l2)] == l2).mean() > 0.5
+    signs = {ls.level: ls for ls in assess_signs(volumes, seg)}
+    assert signs["L2"].suspicious_for_malignancy == "present", signs["L2"].reasons
+    assert signs["L2"].marrow_infiltration == "present"
+    assert [lv for lv, ls in signs.items() if lv != "L2" and ls.suspicious_for_malignancy == "present"] == []
+
+
+def test_s1_with_replaced_marrow_is_found_on_a_second_look_and_flagged() -> None:
+    """A malignant S1 fracture implanted in the real T1 + STIR pair: found, named S1, suspicious."""
+    from analysis.signs import assess_signs
+    from analysis.volume import LEVEL_LABELS
+    from phantom.specs import FracturePattern, FractureShape, FractureSpec, ImplantSpec
+
     s1 = LEVEL_LABELS["S1"]
     spec = ImplantSpec(fractures=(FractureSpec(s1, 2, FractureShape.CRUSH, FracturePattern.MALIGNANT),))
-    spacing = tuple(reversed(t1.spacing))
-    result = implant(
-        {Sequence.T1: t1.array, Sequence.STIR: stir.array}, labels, spacing, spec, np.random.default_rng(3)
-    )
-    volumes = {q: t1.with_array(np.asarray(a)) for q, a in result.images.items()}
+    volumes, result_labels, _ = _implanted_pair(spec, 3)
     seg = segment_spine(volumes, _fold_model_without("VB1_02"))
     assert [b.level for b in seg.bodies][-2:] == ["L5", "S1"]
     found = np.asarray(seg.labels.array) == s1
-    truth = np.asarray(result.labels) == s1
+    truth = result_labels == s1
     assert 2.0 * (found & truth).sum() / (found.sum() + truth.sum()) >= 0.5
     signs = {ls.level: ls for ls in assess_signs(volumes, seg)}
     assert signs["S1"].suspicious_for_malignancy == "present"
