@@ -182,7 +182,10 @@ def assess_extent(
     posterior = np.arange(crop.body.shape[2])[None, None, :] > ap_post - 0.25 * (
         ap_post - np.nonzero(crop.body.any(axis=(0, 1)))[0].min())
     within_si = (si >= si_idx.min()) & (si <= si_idx.max())
-    pedicle_region = (posterior & within_si & (np.abs(lr) >= th.pedicle_lateral_min_mm)
+    # the pedicles leave the body within its width: tissue in the sagittal slices past the
+    # body's side is a mass beside it, not a pedicle
+    within_lr = np.asarray(crop.body.any(axis=(1, 2)))[:, None, None]
+    pedicle_region = (posterior & within_si & within_lr & (np.abs(lr) >= th.pedicle_lateral_min_mm)
                       & (out_mm > 0) & (out_mm <= th.pedicle_depth_mm))
     epidural_region = posterior & (np.abs(lr) < th.epidural_half_width_mm) & ~pedicle_region
 

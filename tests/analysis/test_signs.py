@@ -34,6 +34,7 @@ from tests.analysis.test_signs_phantom import (
     normal_spine,
     paravertebral_extension,
     pedicle_lesion,
+    side_wall_extension,
 )
 
 P, A, IND = SignState.PRESENT, SignState.ABSENT, SignState.INDETERMINATE
@@ -152,6 +153,16 @@ def test_paravertebral_extension_is_anterior_soft_tissue() -> None:
     l3 = run(spine)["L3"]
     assert l3.soft_tissue_extension == P and l3.ste_locations == ("paravertebral",)
     assert l3.cortical_destruction == P
+    assert l3.canal_compromise == A
+
+
+def test_a_mass_beside_the_body_past_its_side_is_soft_tissue_not_a_pedicle() -> None:
+    spine = normal_spine()
+    side_wall_extension(spine, "L3")
+    l3 = run(spine)["L3"]
+    assert l3.marrow_infiltration == P
+    assert l3.soft_tissue_extension == P and l3.ste_locations == ("paravertebral",)
+    assert l3.pedicle_involvement == A
     assert l3.canal_compromise == A
 
 

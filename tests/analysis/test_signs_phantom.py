@@ -160,6 +160,14 @@ def paravertebral_extension(spine: Spine, level: str, depth_mm: int = 7) -> None
     spine.tissue[K0 + 2:K1 - 2, mid - 7:mid + 7, AP0 - depth_mm:AP0] = "tumour"
 
 
+def side_wall_extension(spine: Spine, level: str) -> None:
+    """A lesion in the back of the body's side, through its side wall, with a mass beside it
+    in the sagittal slices past the body (level with the pedicles' roots, but outside the body)."""
+    top, bot = body_rows(level)
+    spine.tissue[K1 - 4:K1, top + 5:bot - 5, AP1 - 12:AP1 - 2] = "tumour"
+    spine.tissue[K1:SHAPE[0], top + 5:bot - 5, AP1 - 12:AP1 - 2] = "tumour"
+
+
 def pedicle_lesion(spine: Spine, level: str) -> None:
     """Tumour in both pedicle roots, behind the upper posterior body, either side of the canal."""
     top, _ = body_rows(level)
