@@ -74,66 +74,51 @@ def breakout(
     free: BoolArray,
     frame: BodyFrame,
     local: tuple[FloatArray, FloatArray, FloatArray],
-    posterior: bool,
+    wall: str,
     radius_mm: float | None,
     extension_mm: float | None,
     rng: np.random.Generator,
 ) -> tuple[BoolArray, BoolArray]:
-    """A lesion that destroys the anterior or posterior cortex and grows out of the body.
+    """A lesion that destroys the ``wall`` ("anterior", "posterior" or "side") and grows out.
 
     Returns (inside part, outside part); ``free`` is where soft tissue may grow
-    (not another body).
+    (not another body). A lesion through the side replaces that side of the body
+    and its mass lies beside it: the crop must reach past the body's sides
+    (``body_frame(..., lateral=True)``).
     """
+    if wall not in ("anterior", "posterior", "side"):
+        raise ValueError(f"wall must be 'anterior', 'posterior' or 'side', got {wall!r}")
     x, s, t = local
     half_width, height, depth = body_extent(body, local)
-    mid = np.abs(x) <= max(frame.spacing[0], 2.0)
+    # the side's draw comes first, so the front and back walls draw as they always did
+    sign = (1.0 if rng.random() < 0.5 else -1.0) if wall == "side" else 0.0
     s0 = float(rng.uniform(-0.15, 0.15)) * height
-    band = mid & body & (np.abs(s - s0) < max(0.15 * height, 2.0))
-    wall_t = (
-        float(t[band].max() if posterior else t[band].min())
-        if band.any()
-        else float(t[body].max() if posterior else t[body].min())
-    )
+    if wall == "side":
+        centre = (sign * (half_width - 0.5), s0, float(np.median(t[body])))
+    else:
+        mid = np.abs(x) <= max(frame.spacing[0], 2.0)
+        band = mid & body & (np.abs(s - s0) < max(0.15 * height, 2.0))
+        posterior = wall == "posterior"
+        wall_t = (
+            float(t[band].max() if posterior else t[band].min())
+            if band.any()
+            else float(t[body].max() if posterior else t[body].min())
+        )
+        centre = (0.0, s0, wall_t)
     r = radius_mm if radius_mm is not None else float(rng.uniform(0.28, 0.38)) * depth
-    inside = (
-        _irregular(local, (0.0, s0, wall_t), (max(r, 1.5 * frame.spacing[0]), 0.8 * r, r), frame, rng) & body
-    )
+    r_lr = r if wall == "side" else max(r, 1.5 * frame.spacing[0])
+    inside = _irregular(local, centre, (r_lr, 0.8 * r, r), frame, rng) & body
     ext = extension_mm if extension_mm is not None else float(rng.uniform(5.0, 8.0))
-    if posterior:
+    if wall == "side":
+        radii = (ext, 0.6 * height, 0.4 * depth)
+        beyond = sign * x >= half_width
+    elif wall == "posterior":
         radii = (min(8.0, half_width), 0.6 * height, ext)
-        side = t >= wall_t + 0.5
+        beyond = t >= centre[2] + 0.5
     else:
         radii = (0.75 * half_width, 0.6 * height, ext)
-        side = t <= wall_t - 0.5
-    outside = _irregular(local, (0.0, s0, wall_t), radii, frame, rng) & side & free & ~body
-    return inside, outside
-
-
-def side_breakout(
-    body: BoolArray,
-    free: BoolArray,
-    frame: BodyFrame,
-    local: tuple[FloatArray, FloatArray, FloatArray],
-    radius_mm: float | None,
-    extension_mm: float | None,
-    rng: np.random.Generator,
-) -> tuple[BoolArray, BoolArray]:
-    """A lesion that replaces one side of the body and grows out beside it.
-
-    Returns (inside part, outside part) as :func:`breakout`; the crop must reach
-    past the body's sides (``body_frame(..., lateral=True)``).
-    """
-    x, _, t = local
-    half_width, height, depth = body_extent(body, local)
-    side = 1.0 if rng.random() < 0.5 else -1.0
-    s0 = float(rng.uniform(-0.15, 0.15)) * height
-    t0 = float(np.median(t[body]))
-    wall = (side * (half_width - 0.5), s0, t0)
-    r = radius_mm if radius_mm is not None else float(rng.uniform(0.28, 0.38)) * depth
-    inside = _irregular(local, wall, (r, 0.8 * r, r), frame, rng) & body
-    ext = extension_mm if extension_mm is not None else float(rng.uniform(5.0, 8.0))
-    beside = side * x >= half_width
-    outside = _irregular(local, wall, (ext, 0.6 * height, 0.4 * depth), frame, rng) & beside & free & ~body
+        beyond = t <= centre[2] - 0.5
+    outside = _irregular(local, centre, radii, frame, rng) & beyond & free & ~body
     return inside, outside
 
 

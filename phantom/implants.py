@@ -275,20 +275,10 @@ def _lesion(work: _Work, les: LesionSpec) -> None:
     st = work.state[les.label]
     outside = np.zeros_like(body)
     breakout = np.zeros_like(body)
-    if les.lateral:
-        breakout, outside = shapes.side_breakout(
-            body, free, frame, local, les.radius_mm, les.extension_mm, work.rng
-        )
-    elif les.extension != Extension.NONE:
+    if les.extension != Extension.NONE:
+        wall = "side" if les.lateral else "posterior" if les.extension == Extension.EPIDURAL else "anterior"
         breakout, outside = shapes.breakout(
-            body,
-            free,
-            frame,
-            local,
-            les.extension == Extension.EPIDURAL,
-            les.radius_mm,
-            les.extension_mm,
-            work.rng,
+            body, free, frame, local, wall, les.radius_mm, les.extension_mm, work.rng
         )
     if les.kind == LesionKind.DIFFUSE:
         inside = body | breakout
