@@ -84,8 +84,8 @@ def _verse_labels(labels: np.ndarray) -> np.ndarray:
     return verse_truth(labels, "VB1" if (labels >= 100).any() else "")
 
 
-def load_real(step: int = SLICE_STEP, vb3_as_t2: bool = False) -> list[Study]:
-    studies: list[Study] = []
+def load_pair(step: int = SLICE_STEP) -> Study:
+    """The real two-contrast study: VB1_02 (T1) and VB1_03 (STIR)."""
     t1 = _read(REAL / "VB1_02_image.nii.gz", step)
     stir = _read(REAL / "VB1_03_image.nii.gz", step)
     la = _read(REAL / "VB1_02_labels.nii.gz", step).array
@@ -93,7 +93,11 @@ def load_real(step: int = SLICE_STEP, vb3_as_t2: bool = False) -> list[Study]:
     # the two series were labelled separately; keep voxels both agree on
     both = np.where(la == lb, la, 0).astype(np.int16)
     labels = _verse_labels(both)
-    studies.append(Study("VB1_02+03", {Sequence.T1: t1.array, Sequence.STIR: stir.array}, labels, t1))
+    return Study("VB1_02+03", {Sequence.T1: t1.array, Sequence.STIR: stir.array}, labels, t1)
+
+
+def load_real(step: int = SLICE_STEP, vb3_as_t2: bool = False) -> list[Study]:
+    studies = [load_pair(step)]
     for case in sorted(T2_LIKE):
         img = _read(REAL / f"{case}_image.nii.gz", step)
         lab = _verse_labels(_read(REAL / f"{case}_labels.nii.gz", step).array.astype(np.int16))
@@ -360,7 +364,7 @@ def run(args: argparse.Namespace, out: Callable[[str], None]) -> dict[str, Tally
     rng = np.random.default_rng(args.seed)
     tallies: dict[str, Tally] = defaultdict(Tally)
     sources: list[tuple[str, Iterator[tuple[str, Study, TruthView | None]]]] = []
-    real = load_real() if args.real or args.lateral else []
+    real = load_real() if args.real else []
     if args.real:
         sources.append(("real", real_runs(real, args.studies, rng)))
     if args.phantoms:
@@ -368,7 +372,8 @@ def run(args: argparse.Namespace, out: Callable[[str], None]) -> dict[str, Tally
     if args.lateral:
         # a generator of its own, so that the other sources draw what they always drew
         side_rng = np.random.default_rng(args.seed + 1)
-        sources.append(("real side wall", lateral_runs(real[0], args.lateral, side_rng)))
+        pair = real[0] if real else load_pair()
+        sources.append(("real side wall", lateral_runs(pair, args.lateral, side_rng)))
     for source, runs in sources:
         for name, study, truth in runs:
             for seqs in SUBSETS[source]:
