@@ -22,7 +22,7 @@ _CANAL_LOWER_LIMIT_MM: tuple[tuple[str, float], ...] = (
 
 @dataclass(frozen=True)
 class SignThresholds:
-    version: str = "signs-2026.12.04-1"
+    version: str = "signs-2026.12.04-2"
 
     # --- marrow -------------------------------------------------------------
     # Rim of the body mask left out of the seed search: partial volume with the
@@ -53,6 +53,15 @@ class SignThresholds:
     t1_focal_marrow_max: float = 0.8
     t1_faint_depth_mm: float = 4.0
     t1_faint_region_max: float = 0.9
+    # With STIR, a faint seed may also be a voxel whose STIR against the body's marrow is at
+    # least this many times its T1 against that marrow (0 turns this off); it must still be a
+    # STIR seed and lie as deep, and its region pass the same guard. Calibration run
+    # (calibrate_signs.py --only stir_t1_focal_quotient --lesions 40, truth masks and
+    # --segmentation auto: VB1_02+03, 9 untouched bodies, 320 beside an implant, 40 focal
+    # lesions of conspicuity 0.1-0.6): every value 1.0-3.0 flags 0/9 and 0/320; found 24/40 at
+    # 1.6 and 1.8 (23/40 at 1.8 on the network's masks, the most), 21/40 at 2.0, off 14/40
+    # (12/40). 1.8: the largest value that finds the most on both (issue 19).
+    stir_t1_focal_quotient: float = 1.8
     # T1 alone (no T2/STIR to confirm): darker than this share of both disc and
     # the body's own marrow. Calibration run on VB1_02 (calibrate_signs.py):
     # 0.6 is the first value with no false positive (1/9 bodies up to 0.65);
@@ -75,6 +84,17 @@ class SignThresholds:
     # diffuse tumour is 1.5x (T2) and 2.4x (STIR) the marrow.
     stir_diffuse_ratio: float = 1.6
     t2_diffuse_ratio: float = 1.3
+    # Diffuse with T1 and STIR: the body's STIR/study-marrow ratio over its T1/study-marrow
+    # ratio, in its upper and its lower half outside any focal lesion found (0 turns this
+    # off). Probe (4 December 2026, VB1_02+03): the 9 untouched bodies' whole-core quotient
+    # reaches 1.36 (L2), diffuse lesions of conspicuity 0.33 give 1.7-3.1. Calibration run
+    # (calibrate_signs.py --only stir_t1_diffuse_quotient --lesions 40, truth masks and
+    # --segmentation auto: 9 untouched bodies, 320 beside an implant, 40 diffuse lesions of
+    # conspicuity 0.1-0.6): every value 1.3-2.0 flags 0/9 and 0/320; found 36/40 at 1.3, 33/40
+    # at 1.6 (29/40 on the network's masks), 25/40 off (22/40). 1.6 keeps a margin of 1.2 over the
+    # brightest normal body, since one real study with normal marrow and both sequences is all
+    # there is (issue 19).
+    stir_t1_diffuse_quotient: float = 1.6
     # Hysteresis: a seeded lesion grows into voxels above this fraction of the seed
     # threshold's excess (design: half-way between normal marrow and the seed).
     grow_fraction: float = 0.5

@@ -37,16 +37,24 @@ GRIDS: dict[str, tuple[Sequence, ...]] = {
     "t1_alone_max": (Sequence.T1,),
     "stir_focal_ratio": (Sequence.T1, Sequence.STIR),
     "t1_focal_marrow_max": (Sequence.T1, Sequence.STIR),
+    "stir_t1_diffuse_quotient": (Sequence.T1, Sequence.STIR),
+    "stir_t1_focal_quotient": (Sequence.T1, Sequence.STIR),
 }
 # Implanted lesions' conspicuity (phantom.implants LesionSpec.conspicuity) per grid: faint
 # lesions only where the threshold is about them.
-CONSPICUITY: dict[str, tuple[float, float]] = {"t1_focal_marrow_max": (0.25, 1.0)}
+CONSPICUITY: dict[str, tuple[float, float]] = {"t1_focal_marrow_max": (0.25, 1.0),
+                                                "stir_t1_diffuse_quotient": (0.1, 0.6),
+                                                "stir_t1_focal_quotient": (0.1, 0.6)}
+# Implanted lesions are focal but where the threshold is about a whole body.
+KIND: dict[str, LesionKind] = {"stir_t1_diffuse_quotient": LesionKind.DIFFUSE}
 VALUES: dict[str, list[float]] = {
     "t2_alone_focal_ratio": [1.4, 1.5, 1.6, 1.7, 1.8, 1.9, 2.0],
     "stir_alone_focal_ratio": [1.6, 1.8, 2.0, 2.2],
     "t1_alone_max": [0.8, 0.75, 0.7, 0.65, 0.6],
     "stir_focal_ratio": [1.2, 1.4, 1.6, 1.8],
     "t1_focal_marrow_max": [0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.0],
+    "stir_t1_diffuse_quotient": [1.3, 1.4, 1.5, 1.6, 1.7, 1.8, 2.0, 0.0],
+    "stir_t1_focal_quotient": [1.0, 1.2, 1.4, 1.6, 1.8, 2.0, 2.2, 2.5, 3.0, 0.0],
 }
 
 
@@ -99,7 +107,9 @@ def sweep(name: str, values: list[float], n_lesions: int, rng: np.random.Generat
         labs = [int(v) for v in np.unique(st.labels) if v > 0]
         lab = int(rng.choice(labs))
         conspicuity.append(float(rng.uniform(low, high)) if high > low else high)
-        spec = ImplantSpec((LesionSpec(lab, LesionKind.FOCAL, radius_mm=float(rng.uniform(4.0, 10.0)),
+        kind = KIND.get(name, LesionKind.FOCAL)
+        radius = float(rng.uniform(4.0, 10.0))
+        spec = ImplantSpec((LesionSpec(lab, kind, radius_mm=radius if kind == LesionKind.FOCAL else None,
                                        conspicuity=conspicuity[-1]),))
         res = implant(st.images, st.labels, tuple(reversed(st.geometry.spacing)), spec, rng)
         # the lesion's own body, and the bodies beside it (whose study the implant changed)
@@ -111,7 +121,8 @@ def sweep(name: str, values: list[float], n_lesions: int, rng: np.random.Generat
     n_bodies = sum(len(p) for p in untouched)
     n_beside = sum(len(p) for p in neighbours)
     out(f"\n{name} ({'+'.join(seqs)}): {len(studies)} untouched studies ({n_bodies} bodies), "
-        f"{n_lesions} implanted focal lesions (radius 4-10 mm, conspicuity {low:g}-{high:g})")
+        f"{n_lesions} implanted {KIND.get(name, LesionKind.FOCAL).value} lesions "
+        f"(focal: radius 4-10 mm; conspicuity {low:g}-{high:g})")
     out(f"{'value':>7s} {'FP bodies':>12s} {'FP beside':>12s} {'found':>10s} {'conspicuity < 0.6':>18s}")
     chosen = None
     for v in values:

@@ -21,9 +21,10 @@ does not grade it); its marrow, cortex, soft-tissue, pedicle and canal signs are
 ``--sct`` runs the real T2 of sct-t2-lumbar through auto segmentation.
 
 ``--lateral N`` adds N studies of the real pair with a lesion through a body's side wall
-(``LesionSpec(lateral=True)``), drawn from a generator of their own.
+(``LesionSpec(lateral=True)``), drawn from a generator of their own; ``--faint N`` N studies
+of the real pair with a faint lesion (conspicuity 0.1-0.5), most with a mass, likewise.
 
-Usage: python scripts/evaluate_signs.py [--studies N] [--phantoms N] [--lateral N]
+Usage: python scripts/evaluate_signs.py [--studies N] [--phantoms N] [--lateral N] [--faint N]
        [--segmentation oracle|auto]
 """
 
@@ -316,6 +317,29 @@ def lateral_runs(
         yield implanted.name, implanted, TruthView.from_dict(result.truth_dict())
 
 
+def faint_runs(
+    pair: Study, n: int, rng: np.random.Generator
+) -> Iterator[tuple[str, Study, TruthView | None]]:
+    """The real T1+STIR pair with one faint lesion (conspicuity 0.1-0.5), focal or diffuse, most
+    with an epidural or paravertebral mass of 5-15 mm.
+
+    The lesions of ``random_spec`` carry the tumour's full signal; a faint one has no voxel that
+    stands out from its own body's marrow, and its mass is no brighter than the body."""
+    spacing = tuple(reversed(pair.geometry.spacing))
+    levels = [LEVEL_LABELS[lv] for lv in ("T12", "L1", "L2", "L3", "L4", "L5")]
+    extensions = (Extension.NONE, Extension.EPIDURAL, Extension.PARAVERTEBRAL)
+    for i in range(n):
+        kind = (LesionKind.FOCAL, LesionKind.DIFFUSE)[int(rng.integers(2))]
+        ext = extensions[int(rng.integers(len(extensions)))]
+        spec = ImplantSpec((LesionSpec(
+            levels[int(rng.integers(len(levels)))], kind, ext,
+            extension_mm=float(rng.uniform(5.0, 15.0)) if ext != Extension.NONE else None,
+            conspicuity=float(rng.uniform(0.1, 0.5))),))
+        result = implant(pair.images, pair.labels, spacing, spec, rng)
+        implanted = Study(f"{pair.name}~faint{i}", dict(result.images), result.labels, pair.geometry)
+        yield implanted.name, implanted, TruthView.from_dict(result.truth_dict())
+
+
 SUBSETS: dict[str, tuple[tuple[Sequence, ...], ...]] = {
     # which sequence subsets each source is analysed with
     "phantom": ((Sequence.T1, Sequence.T2, Sequence.STIR), (Sequence.T1, Sequence.STIR),
@@ -323,6 +347,7 @@ SUBSETS: dict[str, tuple[tuple[Sequence, ...], ...]] = {
     "real": ((Sequence.T1, Sequence.STIR), (Sequence.T2,), (Sequence.T1,), (Sequence.STIR,),
              (Sequence.DIXON,)),
     "real side wall": ((Sequence.T1, Sequence.STIR),),
+    "real faint": ((Sequence.T1, Sequence.STIR),),
 }
 
 
@@ -374,6 +399,10 @@ def run(args: argparse.Namespace, out: Callable[[str], None]) -> dict[str, Tally
         side_rng = np.random.default_rng(args.seed + 1)
         pair = real[0] if real else load_pair()
         sources.append(("real side wall", lateral_runs(pair, args.lateral, side_rng)))
+    if args.faint:
+        faint_rng = np.random.default_rng(args.seed + 2)
+        pair = real[0] if real else load_pair()
+        sources.append(("real faint", faint_runs(pair, args.faint, faint_rng)))
     for source, runs in sources:
         for name, study, truth in runs:
             for seqs in SUBSETS[source]:
@@ -445,6 +474,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-real", dest="real", action="store_false", help="skip the shared real volumes")
     ap.add_argument("--lateral", type=int, default=0,
                     help="real T1+STIR studies with a lesion through a body's side wall")
+    ap.add_argument("--faint", type=int, default=0,
+                    help="real T1+STIR pair studies with a faint lesion, most with a mass (own generator)")
     ap.add_argument("--seed", type=int, default=20261126)
     ap.add_argument("--segmentation", choices=("oracle", "auto"), default="oracle")
     ap.add_argument("--heights", choices=("truth", "measured"), default="truth",

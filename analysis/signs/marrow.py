@@ -156,22 +156,33 @@ def assess_marrow(ctx: StudyContext, crop: BodyCrop) -> MarrowResult:
     grown, kept = _grow(seed, grow & room, min_vox)
     if faint is not None and fluid_seed is not None and fluid_grow is not None and t1_seed is not None:
         free = body & ~grown
-        faint_kept, faint_seed = faint.regions(fluid_seed & free, fluid_grow & free, min_vox)
+        stir_rel = None
+        if ctx.fluid == Sequence.STIR and normal_ref.get(Sequence.STIR, 0.0) > 0:
+            stir_rel = crop.images[Sequence.STIR] / normal_ref[Sequence.STIR]
+        faint_kept, faint_seed = faint.regions(fluid_seed & free, fluid_grow & free, min_vox, stir_rel)
         kept += faint_kept
         seed |= faint_seed
         t1_seed = t1_seed | faint_seed
     lesion = np.logical_or.reduce(kept) if kept else np.zeros_like(body)
+    pair_bars = _replaced_by_quotient(ctx, crop, lesion)
+    diffuse_pair = pair_bars is not None
+    if diffuse_pair:
+        lesion = lesion | body
     if diffuse_t1 and t1_seed is not None:
         lesion = lesion | (body & (crop.images[Sequence.T1] < grow_thr[Sequence.T1][1]))
     # the fluid criterion decides "diffuse" only where no T1 can
     diffuse_fluid = diffuse_fluid and t1_seed is None
     if diffuse_fluid and ctx.fluid is not None:
         lesion = lesion | (body & (crop.images[ctx.fluid] > diffuse_fluid_thr))
+    if pair_bars is not None:
+        # tissue outside the body is lesion-like by the same token: past half-way from the
+        # study's marrow to this body's signal (the body's own marrow is the lesion)
+        grow_thr.update(pair_bars)
     fraction = 100.0 * float(lesion.sum()) / float(body.sum())
-    present = bool(kept) or diffuse_t1 or diffuse_fluid
+    present = bool(kept) or diffuse_t1 or diffuse_fluid or diffuse_pair
     pattern = None
     if present:
-        diffuse = diffuse_t1 or diffuse_fluid or fraction >= th.diffuse_fraction_pct
+        diffuse = diffuse_t1 or diffuse_fluid or diffuse_pair or fraction >= th.diffuse_fraction_pct
         pattern = "diffuse" if diffuse else "focal"
 
     def criterion(single_seed: BoolArray | None, extra: bool) -> SignState:
@@ -181,8 +192,8 @@ def assess_marrow(ctx: StudyContext, crop: BodyCrop) -> MarrowResult:
             return SignState.PRESENT
         return SignState.ABSENT
 
-    t1_state = criterion(t1_seed, diffuse_t1)
-    fluid_state = criterion(fluid_seed, diffuse_fluid)
+    t1_state = criterion(t1_seed, diffuse_t1 or diffuse_pair)
+    fluid_state = criterion(fluid_seed, diffuse_fluid or diffuse_pair)
     if Sequence.T1 not in crop.images:
         reasons.append(f"{crop.level}: {_NO_T1}")
     if fluid_seed is None:
@@ -201,6 +212,40 @@ def assess_marrow(ctx: StudyContext, crop: BodyCrop) -> MarrowResult:
                         fraction if present else 0.0, len(kept) or int(present), t1_ratio, t1_muscle,
                         lesion if present else np.zeros_like(body), seed, grow_thr, normal_ref,
                         tuple(reasons))
+
+
+def _replaced_by_quotient(ctx: StudyContext, crop: BodyCrop,
+                          found: BoolArray) -> dict[Sequence, tuple[str, float]] | None:
+    """A whole body replaced, read from T1 and STIR together: its STIR signal against the study's
+    marrow, divided by its T1 signal against the study's marrow, reaches the quotient bar in its
+    upper and in its lower half. Returns the bars half-way between the study's marrow and the
+    body's signal, or None.
+
+    Tumour replacing fat darkens T1 and brightens STIR at once, while a receive coil's fall-off
+    along the spine scales both the same way and cancels in the quotient; a faint diffuse lesion
+    stays under Carroll's disc rule and under the STIR-alone diffuse bar, and has no brighter
+    focus in its own body to seed from. STIR only: T2 without fat suppression keeps fat bright.
+
+    Each half is read outside the lesions ``found`` by the other criteria. Marrow kept beside a
+    lesion is what a fracture's edema band leaves and diffuse replacement does not (Cuénod): a
+    band under one endplate of a crushed body can fill most of it, never both halves."""
+    bar = ctx.thresholds.stir_t1_diffuse_quotient
+    if bar <= 0 or ctx.fluid != Sequence.STIR or Sequence.T1 not in crop.images:
+        return None
+    ref_t1, ref_stir = ctx.marrow_ref.get(Sequence.T1), ctx.marrow_ref.get(Sequence.STIR)
+    if ref_t1 is None or ref_stir is None or ref_t1 <= 0 or ref_stir <= 0:
+        return None
+    t1_img, stir_img = crop.images[Sequence.T1], crop.images[Sequence.STIR]
+    rest = crop.core & ~found
+    rows = np.nonzero(crop.body.any(axis=(0, 2)))[0]
+    upper = (np.arange(crop.body.shape[1]) < (rows.min() + rows.max() + 1) / 2.0)[None, :, None]
+    for half in (rest & upper, rest & ~upper):
+        t1, stir = _median(t1_img, half), _median(stir_img, half)
+        if t1 is None or stir is None or t1 <= 0 or (stir / ref_stir) / (t1 / ref_t1) < bar:
+            return None
+    own_t1, own_stir = _median(t1_img, rest), _median(stir_img, rest)
+    assert own_t1 is not None and own_stir is not None  # both halves were read
+    return {Sequence.T1: ("<", (own_t1 + ref_t1) / 2.0), Sequence.STIR: (">", (own_stir + ref_stir) / 2.0)}
 
 
 def _seeded(region: BoolArray, seed: BoolArray, min_vox: int) -> bool:
@@ -229,10 +274,19 @@ class _FaintBar:
     deep: BoolArray
     th: SignThresholds
 
-    def regions(self, fluid_seed: BoolArray, fluid_grow: BoolArray,
-                min_vox: int) -> tuple[list[BoolArray], BoolArray]:
-        """The faint regions kept, and their seeds, outside what the strong bar found."""
-        seed = self.deep & (self.t1 < self.seed_below) & fluid_seed
+    def regions(self, fluid_seed: BoolArray, fluid_grow: BoolArray, min_vox: int,
+                stir_rel: FloatArray | None = None) -> tuple[list[BoolArray], BoolArray]:
+        """The faint regions kept, and their seeds, outside what the strong bar found.
+
+        With STIR (``stir_rel``: STIR against the body's marrow) a voxel also seeds where its
+        STIR excess over its T1 excess reaches ``stir_t1_focal_quotient``: the T1 bar then
+        rises with the STIR signal, since tumour faint on T1 is faint on STIR by the same share
+        and a brighter STIR focus needs less T1 darkening to be told from marrow."""
+        dark = self.t1 < self.seed_below
+        q = self.th.stir_t1_focal_quotient
+        if stir_rel is not None and q > 0:
+            dark = dark | (stir_rel * self.own >= q * self.t1)
+        seed = self.deep & dark & fluid_seed
         grow_below = self.seed_below + self.th.grow_fraction * max(self.normal - self.seed_below, 0.0)
         _, regions = _grow(seed, fluid_grow & (self.t1 < grow_below), min_vox)
         kept = [c for c in regions if float(np.median(self.t1[c])) <= self.th.t1_faint_region_max * self.own]

@@ -91,6 +91,52 @@ def test_diffuse_replacement_meets_carroll_rule() -> None:
     assert l4.lesion_fraction_pct is not None and l4.lesion_fraction_pct > 80.0
 
 
+def test_faint_whole_body_is_read_from_t1_and_stir_together() -> None:
+    """A body a third of the way to tumour everywhere: brighter than disc on T1 and no focus
+    brighter than its own marrow on STIR, so only T1 and STIR read together against the study's
+    other bodies find it."""
+    spine = normal_spine()
+    diffuse_lesion(spine, "L3", what="dim")
+    vols = spine.render((Sequence.T1, Sequence.STIR))
+    seg = spine.segmentation()
+    l3 = {ls.level: ls for ls in assess_signs(vols, seg)}["L3"]
+    assert l3.marrow_infiltration == P and l3.marrow_pattern == "diffuse"
+    assert l3.marrow_t1 == P and l3.marrow_fluid == P and l3.suspicious_for_malignancy == P
+    assert l3.t1_marrow_disc_ratio is not None and l3.t1_marrow_disc_ratio > 1.2
+    assert l3.cortical_destruction == A and l3.soft_tissue_extension == A
+    off = replace(DEFAULT_THRESHOLDS, stir_t1_diffuse_quotient=0.0)
+    assert {ls.level: ls for ls in assess_signs(vols, seg, None, off)}["L3"].marrow_infiltration != P
+    # the quotient is a STIR criterion: T2 keeps fat bright, so T1 + T2 does not use it
+    t2 = {ls.level: ls for ls in assess_signs(spine.render((Sequence.T1, Sequence.T2)), seg)}["L3"]
+    assert t2.marrow_infiltration != P
+
+
+def test_focal_lesion_faint_on_t1_but_clear_on_stir_is_found() -> None:
+    """T1 at 0.86 of the marrow (over the faint bar's 0.8), STIR at twice it: the STIR excess
+    over the T1 excess seeds it."""
+    spine = normal_spine()
+    ball = focal_lesion(spine, "L3", radius_mm=7.0, what="hazy")
+    vols = spine.render((Sequence.T1, Sequence.STIR))
+    seg = spine.segmentation()
+    out = {ls.level: ls for ls in assess_signs(vols, seg)}
+    l3 = out["L3"]
+    assert l3.marrow_infiltration == P and l3.marrow_pattern == "focal" and l3.marrow_t1 == P
+    assert l3.lesion_mask is not None and l3.lesion_mask.array[ball].mean() > 0.5
+    assert all(out[lv].marrow_infiltration == A for lv in ("L1", "L2", "L4", "L5"))
+    off = replace(DEFAULT_THRESHOLDS, stir_t1_focal_quotient=0.0)
+    assert {ls.level: ls for ls in assess_signs(vols, seg, None, off)}["L3"].marrow_infiltration != P
+
+
+def test_faint_whole_body_with_epidural_mass_of_its_signal() -> None:
+    spine = normal_spine()
+    diffuse_lesion(spine, "L3", what="dim")
+    epidural_extension(spine, "L3", depth_mm=7, what="dim")
+    l3 = run(spine, (Sequence.T1, Sequence.STIR))["L3"]
+    assert l3.marrow_infiltration == P and l3.marrow_pattern == "diffuse"
+    assert l3.cortical_destruction == P and l3.soft_tissue_extension == P
+    assert "epidural" in l3.ste_locations and l3.canal_compromise == P
+
+
 def test_epidural_extension_breaks_cortex_and_narrows_canal() -> None:
     spine = normal_spine()
     epidural_extension(spine, "L2", depth_mm=7)
@@ -190,6 +236,19 @@ def test_benign_fracture_with_band_is_not_suspicious() -> None:
     assert l1.marrow_infiltration == A
     assert l1.suspicious_for_malignancy == A
     assert any("band" in f for f in l1.fracture_features)
+
+
+def test_collapsed_body_mostly_edema_band_stays_benign_with_t1_and_stir() -> None:
+    """A band filling most of a crushed body's core darkens its T1 and brightens its STIR as a
+    whole: the marrow beside it, in the body's other half, decides, and it is normal."""
+    spine = normal_spine()
+    collapse(spine, "L2", 12)
+    endplate_band(spine, "L2", depth=(1, 6))
+    l2 = run(spine, (Sequence.T1, Sequence.STIR), grades={"L2": 3})["L2"]
+    assert l2.compression_fracture == P
+    assert l2.marrow_infiltration == A and l2.pathologic_fracture_pattern == A
+    assert l2.suspicious_for_malignancy == A
+    assert l2.fracture_features and all(f.startswith("benign") for f in l2.fracture_features)
 
 
 def test_fracture_plus_focal_lesion_is_suspicious() -> None:

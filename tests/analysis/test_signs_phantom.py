@@ -36,13 +36,17 @@ LAMINA = (82, 90)  # i range of the dark posterior arch behind the canal
 # "faint": a tumour darker than the marrow on T1 (0.71 of it) but brighter than disc
 # "pale": CSF as on the real STIR VB1_03, little brighter than tumour there, and grey on T1:
 #   within the lesion signature's 35 % of "tumour" on T1 and STIR, nearer CSF than tumour on both
+# "dim": a faint tumour replacing a whole body, a third of the way from marrow to "tumour" on
+#   every sequence: T1 0.81 of the marrow (brighter than disc), STIR 1.6x it
+# "hazy": a focal tumour fainter on T1 than "faint" (0.86 of the marrow, over the faint bar's 0.8)
+#   but 2x the marrow on STIR
 _NAMES = ("marrow", "disc", "csf", "fat", "cortex", "tumour", "band", "fluid", "hot", "wet", "cord", "faint",
-          "pale")
+          "pale", "dim", "hazy")
 _VALUES: dict[Sequence, tuple[float, ...]] = {
-    Sequence.T1: (420, 260, 90, 600, 60, 170, 150, 80, 170, 110, 380, 300, 125),
-    Sequence.T1C: (440, 280, 95, 600, 60, 400, 330, 80, 400, 300, 380, 400, 130),
-    Sequence.STIR: (110, 280, 900, 40, 30, 300, 240, 850, 400, 700, 300, 300, 360),
-    Sequence.T2: (330, 480, 1000, 520, 50, 560, 470, 950, 760, 760, 300, 560, 1000),
+    Sequence.T1: (420, 260, 90, 600, 60, 170, 150, 80, 170, 110, 380, 300, 125, 340, 360),
+    Sequence.T1C: (440, 280, 95, 600, 60, 400, 330, 80, 400, 300, 380, 400, 130, 460, 430),
+    Sequence.STIR: (110, 280, 900, 40, 30, 300, 240, 850, 400, 700, 300, 300, 360, 180, 220),
+    Sequence.T2: (330, 480, 1000, 520, 50, 560, 470, 950, 760, 760, 300, 560, 1000, 410, 430),
 }
 TISSUE: dict[Sequence, dict[str, float]] = {
     seq: dict(zip(_NAMES, values, strict=True)) for seq, values in _VALUES.items()
@@ -132,8 +136,8 @@ def focal_lesion(spine: Spine, level: str, radius_mm: float = 7.0, si_offset: fl
     return paint_ball(spine, centre, radius_mm, what)
 
 
-def diffuse_lesion(spine: Spine, level: str) -> None:
-    spine.tissue[spine.labels == LEVEL_LABELS[level]] = "tumour"
+def diffuse_lesion(spine: Spine, level: str, what: str = "tumour") -> None:
+    spine.tissue[spine.labels == LEVEL_LABELS[level]] = what
 
 
 def epidural_extension(spine: Spine, level: str, depth_mm: int = 7, what: str = "tumour") -> None:

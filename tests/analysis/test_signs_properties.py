@@ -64,6 +64,27 @@ def test_missing_sequences_only_ever_make_signs_indeterminate_or_keep_them(subse
                 b == SignState.PRESENT and n == SignState.PRESENT), (level, name, subset)
 
 
+_NORMAL = normal_spine()
+_NORMAL_VOLS = _NORMAL.render(SEQS, rng_seed=5)
+_NORMAL_SEG = _NORMAL.segmentation()
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(slope=st.floats(-0.35, 0.35), curve=st.floats(-0.2, 0.2))
+def test_a_coil_fall_off_along_the_spine_flags_no_normal_body(slope: float, curve: float) -> None:
+    """A receive coil's sensitivity changes from level to level and scales every sequence alike
+    (on the real T1+STIR pair bodies range 0.74-1.23 of the study's marrow on T1 and 0.72-1.28
+    on STIR): a normal spine stays normal."""
+    rows = _NORMAL_VOLS[Sequence.T1].array.shape[1]
+    x = np.linspace(-1.0, 1.0, rows)
+    gain = np.exp(slope * x + curve * x**2)[None, :, None]
+    vols = {q: v.with_array((v.array * gain).astype(np.float32)) for q, v in _NORMAL_VOLS.items()}
+    for subset in (SEQS, (Sequence.T1, Sequence.STIR)):
+        out = assess_signs({q: vols[q] for q in subset}, _NORMAL_SEG)
+        assert all(ls.suspicious_for_malignancy == SignState.ABSENT for ls in out), (subset, slope, curve)
+        assert all(ls.marrow_infiltration == SignState.ABSENT for ls in out)
+
+
 def test_flipping_left_right_changes_nothing() -> None:
     """The left/right sense of the slices is unknown in the shared data; it must not matter."""
     # the direction tuple is row-major: the k axis (slices) is its third column
