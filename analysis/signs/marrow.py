@@ -157,8 +157,9 @@ def assess_marrow(ctx: StudyContext, crop: BodyCrop) -> MarrowResult:
     if faint is not None and fluid_seed is not None and fluid_grow is not None and t1_seed is not None:
         free = body & ~grown
         stir_rel = None
-        if ctx.fluid == Sequence.STIR and normal_ref.get(Sequence.STIR, 0.0) > 0:
-            stir_rel = crop.images[Sequence.STIR] / normal_ref[Sequence.STIR]
+        stir_ref = normal_ref.get(Sequence.STIR, 0.0)
+        if th.stir_t1_focal_quotient > 0 and ctx.fluid == Sequence.STIR and stir_ref > 0:
+            stir_rel = crop.images[Sequence.STIR] / stir_ref
         faint_kept, faint_seed = faint.regions(fluid_seed & free, fluid_grow & free, min_vox, stir_rel)
         kept += faint_kept
         seed |= faint_seed

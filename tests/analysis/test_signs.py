@@ -111,14 +111,15 @@ def test_faint_whole_body_is_read_from_t1_and_stir_together() -> None:
     assert t2.marrow_infiltration != P
 
 
-def test_focal_lesion_faint_on_t1_but_clear_on_stir_is_found() -> None:
-    """T1 at 0.86 of the marrow (over the faint bar's 0.8), STIR at twice it: the STIR excess
-    over the T1 excess seeds it."""
+def test_focal_quotient_finds_a_focus_faint_on_t1_but_clear_on_stir() -> None:
+    """T1 at 0.86 of the marrow (over the faint bar's 0.8), STIR at twice it: with the focal
+    quotient on (it ships off), the STIR excess over the T1 excess seeds it."""
     spine = normal_spine()
     ball = focal_lesion(spine, "L3", radius_mm=7.0, what="hazy")
     vols = spine.render((Sequence.T1, Sequence.STIR))
     seg = spine.segmentation()
-    out = {ls.level: ls for ls in assess_signs(vols, seg)}
+    on = replace(DEFAULT_THRESHOLDS, stir_t1_focal_quotient=1.8)
+    out = {ls.level: ls for ls in assess_signs(vols, seg, None, on)}
     l3 = out["L3"]
     assert l3.marrow_infiltration == P and l3.marrow_pattern == "focal" and l3.marrow_t1 == P
     assert l3.lesion_mask is not None and l3.lesion_mask.array[ball].mean() > 0.5
