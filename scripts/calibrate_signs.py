@@ -108,6 +108,7 @@ def sweep(name: str, values: list[float], n_lesions: int, rng: np.random.Generat
         lab = int(rng.choice(labs))
         conspicuity.append(float(rng.uniform(low, high)) if high > low else high)
         kind = KIND.get(name, LesionKind.FOCAL)
+        # drawn for every kind, so that the focal grids draw what they always drew
         radius = float(rng.uniform(4.0, 10.0))
         spec = ImplantSpec((LesionSpec(lab, kind, radius_mm=radius if kind == LesionKind.FOCAL else None,
                                        conspicuity=conspicuity[-1]),))

@@ -297,6 +297,22 @@ def real_runs(
         yield implanted.name, implanted, TruthView.from_dict(result.truth_dict())
 
 
+# the pair's levels a development lesion of its own source is drawn in
+_PAIR_LEVELS = tuple(LEVEL_LABELS[lv] for lv in ("T12", "L1", "L2", "L3", "L4", "L5"))
+
+
+def _pair_runs(
+    pair: Study, tag: str, specs: Iterator[ImplantSpec], rng: np.random.Generator
+) -> Iterator[tuple[str, Study, TruthView | None]]:
+    """The real T1+STIR pair with each of ``specs`` implanted. ``specs`` is drawn lazily from
+    the same ``rng`` as the implants, one spec before each implant."""
+    spacing = tuple(reversed(pair.geometry.spacing))
+    for i, spec in enumerate(specs):
+        result = implant(pair.images, pair.labels, spacing, spec, rng)
+        implanted = Study(f"{pair.name}~{tag}{i}", dict(result.images), result.labels, pair.geometry)
+        yield implanted.name, implanted, TruthView.from_dict(result.truth_dict())
+
+
 def lateral_runs(
     pair: Study, n: int, rng: np.random.Generator
 ) -> Iterator[tuple[str, Study, TruthView | None]]:
@@ -306,15 +322,21 @@ def lateral_runs(
     in the body's posterolateral part more often, and a side that is all tumour leaves whole
     sagittal slices of it.
     """
-    spacing = tuple(reversed(pair.geometry.spacing))
-    levels = [LEVEL_LABELS[lv] for lv in ("T12", "L1", "L2", "L3", "L4", "L5")]
-    for i in range(n):
-        spec = ImplantSpec((LesionSpec(levels[int(rng.integers(len(levels)))], LesionKind.FOCAL,
-                                       Extension.PARAVERTEBRAL, extension_mm=float(rng.uniform(5.0, 15.0)),
-                                       lateral=True),))
-        result = implant(pair.images, pair.labels, spacing, spec, rng)
-        implanted = Study(f"{pair.name}~side{i}", dict(result.images), result.labels, pair.geometry)
-        yield implanted.name, implanted, TruthView.from_dict(result.truth_dict())
+    specs = (ImplantSpec((LesionSpec(_PAIR_LEVELS[int(rng.integers(len(_PAIR_LEVELS)))], LesionKind.FOCAL,
+                                     Extension.PARAVERTEBRAL, extension_mm=float(rng.uniform(5.0, 15.0)),
+                                     lateral=True),))
+             for _ in range(n))
+    return _pair_runs(pair, "side", specs, rng)
+
+
+def _faint_spec(rng: np.random.Generator) -> ImplantSpec:
+    kind = (LesionKind.FOCAL, LesionKind.DIFFUSE)[int(rng.integers(2))]
+    extensions = (Extension.NONE, Extension.EPIDURAL, Extension.PARAVERTEBRAL)
+    ext = extensions[int(rng.integers(len(extensions)))]
+    return ImplantSpec((LesionSpec(
+        _PAIR_LEVELS[int(rng.integers(len(_PAIR_LEVELS)))], kind, ext,
+        extension_mm=float(rng.uniform(5.0, 15.0)) if ext != Extension.NONE else None,
+        conspicuity=float(rng.uniform(0.1, 0.5))),))
 
 
 def faint_runs(
@@ -325,19 +347,7 @@ def faint_runs(
 
     The lesions of ``random_spec`` carry the tumour's full signal; a faint one has no voxel that
     stands out from its own body's marrow, and its mass is no brighter than the body."""
-    spacing = tuple(reversed(pair.geometry.spacing))
-    levels = [LEVEL_LABELS[lv] for lv in ("T12", "L1", "L2", "L3", "L4", "L5")]
-    extensions = (Extension.NONE, Extension.EPIDURAL, Extension.PARAVERTEBRAL)
-    for i in range(n):
-        kind = (LesionKind.FOCAL, LesionKind.DIFFUSE)[int(rng.integers(2))]
-        ext = extensions[int(rng.integers(len(extensions)))]
-        spec = ImplantSpec((LesionSpec(
-            levels[int(rng.integers(len(levels)))], kind, ext,
-            extension_mm=float(rng.uniform(5.0, 15.0)) if ext != Extension.NONE else None,
-            conspicuity=float(rng.uniform(0.1, 0.5))),))
-        result = implant(pair.images, pair.labels, spacing, spec, rng)
-        implanted = Study(f"{pair.name}~faint{i}", dict(result.images), result.labels, pair.geometry)
-        yield implanted.name, implanted, TruthView.from_dict(result.truth_dict())
+    return _pair_runs(pair, "faint", (_faint_spec(rng) for _ in range(n)), rng)
 
 
 SUBSETS: dict[str, tuple[tuple[Sequence, ...], ...]] = {
@@ -394,14 +404,13 @@ def run(args: argparse.Namespace, out: Callable[[str], None]) -> dict[str, Tally
         sources.append(("real", real_runs(real, args.studies, rng)))
     if args.phantoms:
         sources.append(("phantom", phantom_runs(args.phantoms, rng)))
-    if args.lateral:
-        # a generator of its own, so that the other sources draw what they always drew
+    pair = (real[0] if real else load_pair()) if args.lateral or args.faint else None
+    # generators of their own, so that the other sources draw what they always drew
+    if pair is not None and args.lateral:
         side_rng = np.random.default_rng(args.seed + 1)
-        pair = real[0] if real else load_pair()
         sources.append(("real side wall", lateral_runs(pair, args.lateral, side_rng)))
-    if args.faint:
+    if pair is not None and args.faint:
         faint_rng = np.random.default_rng(args.seed + 2)
-        pair = real[0] if real else load_pair()
         sources.append(("real faint", faint_runs(pair, args.faint, faint_rng)))
     for source, runs in sources:
         for name, study, truth in runs:

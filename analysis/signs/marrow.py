@@ -176,6 +176,7 @@ def assess_marrow(ctx: StudyContext, crop: BodyCrop) -> MarrowResult:
     if diffuse_fluid and ctx.fluid is not None:
         lesion = lesion | (body & (crop.images[ctx.fluid] > diffuse_fluid_thr))
     if pair_bars is not None:
+        # after the T1 lesion above, which grows by the T1 bar of the other criteria:
         # tissue outside the body is lesion-like by the same token: past half-way from the
         # study's marrow to this body's signal (the body's own marrow is the lesion)
         grow_thr.update(pair_bars)
@@ -285,7 +286,7 @@ class _FaintBar:
         and a brighter STIR focus needs less T1 darkening to be told from marrow."""
         dark = self.t1 < self.seed_below
         q = self.th.stir_t1_focal_quotient
-        if stir_rel is not None and q > 0:
+        if stir_rel is not None:  # given only where the quotient is switched on
             dark = dark | (stir_rel * self.own >= q * self.t1)
         seed = self.deep & dark & fluid_seed
         grow_below = self.seed_below + self.th.grow_fraction * max(self.normal - self.seed_below, 0.0)
