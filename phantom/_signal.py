@@ -128,3 +128,11 @@ def paint(
     noisy = level * (1.0 + 0.7 * ref.noise_cv * grain)
     new = np.where(inside_body, scaled, noisy)
     image[...] = (1.0 - weight) * image + weight * new
+
+
+def as_dtype(image: FloatArray, dtype: np.dtype) -> np.ndarray:
+    """``image`` in the original volume's ``dtype``: rounded and clipped to an integer type's range."""
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(image), info.min, info.max).astype(dtype)
+    return image.astype(dtype)

@@ -67,7 +67,7 @@ from phantom._bodyframe import (
     retropulse,
     smooth_field,
 )
-from phantom._signal import Reference, Tissue, paint, references, target
+from phantom._signal import Reference, Tissue, as_dtype, paint, references, target
 from phantom.specs import (
     ABSENT,
     GRADE_LOSS,
@@ -332,14 +332,7 @@ def _lesion(work: _Work, les: LesionSpec) -> None:
 
 
 def _result(work: _Work, originals: Mapping[Sequence, np.ndarray]) -> ImplantResult:
-    images: dict[Sequence, np.ndarray] = {}
-    for q, im in work.images.items():
-        dtype = originals[q].dtype
-        if np.issubdtype(dtype, np.integer):
-            info = np.iinfo(dtype)
-            images[q] = np.clip(np.rint(im), info.min, info.max).astype(dtype)
-        else:
-            images[q] = im.astype(dtype)
+    images = {q: as_dtype(im, originals[q].dtype) for q, im in work.images.items()}
     levels = []
     for lb in sorted(work.state):
         st = work.state[lb]

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from evaluate_signs import Study, auto_segmentation, load_real, oracle_segmentation
+from evaluate_signs import Study, auto_segmentation, load_real, oracle_segmentation, threshold_setting
 
 from analysis.results import SignState
 from analysis.signs.context import BodyCrop, StudyContext, build_context, crop_body
@@ -159,17 +159,6 @@ def diffuse_ratios(out: Callable[[str], None]) -> None:
     out("  worst: " + ", ".join(f"{q} {v:.2f}" for q, v in worst.items()))
 
 
-def _setting(text: str) -> tuple[str, float]:
-    name, sep, value = text.partition("=")
-    fields = {f.name for f in dataclasses.fields(SignThresholds)}
-    if not sep or name not in fields:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=VALUE with NAME a field of SignThresholds")
-    try:
-        return name, float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: VALUE must be a number") from None
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lesions", type=int, default=20)
@@ -177,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", choices=[*sorted(GRIDS), "diffuse"], default=None)
     ap.add_argument("--segmentation", choices=("oracle", "auto"), default="oracle",
                     help="bodies from the truth masks, or as the pipeline draws them (slower)")
-    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", type=_setting,
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", type=threshold_setting,
                     help="another threshold to hold at VALUE for every sweep (repeatable)")
     args = ap.parse_args(argv)
     base = dataclasses.replace(DEFAULT_THRESHOLDS, **dict(args.set))

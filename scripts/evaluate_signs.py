@@ -22,15 +22,19 @@ does not grade it); its marrow, cortex, soft-tissue, pedicle and canal signs are
 
 ``--lateral N`` adds N studies of the real pair with a lesion through a body's side wall
 (``LesionSpec(lateral=True)``), drawn from a generator of their own; ``--faint N`` N studies
-of the real pair with a faint lesion (conspicuity 0.1-0.5), most with a mass, likewise.
+of the real pair with a faint lesion (conspicuity 0.1-0.5), most with a mass, likewise;
+``--mimics N`` N studies of the real pair with benign mimics (haemangioma, fat island, patchy
+red marrow; ``phantom.mimics``) and no lesion, analysed with both sequences and each alone;
+``--phantom-mimics N`` N normal phantom studies with mimics, analysed with and without T1.
 
 Usage: python scripts/evaluate_signs.py [--studies N] [--phantoms N] [--lateral N] [--faint N]
-       [--segmentation oracle|auto]
+       [--mimics N] [--phantom-mimics N] [--segmentation oracle|auto] [--set NAME=VALUE]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping
@@ -45,6 +49,7 @@ from vertebrae_cases import verse_truth
 from analysis.results import BodyMeasurement, SignState, SpineSegmentation
 from analysis.signs import LevelSigns, assess_signs
 from analysis.sitk_adapter import take_every_nth_sagittal, take_every_nth_slice, volume_from_image
+from analysis.thresholds import DEFAULT_THRESHOLDS, SignThresholds
 from analysis.vertebrae.measure import UNGRADED_LEVELS
 from analysis.volume import LABEL_LEVELS, LEVEL_LABELS, Sequence, Volume
 from phantom.implants import (
@@ -57,6 +62,7 @@ from phantom.implants import (
     LesionSpec,
     implant,
 )
+from phantom.mimics import MimicKind, MimicSpec, paint_mimics
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 REAL = DATA / "real-lumbar-mri"
@@ -350,6 +356,43 @@ def faint_runs(
     return _pair_runs(pair, "faint", (_faint_spec(rng) for _ in range(n)), rng)
 
 
+def _with_mimics(study: Study, tag: str, rng: np.random.Generator) -> tuple[str, Study]:
+    """``study`` with one to three benign mimics in different lumbar bodies (T12-L5)."""
+    spacing = tuple(reversed(study.geometry.spacing))
+    present = [lb for lb in _PAIR_LEVELS if (study.labels == lb).any()]
+    kinds = tuple(MimicKind)
+    picked = rng.choice(len(present), size=min(int(rng.integers(1, 4)), len(present)), replace=False)
+    specs = [MimicSpec(present[int(p)], kinds[int(rng.integers(len(kinds)))]) for p in picked]
+    images = paint_mimics(study.images, study.labels, spacing, specs, rng)
+    what = "+".join(f"{LABEL_LEVELS[s.label]}:{s.kind}" for s in specs)
+    return f"{study.name}~{tag}({what})", Study(f"{study.name}~{tag}", images, study.labels, study.geometry)
+
+
+def mimic_runs(
+    pair: Study, n: int, rng: np.random.Generator
+) -> Iterator[tuple[str, Study, TruthView | None]]:
+    """The real T1+STIR pair with one to three benign mimics (``phantom.mimics``) and no lesion.
+
+    The pair's own marrow is homogeneous fatty marrow: without mimics, the specificity measured
+    on it says nothing about the haemangiomas, fat islands and red marrow of real spines."""
+    for i in range(n):
+        name, study = _with_mimics(pair, f"mimic{i}", rng)
+        yield name, study, None
+
+
+def phantom_mimic_runs(n: int, rng: np.random.Generator) -> Iterator[tuple[str, Study, TruthView | None]]:
+    """Normal phantom studies (T1, T2, STIR) with one to three benign mimics: the T2 the real
+    pair lacks, alone and with T1."""
+    from phantom.study import build_phantom
+
+    for i in range(n):
+        ph = build_phantom(ImplantSpec(), rng, supersample=1)
+        normal = Study(f"phantom-mimic#{i}", {s.sequence: s.pixels for s in ph.series},
+                       np.asarray(ph.labels.array), ph.labels)
+        name, study = _with_mimics(normal, "m", rng)
+        yield name, study, None
+
+
 SUBSETS: dict[str, tuple[tuple[Sequence, ...], ...]] = {
     # which sequence subsets each source is analysed with
     "phantom": ((Sequence.T1, Sequence.T2, Sequence.STIR), (Sequence.T1, Sequence.STIR),
@@ -358,6 +401,9 @@ SUBSETS: dict[str, tuple[tuple[Sequence, ...], ...]] = {
              (Sequence.DIXON,)),
     "real side wall": ((Sequence.T1, Sequence.STIR),),
     "real faint": ((Sequence.T1, Sequence.STIR),),
+    "real mimics": ((Sequence.T1, Sequence.STIR), (Sequence.T1,), (Sequence.STIR,)),
+    "phantom mimics": ((Sequence.T1, Sequence.T2, Sequence.STIR), (Sequence.T1, Sequence.T2), (Sequence.T2,),
+                       (Sequence.STIR,)),
 }
 
 
@@ -380,7 +426,7 @@ def analyse(study: Study, truth: TruthView | None, seqs: tuple[Sequence, ...],
 
         ref = vols.get(Sequence.T1) or next(iter(vols.values()))
         regions = regions_from_levels(reference_regions(seg, ref))
-    return assess_signs(vols, seg, regions)
+    return assess_signs(vols, seg, regions, dataclasses.replace(DEFAULT_THRESHOLDS, **dict(args.set)))
 
 
 def _misses(signs: tuple[LevelSigns, ...], truth: TruthView | None) -> str:
@@ -404,7 +450,7 @@ def run(args: argparse.Namespace, out: Callable[[str], None]) -> dict[str, Tally
         sources.append(("real", real_runs(real, args.studies, rng)))
     if args.phantoms:
         sources.append(("phantom", phantom_runs(args.phantoms, rng)))
-    pair = (real[0] if real else load_pair()) if args.lateral or args.faint else None
+    pair = (real[0] if real else load_pair()) if args.lateral or args.faint or args.mimics else None
     # generators of their own, so that the other sources draw what they always drew
     if pair is not None and args.lateral:
         side_rng = np.random.default_rng(args.seed + 1)
@@ -412,6 +458,11 @@ def run(args: argparse.Namespace, out: Callable[[str], None]) -> dict[str, Tally
     if pair is not None and args.faint:
         faint_rng = np.random.default_rng(args.seed + 2)
         sources.append(("real faint", faint_runs(pair, args.faint, faint_rng)))
+    if pair is not None and args.mimics:
+        sources.append(("real mimics", mimic_runs(pair, args.mimics, np.random.default_rng(args.seed + 3))))
+    if args.phantom_mimics:
+        sources.append(("phantom mimics", phantom_mimic_runs(args.phantom_mimics,
+                                                             np.random.default_rng(args.seed + 4))))
     for source, runs in sources:
         for name, study, truth in runs:
             for seqs in SUBSETS[source]:
@@ -476,6 +527,17 @@ def sct_check(out: Callable[[str], None]) -> int:
     return 1 if flagged else 0
 
 
+def threshold_setting(text: str) -> tuple[str, float]:
+    name, sep, value = text.partition("=")
+    fields = {f.name for f in dataclasses.fields(SignThresholds)}
+    if not sep or name not in fields:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=VALUE with NAME a field of SignThresholds")
+    try:
+        return name, float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: VALUE must be a number") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--studies", type=int, default=24, help="implanted real-volume studies")
@@ -485,12 +547,18 @@ def main(argv: list[str] | None = None) -> int:
                     help="real T1+STIR studies with a lesion through a body's side wall")
     ap.add_argument("--faint", type=int, default=0,
                     help="real T1+STIR pair studies with a faint lesion, most with a mass (own generator)")
+    ap.add_argument("--mimics", type=int, default=0,
+                    help="real T1+STIR pair studies with benign mimics and no lesion (own generator)")
+    ap.add_argument("--phantom-mimics", type=int, default=0,
+                    help="normal phantom studies (T1, T2, STIR) with benign mimics (own generator)")
     ap.add_argument("--seed", type=int, default=20261126)
     ap.add_argument("--segmentation", choices=("oracle", "auto"), default="oracle")
     ap.add_argument("--heights", choices=("truth", "measured"), default="truth",
                     help="Genant grade from the implant truth or from analysis.vertebrae.measure")
     ap.add_argument("--regions", choices=("derived", "vertebrae"), default="derived",
                     help="disc/muscle references: derived from the labels, or analysis.vertebrae")
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", type=threshold_setting,
+                    help="run with this threshold of SignThresholds at VALUE (repeatable)")
     ap.add_argument("--verbose", action="store_true")
     ap.add_argument("--sct", action="store_true", help="only the sct-t2-lumbar check (auto segmentation)")
     args = ap.parse_args(argv)

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from analysis.results import SignState
 from analysis.signs import LevelSigns, assess_signs
 from analysis.thresholds import DEFAULT_THRESHOLDS, SignThresholds
-from analysis.volume import Sequence, Volume
+from analysis.volume import LEVEL_LABELS, Sequence, Volume
+from phantom.mimics import MimicKind, MimicSpec, paint_mimics
 from tests.analysis.test_signs_phantom import epidural_extension, focal_lesion, normal_spine
 
 SEQS = (Sequence.T1, Sequence.STIR, Sequence.T2)
@@ -83,6 +84,27 @@ def test_a_coil_fall_off_along_the_spine_flags_no_normal_body(slope: float, curv
         out = assess_signs({q: vols[q] for q in subset}, _NORMAL_SEG)
         assert all(ls.suspicious_for_malignancy == SignState.ABSENT for ls in out), (subset, slope, curve)
         assert all(ls.marrow_infiltration == SignState.ABSENT for ls in out)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kinds=st.lists(st.sampled_from(list(MimicKind)), min_size=1, max_size=3),
+       seed=st.integers(0, 2**16))
+def test_benign_mimics_are_not_called_infiltration(kinds: list[MimicKind], seed: int) -> None:
+    """A haemangioma, a fat island or patchy red marrow (``phantom.mimics``) in a normal spine:
+    with T1 no level has infiltration, and with one fluid-sensitive sequence alone no level is
+    more than indeterminate."""
+    labels = _NORMAL_SEG.labels.array
+    sx, sy, sz = _NORMAL_SEG.labels.spacing
+    spacing = (sz, sy, sx)  # the array's (k, j, i) order
+    specs = [MimicSpec(LEVEL_LABELS[lv], kind) for lv, kind in zip(("L2", "L3", "L4"), kinds, strict=False)]
+    painted = paint_mimics({q: v.array for q, v in _NORMAL_VOLS.items()}, labels, spacing, specs,
+                           np.random.default_rng(seed))
+    vols = {q: _NORMAL_VOLS[q].with_array(a) for q, a in painted.items()}
+    for subset in (SEQS, (Sequence.T1, Sequence.STIR), (Sequence.T1, Sequence.T2), (Sequence.STIR,),
+                   (Sequence.T2,)):
+        out = assess_signs({q: vols[q] for q in subset}, _NORMAL_SEG)
+        assert not any(ls.marrow_infiltration == SignState.PRESENT for ls in out), (subset, specs)
+        assert not any(ls.suspicious_for_malignancy == SignState.PRESENT for ls in out), (subset, specs)
 
 
 def test_flipping_left_right_changes_nothing() -> None:
