@@ -179,7 +179,11 @@ def _describe(ls: LevelSigns) -> str:
         detail = [ls.marrow_pattern or "focal"]
         if ls.lesion_fraction_pct is not None:
             detail.append(f"{ls.lesion_fraction_pct:.0f} % of the body")
-        if ls.t1_marrow_disc_ratio is not None:
+        if ls.marrow_stir_t1_quotient is not None:
+            # its marrow/disc ratio is a normal one: say what found it
+            detail.append("darker on T1 and brighter on STIR than the study's other bodies, "
+                          f"STIR/T1 quotient {ls.marrow_stir_t1_quotient:.1f}")
+        elif ls.t1_marrow_disc_ratio is not None:
             detail.append(f"T1 marrow/disc {ls.t1_marrow_disc_ratio:.2f}")
         parts.append(f"marrow infiltration ({', '.join(detail)})")
     if ls.enhancement == SignState.PRESENT:

@@ -63,7 +63,10 @@ class SignThresholds:
     # (12/40). 1.8 found the most on both, but it ships off: a probe of the real pair with
     # patchy red marrow, a haemangioma and a fat island (no lesion) got 21 false levels in 12
     # studies with it against 14 without, and no real study with red marrow is here to
-    # calibrate against (issue 19, docs/evaluation.md).
+    # calibrate against (issue 19, docs/evaluation.md). With the development mimics of 0.6.5
+    # (evaluate_signs.py --mimics 24 --phantom-mimics 24 --faint 30, truth masks) 1.8 calls a
+    # red-marrow body and 2.0-2.2 none while finding 20/30 faint lesions against 18/30 off; it
+    # stays off until the same holds through the network's masks.
     stir_t1_focal_quotient: float = 0.0
     # T1 alone (no T2/STIR to confirm): darker than this share of both disc and
     # the body's own marrow. Calibration run on VB1_02 (calibrate_signs.py):

@@ -161,6 +161,7 @@ def _level(
         hp_mm=None if body is None else body.hp_mm,
         reasons=tuple(dict.fromkeys(reasons)),
         lesion_mask=mask,
+        marrow_stir_t1_quotient=marrow.stir_t1_quotient if marrow_state == SignState.PRESENT else None,
     )
 
 

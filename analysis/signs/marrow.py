@@ -39,6 +39,8 @@ class MarrowResult:
     grow_thresholds: dict[Sequence, tuple[str, float]]  # seq -> ("<"|">", value)
     normal_ref: dict[Sequence, float]
     reasons: tuple[str, ...]
+    # the lower of the body's two halves' STIR/T1 quotient when that found the body replaced
+    stir_t1_quotient: float | None = None
 
 
 def _median(img: FloatArray, mask: BoolArray) -> float | None:
@@ -165,8 +167,8 @@ def assess_marrow(ctx: StudyContext, crop: BodyCrop) -> MarrowResult:
         seed |= faint_seed
         t1_seed = t1_seed | faint_seed
     lesion = np.logical_or.reduce(kept) if kept else np.zeros_like(body)
-    pair_bars = _replaced_by_quotient(ctx, crop, lesion)
-    diffuse_pair = pair_bars is not None
+    pair = _replaced_by_quotient(ctx, crop, lesion)
+    diffuse_pair = pair is not None
     if diffuse_pair:
         lesion = lesion | body
     if diffuse_t1 and t1_seed is not None:
@@ -175,11 +177,11 @@ def assess_marrow(ctx: StudyContext, crop: BodyCrop) -> MarrowResult:
     diffuse_fluid = diffuse_fluid and t1_seed is None
     if diffuse_fluid and ctx.fluid is not None:
         lesion = lesion | (body & (crop.images[ctx.fluid] > diffuse_fluid_thr))
-    if pair_bars is not None:
+    if pair is not None:
         # after the T1 lesion above, which grows by the T1 bar of the other criteria:
         # tissue outside the body is lesion-like by the same token: past half-way from the
         # study's marrow to this body's signal (the body's own marrow is the lesion)
-        grow_thr.update(pair_bars)
+        grow_thr.update(pair.bars)
     fraction = 100.0 * float(lesion.sum()) / float(body.sum())
     present = bool(kept) or diffuse_t1 or diffuse_fluid or diffuse_pair
     pattern = None
@@ -213,15 +215,22 @@ def assess_marrow(ctx: StudyContext, crop: BodyCrop) -> MarrowResult:
     return MarrowResult(state, t1_state, fluid_state, enhancement, pattern,
                         fraction if present else 0.0, len(kept) or int(present), t1_ratio, t1_muscle,
                         lesion if present else np.zeros_like(body), seed, grow_thr, normal_ref,
-                        tuple(reasons))
+                        tuple(reasons), None if pair is None else pair.quotient)
 
 
-def _replaced_by_quotient(ctx: StudyContext, crop: BodyCrop,
-                          found: BoolArray) -> dict[Sequence, tuple[str, float]] | None:
+@dataclass(frozen=True)
+class _PairReplaced:
+    """A body found replaced by its STIR/T1 quotient: the lower of its halves' quotients, and the
+    bars half-way between the study's marrow and the body's signal."""
+
+    quotient: float
+    bars: dict[Sequence, tuple[str, float]]
+
+
+def _replaced_by_quotient(ctx: StudyContext, crop: BodyCrop, found: BoolArray) -> _PairReplaced | None:
     """A whole body replaced, read from T1 and STIR together: its STIR signal against the study's
     marrow, divided by its T1 signal against the study's marrow, reaches the quotient bar in its
-    upper and in its lower half. Returns the bars half-way between the study's marrow and the
-    body's signal, or None.
+    upper and in its lower half.
 
     Tumour replacing fat darkens T1 and brightens STIR at once, while a receive coil's fall-off
     along the spine scales both the same way and cancels in the quotient; a faint diffuse lesion
@@ -241,13 +250,18 @@ def _replaced_by_quotient(ctx: StudyContext, crop: BodyCrop,
     rest = crop.core & ~found
     rows = np.nonzero(crop.body.any(axis=(0, 2)))[0]
     upper = (np.arange(crop.body.shape[1]) < (rows.min() + rows.max() + 1) / 2.0)[None, :, None]
+    quotients = []
     for half in (rest & upper, rest & ~upper):
         t1, stir = _median(t1_img, half), _median(stir_img, half)
-        if t1 is None or stir is None or t1 <= 0 or (stir / ref_stir) / (t1 / ref_t1) < bar:
+        if t1 is None or stir is None or t1 <= 0:
             return None
+        quotients.append((stir / ref_stir) / (t1 / ref_t1))
+    if min(quotients) < bar:
+        return None
     own_t1, own_stir = _median(t1_img, rest), _median(stir_img, rest)
     assert own_t1 is not None and own_stir is not None  # both halves were read
-    return {Sequence.T1: ("<", (own_t1 + ref_t1) / 2.0), Sequence.STIR: (">", (own_stir + ref_stir) / 2.0)}
+    return _PairReplaced(min(quotients), {Sequence.T1: ("<", (own_t1 + ref_t1) / 2.0),
+                                          Sequence.STIR: (">", (own_stir + ref_stir) / 2.0)})
 
 
 def _seeded(region: BoolArray, seed: BoolArray, min_vox: int) -> bool:

@@ -50,3 +50,6 @@ class LevelSigns:
     hp_mm: float | None
     reasons: tuple[str, ...] = ()
     lesion_mask: Volume | None = None
+    # the body read as replaced from its STIR/T1 quotient against the study's other bodies (its T1
+    # marrow/disc ratio may then be over 1 and reads like normal marrow); None otherwise
+    marrow_stir_t1_quotient: float | None = None

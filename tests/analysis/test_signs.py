@@ -104,6 +104,11 @@ def test_faint_whole_body_is_read_from_t1_and_stir_together() -> None:
     assert l3.marrow_t1 == P and l3.marrow_fluid == P and l3.suspicious_for_malignancy == P
     assert l3.t1_marrow_disc_ratio is not None and l3.t1_marrow_disc_ratio > 1.2
     assert l3.cortical_destruction == A and l3.soft_tissue_extension == A
+    # what found it is kept for the impression; the bodies found otherwise carry none
+    assert l3.marrow_stir_t1_quotient is not None and l3.marrow_stir_t1_quotient >= 1.6
+    dark = normal_spine()
+    diffuse_lesion(dark, "L3")
+    assert run(dark, (Sequence.T1, Sequence.STIR))["L3"].marrow_stir_t1_quotient is None
     off = replace(DEFAULT_THRESHOLDS, stir_t1_diffuse_quotient=0.0)
     assert {ls.level: ls for ls in assess_signs(vols, seg, None, off)}["L3"].marrow_infiltration != P
     # the quotient is a STIR criterion: T2 keeps fat bright, so T1 + T2 does not use it
