@@ -64,9 +64,9 @@ class SignThresholds:
     # patchy red marrow, a haemangioma and a fat island (no lesion) got 21 false levels in 12
     # studies with it against 14 without, and no real study with red marrow is here to
     # calibrate against (issue 19, docs/evaluation.md). With the development mimics of 0.6.5
-    # (evaluate_signs.py --mimics 24 --phantom-mimics 24 --faint 30, truth masks) 1.8 calls a
-    # red-marrow body and 2.0-2.2 none while finding 20/30 faint lesions against 18/30 off; it
-    # stays off until the same holds through the network's masks.
+    # (evaluate_signs.py --mimics 24 --phantom-mimics 24 --faint 30, truth masks) 1.8 calls two
+    # phantom red-marrow bodies and 2.2 one, while finding 21/30 and 20/30 faint lesions against
+    # 18/30 off: red-marrow islands and faint foci share their signal, so it stays off.
     stir_t1_focal_quotient: float = 0.0
     # T1 alone (no T2/STIR to confirm): darker than this share of both disc and
     # the body's own marrow. Calibration run on VB1_02 (calibrate_signs.py):
