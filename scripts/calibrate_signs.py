@@ -112,7 +112,7 @@ def sweep(name: str, values: list[float], n_lesions: int, rng: np.random.Generat
         radius = float(rng.uniform(4.0, 10.0))
         spec = ImplantSpec((LesionSpec(lab, kind, radius_mm=radius if kind == LesionKind.FOCAL else None,
                                        conspicuity=conspicuity[-1]),))
-        res = implant(st.images, st.labels, tuple(reversed(st.geometry.spacing)), spec, rng)
+        res = implant(st.images, st.labels, st.spacing_kji, spec, rng)
         # the lesion's own body, and the bodies beside it (whose study the implant changed)
         prep = _prepared(Study(f"{st.name}#{i}", st.images, st.labels, st.geometry), res.images,
                          res.labels, auto)

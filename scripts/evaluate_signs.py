@@ -82,6 +82,12 @@ class Study:
     labels: np.ndarray
     geometry: Volume  # grid (array ignored)
 
+    @property
+    def spacing_kji(self) -> tuple[float, float, float]:
+        """Voxel size along the arrays' (k, j, i) axes, as ``implant`` and ``paint_mimics`` take it."""
+        x, y, z = self.geometry.spacing
+        return (z, y, x)
+
 
 def _read(path: Path, step: int) -> Volume:
     return take_every_nth_slice(volume_from_image(sitk.ReadImage(str(path))), step)
@@ -297,8 +303,7 @@ def real_runs(
     for i in range(n_implanted):
         pool = multi if i % 2 == 0 or not single else single
         st = pool[int(rng.integers(len(pool)))]
-        spacing = tuple(reversed(st.geometry.spacing))
-        result = implant(st.images, st.labels, spacing, random_spec(st.labels, rng), rng)
+        result = implant(st.images, st.labels, st.spacing_kji, random_spec(st.labels, rng), rng)
         implanted = Study(f"{st.name}#{i}", dict(result.images), result.labels, st.geometry)
         yield implanted.name, implanted, TruthView.from_dict(result.truth_dict())
 
@@ -312,9 +317,8 @@ def _pair_runs(
 ) -> Iterator[tuple[str, Study, TruthView | None]]:
     """The real T1+STIR pair with each of ``specs`` implanted. ``specs`` is drawn lazily from
     the same ``rng`` as the implants, one spec before each implant."""
-    spacing = tuple(reversed(pair.geometry.spacing))
     for i, spec in enumerate(specs):
-        result = implant(pair.images, pair.labels, spacing, spec, rng)
+        result = implant(pair.images, pair.labels, pair.spacing_kji, spec, rng)
         implanted = Study(f"{pair.name}~{tag}{i}", dict(result.images), result.labels, pair.geometry)
         yield implanted.name, implanted, TruthView.from_dict(result.truth_dict())
 
@@ -358,12 +362,11 @@ def faint_runs(
 
 def _with_mimics(study: Study, tag: str, rng: np.random.Generator) -> tuple[str, Study]:
     """``study`` with one to three benign mimics in different lumbar bodies (T12-L5)."""
-    spacing = tuple(reversed(study.geometry.spacing))
     present = [lb for lb in _PAIR_LEVELS if (study.labels == lb).any()]
     kinds = tuple(MimicKind)
     picked = rng.choice(len(present), size=min(int(rng.integers(1, 4)), len(present)), replace=False)
     specs = [MimicSpec(present[int(p)], kinds[int(rng.integers(len(kinds)))]) for p in picked]
-    images = paint_mimics(study.images, study.labels, spacing, specs, rng)
+    images = paint_mimics(study.images, study.labels, study.spacing_kji, specs, rng)
     what = "+".join(f"{LABEL_LEVELS[s.label]}:{s.kind}" for s in specs)
     return f"{study.name}~{tag}({what})", Study(f"{study.name}~{tag}", images, study.labels, study.geometry)
 
@@ -408,7 +411,7 @@ SUBSETS: dict[str, tuple[tuple[Sequence, ...], ...]] = {
 
 
 def analyse(study: Study, truth: TruthView | None, seqs: tuple[Sequence, ...],
-            args: argparse.Namespace) -> tuple[LevelSigns, ...]:
+            args: argparse.Namespace, thresholds: SignThresholds) -> tuple[LevelSigns, ...]:
     vols = {q: study.geometry.with_array(study.images[q]) for q in seqs}
     if args.segmentation == "oracle":
         grades = None
@@ -426,7 +429,7 @@ def analyse(study: Study, truth: TruthView | None, seqs: tuple[Sequence, ...],
 
         ref = vols.get(Sequence.T1) or next(iter(vols.values()))
         regions = regions_from_levels(reference_regions(seg, ref))
-    return assess_signs(vols, seg, regions, dataclasses.replace(DEFAULT_THRESHOLDS, **dict(args.set)))
+    return assess_signs(vols, seg, regions, thresholds)
 
 
 def _misses(signs: tuple[LevelSigns, ...], truth: TruthView | None) -> str:
@@ -443,6 +446,7 @@ def _misses(signs: tuple[LevelSigns, ...], truth: TruthView | None) -> str:
 
 def run(args: argparse.Namespace, out: Callable[[str], None]) -> dict[str, Tally]:
     rng = np.random.default_rng(args.seed)
+    thresholds = dataclasses.replace(DEFAULT_THRESHOLDS, **dict(args.set))
     tallies: dict[str, Tally] = defaultdict(Tally)
     sources: list[tuple[str, Iterator[tuple[str, Study, TruthView | None]]]] = []
     real = load_real() if args.real else []
@@ -468,7 +472,7 @@ def run(args: argparse.Namespace, out: Callable[[str], None]) -> dict[str, Tally
             for seqs in SUBSETS[source]:
                 if not all(q in study.images for q in seqs):
                     continue
-                signs = analyse(study, truth, seqs, args)
+                signs = analyse(study, truth, seqs, args, thresholds)
                 key = f"{source} {'+'.join(seqs)}"
                 tally = tallies[key]
                 score(tally, signs, truth, name)
