@@ -181,7 +181,8 @@ def _describe(ls: LevelSigns) -> str:
             detail.append(f"{ls.lesion_fraction_pct:.0f} % of the body")
         if ls.marrow_stir_t1_quotient is not None:
             # its marrow/disc ratio is a normal one: say what found it
-            detail.append("darker on T1 and brighter on STIR than the study's other bodies, "
+            against = "the body's own marrow" if ls.marrow_quotient_focal else "the study's other bodies"
+            detail.append(f"darker on T1 and brighter on STIR than {against}, "
                           f"STIR/T1 quotient {ls.marrow_stir_t1_quotient:.1f}")
         elif ls.t1_marrow_disc_ratio is not None:
             detail.append(f"T1 marrow/disc {ls.t1_marrow_disc_ratio:.2f}")

@@ -13,7 +13,7 @@ from analysis.signs.canal import CanalReading, canal_compromise, canal_sequence,
 from analysis.signs.context import BodyCrop, StudyContext, build_context, crop_body
 from analysis.signs.extent import ExtentResult, assess_extent, no_extent
 from analysis.signs.fracture import FractureResult, assess_fracture, band_like
-from analysis.signs.marrow import MarrowResult, assess_marrow
+from analysis.signs.marrow import MarrowResult, assess_marrow, with_candidate
 from analysis.signs.outside import mass_lesion
 from analysis.signs.regions import ReferenceRegions
 from analysis.signs.single import limit_extent, limit_level
@@ -59,6 +59,10 @@ def assess_signs(
     partial: list[tuple[str, int, MarrowResult, ExtentResult, FractureResult, float | None,
                         np.ndarray | None]] = []
     for level, label, crop, marrow, canal_reading in read:
+        if marrow.mass_candidate is not None:
+            confirmed = with_candidate(crop, marrow, thresholds)
+            if assess_extent(ctx, crop, confirmed, csf).soft_tissue == SignState.PRESENT:
+                marrow = confirmed
         from_outside = mass_lesion(ctx, crop, marrow)
         if from_outside is not None:
             spread = assess_extent(ctx, crop, from_outside, csf)
@@ -162,6 +166,7 @@ def _level(
         reasons=tuple(dict.fromkeys(reasons)),
         lesion_mask=mask,
         marrow_stir_t1_quotient=marrow.stir_t1_quotient if marrow_state == SignState.PRESENT else None,
+        marrow_quotient_focal=marrow.quotient_focal and marrow_state == SignState.PRESENT,
     )
 
 

@@ -9,7 +9,7 @@ on T2/STIR, which is what tumour replacing fat looks like.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import ndimage
@@ -41,6 +41,11 @@ class MarrowResult:
     reasons: tuple[str, ...]
     # the lower of the body's two halves' STIR/T1 quotient when that found the body replaced
     stir_t1_quotient: float | None = None
+    # ... or, when True, the STIR/T1 quotient of a focus against the body's own marrow
+    quotient_focal: bool = False
+    # a faint focus found by the STIR/T1 quotient that counts only with a mass beside it
+    # (thresholds.stir_t1_mass_quotient); the caller decides, after following its spread
+    mass_candidate: MassCandidate | None = None
 
 
 def _median(img: FloatArray, mask: BoolArray) -> float | None:
@@ -156,16 +161,24 @@ def assess_marrow(ctx: StudyContext, crop: BodyCrop) -> MarrowResult:
     # tell it from tumour, a T1 lesion may not grow into the body's rim.
     room = body if fluid_seed is not None else core
     grown, kept = _grow(seed, grow & room, min_vox)
+    candidate: MassCandidate | None = None
     if faint is not None and fluid_seed is not None and fluid_grow is not None and t1_seed is not None:
         free = body & ~grown
-        stir_rel = None
         stir_ref = normal_ref.get(Sequence.STIR, 0.0)
-        if th.stir_t1_focal_quotient > 0 and ctx.fluid == Sequence.STIR and stir_ref > 0:
-            stir_rel = crop.images[Sequence.STIR] / stir_ref
-        faint_kept, faint_seed = faint.regions(fluid_seed & free, fluid_grow & free, min_vox, stir_rel)
+        stir_rel = crop.images[Sequence.STIR] / stir_ref if ctx.fluid == Sequence.STIR and stir_ref > 0 \
+            else None
+        faint_kept, faint_seed = faint.regions(fluid_seed & free, fluid_grow & free, min_vox,
+                                               stir_rel, th.stir_t1_focal_quotient)
         kept += faint_kept
         seed |= faint_seed
         t1_seed = t1_seed | faint_seed
+        if stir_rel is not None and th.stir_t1_mass_quotient > 0:
+            for region in faint_kept:
+                free &= ~region
+            more, more_seed = faint.regions(fluid_seed & free, fluid_grow & free, min_vox,
+                                            stir_rel, th.stir_t1_mass_quotient)
+            if more:
+                candidate = _mass_candidate(crop, np.logical_or.reduce(more), more_seed)
     lesion = np.logical_or.reduce(kept) if kept else np.zeros_like(body)
     pair = _replaced_by_quotient(ctx, crop, lesion)
     diffuse_pair = pair is not None
@@ -215,7 +228,50 @@ def assess_marrow(ctx: StudyContext, crop: BodyCrop) -> MarrowResult:
     return MarrowResult(state, t1_state, fluid_state, enhancement, pattern,
                         fraction if present else 0.0, len(kept) or int(present), t1_ratio, t1_muscle,
                         lesion if present else np.zeros_like(body), seed, grow_thr, normal_ref,
-                        tuple(reasons), None if pair is None else pair.quotient)
+                        tuple(reasons), None if pair is None else pair.quotient,
+                        mass_candidate=candidate if not present else None)
+
+
+@dataclass(frozen=True, eq=False)
+class MassCandidate:
+    """A faint focus (crop mask and its seeds) and the bars its spread is followed by: half-way
+    from the body's marrow to the focus's own signal, since its T1 is over the strong bar's."""
+
+    lesion: BoolArray
+    seeds: BoolArray
+    grow_thresholds: dict[Sequence, tuple[str, float]]
+    quotient: float  # the focus's STIR/T1 quotient against the body's marrow
+
+
+def with_candidate(crop: BodyCrop, marrow: MarrowResult, th: SignThresholds) -> MarrowResult:
+    """``marrow`` with its faint focus taken as the lesion (once a mass beside it was found)."""
+    cand = marrow.mass_candidate
+    if cand is None:
+        raise ValueError("marrow has no mass_candidate")
+    fraction = 100.0 * float(cand.lesion.sum()) / float(crop.body.sum())
+    reason = (f"{crop.level}: a faint focus darker on T1 and brighter on STIR than the body's marrow, "
+              "counted for the soft-tissue mass beside it")
+    present = SignState.PRESENT
+    return replace(marrow, state=present, t1_state=present, fluid_state=present,
+                   pattern="diffuse" if fraction >= th.diffuse_fraction_pct else "focal",
+                   fraction_pct=fraction, lesion_count=1, lesion=cand.lesion, seeds=cand.seeds,
+                   grow_thresholds={**marrow.grow_thresholds, **cand.grow_thresholds},
+                   reasons=(*marrow.reasons, reason), stir_t1_quotient=cand.quotient, quotient_focal=True,
+                   mass_candidate=None)
+
+
+def _mass_candidate(crop: BodyCrop, region: BoolArray, seeds: BoolArray) -> MassCandidate | None:
+    t1, stir = crop.images[Sequence.T1], crop.images[Sequence.STIR]
+    rest = crop.core & ~region
+    own_t1, own_stir = _median(t1, rest), _median(stir, rest)
+    if own_t1 is None or own_stir is None:
+        return None
+    sig_t1, sig_stir = float(np.median(t1[region])), float(np.median(stir[region]))
+    if own_t1 <= 0 or own_stir <= 0 or sig_t1 <= 0:
+        return None
+    return MassCandidate(region, seeds & region, {Sequence.T1: ("<", (own_t1 + sig_t1) / 2.0),
+                                                  Sequence.STIR: (">", (own_stir + sig_stir) / 2.0)},
+                         (sig_stir / own_stir) / (sig_t1 / own_t1))
 
 
 @dataclass(frozen=True)
@@ -291,17 +347,17 @@ class _FaintBar:
     th: SignThresholds
 
     def regions(self, fluid_seed: BoolArray, fluid_grow: BoolArray, min_vox: int,
-                stir_rel: FloatArray | None = None) -> tuple[list[BoolArray], BoolArray]:
+                stir_rel: FloatArray | None = None,
+                quotient: float = 0.0) -> tuple[list[BoolArray], BoolArray]:
         """The faint regions kept, and their seeds, outside what the strong bar found.
 
-        With STIR (``stir_rel``: STIR against the body's marrow) a voxel also seeds where its
-        STIR excess over its T1 excess reaches ``stir_t1_focal_quotient``: the T1 bar then
+        With STIR (``stir_rel``: STIR against the body's marrow) and a ``quotient`` over 0, a
+        voxel also seeds where its STIR excess over its T1 excess reaches it: the T1 bar then
         rises with the STIR signal, since tumour faint on T1 is faint on STIR by the same share
         and a brighter STIR focus needs less T1 darkening to be told from marrow."""
         dark = self.t1 < self.seed_below
-        q = self.th.stir_t1_focal_quotient
-        if stir_rel is not None:  # given only where the quotient is switched on
-            dark = dark | (stir_rel * self.own >= q * self.t1)
+        if stir_rel is not None and quotient > 0:
+            dark = dark | (stir_rel * self.own >= quotient * self.t1)
         seed = self.deep & dark & fluid_seed
         grow_below = self.seed_below + self.th.grow_fraction * max(self.normal - self.seed_below, 0.0)
         _, regions = _grow(seed, fluid_grow & (self.t1 < grow_below), min_vox)

@@ -53,3 +53,5 @@ class LevelSigns:
     # the body read as replaced from its STIR/T1 quotient against the study's other bodies (its T1
     # marrow/disc ratio may then be over 1 and reads like normal marrow); None otherwise
     marrow_stir_t1_quotient: float | None = None
+    # the quotient is a focus's against its body's own marrow, not the body's against the study's
+    marrow_quotient_focal: bool = False

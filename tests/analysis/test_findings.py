@@ -81,6 +81,18 @@ def test_a_body_found_from_t1_and_stir_together_is_described_by_that() -> None:
     assert "STIR/T1 quotient" in line and "T1 marrow/disc" not in line
 
 
+def test_a_faint_focus_with_a_mass_is_described_against_its_own_body() -> None:
+    spine = normal_spine()
+    epidural_extension(spine, "L3", depth_mm=7, what="hazy")
+    sequences = (Sequence.T1, Sequence.STIR)
+    signs = assess_signs(spine.render(sequences), spine.segmentation())
+    impression = summarize(UID, {q: "1.2.3" for q in sequences}, signs).study.impression
+    line = next(part for part in impression.split("; ") if "L3" in part)
+    assert "darker on T1 and brighter on STIR than the body's own marrow" in line
+    assert "STIR/T1 quotient" in line and "T1 marrow/disc" not in line
+    assert "epidural soft-tissue extension" in line
+
+
 def test_normal_study_says_so() -> None:
     doc = _findings((Sequence.T1, Sequence.STIR), abnormal=False)
     study = doc["study"]

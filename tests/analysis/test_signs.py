@@ -133,6 +133,36 @@ def test_focal_quotient_finds_a_focus_faint_on_t1_but_clear_on_stir() -> None:
     assert {ls.level: ls for ls in assess_signs(vols, seg, None, off)}["L3"].marrow_infiltration != P
 
 
+def test_faint_focus_counts_only_with_a_mass_beside_it() -> None:
+    """The focal quotient's focus (T1 0.86 of the marrow, STIR twice it), as shipped: with an
+    epidural mass of its signal the level is infiltrated, with cortex, soft tissue and canal;
+    the same focus inside the body, like red marrow or a haemangioma, is not called."""
+    mass_only = DEFAULT_THRESHOLDS
+    assert mass_only.stir_t1_mass_quotient > 0 and mass_only.stir_t1_focal_quotient == 0
+    spine = normal_spine()
+    epidural_extension(spine, "L3", depth_mm=7, what="hazy")
+    vols = spine.render((Sequence.T1, Sequence.STIR))
+    seg = spine.segmentation()
+    out = {ls.level: ls for ls in assess_signs(vols, seg, None, mass_only)}
+    l3 = out["L3"]
+    assert l3.marrow_infiltration == P and l3.marrow_t1 == P and l3.marrow_fluid == P
+    assert l3.cortical_destruction == P and l3.soft_tissue_extension == P
+    assert "epidural" in l3.ste_locations and l3.canal_compromise == P
+    assert any("soft-tissue mass beside it" in r for r in l3.reasons)
+    assert l3.marrow_quotient_focal and (l3.marrow_stir_t1_quotient or 0.0) >= 1.8
+    assert all(out[lv].suspicious_for_malignancy == A for lv in ("L1", "L2", "L4", "L5"))
+    off = {ls.level: ls for ls in assess_signs(vols, seg, None,
+                                               replace(DEFAULT_THRESHOLDS, stir_t1_mass_quotient=0.0))}["L3"]
+    assert off.marrow_infiltration != P and off.soft_tissue_extension != P
+
+    inside = normal_spine()
+    focal_lesion(inside, "L3", radius_mm=7.0, what="hazy")
+    vols = inside.render((Sequence.T1, Sequence.STIR))
+    found = {ls.level: ls for ls in assess_signs(vols, inside.segmentation(), None, mass_only)}
+    assert all(ls.marrow_infiltration != P for ls in found.values())
+    assert all(ls.suspicious_for_malignancy != P for ls in found.values())
+
+
 def test_faint_whole_body_with_epidural_mass_of_its_signal() -> None:
     spine = normal_spine()
     diffuse_lesion(spine, "L3", what="dim")
