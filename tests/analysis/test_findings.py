@@ -11,7 +11,13 @@ from analysis.findings import NO_FLUID_SENTENCE, NO_T1_SENTENCE, TRIAGE_SENTENCE
 from analysis.results import SignState
 from analysis.signs import assess_signs
 from analysis.volume import Sequence
-from tests.analysis.test_signs_phantom import diffuse_lesion, epidural_extension, focal_lesion, normal_spine
+from tests.analysis.test_signs_phantom import (
+    Spine,
+    diffuse_lesion,
+    epidural_extension,
+    focal_lesion,
+    normal_spine,
+)
 
 LEVEL_KEYS = {
     "level", "marrow_infiltration", "cortical_destruction", "soft_tissue_extension", "compression_fracture",
@@ -68,15 +74,20 @@ def test_json_shape_matches_the_contract() -> None:
     assert "not a diagnosis" in impression
 
 
+def _l3_t1_stir_line(spine: Spine) -> str:
+    """The impression's part for L3 of ``spine`` read with T1 and STIR."""
+    sequences = (Sequence.T1, Sequence.STIR)
+    signs = assess_signs(spine.render(sequences), spine.segmentation())
+    impression = summarize(UID, {q: "1.2.3" for q in sequences}, signs).study.impression
+    return next(part for part in impression.split("; ") if "L3" in part)
+
+
 def test_a_body_found_from_t1_and_stir_together_is_described_by_that() -> None:
     """Its T1 marrow/disc ratio is over 1, which alone reads as normal marrow; the impression
     says what found it instead."""
     spine = normal_spine()
     diffuse_lesion(spine, "L3", what="dim")
-    sequences = (Sequence.T1, Sequence.STIR)
-    signs = assess_signs(spine.render(sequences), spine.segmentation())
-    impression = summarize(UID, {q: "1.2.3" for q in sequences}, signs).study.impression
-    line = next(part for part in impression.split("; ") if "L3" in part)
+    line = _l3_t1_stir_line(spine)
     assert "darker on T1 and brighter on STIR than the study's other bodies" in line
     assert "STIR/T1 quotient" in line and "T1 marrow/disc" not in line
 
@@ -84,10 +95,7 @@ def test_a_body_found_from_t1_and_stir_together_is_described_by_that() -> None:
 def test_a_faint_focus_with_a_mass_is_described_against_its_own_body() -> None:
     spine = normal_spine()
     epidural_extension(spine, "L3", depth_mm=7, what="hazy")
-    sequences = (Sequence.T1, Sequence.STIR)
-    signs = assess_signs(spine.render(sequences), spine.segmentation())
-    impression = summarize(UID, {q: "1.2.3" for q in sequences}, signs).study.impression
-    line = next(part for part in impression.split("; ") if "L3" in part)
+    line = _l3_t1_stir_line(spine)
     assert "darker on T1 and brighter on STIR than the body's own marrow" in line
     assert "STIR/T1 quotient" in line and "T1 marrow/disc" not in line
     assert "epidural soft-tissue extension" in line
