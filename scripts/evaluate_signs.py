@@ -139,7 +139,7 @@ def oracle_segmentation(
 
     lab_vol = geometry.with_array(labels.astype(np.int16))
     frame = frame_of(lab_vol)
-    canon = frame.to_canonical(labels)
+    canon = np.asarray(frame.to_canonical(labels), dtype=np.int16)
     by_label = label_map_heights(canon, frame.spacing)
     order, heights = list(by_label), list(by_label.values())
     names = [level_name(v) for v in order]

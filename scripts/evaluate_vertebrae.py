@@ -87,7 +87,7 @@ def evaluate(
     true = can.to_canonical(np.asarray(truth.array))
     names = {v: k for k, v in VERSE_LABELS.items()}
     truth_rows = np.nonzero(true.any(axis=(0, 2)))[0]
-    truth_heights = label_map_heights(true, can.spacing)
+    truth_heights = label_map_heights(np.asarray(true, dtype=np.int16), can.spacing)
     scores: list[BodyScore] = []
     matched_pred: set[int] = set()
     for t in sorted(int(v) for v in np.unique(true) if v > 0):
