@@ -88,6 +88,12 @@ class Volume:
         return (i, j, k)
 
     @property
+    def spacing_kji(self) -> tuple[float, float, float]:
+        """Voxel size along the array's ``(k, j, i)`` axes (``spacing`` is given along ``(i, j, k)``)."""
+        i, j, k = self.spacing
+        return (k, j, i)
+
+    @property
     def direction_matrix(self) -> npt.NDArray[np.float64]:
         return np.asarray(self.direction, dtype=float).reshape(3, 3)
 

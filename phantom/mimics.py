@@ -110,12 +110,12 @@ def paint_mimics(
 def _weight(body: BoolArray, spacing: tuple[float, float, float], spec: MimicSpec,
             rng: np.random.Generator) -> FloatArray:
     """How much of the mimic's signal each voxel of the body takes, 0-1 (soft edges: partial volume)."""
-    dist = ndimage.distance_transform_edt(body, sampling=spacing)
     if spec.kind == MimicKind.RED_MARROW:
         field = smooth_field(body.shape, tuple(_RED_PATCH_MM / s for s in spacing), rng)
         cut = float(np.quantile(field[body], 1.0 - float(rng.uniform(*_RED_SHARE))))
         # islands of red marrow fade in over one standard deviation of the field
         return np.clip(field - cut, 0.0, 1.0) * body
+    dist = ndimage.distance_transform_edt(body, sampling=spacing)
     lo, hi = _RADIUS_MM[spec.kind]
     r = spec.radius_mm if spec.radius_mm is not None else float(rng.uniform(lo, hi))
     r = min(r, max(float(dist.max()) - 1.0, 1.0))

@@ -85,8 +85,7 @@ class Study:
     @property
     def spacing_kji(self) -> tuple[float, float, float]:
         """Voxel size along the arrays' (k, j, i) axes, as ``implant`` and ``paint_mimics`` take it."""
-        x, y, z = self.geometry.spacing
-        return (z, y, x)
+        return self.geometry.spacing_kji
 
 
 def _read(path: Path, step: int) -> Volume:

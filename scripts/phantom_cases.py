@@ -95,7 +95,7 @@ def implanted_real_cases(cases: list[Case], copies: int, seed: int = IMPLANT_SEE
         labels = np.asarray(case.truth.array)
         for n in range(copies):
             spec = real_spec(labels, rng)
-            res = implant({seq: np.asarray(vol.array)}, labels, tuple(reversed(vol.spacing)), spec, rng)
+            res = implant({seq: np.asarray(vol.array)}, labels, vol.spacing_kji, spec, rng)
             out.append(
                 Case(
                     name=f"{case.name}+implant{n}",

@@ -59,20 +59,26 @@ def assess_signs(
     partial: list[tuple[str, int, MarrowResult, ExtentResult, FractureResult, float | None,
                         np.ndarray | None]] = []
     for level, label, crop, marrow, canal_reading in read:
+        # a lesion that counts only with the mass it shows: its spread, once measured, is kept
+        spread: ExtentResult | None = None
         if marrow.mass_candidate is not None:
             confirmed = with_candidate(crop, marrow, thresholds)
-            if assess_extent(ctx, crop, confirmed, csf).soft_tissue == SignState.PRESENT:
-                marrow = confirmed
+            trial = assess_extent(ctx, crop, confirmed, csf)
+            if trial.soft_tissue == SignState.PRESENT:
+                marrow, spread = confirmed, trial
         from_outside = mass_lesion(ctx, crop, marrow)
         if from_outside is not None:
-            spread = assess_extent(ctx, crop, from_outside, csf)
-            if spread.soft_tissue == SignState.PRESENT:  # else: tissue against the wall, no lesion
-                marrow = from_outside
+            trial = assess_extent(ctx, crop, from_outside, csf)
+            if trial.soft_tissue == SignState.PRESENT:  # else: tissue against the wall, no lesion
+                marrow, spread = from_outside, trial
         band = marrow.pattern == "focal" and band_like(
             marrow.lesion, crop.body, thresholds.band_max_height_frac, thresholds.band_min_ap_frac)
         # a thin band under an endplate does not spread: growing its signature
         # outward only finds look-alike soft tissue (psoas, disc)
-        extent = no_extent(marrow) if band else assess_extent(ctx, crop, marrow, csf)
+        if band:
+            extent = no_extent(marrow)
+        else:
+            extent = spread if spread is not None else assess_extent(ctx, crop, marrow, csf)
         extent = limit_extent(ctx, level, extent)
         fracture = assess_fracture(ctx, crop, segmentation.body(level), marrow, extent, band)
         lesion_full = None

@@ -94,8 +94,7 @@ def test_benign_mimics_are_not_called_infiltration(kinds: list[MimicKind], seed:
     with T1 no level has infiltration, and with one fluid-sensitive sequence alone no level is
     more than indeterminate."""
     labels = _NORMAL_SEG.labels.array
-    sx, sy, sz = _NORMAL_SEG.labels.spacing
-    spacing = (sz, sy, sx)  # the array's (k, j, i) order
+    spacing = _NORMAL_SEG.labels.spacing_kji
     specs = [MimicSpec(LEVEL_LABELS[lv], kind) for lv, kind in zip(("L2", "L3", "L4"), kinds, strict=False)]
     painted = paint_mimics({q: v.array for q, v in _NORMAL_VOLS.items()}, labels, spacing, specs,
                            np.random.default_rng(seed))

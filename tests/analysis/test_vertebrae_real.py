@@ -161,7 +161,7 @@ def _implanted_pair(
     assert isinstance(spec, ImplantSpec)
     t1, stir, labels = _real_pair(agreed)
     result = implant({Sequence.T1: t1.array, Sequence.STIR: stir.array}, labels,
-                     tuple(reversed(t1.spacing)), spec, np.random.default_rng(seed))
+                     t1.spacing_kji, spec, np.random.default_rng(seed))
     volumes = {q: t1.with_array(np.asarray(a)) for q, a in result.images.items()}
     return volumes, np.asarray(result.labels), np.asarray(result.lesion_mask)
 
