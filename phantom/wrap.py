@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 import SimpleITK as sitk
 
-from analysis.volume import Sequence, Volume
+from analysis.volume import LEVEL_LABELS, Sequence, Volume
 from phantom.acquisition import ACQUISITIONS, Acquisition, from_description
 from phantom.implants import ImplantSpec, implant
 from phantom.study import PhantomStudy, sagittal_series
@@ -51,6 +51,19 @@ def load_volume(image_path: Path, labels_path: Path, sequence: Sequence | None =
     else:
         raise ValueError(f"no manifest entry for {case!r}; pass the sequence explicitly")
     return SourceVolume(image, labels, sequence, acq, case)
+
+
+def vb1_levels(labels: npt.NDArray[np.integer]) -> npt.NDArray[np.int16]:
+    """VB1's labels (100, 101, ... from the top) as VerSe levels, counted up from S1.
+
+    In every VB1 case the lowest labelled body is the first sacral segment: it carries the
+    sacrum's tilt and shape and the sacral segments continue below it.
+    """
+    out = np.zeros(labels.shape, dtype=np.int16)
+    present = sorted(int(v) for v in np.unique(labels) if v >= 100)
+    for rank, v in enumerate(reversed(present)):
+        out[labels == v] = LEVEL_LABELS["S1"] if rank == 0 else LEVEL_LABELS["L5"] + 1 - rank
+    return out
 
 
 def _manifest_sequence(path: Path, case: str) -> str | None:

@@ -124,7 +124,7 @@ def prepare(case: Case, rng: np.random.Generator | None) -> Image:
 
 def below_l5(l5: np.ndarray) -> np.ndarray:
     """(H, W): what lies below L5 along each column (the unlabelled sacrum of VB2 and VB3)."""
-    proj = l5.any(axis=0)
+    proj = np.asarray(l5.any(axis=0), dtype=bool)
     h, w = proj.shape
     cols = np.nonzero(proj.any(axis=0))[0]
     if cols.size == 0:
@@ -263,6 +263,14 @@ def load_model(path: Path) -> BodyModel:
     return model_from_bytes(lzma.decompress(path.read_bytes()))
 
 
+def load_unet(path: Path) -> UNet:
+    """The trainable network of a saved fold (phase 1, or phases 1 and 2) to continue from."""
+    net = load_model(path).nets[0]
+    if not isinstance(net, UNet):
+        raise TypeError(f"{path} holds an exported graph, not a trainable UNet")
+    return net
+
+
 def save(model: BodyModel, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(lzma.compress(model_to_bytes(model)))
@@ -278,7 +286,7 @@ def phases_1_and_2(
 ) -> UNet:
     phase1 = None if args.phase1_dir is None else args.phase1_dir / f"fold_{k}.pt.xz"
     if phase1 is not None and phase1.exists():
-        net = load_model(phase1).nets[0]
+        net = load_unet(phase1)
         print(f"  phase 1 from {phase1}", flush=True)
     else:
         net = train(train_set, SEED + k, args.iterations)
@@ -335,7 +343,7 @@ def main() -> None:
         train_set = [i for i in images if not (i.real and folds[i.group] == k)]
         print(f"fold {k}: held out {list(held)}", flush=True)
         if args.start_dir is not None:
-            net = load_model(args.start_dir / f"fold_{k}.pt.xz").nets[0]
+            net = load_unet(args.start_dir / f"fold_{k}.pt.xz")
             print(f"  phases 1 and 2 from {args.start_dir}", flush=True)
         else:
             net = phases_1_and_2(args, k, held, train_set, fracture_images)

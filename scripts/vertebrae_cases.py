@@ -20,11 +20,11 @@ import numpy as np
 import SimpleITK as sitk
 
 from analysis.sitk_adapter import take_every_nth_slice, volume_from_image
-from analysis.volume import LEVEL_LABELS, Sequence, Volume
+from analysis.volume import Sequence, Volume
 from node.study import group_dicom_folder, read_series
 from phantom.implants import ImplantSpec
 from phantom.study import ImageSeries
-from phantom.wrap import load_volume, wrap_volume
+from phantom.wrap import load_volume, vb1_levels, wrap_volume
 from phantom.writer import StudyIdentity, write_study
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,13 +69,7 @@ def verse_truth(labels: np.ndarray, dataset: str) -> np.ndarray:
     """
     if dataset != "VB1":
         return labels.astype(np.int16)
-    out = np.zeros(labels.shape, dtype=np.int16)
-    present = sorted(int(v) for v in np.unique(labels) if v >= 100)
-    for rank_from_bottom, v in enumerate(reversed(present)):
-        out[labels == v] = (
-            LEVEL_LABELS["S1"] if rank_from_bottom == 0 else LEVEL_LABELS["L5"] + 1 - rank_from_bottom
-        )
-    return out
+    return vb1_levels(labels)
 
 
 def list_cases(root: Path = SHARED_REAL) -> list[dict[str, str]]:

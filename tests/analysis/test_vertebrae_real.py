@@ -137,7 +137,7 @@ def _real_pair(agreed: bool = False) -> tuple[Volume, Volume, np.ndarray]:
     if not (REAL / "VB1_02_image.nii.gz").exists():
         pytest.skip("shared real lumbar MRI not present")
     from analysis.sitk_adapter import take_every_nth_slice
-    from analysis.volume import LEVEL_LABELS
+    from phantom.wrap import vb1_levels
 
     t1 = take_every_nth_slice(_read(REAL / "VB1_02_image.nii.gz"), 3)
     stir = take_every_nth_slice(_read(REAL / "VB1_03_image.nii.gz"), 3)
@@ -145,11 +145,7 @@ def _real_pair(agreed: bool = False) -> tuple[Volume, Volume, np.ndarray]:
     if agreed:
         other = np.asarray(take_every_nth_slice(_read(REAL / "VB1_03_labels.nii.gz"), 3).array)
         raw = np.where(raw == other, raw, 0)
-    # VB1 numbers its bodies from the top and its lowest one is S1 (see scripts/vertebrae_cases.py)
-    labels = np.zeros(raw.shape, dtype=np.int16)
-    for rank, v in enumerate(sorted((int(v) for v in np.unique(raw) if v >= 100), reverse=True)):
-        labels[raw == v] = LEVEL_LABELS["S1"] if rank == 0 else LEVEL_LABELS["L5"] + 1 - rank
-    return t1, stir, labels
+    return t1, stir, vb1_levels(raw)
 
 
 def _implanted_pair(
