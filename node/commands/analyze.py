@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 from rich.console import Console
 
 from node.settings import Settings
-from node.study import StudyFiles, group_dicom_folder
+from node.study import SkippedFile, StudyFiles, group_dicom_folder
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 f"[red]analyze:[/] no DICOM study found in {args.dicom_dir}"
                 + (f" with Study Instance UID {args.study}" if args.study else "")
             )
-            for skipped in folder.skipped[:5]:
-                console.print(f"  skipped {skipped.path}: {skipped.reason}")
+            _print_skipped(folder.skipped, console)
             return EXIT_BAD_INPUT
         status.update("loading the vertebral-body model")
         # imported here, not at the top: the analysis and PyTorch take seconds to load,
@@ -58,11 +58,19 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         from node.pipeline.model import shipped_model
 
         model = shipped_model()
+        _print_skipped(folder.skipped, console)
         worst = EXIT_OK
         for study in studies:
             out_dir = args.out if len(studies) == 1 else args.out / study.study_instance_uid
             worst = max(worst, _analyse_one(study, out_dir, model, console, status.update))
     return worst
+
+
+def _print_skipped(skipped: Sequence[SkippedFile], console: Console, shown: int = 5) -> None:
+    for item in skipped[:shown]:
+        console.print(f"  skipped {item.path}: {item.reason}")
+    if len(skipped) > shown:
+        console.print(f"  ... and {len(skipped) - shown} more skipped file(s)")
 
 
 def _analyse_one(study: StudyFiles, out_dir: Path, model: Any, console: Console, update: Any) -> int:
@@ -79,6 +87,8 @@ def _analyse_one(study: StudyFiles, out_dir: Path, model: Any, console: Console,
         return EXIT_NOT_ANALYSABLE
     for choice in inputs.selection.choices:
         console.print(f"  {choice.sequence}: {choice.series.label} ({choice.reason})")
+    for note in inputs.notes:
+        console.print(f"  note: {note}")
     output = analyse(inputs, model, progress=lambda step: update(f"study {uid}: {step}"))
     findings_path, labels_path = write_results(out_dir, output)
     update(f"study {uid}: writing the SR, SEG and key image")

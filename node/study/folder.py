@@ -55,14 +55,18 @@ class DicomFolder:
 def group_dicom_folder(folder: str | os.PathLike[str]) -> DicomFolder:
     """Read the header of every file under ``folder`` (recursively) and group by Study/Series UID.
 
-    Files that are not DICOM, DICOMDIR media directories and instances without
-    Study or Series Instance UID are listed in ``skipped`` with the reason.
+    Files that are not DICOM, DICOMDIR media directories, instances without
+    Study or Series Instance UID and further files of an instance already read
+    (same SOP Instance UID: a folder copied into itself, an export made twice)
+    are listed in ``skipped`` with the reason. A second copy read as a second
+    frame would put two frames at one position and cost the series its volume.
     """
     root = Path(folder)
     if not root.is_dir():
         raise ValueError(f"folder: {root} is not a directory")
     groups: dict[str, dict[str, list[tuple[Path, Dataset]]]] = defaultdict(lambda: defaultdict(list))
     skipped: list[SkippedFile] = []
+    first_of: dict[str, Path] = {}
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         try:
             ds = read_header(path)
@@ -79,6 +83,13 @@ def group_dicom_folder(folder: str | os.PathLike[str]) -> DicomFolder:
         if not study_uid or not series_uid:
             skipped.append(SkippedFile(path, "no Study or Series Instance UID"))
             continue
+        sop_uid = str(ds.get("SOPInstanceUID", "") or "")
+        if sop_uid and sop_uid in first_of:
+            reason = f"SOP Instance UID {sop_uid} already read from {first_of[sop_uid]}"
+            skipped.append(SkippedFile(path, reason))
+            continue
+        if sop_uid:
+            first_of[sop_uid] = path
         groups[study_uid][series_uid].append((path, ds))
     studies = tuple(
         StudyFiles(

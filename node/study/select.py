@@ -181,12 +181,13 @@ def select_series(
         planes = ", ".join(sorted({str(s.classification.plane) for s in mr if s.classification}))
         problems.append(f"no sagittal MR series (planes found: {planes})")
     choices: list[SeriesChoice] = []
+    set_aside: list[str] = []
     for sequence in WANTED:
         of_kind = [s for s in sagittal if s.classification and s.classification.sequence is sequence]
         usable = [s for s in of_kind if s.volume_problem is None]
-        notes.extend(
-            f"{s.label} ({sequence}) set aside: {s.volume_problem}" for s in of_kind if s not in usable
-        )
+        aside = [f"{s.label} ({sequence}) set aside: {s.volume_problem}" for s in of_kind if s not in usable]
+        set_aside += aside
+        notes += aside
         if usable:
             best, reason = _rank(usable)
             choices.append(SeriesChoice(sequence, best, reason))
@@ -203,7 +204,10 @@ def select_series(
                 choices.append(SeriesChoice(sequence, best, f"only sagittal series left: {reason}"))
     if sagittal and not choices:
         found = ", ".join(sorted({str(s.classification.sequence) for s in sagittal if s.classification}))
+        # the administrator's first question: why was a series that is there not usable
+        why = "".join(f"; {reason}" for reason in set_aside)
         problems.append(
-            f"no usable sagittal T1, T2, STIR, post-contrast T1 or Dixon series (sagittal series: {found})"
+            "no usable sagittal T1, T2, STIR, post-contrast T1 or Dixon series "
+            f"(sagittal series: {found}){why}"
         )
     return StudySelection(study_uid, tuple(choices), summaries, tuple(problems), tuple(notes))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -52,9 +53,17 @@ def phantom(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_analyze_writes_the_contract(phantom: Path, tmp_path: Path) -> None:
-    result = _cli("analyze", str(phantom / "dicom"), "--out", str(tmp_path / "out"))
+    # the folder as a user may hand it over: one STIR instance exported a second time beside it
+    dicom = tmp_path / "dicom"
+    shutil.copytree(phantom / "dicom", dicom)
+    stir = next(p for p in sorted(dicom.iterdir()) if "STIR" in p.name)
+    original = sorted(stir.iterdir())[3]
+    shutil.copy(original, stir / "zz-exported-again.dcm")
+    result = _cli("analyze", str(dicom), "--out", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
     assert "not a diagnosis" in result.stderr
+    assert f"skipped {stir / 'zz-exported-again.dcm'}: SOP Instance UID" in result.stderr
+    assert f"already read from {original}" in result.stderr
 
     # the three DICOM result objects beside findings.json, their paths printed
     for name, sop_class in (("sr.dcm", "1.2.840.10008.5.1.4.1.1.88.34"),

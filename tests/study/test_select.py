@@ -112,7 +112,8 @@ def _ct_like(study: Study) -> list[Dataset]:
         ),
         (
             lambda s: [series(s, T1, 1, 1)],
-            "no usable sagittal T1, T2, STIR, post-contrast T1 or Dixon series (sagittal series: T1)",
+            "no usable sagittal T1, T2, STIR, post-contrast T1 or Dixon series (sagittal series: T1); "
+            "series 1 'SAG T1 TSE' (T1) set aside: a volume needs at least 2 slices, the series has 1",
         ),
     ],
 )
@@ -121,6 +122,35 @@ def test_why_a_study_cannot_be_analysed(build: object, problem: str) -> None:
     assert not selection.analysable
     assert selection.problems == (problem,)
     assert selection.choices == ()
+
+
+def test_the_problem_says_why_a_series_that_is_there_was_set_aside() -> None:
+    gap = Grid(offsets=(*[4.0 * k for k in range(11)], 48.0))
+    selection = select_series([series(Study(), T2, 4, 12, gap)])
+    assert not selection.analysable
+    (problem,) = selection.problems
+    assert problem.startswith("no usable sagittal T1, T2, STIR, post-contrast T1 or Dixon series "
+                              "(sagittal series: T2); ")
+    assert "series 4 'SAG T2 TSE' (T2) set aside: missing positions" in problem
+
+
+def test_a_second_copy_of_an_instance_in_a_folder_is_read_once(tmp_path: Path) -> None:
+    """An export made twice into one folder must not read as two frames at each position (which
+    costs the series its volume): the copy is skipped and says of which file it is a copy."""
+    study = Study()
+    paths = write(series(study, STIR, 3, 8), tmp_path / "stir")
+    copy = tmp_path / "again" / "copy.dcm"
+    copy.parent.mkdir()
+    copy.write_bytes(paths[4].read_bytes())
+
+    folder = group_dicom_folder(tmp_path)
+    (files,) = folder.study(study.study_uid).series
+    assert len(files.paths) == 8
+    (kept,) = {paths[4], copy} & set(files.paths)
+    (skipped,) = folder.skipped
+    assert {skipped.path, kept} == {paths[4], copy} and f"already read from {kept}" in skipped.reason
+    selection = select_series([files.headers])
+    assert selection.choice(Sequence.STIR) is not None
 
 
 def test_series_of_several_studies_are_refused() -> None:
