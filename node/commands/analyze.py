@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 EXIT_OK = 0
 EXIT_NOT_ANALYSABLE = 1
 EXIT_BAD_INPUT = 2
+EXIT_NOT_WRITTEN = 3
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -39,6 +40,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     console = Console(stderr=True, soft_wrap=True)
     if not args.dicom_dir.is_dir():
         console.print(f"[red]analyze:[/] {args.dicom_dir} is not a folder")
+        return EXIT_BAD_INPUT
+    try:
+        # before minutes of analysis, not after them
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        console.print(f"[red]analyze:[/] cannot write results to {args.out}: {exc.strerror or exc}")
         return EXIT_BAD_INPUT
     with console.status("reading DICOM headers") as status:
         folder = group_dicom_folder(args.dicom_dir)
@@ -90,13 +97,16 @@ def _analyse_one(study: StudyFiles, out_dir: Path, model: Any, console: Console,
     for note in inputs.notes:
         console.print(f"  note: {note}")
     output = analyse(inputs, model, progress=lambda step: update(f"study {uid}: {step}"))
-    findings_path, labels_path = write_results(out_dir, output)
-    update(f"study {uid}: writing the SR, SEG and key image")
-    created = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
-    # an offline run is a new analysis each time: its objects get UIDs of their own
-    objects = write_result_objects(
-        output, inputs, study, out_dir, analysis_key=f"offline analyze {created.isoformat()}", created=created
-    )
+    try:
+        findings_path, labels_path = write_results(out_dir, output)
+        update(f"study {uid}: writing the SR, SEG and key image")
+        created = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+        # an offline run is a new analysis each time: its objects get UIDs of their own
+        key = f"offline analyze {created.isoformat()}"
+        objects = write_result_objects(output, inputs, study, out_dir, analysis_key=key, created=created)
+    except OSError as exc:  # a full disk, a file where a study's folder should go
+        console.print(f"[red]study {uid}: the results could not be written to {out_dir}:[/] {exc}")
+        return EXIT_NOT_WRITTEN
     summary = output.findings.study
     console.print(
         f"[bold]study {uid}[/]: {len(output.segmentation.bodies)} vertebral bodies, "

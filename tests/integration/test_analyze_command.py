@@ -135,3 +135,11 @@ def test_analyze_explains_a_study_it_cannot_analyse(tmp_path: Path) -> None:
     empty = _cli("analyze", str(tmp_path / "nothing-here"), "--out", str(tmp_path / "out"))
     assert empty.returncode == 2
     assert "not a folder" in empty.stderr
+
+    # a file where the results should go is refused before the analysis, not after it
+    (tmp_path / "taken").write_text("")
+    for out in (tmp_path / "taken", tmp_path / "taken" / "results"):
+        refused = _cli("analyze", str(folder), "--out", str(out))
+        assert refused.returncode == 2, refused.stderr
+        assert f"cannot write results to {out}" in refused.stderr
+        assert "Traceback" not in refused.stderr
