@@ -269,9 +269,19 @@ def _mass_candidate(crop: BodyCrop, region: BoolArray, seeds: BoolArray) -> Mass
     sig_t1, sig_stir = float(np.median(t1[region])), float(np.median(stir[region]))
     if own_t1 <= 0 or own_stir <= 0 or sig_t1 <= 0:
         return None
-    return MassCandidate(region, seeds & region, {Sequence.T1: ("<", (own_t1 + sig_t1) / 2.0),
-                                                  Sequence.STIR: (">", (own_stir + sig_stir) / 2.0)},
-                         (sig_stir / own_stir) / (sig_t1 / own_t1))
+    return MassCandidate(region, seeds & region, _halfway_bars((own_t1, sig_t1), (own_stir, sig_stir)),
+                         _stir_t1_quotient(sig_t1, sig_stir, own_t1, own_stir))
+
+
+def _stir_t1_quotient(t1: float, stir: float, ref_t1: float, ref_stir: float) -> float:
+    """STIR against its reference divided by T1 against its reference: tumour replacing fat
+    raises the first and lowers the second, while a coil's fall-off scales both alike."""
+    return (stir / ref_stir) / (t1 / ref_t1)
+
+
+def _halfway_bars(t1: tuple[float, float], stir: tuple[float, float]) -> dict[Sequence, tuple[str, float]]:
+    """Growth bars half-way between two T1 and two STIR signals (marrow and lesion)."""
+    return {Sequence.T1: ("<", (t1[0] + t1[1]) / 2.0), Sequence.STIR: (">", (stir[0] + stir[1]) / 2.0)}
 
 
 @dataclass(frozen=True)
@@ -311,13 +321,12 @@ def _replaced_by_quotient(ctx: StudyContext, crop: BodyCrop, found: BoolArray) -
         t1, stir = _median(t1_img, half), _median(stir_img, half)
         if t1 is None or stir is None or t1 <= 0:
             return None
-        quotients.append((stir / ref_stir) / (t1 / ref_t1))
+        quotients.append(_stir_t1_quotient(t1, stir, ref_t1, ref_stir))
     if min(quotients) < bar:
         return None
     own_t1, own_stir = _median(t1_img, rest), _median(stir_img, rest)
     assert own_t1 is not None and own_stir is not None  # both halves were read
-    return _PairReplaced(min(quotients), {Sequence.T1: ("<", (own_t1 + ref_t1) / 2.0),
-                                          Sequence.STIR: (">", (own_stir + ref_stir) / 2.0)})
+    return _PairReplaced(min(quotients), _halfway_bars((own_t1, ref_t1), (own_stir, ref_stir)))
 
 
 def _seeded(region: BoolArray, seed: BoolArray, min_vox: int) -> bool:
