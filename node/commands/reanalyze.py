@@ -3,6 +3,8 @@
 The study goes back to ``complete`` and gets an ``analyze_study`` job, as
 when its quiet period ends; the new result supersedes the current one and is
 delivered like any other (its SR lists the earlier one as predecessor).
+A study whose images retention deleted is refused (exit 3): the PACS sends
+it again, and it is analysed once it has arrived.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from node.commands.admin import add_format, emit, write_session
 from node.settings import Settings
 
 NOT_FOUND = 1
+IMAGES_DELETED = 3
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -29,6 +32,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from node.db.models import Job, JobStatus, Study, StudyStatus, utcnow
     from node.queue.completion import ANALYZE_STUDY
     from node.queue.jobs import enqueue
+    from node.storage.retention import deleted_by_retention
 
     with write_session(settings) as session:
         study = session.scalars(select(Study).where(Study.study_instance_uid == args.study_uid)
@@ -36,6 +40,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if study is None:
             print(f"reanalyze: no study {args.study_uid} in the database")
             return NOT_FOUND
+        if session.scalar(select(deleted_by_retention(Study.id, Study.last_received_at))
+                          .where(Study.id == study.id)):
+            print(f"reanalyze: the images of study {args.study_uid} were deleted by retention (its results "
+                  "stay); send the study again from the PACS: it is analysed once it has arrived")
+            return IMAGES_DELETED
         now = utcnow()
         row: dict[str, Any]
         if study.status == StudyStatus.RECEIVING:

@@ -118,6 +118,9 @@ class StoreHandler:
             log.warning("SOP Instance %s re-sent with different content: stored as %s, now its current "
                         "version; study %s will be analysed again",
                         header.key.sop_uid, staged.relative_path, header.key.study_uid)
+        elif outcome is RecordOutcome.RESTORED:
+            log.info("SOP Instance %s sent again after retention deleted its file: stored as %s; study %s "
+                     "will be analysed again", header.key.sop_uid, staged.relative_path, header.key.study_uid)
         return header, outcome
 
 

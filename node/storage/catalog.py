@@ -10,6 +10,9 @@ A SOP Instance UID sent again is handled by this policy:
   written, but the study's quiet period restarts while it is receiving, and
   the association is noted as sending the study (a study does not complete
   while such an association is open);
+- the same content, but retention deleted the current version's file (its
+  study's results were delivered long ago): stored again as the next
+  version, and the study is analysed again as after other content;
 - other content: kept as a new version beside the earlier ones
   (``<sop>.v2.dcm``, ...), which stay on disk and in ``instances``. The new
   version becomes the current one, the only one an analysis reads, and the
@@ -66,6 +69,7 @@ class InstanceRecord:
 class RecordOutcome(StrEnum):
     STORED = "stored"
     NEW_VERSION = "new_version"  # the SOP Instance UID was stored with other content before
+    RESTORED = "restored"  # the same content, whose earlier file retention deleted
     DUPLICATE = "duplicate"
 
 
@@ -84,8 +88,9 @@ class InstanceCatalog:
         Returns ``DUPLICATE`` (and leaves ``staged`` uncommitted) if the SOP
         Instance UID's current version has the same content, also when another
         association stored it a moment earlier; ``NEW_VERSION`` when it had
-        other content. Raises :class:`CatalogConflict` if the series is known
-        under another study.
+        other content; ``RESTORED`` when retention had deleted its file.
+        Raises :class:`CatalogConflict` if the series is known under another
+        study.
         """
         for attempt in range(1, _RACE_ATTEMPTS + 1):
             try:
@@ -112,7 +117,7 @@ class InstanceCatalog:
         if sql.lock_sop is not None:
             conn.execute(sql.lock_sop, sop)
         current = conn.execute(sql.current, sop).one_or_none()
-        if current is not None and current.sha256 == staged.sha256:
+        if current is not None and current.sha256 == staged.sha256 and not current.deleted:
             self._touch(conn, sql, record, now)
             return RecordOutcome.DUPLICATE
         study_id: int = conn.execute(sql.upsert_study, {"uid": record.key.study_uid, "now": now}).scalar_one()
@@ -139,7 +144,9 @@ class InstanceCatalog:
             conn.execute(sql.count_association, {"association_id": record.association_id})
             self._note_association(conn, sql, record.association_id, study_id, now)
         staged.commit()
-        return RecordOutcome.STORED if version == 1 else RecordOutcome.NEW_VERSION
+        if current is None:
+            return RecordOutcome.STORED
+        return RecordOutcome.RESTORED if current.sha256 == staged.sha256 else RecordOutcome.NEW_VERSION
 
     def _touch(self, conn: Connection, sql: CatalogStatements, record: InstanceRecord, now: datetime) -> None:
         # A resend made of duplicates is still a sender at work: while the study is

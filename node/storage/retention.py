@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import Exists, SQLColumnExpression, exists, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -37,6 +37,16 @@ class Deleted:
     files_missing: int
 
 
+def deleted_by_retention(study_id: SQLColumnExpression[int],
+                         received_at: SQLColumnExpression[datetime]) -> Exists:
+    """Whether retention deleted the images of study ``study_id`` received at ``received_at``.
+
+    A deletion covers what was received before it; what the PACS sends afterwards is on disk.
+    """
+    return exists(select(RetentionDeletion.id).where(RetentionDeletion.study_id == study_id,
+                                                     RetentionDeletion.at >= received_at))
+
+
 def due_studies(session: Session, delete_after: timedelta, now: datetime) -> list[tuple[int, str]]:
     """(id, UID) of the studies whose images may be deleted now."""
     cutoff = now - delete_after
@@ -49,8 +59,7 @@ def due_studies(session: Session, delete_after: timedelta, now: datetime) -> lis
                         Delivery.delivered_at <= cutoff).correlate(Study).scalar_subquery())
     total = (select(func.count(Delivery.id)).where(Delivery.analysis_result_id == current)
              .correlate(Study).scalar_subquery())
-    cleaned = exists(select(RetentionDeletion.id).where(RetentionDeletion.study_id == Study.id,
-                                                        RetentionDeletion.at >= Study.last_received_at))
+    cleaned = deleted_by_retention(Study.id, Study.last_received_at)
     rows = session.execute(
         select(Study.id, Study.study_instance_uid)
         .where(Study.status.in_([StudyStatus.ANALYSED]), total > 0, delivered == total, ~cleaned)

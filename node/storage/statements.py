@@ -17,6 +17,7 @@ from sqlalchemy import BindParameter, Insert, Select, Table, Update, bindparam, 
 from sqlalchemy.dialects import postgresql, sqlite
 
 from node.db.models import Association, AssociationStudy, Base, Instance, Series, Study, StudyStatus
+from node.storage.retention import deleted_by_retention
 
 
 def _table(model: type[Base]) -> Table:
@@ -35,7 +36,7 @@ class CatalogStatements:
     """One dialect's statements; parameters are named in each one's comment."""
 
     lock_sop: Select[Any] | None  # sop: serialises records of one SOP Instance UID (PostgreSQL)
-    current: Select[Any]  # sop
+    current: Select[Any]  # sop -> the current version: id, sha256, version, study_id, deleted (by retention)
     upsert_study: Insert  # uid, now -> studies.id
     upsert_series: Insert  # study_id, series_uid, modality, series_number, description
     series_owner: Select[Any]  # series_uid -> (id, study_id)
@@ -58,7 +59,8 @@ class CatalogStatements:
         return cls(
             lock_sop=lock,
             current=(
-                select(i.id, i.sha256, i.version, _series.c.study_id)
+                select(i.id, i.sha256, i.version, _series.c.study_id,
+                       deleted_by_retention(_series.c.study_id, i.received_at).label("deleted"))
                 .join(_series, _series.c.id == i.series_id)
                 .where(i.sop_instance_uid == bindparam("sop"), i.is_current.is_(True))
                 .with_for_update(of=_instances)

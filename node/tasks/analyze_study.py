@@ -52,6 +52,7 @@ from node.queue.worker import JobContext
 from node.results import ResultKind, ResultObject
 from node.results.writer import write_result_objects
 from node.settings import DeliverySettings
+from node.storage.retention import deleted_by_retention
 from node.study import SeriesFiles, StudyError, StudyFiles, classify_series
 
 log = logging.getLogger(__name__)
@@ -190,13 +191,20 @@ class AnalyzeStudy:
         # generation then makes the result stale, and the study is analysed again).
         content_version = study.content_version
         rows = session.execute(
-            select(Series.id, Series.series_instance_uid, Instance.path)
+            select(Series.id, Series.series_instance_uid, Instance.path,
+                   deleted_by_retention(Series.study_id, Instance.received_at))
             .join(Instance, Instance.series_id == Series.id)
             .where(Series.study_id == study_id, Instance.is_current.is_(True))
             .order_by(Series.id, Instance.id)
         ).all()
+        # Images retention deleted are gone for good (a missing file otherwise means storage
+        # catching up, and the job retries); what the PACS sent again since is analysed.
+        kept = [(series_id, uid, path) for series_id, uid, path, deleted in rows if not deleted]
+        if rows and not kept:
+            raise PermanentJobError(f"the images of study {study.study_instance_uid} were deleted by "
+                                    "retention: send the study again to analyse it")
         grouped: dict[tuple[int, str], list[Path]] = {}
-        for series_id, uid, path in rows:
+        for series_id, uid, path in kept:
             grouped.setdefault((series_id, uid), []).append(self._path(path))
         series = tuple(StoredSeries(sid, uid, tuple(paths)) for (sid, uid), paths in grouped.items())
         return StudyListing(content_version, series)

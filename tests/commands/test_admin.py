@@ -189,6 +189,14 @@ def test_retention_deletes_images_of_delivered_studies_only(
     remaining = list(scenario.storage.rglob("*.dcm"))
     assert len(remaining) == 1 and scenario.dead in str(remaining[0])
     assert cli(capsys, scenario.config, "retention") == []  # recorded: not again
+    # its images are gone: a new analysis is refused with what to do, not queued to fail
+    capsys.readouterr()
+    assert main(["--config", str(scenario.config), "reanalyze", scenario.delivered]) == 3
+    assert "deleted by retention" in capsys.readouterr().out
+    with sessions() as session:
+        assert session.scalars(select(Job).where(Job.kind == "analyze_study")).all() == []
+        assert session.scalars(select(Study.status).where(Study.study_instance_uid == scenario.delivered)
+                               ).one() == StudyStatus.ANALYSED
     with sessions() as session:
         assert session.scalar(select(RetentionDeletion.files_deleted)) == 1
         assert "images_deleted" in session.scalars(select(StudyEvent.stage)).all()

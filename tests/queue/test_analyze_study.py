@@ -11,8 +11,9 @@ from pydicom import dcmread
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 from sqlalchemy import Engine, select, update
 
+from node.db.audit import RetentionDeletion
 from node.db.engine import session_factory
-from node.db.models import AnalysisResult, Instance, Series, Study, StudyStatus
+from node.db.models import AnalysisResult, Instance, Series, Study, StudyStatus, utcnow
 from node.pipeline.model import shipped_model
 from node.queue.completion import ANALYZE_STUDY
 from node.queue.jobs import ClaimedJob, PermanentJobError, claim, enqueue
@@ -202,3 +203,37 @@ def test_the_analysis_reads_the_current_version_of_a_resent_instance(engine: Eng
     assert result.findings["series_used"]["T1"] == uids["T1 sag"]
     assert "could not be used" not in result.findings["study"]["impression"]
     assert reason is None
+
+
+def test_a_study_sent_again_after_retention_is_stored_and_analysed_again(engine: Engine,
+                                                                        tmp_path: Path) -> None:
+    study_id, uids = _study(engine, tmp_path, [("T1", SAGITTAL)])
+    sent = {path: path.read_bytes() for path in sorted(tmp_path.rglob("*.dcm"))}
+    sessions = session_factory(engine)
+    with sessions.begin() as session:  # retention, as it leaves a study: files gone, rows and a record kept
+        study_uid = session.get_one(Study, study_id).study_instance_uid
+        session.add(RetentionDeletion(study_id=study_id, at=utcnow(), files_deleted=len(sent),
+                                      bytes_deleted=sum(map(len, sent.values())), files_missing=0))
+    for path in sent:
+        path.unlink()
+    with pytest.raises(PermanentJobError, match="deleted by retention: send the study again"):
+        _run(engine, tmp_path, study_id)  # not retried as if storage were catching up
+
+    store = InstanceStore(tmp_path, min_free_bytes=0, max_instance_bytes=10**8)
+    catalog = InstanceCatalog(engine)
+    for path, data in sent.items():  # the PACS sends the same instances again
+        key = InstanceKey(study_uid, uids["T1 sag"], path.stem)
+        with store.stage(io.BytesIO(data), key) as staged:
+            record = InstanceRecord(key, MRImageStorage, ExplicitVRLittleEndian, modality="MR")
+            outcome = catalog.record(record, staged)
+        assert outcome is RecordOutcome.RESTORED  # not a duplicate: its file was gone
+    assert len(list(tmp_path.rglob("*.dcm"))) == len(sent)
+    with sessions.begin() as session:
+        study = session.get_one(Study, study_id)
+        assert study.status == StudyStatus.RECEIVING
+        study.status = StudyStatus.COMPLETE  # the quiet period passes
+    _run(engine, tmp_path, study_id)
+    with sessions() as session:
+        [result] = session.scalars(select(AnalysisResult)).all()
+        assert session.get_one(Study, study_id).status == StudyStatus.ANALYSED
+    assert result.findings["series_used"]["T1"] == uids["T1 sag"]

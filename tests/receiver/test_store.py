@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 from pydicom import dcmread
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from node.db.audit import RetentionDeletion
 from node.db.models import AssociationResult, Study, StudyStatus
 from node.storage import sha256_of
 from tests.helpers.databases import module_database
@@ -157,6 +158,29 @@ def test_a_duplicate_resent_leaves_an_analysed_study_analysed(node: NodeProcess)
         study = next(s for s in read_rows(engine).studies if s.study_instance_uid == uids.study)
     assert study.status == StudyStatus.ANALYSED  # nothing new: no second analysis
     assert study.last_received_at < long_ago + timedelta(minutes=30)
+
+
+def test_an_instance_sent_again_after_retention_deleted_it_is_stored_again(node: NodeProcess) -> None:
+    uids = StudyUIDs.new()
+    first = mr_instance(uids.study, uids.series[0], 1)
+    assert [s.Status for s in store(node, [first])] == [0]
+    [path] = node.storage_root.rglob(f"{first.SOPInstanceUID}*.dcm")
+    with node.engine() as engine, Session(engine) as session, session.begin():
+        study_id = session.scalars(select(Study.id).where(Study.study_instance_uid == uids.study)).one()
+        session.execute(update(Study).where(Study.id == study_id).values(status=StudyStatus.ANALYSED))
+        # retention, as it leaves a study: the file gone, its rows and a record kept
+        session.add(RetentionDeletion(study_id=study_id, at=datetime.now(UTC),
+                                      files_deleted=1, bytes_deleted=path.stat().st_size, files_missing=0))
+    path.unlink()
+
+    assert [s.Status for s in store(node, [first])] == [0]  # the PACS sends the study again
+
+    [again] = node.storage_root.rglob(f"{first.SOPInstanceUID}*.dcm")
+    assert dcmread(again).SOPInstanceUID == first.SOPInstanceUID
+    with node.engine() as engine:
+        study = next(s for s in read_rows(engine).studies if s.study_instance_uid == uids.study)
+    assert study.status == StudyStatus.RECEIVING  # it is analysed again once complete
+    wait_until(lambda: "sent again after retention" in node.log_text(), "the receiver's log line")
 
 
 def test_logs_carry_uids_not_patient_data(node: NodeProcess) -> None:
