@@ -16,7 +16,7 @@ from analysis.signs.fracture import FractureResult, assess_fracture, band_like
 from analysis.signs.marrow import MarrowResult, assess_marrow, with_candidate
 from analysis.signs.outside import mass_lesion
 from analysis.signs.regions import ReferenceRegions
-from analysis.signs.single import limit_extent, limit_level
+from analysis.signs.single import limit_extent, limit_level, limit_pedicle
 from analysis.signs.types import LevelSigns
 from analysis.thresholds import DEFAULT_THRESHOLDS, SignThresholds
 from analysis.volume import Sequence, Volume
@@ -151,7 +151,7 @@ def _level(
         lesion_count=marrow.lesion_count,
         t1_marrow_disc_ratio=marrow.t1_disc_ratio,
         t1_marrow_muscle_ratio=marrow.t1_muscle_ratio,
-        pedicle_involvement=extent.pedicle,
+        pedicle_involvement=limit_pedicle(ctx, marrow_state, extent.pedicle),
         cortical_destruction=extent.cortex,
         soft_tissue_extension=extent.soft_tissue,
         ste_locations=extent.locations,

@@ -22,7 +22,9 @@ alone a normal real spine had a level called present. So with one sequence:
   is ``present`` only on that (cortex and soft tissue both present);
 - a compression fracture's malignant pattern read from marrow signal (diffuse
   replacement, pedicles) is ``indeterminate``; an epidural mass or a convex
-  posterior wall still count.
+  posterior wall still count;
+- the pedicles hold the marrow region's own tissue: they are never called
+  ``present`` where the body's marrow is not.
 """
 
 from __future__ import annotations
@@ -96,3 +98,10 @@ def limit_level(
         reasons.append(f"{level}: {seq.value} alone: the fracture's malignant features come from marrow "
                        f"signal only; {needed}")
     return marrow_state, pathologic, reasons
+
+
+def limit_pedicle(ctx: StudyContext, marrow_state: SignState, pedicle: SignState) -> SignState:
+    """Pedicle involvement as one marrow contrast can carry it: no surer than the marrow's state."""
+    if only_contrast(ctx) is None or pedicle != SignState.PRESENT or marrow_state == SignState.PRESENT:
+        return pedicle
+    return IND

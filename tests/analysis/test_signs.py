@@ -360,6 +360,20 @@ def test_t1_only_sees_a_dark_focus_but_calls_it_indeterminate() -> None:
     assert run(spine, (Sequence.T1, Sequence.STIR))["L3"].marrow_infiltration == P
 
 
+def test_one_sequence_claims_no_more_for_the_pedicles_than_for_the_marrow() -> None:
+    spine = normal_spine()
+    focal_lesion(spine, "L3", radius_mm=7.0)
+    pedicle_lesion(spine, "L3")
+    # the pedicles hold the marrow region's own tissue: where one sequence cannot tell the
+    # region from Modic change or fat, it cannot tell the pedicles either
+    for alone in (Sequence.T1, Sequence.STIR, Sequence.T2):
+        l3 = run(spine, (alone,))["L3"]
+        assert l3.marrow_infiltration == IND, alone
+        assert l3.pedicle_involvement in (A, IND), alone
+    both = run(spine, (Sequence.T1, Sequence.STIR))["L3"]
+    assert (both.marrow_infiltration, both.pedicle_involvement) == (P, P)
+
+
 def test_t1_only_calls_a_lesion_through_the_wall_indeterminate() -> None:
     spine = normal_spine()
     epidural_extension(spine, "L2", depth_mm=7, what="wet")
