@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import filecmp
 import os
 from collections import defaultdict
 from dataclasses import dataclass
@@ -85,7 +86,13 @@ def group_dicom_folder(folder: str | os.PathLike[str]) -> DicomFolder:
             continue
         sop_uid = str(ds.get("SOPInstanceUID", "") or "")
         if sop_uid and sop_uid in first_of:
-            reason = f"SOP Instance UID {sop_uid} already read from {first_of[sop_uid]}"
+            first = first_of[sop_uid]
+            reason = f"SOP Instance UID {sop_uid} already read from {first}"
+            if not filecmp.cmp(first, path, shallow=False):
+                # a corrected re-export beside the original: a folder has no arrival order to
+                # tell which is current (the node keeps the last one received)
+                reason += (", which has other content; the folder does not say which one is current, "
+                           f"so {first.name} (the first in path order) was used")
             skipped.append(SkippedFile(path, reason))
             continue
         if sop_uid:

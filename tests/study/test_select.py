@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pydicom import dcmread
 from pydicom.dataset import Dataset
 
 from analysis.volume import Sequence
@@ -151,6 +152,22 @@ def test_a_second_copy_of_an_instance_in_a_folder_is_read_once(tmp_path: Path) -
     assert {skipped.path, kept} == {paths[4], copy} and f"already read from {kept}" in skipped.reason
     selection = select_series([files.headers])
     assert selection.choice(Sequence.STIR) is not None
+    assert "other content" not in skipped.reason
+
+
+def test_two_files_of_one_instance_with_other_content_say_which_was_used(tmp_path: Path) -> None:
+    study = Study()
+    paths = write(series(study, STIR, 3, 8), tmp_path / "a")
+    corrected = dcmread(paths[2])
+    corrected.SeriesDescription = "SAG STIR corrected"
+    other = tmp_path / "b" / "other.dcm"
+    other.parent.mkdir()
+    corrected.save_as(other)
+
+    (skipped,) = group_dicom_folder(tmp_path).skipped
+    assert skipped.path == other
+    assert "other content" in skipped.reason and f"so {paths[2].name} (the first in path order) was used" \
+        in skipped.reason
 
 
 def test_series_of_several_studies_are_refused() -> None:
