@@ -16,10 +16,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from node.commands import COMMANDS
+from node.commands.admin import DatabaseUnusable
 from node.logs import configure_logging
 from node.settings import ConfigError, Settings, load_settings
 
 log = logging.getLogger("lumbar_sentinel")
+
+DATABASE_UNUSABLE = 2  # as for a bad setting: the database is not there, not reachable or not migrated
 
 
 def _add_common_options(parser: argparse.ArgumentParser) -> None:
@@ -67,7 +70,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"lumbar-sentinel: {exc}", file=sys.stderr)
         return 2
     configure_logging(getattr(args, "log_level", None) or settings.logging.level)
-    result: int = args.handler(args, settings)
+    try:
+        result: int = args.handler(args, settings)
+    except DatabaseUnusable as exc:
+        print(f"lumbar-sentinel {args.command}: {exc}", file=sys.stderr)
+        return DATABASE_UNUSABLE
     return result
 
 

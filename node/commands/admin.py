@@ -15,11 +15,13 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from node.settings import Settings
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
     from sqlalchemy.orm import Session
 
 FORMATS = ("table", "csv", "json")
@@ -31,30 +33,76 @@ def add_format(parser: argparse.ArgumentParser) -> None:
                         help="table (default, for a terminal), csv or json")
 
 
+class DatabaseUnusable(Exception):
+    """The node's database cannot answer: not there, not reachable, or without this version's schema."""
+
+
+@contextmanager
+def admin_engine(settings: Settings) -> Iterator[Engine]:
+    """The engine for one admin command; a database that cannot answer raises :class:`DatabaseUnusable`.
+
+    A SQLite file that is not there is not created: a read command on a wrong
+    ``database.url`` would otherwise leave an empty database behind.
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    from node.db.engine import create_db_engine
+
+    url = make_url(settings.database.url)
+    shown = url.render_as_string(hide_password=True)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") \
+            and not Path(url.database).exists():
+        raise DatabaseUnusable(f"no database at {url.database}: no node has run with this configuration "
+                               "(start `lumbar-sentinel serve`, or check database.url and --config)")
+    engine = create_db_engine(settings.database.url)
+    try:
+        yield engine
+    except (OperationalError, ProgrammingError) as exc:
+        problem = _diagnose(engine, shown)
+        if problem is None:  # the schema is this version's: the error is not the database's set-up
+            raise
+        raise DatabaseUnusable(problem) from exc
+    finally:
+        engine.dispose()
+
+
+def _diagnose(engine: Engine, shown: str) -> str | None:
+    """Why the database cannot answer this version's queries, or None when its schema is current."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from node.db.migrate import current_revision, head_revision
+
+    try:
+        current = current_revision(engine)
+    except SQLAlchemyError as exc:
+        return f"cannot reach the database {shown}: {getattr(exc, 'orig', exc)}"
+    if current is None:
+        return (f"the database {shown} holds no Lumbar Sentinel tables: start `lumbar-sentinel serve` "
+                "once, or run `lumbar-sentinel db upgrade`")
+    head = head_revision(engine)
+    if current != head:
+        return (f"the database {shown} is at schema revision {current}, this version needs {head}: "
+                "run `lumbar-sentinel db upgrade`")
+    return None
+
+
 @contextmanager
 def read_session(settings: Settings) -> Iterator[Session]:
     """A session on the node's database, for one command."""
-    from node.db.engine import create_db_engine, session_factory
+    from node.db.engine import session_factory
 
-    engine = create_db_engine(settings.database.url)
-    try:
-        with session_factory(engine)() as session:
-            yield session
-    finally:
-        engine.dispose()
+    with admin_engine(settings) as engine, session_factory(engine)() as session:
+        yield session
 
 
 @contextmanager
 def write_session(settings: Settings) -> Iterator[Session]:
     """A session whose transaction commits when the block ends without error."""
-    from node.db.engine import create_db_engine, session_factory
+    from node.db.engine import session_factory
 
-    engine = create_db_engine(settings.database.url)
-    try:
-        with session_factory(engine).begin() as session:
-            yield session
-    finally:
-        engine.dispose()
+    with admin_engine(settings) as engine, session_factory(engine).begin() as session:
+        yield session
 
 
 def since(value: str) -> datetime:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from node.commands.admin import add_format, emit
+from node.commands.admin import add_format, admin_engine, emit
 from node.settings import Settings
 
 DISABLED = 2
@@ -27,14 +27,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return DISABLED
     from dataclasses import asdict
 
-    from node.db.engine import create_db_engine, session_factory
+    from node.db.engine import session_factory
     from node.storage.retention import Retention
 
-    engine = create_db_engine(settings.database.url)
-    try:
+    with admin_engine(settings) as engine:
         retention = Retention(settings.storage.retention, settings.storage.root, session_factory(engine))
         deleted = retention.run_once(dry_run=args.dry_run)
-    finally:
-        engine.dispose()
     emit({"retention": [asdict(d) for d in deleted]}, args.format, single=True)
     return 0

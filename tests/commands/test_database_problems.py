@@ -1,0 +1,64 @@
+"""Admin commands on a database that cannot answer say why, instead of a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from node.cli import main
+from node.db.engine import create_db_engine
+from node.db.migrate import upgrade
+from tests.helpers.node import free_port, write_config
+
+COMMANDS = (["studies"], ["study", "1.2.3"], ["results"], ["reanalyze", "1.2.3"], ["resend", "--dead"],
+            ["retention", "--dry-run"])
+
+
+def _run(config: Path, capsys: pytest.CaptureFixture[str], command: list[str]) -> tuple[int, str]:
+    capsys.readouterr()
+    code = main(["--config", str(config), *command])
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err + captured.out
+    return code, captured.err
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: c[0])
+def test_a_database_that_is_not_there_is_named_and_not_created(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]) -> None:
+    database = tmp_path / "var" / "node.db"
+    config = write_config(tmp_path / "node.toml", {"database": {"url": f"sqlite:///{database}"}})
+    code, err = _run(config, capsys, command)
+    assert code == 2
+    assert f"no database at {database}" in err and "lumbar-sentinel serve" in err
+    assert not database.exists()
+
+
+def test_a_database_without_the_schema_or_with_an_older_one_says_what_to_run(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    database = tmp_path / "node.db"
+    database.touch()
+    config = write_config(tmp_path / "node.toml", {"database": {"url": f"sqlite:///{database}"}})
+    code, err = _run(config, capsys, ["studies"])
+    assert code == 2 and "holds no Lumbar Sentinel tables" in err and "db upgrade" in err
+
+    engine = create_db_engine(f"sqlite:///{database}")
+    try:
+        upgrade(engine, "0002")
+    finally:
+        engine.dispose()
+    code, err = _run(config, capsys, ["results"])
+    assert code == 2 and "schema revision 0002" in err and "db upgrade" in err
+
+    assert main(["--config", str(config), "db", "upgrade"]) == 0
+    code, _ = _run(config, capsys, ["results", "--format", "json"])
+    assert code == 0
+
+
+def test_an_unreachable_database_is_named_without_its_password(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"postgresql+psycopg://lsent:secret@127.0.0.1:{free_port()}/nowhere"
+    config = write_config(tmp_path / "node.toml", {"database": {"url": url}})
+    code, err = _run(config, capsys, ["studies"])
+    assert code == 2 and "cannot reach the database" in err
+    assert "secret" not in err and "lsent:***@127.0.0.1" in err
