@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 
 from node.commands.signals import stop_on_signals
 from node.db.engine import create_db_engine, session_factory
-from node.db.migrate import upgrade
+from node.db.migrate import unreachable, upgrade
 from node.logs import configure_logging
 from node.metrics import Telemetry
 from node.metrics.receiving import ReceptionEvents
@@ -138,6 +138,10 @@ def run_node(settings: Settings, stop: threading.Event, *, association_grace: fl
     engine = create_db_engine(settings.database.url, echo=settings.database.echo)
     node: Node | None = None
     try:
+        problem = unreachable(engine)
+        if problem is not None:
+            log.error("%s", problem)
+            return 2
         upgrade(engine)
         node = Node(settings, engine)
         try:

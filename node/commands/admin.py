@@ -48,9 +48,9 @@ def admin_engine(settings: Settings) -> Iterator[Engine]:
     from sqlalchemy.exc import OperationalError, ProgrammingError
 
     from node.db.engine import create_db_engine
+    from node.db.migrate import schema_problem
 
     url = make_url(settings.database.url)
-    shown = url.render_as_string(hide_password=True)
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") \
             and not Path(url.database).exists():
         raise DatabaseUnusable(f"no database at {url.database}: no node has run with this configuration "
@@ -59,32 +59,12 @@ def admin_engine(settings: Settings) -> Iterator[Engine]:
     try:
         yield engine
     except (OperationalError, ProgrammingError) as exc:
-        problem = _diagnose(engine, shown)
+        problem = schema_problem(engine)
         if problem is None:  # the schema is this version's: the error is not the database's set-up
             raise
         raise DatabaseUnusable(problem) from exc
     finally:
         engine.dispose()
-
-
-def _diagnose(engine: Engine, shown: str) -> str | None:
-    """Why the database cannot answer this version's queries, or None when its schema is current."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from node.db.migrate import current_revision, head_revision
-
-    try:
-        current = current_revision(engine)
-    except SQLAlchemyError as exc:
-        return f"cannot reach the database {shown}: {getattr(exc, 'orig', exc)}"
-    if current is None:
-        return (f"the database {shown} holds no Lumbar Sentinel tables: start `lumbar-sentinel serve` "
-                "once, or run `lumbar-sentinel db upgrade`")
-    head = head_revision(engine)
-    if current != head:
-        return (f"the database {shown} is at schema revision {current}, this version needs {head}: "
-                "run `lumbar-sentinel db upgrade`")
-    return None
 
 
 @contextmanager

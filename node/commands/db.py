@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from node.db.engine import create_db_engine
-from node.db.migrate import current_revision, upgrade
+from node.db.migrate import current_revision, unreachable, upgrade
 from node.settings import Settings
 
 
@@ -17,6 +18,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     engine = create_db_engine(settings.database.url)
     try:
+        problem = unreachable(engine)
+        if problem is not None:
+            print(f"lumbar-sentinel db: {problem}", file=sys.stderr)
+            return 2
         if args.action == "upgrade":
             upgrade(engine)
         print(current_revision(engine) or "(empty database)")

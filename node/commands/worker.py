@@ -13,11 +13,9 @@ import logging
 import threading
 from collections.abc import Mapping
 
-from sqlalchemy import Engine
-
 from node.commands.signals import stop_on_signals
 from node.db.engine import create_db_engine, session_factory
-from node.db.migrate import current_revision, head_revision
+from node.db.migrate import schema_problem
 from node.metrics import Telemetry
 from node.queue.completion import CompletionMonitor
 from node.queue.worker import JobHandler, WorkerPool, exit_process, process_name
@@ -40,15 +38,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     grace = settings.queue.shutdown_grace.total_seconds() if args.grace is None else args.grace
     return run_workers(settings, build_handlers(settings), monitor=not args.no_monitor, grace=grace)
-
-
-def schema_problem(engine: Engine) -> str | None:
-    """Why the database cannot be used by this code, or None."""
-    head = head_revision(engine)
-    current = current_revision(engine)
-    if current != head:
-        return f"database schema is at {current or 'nothing'}, this node needs {head}; run `db upgrade`"
-    return None
 
 
 def run_workers(

@@ -57,3 +57,32 @@ def current_revision(engine: Engine) -> str | None:
     if len(rows) > 1:
         raise ValueError(f"alembic_version holds several revisions: {', '.join(map(str, rows))}")
     return str(rows[0]) if rows else None
+
+
+def unreachable(engine: Engine) -> str | None:
+    """Why no connection to the database can be made (the URL shown without its password), or None."""
+    from sqlalchemy.exc import OperationalError
+
+    try:
+        with engine.connect():
+            pass
+    except OperationalError as exc:
+        return f"cannot reach the database {engine.url.render_as_string(hide_password=True)}: {exc.orig}"
+    return None
+
+
+def schema_problem(engine: Engine) -> str | None:
+    """Why this code cannot use the database (unreachable, no tables, another revision), or None."""
+    problem = unreachable(engine)
+    if problem is not None:
+        return problem
+    shown = engine.url.render_as_string(hide_password=True)
+    current = current_revision(engine)
+    if current is None:
+        return (f"the database {shown} holds no Lumbar Sentinel tables: start `lumbar-sentinel serve` "
+                "once, or run `lumbar-sentinel db upgrade`")
+    head = head_revision(engine)
+    if current != head:
+        return (f"the database {shown} is at schema revision {current}, this version needs {head}: "
+                "run `lumbar-sentinel db upgrade`")
+    return None

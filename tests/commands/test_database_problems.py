@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from node.cli import main
 from node.db.engine import create_db_engine
 from node.db.migrate import upgrade
-from tests.helpers.node import free_port, write_config
+from tests.helpers.node import CLI, free_port, write_config
 
 COMMANDS = (["studies"], ["study", "1.2.3"], ["results"], ["reanalyze", "1.2.3"], ["resend", "--dead"],
             ["retention", "--dry-run"])
@@ -62,3 +63,17 @@ def test_an_unreachable_database_is_named_without_its_password(
     code, err = _run(config, capsys, ["studies"])
     assert code == 2 and "cannot reach the database" in err
     assert "secret" not in err and "lsent:***@127.0.0.1" in err
+
+
+@pytest.mark.parametrize("command", [["serve"], ["worker"], ["db", "current"]], ids=lambda c: c[0])
+def test_the_node_and_its_workers_say_so_when_the_database_cannot_be_reached(
+        tmp_path: Path, command: list[str]) -> None:
+    url = f"postgresql+psycopg://lsent:secret@127.0.0.1:{free_port()}/nowhere"
+    config = write_config(tmp_path / "node.toml", {"database": {"url": url},
+                                                   "dicom": {"port": free_port()}})
+    done = subprocess.run([str(CLI), "--config", str(config), *command], capture_output=True, text=True,
+                          timeout=120, check=False, cwd=tmp_path)
+    output = done.stdout + done.stderr
+    assert done.returncode == 2, output
+    assert "cannot reach the database postgresql+psycopg://lsent:***@127.0.0.1" in output
+    assert "Traceback" not in output and "secret" not in output
