@@ -34,6 +34,7 @@ from node.receiver.processes import ReceiverProcessError, ReceiverProcesses
 from node.settings import Settings
 from node.storage import InstanceCatalog, InstanceStore
 from node.storage.retention import Retention, RetentionMonitor
+from node.tls import server_context
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +144,18 @@ def run_node(settings: Settings, stop: threading.Event, *, association_grace: fl
             log.error("%s", problem)
             return 2
         upgrade(engine)
-        node = Node(settings, engine)
+        try:
+            if settings.tls.enabled:
+                server_context(settings.tls)  # a missing certificate is said now, not as "cannot listen"
+        except ValueError as exc:
+            log.error("cannot start: %s", exc)
+            return 2
+        try:
+            node = Node(settings, engine)
+        except OSError as exc:  # the storage or results folder cannot be created
+            log.error("cannot start: %s (storage.root and storage.results must be folders the node can "
+                      "create and write)", exc)
+            return 2
         try:
             node.start()
         except ReceiverProcessError as exc:

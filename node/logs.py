@@ -19,3 +19,5 @@ def configure_logging(level: str) -> None:
     # stderr, often quoting the value (a patient's name, say); the refusal line says what matters.
     logging.getLogger("pydicom").setLevel(max(logging.ERROR, logging.getLevelName(level)))
     warnings.filterwarnings("ignore", category=UserWarning, module="pydicom")
+    # Alembic names each of its plug-ins at INFO on every start; the upgrades it runs are kept.
+    logging.getLogger("alembic.runtime.plugins").setLevel(max(logging.WARNING, logging.getLevelName(level)))

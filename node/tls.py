@@ -13,16 +13,35 @@ from node.settings import TlsSettings
 
 
 def server_context(tls: TlsSettings) -> ssl.SSLContext:
-    """The receiver's context: its certificate, and client certificates checked against ``ca_file``."""
+    """The receiver's context: its certificate, and client certificates checked against ``ca_file``.
+
+    Raises :class:`ValueError` naming the setting when a file is missing or holds no PEM data.
+    """
     if not tls.enabled or tls.cert_file is None or tls.key_file is None:
         raise ValueError("tls: server_context needs tls.enabled with cert_file and key_file")
+    _readable({"tls.cert_file": tls.cert_file, "tls.key_file": tls.key_file, "tls.ca_file": tls.ca_file})
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(certfile=tls.cert_file, keyfile=tls.key_file)
+    try:
+        context.load_cert_chain(certfile=tls.cert_file, keyfile=tls.key_file)
+    except ssl.SSLError as exc:
+        raise ValueError(f"tls.cert_file {tls.cert_file} and tls.key_file {tls.key_file}: not a PEM "
+                         f"certificate and its private key ({exc.reason or exc})") from exc
     if tls.ca_file is not None:
-        context.load_verify_locations(cafile=tls.ca_file)
+        try:
+            context.load_verify_locations(cafile=tls.ca_file)
+        except ssl.SSLError as exc:
+            raise ValueError(f"tls.ca_file {tls.ca_file}: no PEM CA certificate "
+                             f"({exc.reason or exc})") from exc
         context.verify_mode = ssl.CERT_REQUIRED if tls.require_client_cert else ssl.CERT_OPTIONAL
     return context
+
+
+def _readable(files: dict[str, Path | None]) -> None:
+    # ssl names neither the setting nor the file when one is missing ("[Errno 2] No such file")
+    for setting, path in files.items():
+        if path is not None and not path.is_file():
+            raise ValueError(f"{setting} {path}: no such file")
 
 
 def client_context(ca_file: Path | None, cert_file: Path | None = None,

@@ -1,4 +1,6 @@
-"""Admin commands on a database that cannot answer say why, instead of a traceback."""
+"""What cannot work is said in one line naming the setting, with exit status 2, never as a traceback:
+a database that cannot answer (admin commands, serve, worker, db), a TLS certificate or a storage
+folder serve cannot use."""
 
 from __future__ import annotations
 
@@ -77,3 +79,32 @@ def test_the_node_and_its_workers_say_so_when_the_database_cannot_be_reached(
     assert done.returncode == 2, output
     assert "cannot reach the database postgresql+psycopg://lsent:***@127.0.0.1" in output
     assert "Traceback" not in output and "secret" not in output
+
+
+def _serve(tmp_path: Path, sections: dict[str, dict[str, object]]) -> tuple[int, str]:
+    config = write_config(tmp_path / "node.toml", {
+        "database": {"url": f"sqlite:///{tmp_path / 'node.db'}"},
+        "dicom": {"port": free_port()}, "queue": {"workers": 0}, **sections})
+    done = subprocess.run([str(CLI), "--config", str(config), "serve"], capture_output=True, text=True,
+                          timeout=120, check=False, cwd=tmp_path)
+    output = done.stdout + done.stderr
+    assert "Traceback" not in output and "cannot listen" not in output, output
+    return done.returncode, output
+
+
+def test_serve_names_a_tls_file_it_cannot_use(tmp_path: Path) -> None:
+    missing = tmp_path / "node.pem"
+    code, output = _serve(tmp_path, {"tls": {"enabled": True, "cert_file": str(missing),
+                                             "key_file": str(tmp_path / "node.key")}})
+    assert code == 2 and f"tls.cert_file {missing}: no such file" in output
+    missing.write_text("not a certificate\n")
+    (tmp_path / "node.key").write_text("not a key\n")
+    code, output = _serve(tmp_path, {"tls": {"enabled": True, "cert_file": str(missing),
+                                             "key_file": str(tmp_path / "node.key")}})
+    assert code == 2 and "not a PEM certificate and its private key" in output
+
+
+def test_serve_names_a_storage_folder_it_cannot_create(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    code, output = _serve(tmp_path, {"storage": {"root": str(tmp_path / "a-file" / "storage")}})
+    assert code == 2 and "cannot start" in output and "storage.root" in output
