@@ -49,6 +49,7 @@ def client_context(ca_file: Path | None, cert_file: Path | None = None,
     """A context for calling a TLS peer: its certificate verified, ours presented if given."""
     if (cert_file is None) != (key_file is None):
         raise ValueError("cert_file and key_file must be given together")
+    _readable({"ca_file": ca_file, "cert_file": cert_file, "key_file": key_file})
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_file)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.check_hostname = check_hostname

@@ -225,6 +225,21 @@ def test_tls_destination_refusing_our_certificate_is_a_failed_attempt(
     assert storescp.received_uids() == []
 
 
+def test_a_missing_tls_file_is_named_in_the_failed_attempt(
+        sessions: sessionmaker[Session], storescp: Storescp, tmp_path: Path) -> None:
+    storescp.start()
+    missing = tmp_path / "pacs-ca.pem"
+    destination = {"name": "pacs", "ae_title": "DEST", "host": "localhost", "port": storescp.port,
+                   "tls": {"enabled": True, "ca_file": missing}}
+    settings = delivery_settings(storescp.port, retry={"max_attempts": 1}, destinations=[destination])
+    seed_analysis(sessions, settings, tmp_path / "results", generate_uid())
+    with delivering(sessions, settings, tmp_path / "results"):
+        wait_until(lambda: _delivery(sessions).status == DeliveryStatus.DEAD, "dead letter")
+    (attempt,) = _attempts(sessions)
+    assert attempt.error is not None
+    assert f"cannot set up TLS: ca_file {missing}: no such file" in attempt.error
+
+
 def test_results_go_back_to_the_sending_ae(
         sessions: sessionmaker[Session], storescp: Storescp, tmp_path: Path) -> None:
     storescp.start()
