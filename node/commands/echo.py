@@ -66,7 +66,11 @@ def echo(host: str, port: int, *, calling: str, called: str, timeout: float,
     ae.add_requested_context(Verification)
     tls_args = (ssl_context, host) if ssl_context is not None else None
     where = f"{called} at {host}:{port}{' (TLS)' if ssl_context else ''}"
-    assoc = ae.associate(host, port, ae_title=called, tls_args=tls_args)
+    try:
+        assoc = ae.associate(host, port, ae_title=called, tls_args=tls_args)
+    except OSError as exc:  # pynetdicom resolves the host before it connects, and lets this through
+        print(f"echo: cannot resolve host {host!r}: {exc}", file=sys.stderr)
+        return FAILED
     if assoc.is_rejected:
         rejection = assoc.acceptor.primitive
         detail = "" if rejection is None else (

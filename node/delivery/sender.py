@@ -108,7 +108,11 @@ class Sender:
             tls_args = self._tls(route)
         except DeliveryError as exc:
             return None, str(exc)
-        assoc = ae.associate(route.host, route.port, ae_title=route.called_ae, tls_args=tls_args)
+        try:
+            assoc = ae.associate(route.host, route.port, ae_title=route.called_ae, tls_args=tls_args)
+        except OSError as exc:  # pynetdicom resolves the host before it connects, and lets this through
+            return None, (f"could not associate with {route.describe()}: cannot resolve host "
+                          f"{route.host!r} ({exc})")
         if assoc.is_established:
             return assoc, None
         if assoc.is_rejected:

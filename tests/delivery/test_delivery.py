@@ -240,6 +240,17 @@ def test_a_missing_tls_file_is_named_in_the_failed_attempt(
     assert f"cannot set up TLS: ca_file {missing}: no such file" in attempt.error
 
 
+def test_a_destination_whose_host_cannot_be_resolved_is_a_failed_attempt_naming_it(
+        sessions: sessionmaker[Session], tmp_path: Path) -> None:
+    destination = {"name": "pacs", "ae_title": "DEST", "host": "pacs.invalid", "port": 104}
+    settings = delivery_settings(104, retry={"max_attempts": 1}, destinations=[destination])
+    seed_analysis(sessions, settings, tmp_path / "results", generate_uid())
+    with delivering(sessions, settings, tmp_path / "results"):
+        wait_until(lambda: _delivery(sessions).status == DeliveryStatus.DEAD, "dead letter")
+    (attempt,) = _attempts(sessions)
+    assert attempt.error is not None and "cannot resolve host 'pacs.invalid'" in attempt.error
+
+
 def test_results_go_back_to_the_sending_ae(
         sessions: sessionmaker[Session], storescp: Storescp, tmp_path: Path) -> None:
     storescp.start()

@@ -66,6 +66,16 @@ def test_echo_to_a_closed_port_fails_clearly(tmp_path: Path) -> None:
     assert f"could not associate with LSENTTEST at 127.0.0.1:{node.port}" in result.stderr
 
 
+def test_echo_to_a_host_that_cannot_be_resolved_fails_clearly(tmp_path: Path) -> None:
+    node = make_node(tmp_path, f"sqlite:///{tmp_path / 'node.db'}")
+    result = subprocess.run(
+        [str(CLI), "--config", str(node.config), "echo", "pacs.invalid", "104", "--timeout", "5"],
+        capture_output=True, text=True, check=False, timeout=60,
+    )
+    assert result.returncode == 1
+    assert "cannot resolve host 'pacs.invalid'" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_a_receiver_only_node_does_not_import_the_analysis(tmp_path: Path) -> None:
     # a fresh interpreter: the test process itself has PyTorch loaded by other tests
     code = (
