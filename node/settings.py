@@ -9,6 +9,7 @@ here; the TOML file documents them.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import tomllib
 from datetime import timedelta
@@ -356,5 +357,13 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
     try:
         return Settings(**data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
+        problems = "; ".join(_problem(err["loc"], err["msg"]) for err in exc.errors())
         raise ConfigError(f"{config_path}: invalid configuration: {problems}") from exc
+
+
+def _problem(loc: tuple[int | str, ...], message: str) -> str:
+    """One invalid setting, named; and the environment variable that set it, if one did."""
+    name = ".".join(str(p) for p in loc)
+    variable = "LSENT_" + "__".join(str(p) for p in loc).upper()
+    source = f" (set by {variable})" if variable in os.environ else ""
+    return f"{name}{source}: {message}"

@@ -62,3 +62,13 @@ def test_cli_reports_invalid_configuration(tmp_path: Path, capsys: pytest.Captur
     path = write(tmp_path, "[dicom]\nport = 0\n")
     assert main(["--config", str(path), "db", "current"]) == 2
     assert "dicom.port" in capsys.readouterr().err
+
+
+def test_an_invalid_environment_override_is_named_as_its_source(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LSENT_QUEUE__WORKERS", "several")
+    with pytest.raises(ConfigError, match=r"queue\.workers \(set by LSENT_QUEUE__WORKERS\)"):
+        load_settings(write(tmp_path, "[queue]\nworkers = 2\n"))
+    with pytest.raises(ConfigError) as raised:  # one the file set is not blamed on the environment
+        load_settings(write(tmp_path, "[dicom]\nport = 0\n"))
+    assert "dicom.port:" in str(raised.value) and "set by" not in str(raised.value)
