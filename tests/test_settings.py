@@ -71,4 +71,4 @@ def test_an_invalid_environment_override_is_named_as_its_source(
         load_settings(write(tmp_path, "[queue]\nworkers = 2\n"))
     with pytest.raises(ConfigError) as raised:  # one the file set is not blamed on the environment
         load_settings(write(tmp_path, "[dicom]\nport = 0\n"))
-    assert "dicom.port:" in str(raised.value) and "set by" not in str(raised.value)
+    assert "dicom.port: " in str(raised.value) and "dicom.port (set by" not in str(raised.value)
