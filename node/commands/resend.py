@@ -10,11 +10,16 @@ current result that is not delivered (with ``--again``, delivered ones too).
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any
 
 from node.commands.admin import add_format, emit, write_session
-from node.settings import Settings
+from node.settings import RETURN_PREFIX, DeliverySettings, Settings
 
+if TYPE_CHECKING:
+    from node.delivery.routes import Route
+
+NOT_FOUND = 1
 USAGE = 2
 
 
@@ -33,14 +38,23 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.study is None and args.destination is None and not args.dead:
         print("resend: give --study UID, --destination NAME or --dead")
         return USAGE
+    from node.delivery import requeue, resolve
+
+    if args.destination is not None and _route_of(settings.delivery, args.destination) is None:
+        print(f"resend: no destination {args.destination!r} is configured and enabled "
+              f"({_known(settings.delivery)})")
+        return USAGE
     from sqlalchemy import select
 
     from node.db.audit import Delivery, DeliveryStatus
     from node.db.models import AnalysisResult, Study
-    from node.delivery import requeue
 
     rows: list[dict[str, Any]] = []
     with write_session(settings) as session:
+        if args.study is not None and session.scalar(
+                select(Study.id).where(Study.study_instance_uid == args.study)) is None:
+            print(f"resend: no study {args.study} in the database")
+            return NOT_FOUND
         query = (select(Delivery, Study.study_instance_uid).join(Study, Study.id == Delivery.study_id)
                  .order_by(Delivery.id).with_for_update(of=Delivery))
         if args.study is not None:
@@ -55,6 +69,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if args.destination is not None:
             query = query.where(Delivery.destination == args.destination)
         for delivery, study_uid in session.execute(query).all():
+            if resolve(settings.delivery, delivery.destination, delivery.return_to_ae) is None:
+                # Sent again it would only fail again, as a dead letter with the same reason.
+                print(f"resend: delivery {delivery.id} of study {study_uid} left as it is: its "
+                      f"destination {delivery.destination!r} is no longer configured (or disabled)",
+                      file=sys.stderr)
+                continue
             before = delivery.status
             job_id = requeue(session, settings.delivery, delivery, again=args.again,
                              reason="lumbar-sentinel resend" + (" --again" if args.again else ""))
@@ -62,3 +82,17 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                          "destination": delivery.destination, "was": before, "job_id": job_id})
     emit({"resend": rows}, args.format, single=True)
     return 0
+
+
+def _route_of(settings: DeliverySettings, name: str) -> Route | None:
+    from node.delivery import resolve
+
+    return_to = name[len(RETURN_PREFIX):] if name.startswith(RETURN_PREFIX) else None
+    return resolve(settings, name, return_to)
+
+
+def _known(settings: DeliverySettings) -> str:
+    names = [d.name for d in settings.destinations if d.enabled]
+    if settings.return_to_sender.enabled:
+        names += [RETURN_PREFIX + route.ae_title.strip() for route in settings.return_to_sender.routes]
+    return "configured: " + ", ".join(names) if names else "the settings configure none"

@@ -155,6 +155,32 @@ def test_resend_delivers_the_dead_letter(scenario: Scenario, sessions: sessionma
     assert [r["was"] for r in again] == ["delivered"]
 
 
+def test_resend_refuses_an_unknown_destination_or_study(
+        scenario: Scenario, sessions: sessionmaker[Session], capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert main(["--config", str(scenario.config), "resend", "--destination", "pacz", "--dead"]) == 2
+    said = capsys.readouterr().out
+    assert "no destination 'pacz' is configured" in said and "configured: pacs" in said
+    assert main(["--config", str(scenario.config), "resend", "--study", "1.2.3.4"]) == 1
+    assert "no study 1.2.3.4" in capsys.readouterr().out
+    assert _status(sessions, scenario.dead) == DeliveryStatus.DEAD
+
+
+def test_resend_leaves_a_delivery_whose_destination_was_removed(
+        scenario: Scenario, sessions: sessionmaker[Session], capsys: pytest.CaptureFixture[str],
+        tmp_path: Path) -> None:
+    config = write_config(tmp_path / "removed.toml", {
+        "database": {"url": scenario.database_url},
+        "storage": {"root": str(scenario.storage), "results": str(scenario.results)},
+    })
+    capsys.readouterr()
+    assert main(["--config", str(config), "resend", "--dead", "--format", "json"]) == 0
+    said = capsys.readouterr()
+    assert json.loads(said.out) == []
+    assert "destination 'pacs' is no longer configured" in said.err
+    assert _status(sessions, scenario.dead) == DeliveryStatus.DEAD
+
+
 def test_reanalyze_queues_an_analysis(scenario: Scenario, sessions: sessionmaker[Session],
                                       capsys: pytest.CaptureFixture[str]) -> None:
     (row,) = cli(capsys, scenario.config, "reanalyze", scenario.delivered)
