@@ -143,7 +143,6 @@ def run_node(settings: Settings, stop: threading.Event, *, association_grace: fl
         if problem is not None:
             log.error("%s", problem)
             return 2
-        upgrade(engine)
         try:
             if settings.tls.enabled:
                 server_context(settings.tls)  # a missing certificate is said now, not as "cannot listen"
@@ -156,6 +155,8 @@ def run_node(settings: Settings, stop: threading.Event, *, association_grace: fl
             log.error("cannot start: %s (storage.root and storage.results must be folders the node can "
                       "create and write)", exc)
             return 2
+        # Only a node that can start changes the database's schema.
+        upgrade(engine)
         try:
             node.start()
         except ReceiverProcessError as exc:

@@ -4,6 +4,7 @@ folder serve cannot use."""
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -97,6 +98,7 @@ def test_serve_names_a_tls_file_it_cannot_use(tmp_path: Path) -> None:
     code, output = _serve(tmp_path, {"tls": {"enabled": True, "cert_file": str(missing),
                                              "key_file": str(tmp_path / "node.key")}})
     assert code == 2 and f"tls.cert_file {missing}: no such file" in output
+    assert _tables(tmp_path / "node.db") == []
     missing.write_text("not a certificate\n")
     (tmp_path / "node.key").write_text("not a key\n")
     code, output = _serve(tmp_path, {"tls": {"enabled": True, "cert_file": str(missing),
@@ -108,3 +110,11 @@ def test_serve_names_a_storage_folder_it_cannot_create(tmp_path: Path) -> None:
     (tmp_path / "a-file").write_text("")
     code, output = _serve(tmp_path, {"storage": {"root": str(tmp_path / "a-file" / "storage")}})
     assert code == 2 and "cannot start" in output and "storage.root" in output
+    assert _tables(tmp_path / "node.db") == []  # nothing migrated by a node that could not start
+
+
+def _tables(database: Path) -> list[str]:
+    if not database.exists():
+        return []
+    with sqlite3.connect(database) as connection:
+        return [row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
