@@ -21,3 +21,5 @@ def configure_logging(level: str) -> None:
     warnings.filterwarnings("ignore", category=UserWarning, module="pydicom")
     # Alembic names each of its plug-ins at INFO on every start; the upgrades it runs are kept.
     logging.getLogger("alembic.runtime.plugins").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    # highdicom names at INFO every attribute module it copies into each result object it builds.
+    logging.getLogger("highdicom").setLevel(max(logging.WARNING, logging.getLevelName(level)))

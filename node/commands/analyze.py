@@ -82,8 +82,8 @@ def _print_skipped(skipped: Sequence[SkippedFile], console: Console, shown: int 
 
 def _analyse_one(study: StudyFiles, out_dir: Path, model: Any, console: Console, update: Any) -> int:
     from node.pipeline.inputs import NotAnalysable, load_inputs
-    from node.pipeline.run import analyse, write_results
-    from node.results.writer import write_result_objects
+    from node.pipeline.run import FINDINGS_FILE, LABELS_FILE, analyse, write_results
+    from node.results.writer import FILE_NAMES, write_result_objects
 
     uid = study.study_instance_uid
     update(f"study {uid}: reading series")
@@ -97,6 +97,8 @@ def _analyse_one(study: StudyFiles, out_dir: Path, model: Any, console: Console,
     for note in inputs.notes:
         console.print(f"  note: {note}")
     output = analyse(inputs, model, progress=lambda step: update(f"study {uid}: {step}"))
+    earlier = [out_dir / name for name in (FINDINGS_FILE, LABELS_FILE, *FILE_NAMES.values())
+               if (out_dir / name).is_file()]
     try:
         findings_path, labels_path = write_results(out_dir, output)
         update(f"study {uid}: writing the SR, SEG and key image")
@@ -104,6 +106,12 @@ def _analyse_one(study: StudyFiles, out_dir: Path, model: Any, console: Console,
         # an offline run is a new analysis each time: its objects get UIDs of their own
         key = f"offline analyze {created.isoformat()}"
         objects = write_result_objects(output, inputs, study, out_dir, analysis_key=key, created=created)
+        # A file of the earlier run that this one does not write (a SEG, when no body was
+        # found now) would read as part of this result.
+        stale = [path for path in earlier
+                 if path not in {findings_path, labels_path, *(obj.path for obj in objects)}]
+        for path in stale:
+            path.unlink()
     except OSError as exc:  # a full disk, a file where a study's folder should go
         console.print(f"[red]study {uid}: the results could not be written to {out_dir}:[/] {exc}")
         return EXIT_NOT_WRITTEN
@@ -113,6 +121,10 @@ def _analyse_one(study: StudyFiles, out_dir: Path, model: Any, console: Console,
         f"suspicious for malignancy: {summary.suspicious_for_malignancy}, "
         f"suspicious levels: {summary.suspicious_level_count}"
     )
+    if earlier:
+        console.print(f"  replaced the earlier results in {out_dir}"
+                      + (f" (removed {', '.join(p.name for p in stale)}, which this run does not write)"
+                         if stale else ""))
     console.print(f"  wrote {findings_path} and {labels_path}")
     for obj in objects:
         console.print(f"  wrote {obj.path} ({obj.kind}, SOP Instance UID {obj.sop_instance_uid})")

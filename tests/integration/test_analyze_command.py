@@ -143,3 +143,26 @@ def test_analyze_explains_a_study_it_cannot_analyse(tmp_path: Path) -> None:
         assert refused.returncode == 2, refused.stderr
         assert f"cannot write results to {out}" in refused.stderr
         assert "Traceback" not in refused.stderr
+
+
+def test_analyze_into_an_earlier_result_replaces_it_whole(phantom: Path, tmp_path: Path) -> None:
+    # a study with no body to find (blank images) writes no SEG: the earlier run's SEG must not
+    # stay beside the new SR as if it were part of it
+    dicom = tmp_path / "blank"
+    shutil.copytree(phantom / "dicom", dicom)
+    for path in dicom.rglob("*.dcm"):
+        ds = dcmread(path)
+        ds.PixelData = np.zeros_like(ds.pixel_array).tobytes()
+        ds.save_as(path)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "findings.json").write_text("{}\n")
+    (out / "seg.dcm").write_text("an earlier run's SEG\n")
+    (out / "notes.txt").write_text("the researcher's own file\n")
+    result = _cli("analyze", str(dicom), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert f"replaced the earlier results in {out} (removed seg.dcm" in result.stderr
+    assert sorted(p.name for p in out.iterdir()) == [
+        "findings.json", "key_image.dcm", "notes.txt", "sr.dcm", "vertebrae.nii.gz"]
+    assert json.loads((out / "findings.json").read_text())["levels"] == []
+    assert "highdicom" not in result.stderr  # its INFO lines are not the researcher's concern
