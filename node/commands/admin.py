@@ -140,7 +140,9 @@ def emit(sections: Mapping[str, Sequence[Row]], fmt: str, *, single: bool = Fals
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(file=out, soft_wrap=False)
+    # Piped into a file, less or grep, a table as wide as its content keeps each UID on one
+    # line; rich would otherwise fold it to 80 columns.
+    console = Console(file=out, soft_wrap=False, width=None if out.isatty() else 100_000)
     for name, rows in sections.items():
         if not rows:
             console.print(f"[dim]{name}: none[/]")

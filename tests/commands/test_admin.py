@@ -140,6 +140,16 @@ def test_views_answer_the_questions(scenario: Scenario, sessions: sessionmaker[S
     assert uids("v_current_results") == sorted([scenario.delivered, scenario.dead])
 
 
+def test_a_table_piped_keeps_each_row_on_one_line(scenario: Scenario,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    # an administrator greps or pages the output: a study's UID and its status on one line
+    capsys.readouterr()
+    assert main(["--config", str(scenario.config), "studies"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    row = next(line for line in lines if scenario.delivered in line)
+    assert "analysed" in row and "delivered" in row
+
+
 def test_resend_delivers_the_dead_letter(scenario: Scenario, sessions: sessionmaker[Session],
                                          storescp: Storescp, capsys: pytest.CaptureFixture[str]) -> None:
     resent = cli(capsys, scenario.config, "resend", "--dead")
