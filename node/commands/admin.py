@@ -53,7 +53,10 @@ def admin_engine(settings: Settings) -> Iterator[Engine]:
     url = make_url(settings.database.url)
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") \
             and not Path(url.database).exists():
-        raise DatabaseUnusable(f"no database at {url.database}: no node has run with this configuration "
+        where = Path(url.database)
+        # a relative path is taken from the working folder, which may not be the node's
+        shown = str(where) if where.is_absolute() else f"{where} (in {Path.cwd()})"
+        raise DatabaseUnusable(f"no database at {shown}: no node has run with this configuration "
                                "(start `lumbar-sentinel serve`, or check database.url and --config)")
     engine = create_db_engine(settings.database.url)
     try:

@@ -38,6 +38,17 @@ def test_a_database_that_is_not_there_is_named_and_not_created(
     assert not database.exists()
 
 
+def test_a_relative_database_path_that_is_not_there_names_the_working_folder(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # the default configuration's var/lumbar-sentinel.db, asked for from another folder
+    config = write_config(tmp_path / "node.toml", {"database": {"url": "sqlite:///var/node.db"}})
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    code, err = _run(config, capsys, ["studies"])
+    assert code == 2 and f"no database at var/node.db (in {elsewhere})" in err
+
+
 def test_a_database_without_the_schema_or_with_an_older_one_says_what_to_run(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     database = tmp_path / "node.db"
