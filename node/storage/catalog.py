@@ -121,6 +121,9 @@ class InstanceCatalog:
             self._touch(conn, sql, record, now)
             return RecordOutcome.DUPLICATE
         study_id: int = conn.execute(sql.upsert_study, {"uid": record.key.study_uid, "now": now}).scalar_one()
+        # Read once the study's row is ours: retention records its deletions under that lock,
+        # so an instance stored after a deletion is received after it.
+        received_at = max(now, self._clock())
         description = record.series_description
         conn.execute(sql.upsert_series, {
             "study_id": study_id, "series_uid": record.key.series_uid, "modality": record.modality,
@@ -139,7 +142,7 @@ class InstanceCatalog:
             "sop_instance_uid": record.key.sop_uid, "version": version, "is_current": True,
             "sop_class_uid": record.sop_class_uid, "transfer_syntax_uid": record.transfer_syntax_uid,
             "path": str(staged.relative_path), "size_bytes": staged.size, "sha256": staged.sha256,
-            "received_at": now})
+            "received_at": received_at})
         if record.association_id is not None:
             conn.execute(sql.count_association, {"association_id": record.association_id})
             self._note_association(conn, sql, record.association_id, study_id, now)

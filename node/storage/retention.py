@@ -5,7 +5,10 @@ them delivered, the last one at least ``delete_after`` ago, and the study
 is not receiving again. Only the instance files under the storage root are
 deleted; instance rows, audit rows, result objects and findings stay. Each
 deletion is recorded (``retention_deletions`` and a study event), so a study
-is cleaned once, and again only if instances arrive after that.
+is cleaned once, and again only if instances arrive after that. The record is
+written before the files are deleted, under the study's row lock, so what is
+stored meanwhile is not counted as deleted; a node stopped between the two
+leaves a record whose files may still be on disk (a resend stores them again).
 """
 
 from __future__ import annotations
@@ -47,8 +50,9 @@ def deleted_by_retention(study_id: SQLColumnExpression[int],
                                                      RetentionDeletion.at >= received_at))
 
 
-def due_studies(session: Session, delete_after: timedelta, now: datetime) -> list[tuple[int, str]]:
-    """(id, UID) of the studies whose images may be deleted now."""
+def due_studies(session: Session, delete_after: timedelta, now: datetime,
+                only: int | None = None) -> list[tuple[int, str]]:
+    """(id, UID) of the studies whose images may be deleted now (of study ``only``, if given)."""
     cutoff = now - delete_after
     current = (select(AnalysisResult.id).where(AnalysisResult.study_id == Study.id,
                                                AnalysisResult.outcome == "analysed",
@@ -60,11 +64,12 @@ def due_studies(session: Session, delete_after: timedelta, now: datetime) -> lis
     total = (select(func.count(Delivery.id)).where(Delivery.analysis_result_id == current)
              .correlate(Study).scalar_subquery())
     cleaned = deleted_by_retention(Study.id, Study.last_received_at)
-    rows = session.execute(
-        select(Study.id, Study.study_instance_uid)
-        .where(Study.status.in_([StudyStatus.ANALYSED]), total > 0, delivered == total, ~cleaned)
-        .order_by(Study.id)
-    ).all()
+    query = (select(Study.id, Study.study_instance_uid)
+             .where(Study.status.in_([StudyStatus.ANALYSED]), total > 0, delivered == total, ~cleaned)
+             .order_by(Study.id))
+    if only is not None:
+        query = query.where(Study.id == only).with_for_update(of=Study)
+    rows = session.execute(query).all()
     return [(study_id, uid) for study_id, uid in rows]
 
 
@@ -81,24 +86,43 @@ class Retention:
     def run_once(self, *, dry_run: bool = False) -> list[Deleted]:
         with self._sessions() as session:
             due = due_studies(session, self._settings.delete_after, self._clock())
-            listing = {study_id: list(session.scalars(
-                select(Instance.path).join(Series, Series.id == Instance.series_id)
-                .where(Series.study_id == study_id))) for study_id, _ in due}
         done: list[Deleted] = []
         for study_id, uid in due:
-            deleted = self._delete(uid, listing[study_id], dry_run)
-            if not dry_run:
-                with self._sessions.begin() as session:
-                    now = self._clock()
-                    session.add(RetentionDeletion(
-                        study_id=study_id, at=now, files_deleted=deleted.files_deleted,
-                        bytes_deleted=deleted.bytes_deleted, files_missing=deleted.files_missing))
-                    session.add(StudyEvent(study_id=study_id, at=now, stage=StudyStage.IMAGES_DELETED,
-                                           detail=f"{deleted.files_deleted} file(s), {deleted.bytes_deleted} "
-                                                  f"bytes deleted; {deleted.files_missing} already gone"))
-                log.info("retention: study %s: %d file(s) deleted", uid, deleted.files_deleted)
-            done.append(deleted)
+            deleted = self._preview(study_id, uid) if dry_run else self._clean(study_id, uid)
+            if deleted is not None:
+                done.append(deleted)
         return done
+
+    def _preview(self, study_id: int, uid: str) -> Deleted:
+        with self._sessions() as session:
+            return self._delete(uid, _paths(session, study_id, self._clock()), dry_run=True)
+
+    def _clean(self, study_id: int, uid: str) -> Deleted | None:
+        """Delete one study's files; None if it stopped being due (an instance arrived)."""
+        with self._sessions.begin() as session:
+            # The study row stays locked (on SQLite the whole database) from the check to the
+            # record, so no instance is stored in between. The record comes first: an instance
+            # stored while the files are being deleted arrives after it and is not counted
+            # as deleted.
+            at = self._clock()
+            if not due_studies(session, self._settings.delete_after, at, only=study_id):
+                return None
+            paths = _paths(session, study_id, at)
+            record = RetentionDeletion(study_id=study_id, at=at, files_deleted=0, bytes_deleted=0,
+                                       files_missing=0)
+            session.add(record)
+            session.flush()
+            record_id = record.id
+        deleted = self._delete(uid, paths, dry_run=False)
+        with self._sessions.begin() as session:
+            done = session.get_one(RetentionDeletion, record_id)
+            done.files_deleted, done.bytes_deleted = deleted.files_deleted, deleted.bytes_deleted
+            done.files_missing = deleted.files_missing
+            session.add(StudyEvent(study_id=study_id, at=self._clock(), stage=StudyStage.IMAGES_DELETED,
+                                   detail=f"{deleted.files_deleted} file(s), {deleted.bytes_deleted} "
+                                          f"bytes deleted; {deleted.files_missing} already gone"))
+        log.info("retention: study %s: %d file(s) deleted", uid, deleted.files_deleted)
+        return deleted
 
     def _delete(self, uid: str, paths: list[str], dry_run: bool) -> Deleted:
         files = size = missing = 0
@@ -125,6 +149,12 @@ class Retention:
                 with contextlib.suppress(OSError):
                     folder.rmdir()
         return Deleted(uid, files, size, missing)
+
+
+def _paths(session: Session, study_id: int, at: datetime) -> list[str]:
+    return list(session.scalars(
+        select(Instance.path).join(Series, Series.id == Instance.series_id)
+        .where(Series.study_id == study_id, Instance.received_at <= at)))
 
 
 class RetentionMonitor(Periodic):

@@ -5,11 +5,13 @@ from __future__ import annotations
 import io
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydicom import dcmread
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 from sqlalchemy import Engine, select, update
+from sqlalchemy.orm import Session
 
 from node.db.audit import RetentionDeletion
 from node.db.engine import session_factory
@@ -18,8 +20,16 @@ from node.pipeline.model import shipped_model
 from node.queue.completion import ANALYZE_STUDY
 from node.queue.jobs import ClaimedJob, PermanentJobError, claim, enqueue
 from node.queue.worker import JobContext
-from node.settings import DeliverySettings
-from node.storage import InstanceCatalog, InstanceKey, InstanceRecord, InstanceStore, RecordOutcome, sha256_of
+from node.settings import DeliverySettings, RetentionSettings
+from node.storage import (
+    InstanceCatalog,
+    InstanceKey,
+    InstanceRecord,
+    InstanceStore,
+    RecordOutcome,
+    retention,
+    sha256_of,
+)
 from node.tasks.analyze_study import NO_SAGITTAL, AnalyzeStudy
 from tests.queue.helpers import AXIAL, SAGITTAL, add_study, register_series, write_series
 
@@ -237,3 +247,44 @@ def test_a_study_sent_again_after_retention_is_stored_and_analysed_again(engine:
         [result] = session.scalars(select(AnalysisResult)).all()
         assert session.get_one(Study, study_id).status == StudyStatus.ANALYSED
     assert result.findings["series_used"]["T1"] == uids["T1 sag"]
+
+
+def test_an_instance_stored_while_retention_deletes_is_kept_and_analysed(
+        engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    study_id, _ = _study(engine, tmp_path, [("T1", SAGITTAL)])
+    old_files = sorted(tmp_path.rglob("*.dcm"))
+    sessions = session_factory(engine)
+    with sessions.begin() as session:
+        study = session.get_one(Study, study_id)
+        study.status = StudyStatus.ANALYSED
+        study_uid = study.study_instance_uid
+
+    def delivered_long_ago(session: Session, delete_after: timedelta, now: datetime,
+                           only: int | None = None) -> list[tuple[int, str]]:
+        analysed = session.get_one(Study, study_id).status == StudyStatus.ANALYSED
+        return [(study_id, study_uid)] if analysed and only in (None, study_id) else []
+
+    store = InstanceStore(tmp_path, min_free_bytes=0, max_instance_bytes=10**8)
+    late = InstanceKey(study_uid, generate_uid(), generate_uid())
+    deleting = retention.Retention._delete
+
+    def store_meanwhile(self: retention.Retention, uid: str, paths: list[str], dry_run: bool) -> Any:
+        # the PACS sends a new series while retention is unlinking the study's files
+        with store.stage(io.BytesIO(old_files[0].read_bytes()), late) as staged:
+            record = InstanceRecord(late, MRImageStorage, ExplicitVRLittleEndian, modality="MR")
+            assert InstanceCatalog(engine).record(record, staged) is RecordOutcome.STORED
+        return deleting(self, uid, paths, dry_run)
+
+    monkeypatch.setattr(retention, "due_studies", delivered_long_ago)
+    monkeypatch.setattr(retention.Retention, "_delete", store_meanwhile)
+    [deleted] = retention.Retention(RetentionSettings(enabled=True), tmp_path, sessions).run_once()
+    assert deleted.files_deleted == len(old_files)
+    assert not any(path.exists() for path in old_files)
+    with sessions() as session:
+        kept = session.execute(
+            select(Instance.sop_instance_uid, Instance.path).join(Series, Series.id == Instance.series_id)
+            .where(Series.study_id == study_id,
+                   ~retention.deleted_by_retention(Series.study_id, Instance.received_at))).all()
+        assert session.get_one(Study, study_id).status == StudyStatus.RECEIVING
+    assert [uid for uid, _ in kept] == [late.sop_uid]  # stored after the deletion: not counted as deleted
+    assert (tmp_path / kept[0].path).exists()
