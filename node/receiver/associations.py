@@ -95,6 +95,16 @@ class _StoreAnswers:
 StoreHandlerFunction = Callable[[Event], int | Dataset]
 
 
+@dataclass(frozen=True)
+class _Unclosed:
+    """An association's end that the database did not take; written again later."""
+
+    row_id: int
+    result: AssociationResult
+    reason: str | None
+    ended_at: datetime
+
+
 class AssociationLog:
     """Writes ``associations`` rows."""
 
@@ -135,12 +145,16 @@ class AssociationLog:
     def rejected(self, peer: Peer, reason: str) -> int:
         return self._insert(peer, AssociationResult.REJECTED, reason, ended=True)
 
-    def closed(self, association_id: int, result: AssociationResult, reason: str | None = None) -> None:
+    def now(self) -> datetime:
+        return self._clock()
+
+    def closed(self, association_id: int, result: AssociationResult, reason: str | None = None,
+               *, ended_at: datetime | None = None) -> None:
         with self._sessions.begin() as session:
             session.execute(
                 update(Association)
                 .where(Association.id == association_id)
-                .values(result=result.value, reason=reason, ended_at=self._clock())
+                .values(result=result.value, reason=reason, ended_at=ended_at or self._clock())
             )
 
     def stored_by_study(self, association_id: int) -> dict[str, int]:
@@ -176,13 +190,18 @@ class AssociationTracker:
     """pynetdicom association event handlers; knows each open association's row id."""
 
     def __init__(self, policy: CallerPolicy, association_log: AssociationLog,
-                 metrics: ReceptionEvents | None = None) -> None:
+                 metrics: ReceptionEvents | None = None, *, retry_after: float = 5.0) -> None:
         self._policy = policy
         self._log = association_log
         self._metrics = metrics
         self._lock = threading.Lock()
         self._rows: weakref.WeakKeyDictionary[PeerAssociation, int] = weakref.WeakKeyDictionary()
         self._answers: weakref.WeakKeyDictionary[PeerAssociation, _StoreAnswers] = weakref.WeakKeyDictionary()
+        # An open row holds its studies' completion for up to study.association_hold, so an end
+        # the database refused (a failover, a busy SQLite) is written again until it is taken.
+        self._unclosed: list[_Unclosed] = []
+        self._retry: threading.Timer | None = None
+        self._retry_after = retry_after
 
     def handlers(self) -> list[tuple[evt.EventType, Callable[[Event], None]]]:
         return [
@@ -270,11 +289,18 @@ class AssociationTracker:
             return
         if self._metrics is not None:
             self._metrics.association_ended(result.value)
+        ended_at = self._log.now()
         try:
-            self._log.closed(row_id, result, reason)
+            self._log.closed(row_id, result, reason, ended_at=ended_at)
+        except SQLAlchemyError:
+            log.exception("could not record the end of association %d; trying again in %g s", row_id,
+                          self._retry_after)
+            self._keep_unclosed([_Unclosed(row_id, result, reason, ended_at)])
+            return
+        try:
             by_study = self._log.stored_by_study(row_id)
         except SQLAlchemyError:
-            log.exception("could not record the end of association %d", row_id)
+            log.exception("could not count what association %d stored", row_id)
             return
         stored = sum(by_study.values())
         # a success that stored nothing new answered an instance already stored
@@ -283,6 +309,31 @@ class AssociationTracker:
                  _count(stored, "instance"), _count(duplicates, "duplicate"), answers.refused)
         for study_uid, count in by_study.items():
             log.info("association %d stored %s of study %s", row_id, _count(count, "instance"), study_uid)
+
+    def unclosed(self) -> list[int]:
+        """The rows whose end is still to be written."""
+        with self._lock:
+            return [item.row_id for item in self._unclosed]
+
+    def _keep_unclosed(self, items: list[_Unclosed]) -> None:
+        with self._lock:
+            self._unclosed.extend(items)
+            if self._retry is None:
+                self._retry = threading.Timer(self._retry_after, self._close_again)
+                self._retry.daemon = True
+                self._retry.start()
+
+    def _close_again(self) -> None:
+        with self._lock:
+            pending, self._unclosed, self._retry = self._unclosed, [], None
+        for number, item in enumerate(pending):
+            try:
+                self._log.closed(item.row_id, item.result, item.reason, ended_at=item.ended_at)
+            except SQLAlchemyError as exc:
+                log.warning("could not yet record the end of association %d: %s", item.row_id, exc)
+                self._keep_unclosed(pending[number:])
+                return
+            log.info("association %d %s: its end recorded late", item.row_id, item.result.value)
 
     def _record_rejection(self, peer: Peer, reason: str) -> None:
         if self._metrics is not None:

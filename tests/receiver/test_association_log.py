@@ -1,0 +1,68 @@
+"""An association's end that the database refuses is written again, so its studies can complete."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import OperationalError
+
+from node.db.engine import session_factory
+from node.db.models import Association, AssociationResult
+from node.receiver.associations import AssociationLog, AssociationTracker, NodeIdentity
+from node.receiver.negotiation import CallerPolicy
+from tests.queue.helpers import wait_until
+
+
+class FlakyLog(AssociationLog):
+    """The database refuses the first ``failures`` ends (a failover, a busy SQLite)."""
+
+    failures = 2
+
+    def closed(self, association_id: int, result: AssociationResult, reason: str | None = None,
+               *, ended_at: datetime | None = None) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise OperationalError("UPDATE associations", {}, Exception("database is locked"))
+        super().closed(association_id, result, reason, ended_at=ended_at)
+
+
+@dataclass
+class _Side:
+    ae_title: str
+    address: str = "127.0.0.1"
+    port: int = 40000
+    primitive: object = None
+
+
+@dataclass(eq=False)
+class _PeerAssociation:
+    requestor: _Side = field(default_factory=lambda: _Side("MODALITY"))
+    acceptor: _Side = field(default_factory=lambda: _Side("LSENTINEL"))
+
+
+@dataclass
+class _Event:
+    assoc: _PeerAssociation
+
+
+def _row(engine: Engine) -> Association:
+    with session_factory(engine)() as session:
+        return session.scalars(select(Association)).one()
+
+
+def test_an_end_the_database_refused_is_recorded_later(engine: Engine) -> None:
+    log = FlakyLog(session_factory(engine), tls=False,
+                   node=NodeIdentity.of("test", "LSENTINEL", "127.0.0.1", 11112))
+    tracker = AssociationTracker(CallerPolicy([]), log, retry_after=0.05)
+    event = _Event(_PeerAssociation())
+    tracker.on_accepted(event)  # type: ignore[arg-type]
+    assert _row(engine).result == AssociationResult.OPEN
+    released = log.now()
+    tracker.on_released(event)  # type: ignore[arg-type]
+    # the first write and the first retry fail; the second retry records the release
+    wait_until(lambda: _row(engine).result == AssociationResult.RELEASED, "the late end")
+    row = _row(engine)
+    assert row.ended_at is not None and abs((row.ended_at - released).total_seconds()) < 1
+    assert tracker.unclosed() == [] and log.failures == 0
