@@ -47,9 +47,16 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             return IMAGES_DELETED
         now = utcnow()
         row: dict[str, Any]
+        running = session.scalars(select(Job).where(
+            Job.kind == ANALYZE_STUDY, Job.study_id == study.id, Job.status == JobStatus.RUNNING,
+            Job.lease_expires_at > now)).first() if study.status == StudyStatus.COMPLETE else None
         if study.status == StudyStatus.RECEIVING:
             row = {"study_instance_uid": study.study_instance_uid, "job_id": None,
                    "note": "still receiving: it is analysed when its quiet period ends"}
+        elif running is not None:
+            # A second job would find the study answered by this one and record nothing.
+            row = {"study_instance_uid": study.study_instance_uid, "job_id": running.id,
+                   "note": "an analysis of this study is running now: its result becomes the current one"}
         else:
             queued = session.scalars(select(Job).where(Job.kind == ANALYZE_STUDY, Job.study_id == study.id,
                                                        Job.status == JobStatus.QUEUED)).first()

@@ -18,6 +18,7 @@ from node.cli import main
 from node.db.audit import Delivery, DeliveryStatus, RetentionDeletion, StudyEvent
 from node.db.models import AnalysisResult, Job, Study, StudyStatus, utcnow
 from node.delivery import record_findings
+from node.queue.jobs import claim
 from tests.delivery.helpers import Storescp, delivering, delivery_settings, seed_analysis
 from tests.helpers.node import free_port, write_config
 from tests.queue.helpers import wait_until
@@ -204,6 +205,19 @@ def test_reanalyze_queues_an_analysis(scenario: Scenario, sessions: sessionmaker
     assert again["job_id"] == row["job_id"]
     capsys.readouterr()
     assert main(["--config", str(scenario.config), "reanalyze", "1.2.3.4"]) == 1
+
+
+def test_reanalyze_while_an_analysis_runs_points_at_it(scenario: Scenario, sessions: sessionmaker[Session],
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    (queued,) = cli(capsys, scenario.config, "reanalyze", scenario.delivered)
+    with sessions.begin() as session:
+        running = claim(session, "worker-1", ["analyze_study"], timedelta(minutes=5))
+    assert running is not None and running.id == queued["job_id"]
+    # a second job would find the study answered by the running one and record nothing
+    (again,) = cli(capsys, scenario.config, "reanalyze", scenario.delivered)
+    assert again["job_id"] == running.id and "running now" in again["note"]
+    with sessions() as session:
+        assert session.scalars(select(Job.id).where(Job.kind == "analyze_study")).all() == [running.id]
 
 
 def test_retention_deletes_images_of_delivered_studies_only(
