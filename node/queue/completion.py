@@ -100,10 +100,12 @@ class CompletionMonitor:
         # An analysis still waiting to start reads the study when it runs, so it
         # covers late instances too. Updating it (rather than reading) locks it:
         # a worker claiming it at this moment makes us queue a new one instead.
+        # New content starts it afresh: a job waiting out a retry's backoff runs now,
+        # with all its attempts.
         row = session.execute(
             update(Job)
             .where(Job.kind == ANALYZE_STUDY, Job.study_id == study_id, Job.status == JobStatus.QUEUED)
-            .values(updated_at=now)
+            .values(updated_at=now, run_after=now, attempts=0)
             .returning(Job.id)
             .execution_options(synchronize_session=False)
         ).first()
