@@ -45,18 +45,22 @@ def study_rows(session: Session, received_since: datetime | None, limit: int) ->
     from sqlalchemy import func, select
 
     from node.db.audit import Delivery, ResultSummary
-    from node.db.models import AnalysisResult, Instance, Series, Study
+    from node.db.models import AnalysisResult, Instance, Job, Series, Study
+    from node.queue.completion import ANALYZE_STUDY
 
+    # the newest analysis job: a study left `complete` by a job that failed for good says so
+    analysis_job = (select(Job.status).where(Job.kind == ANALYZE_STUDY, Job.study_id == Study.id)
+                    .order_by(Job.id.desc()).limit(1).correlate(Study).scalar_subquery())
     series_count = (select(func.count(Series.id)).where(Series.study_id == Study.id)
                     .correlate(Study).scalar_subquery())
     instance_count = (select(func.count(Instance.id)).join(Series, Series.id == Instance.series_id)
                       .where(Series.study_id == Study.id).correlate(Study).scalar_subquery())
-    query = (select(Study, series_count, instance_count)
+    query = (select(Study, series_count, instance_count, analysis_job)
              .order_by(Study.last_received_at.desc(), Study.id.desc()))
     if received_since is not None:
         query = query.where(Study.last_received_at >= received_since)
     rows: list[dict[str, Any]] = []
-    for study, n_series, n_instances in session.execute(query.limit(limit)).all():
+    for study, n_series, n_instances, job_status in session.execute(query.limit(limit)).all():
         current = session.scalars(
             select(AnalysisResult).where(AnalysisResult.study_id == study.id,
                                          AnalysisResult.superseded_by_id.is_(None))
@@ -71,6 +75,7 @@ def study_rows(session: Session, received_since: datetime | None, limit: int) ->
             "last_received_at": study.last_received_at,
             "series": n_series,
             "instances": n_instances,
+            "analysis_job": job_status,
             "analysed_at": None if current is None else current.created_at,
             "outcome": None if current is None else current.outcome,
             "suspicious": None if summary is None else summary.suspicious_for_malignancy,

@@ -16,9 +16,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from node.cli import main
 from node.db.audit import Delivery, DeliveryStatus, RetentionDeletion, StudyEvent
-from node.db.models import AnalysisResult, Job, Study, StudyStatus, utcnow
+from node.db.models import AnalysisResult, Job, JobStatus, Study, StudyStatus, utcnow
 from node.delivery import record_findings
-from node.queue.jobs import claim
+from node.queue.jobs import claim, enqueue
 from tests.delivery.helpers import Storescp, delivering, delivery_settings, seed_analysis
 from tests.helpers.node import free_port, write_config
 from tests.queue.helpers import wait_until
@@ -139,6 +139,19 @@ def test_views_answer_the_questions(scenario: Scenario, sessions: sessionmaker[S
         session.execute(update(AnalysisResult).values(created_at=utcnow() - timedelta(days=8)))
     assert uids("v_suspicious_studies_this_week") == []
     assert uids("v_current_results") == sorted([scenario.delivered, scenario.dead])
+
+
+def test_studies_shows_an_analysis_that_failed_for_good(scenario: Scenario, sessions: sessionmaker[Session],
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    with sessions.begin() as session:
+        study_id = session.scalars(
+            select(Study.id).where(Study.study_instance_uid == scenario.unanalysed)).one()
+        job = enqueue(session, "analyze_study", study_id, {}, max_attempts=1)
+        job.status, job.last_error = JobStatus.FAILED, "the images cannot be read"
+    studies = {row["study_instance_uid"]: row for row in cli(capsys, scenario.config, "studies")}
+    # `complete` alone reads as "analysis queued"
+    assert (studies[scenario.unanalysed]["status"], studies[scenario.unanalysed]["analysis_job"]) == (
+        "complete", "failed")
 
 
 def test_a_table_piped_keeps_each_row_on_one_line(scenario: Scenario,
