@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from node.commands.admin import add_format, emit, write_session
-from node.settings import RETURN_PREFIX, DeliverySettings, Settings
-
-if TYPE_CHECKING:
-    from node.delivery.routes import Route
+from node.settings import Settings
 
 NOT_FOUND = 1
 USAGE = 2
@@ -39,10 +36,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print("resend: give --study UID, --destination NAME or --dead")
         return USAGE
     from node.delivery import requeue, resolve
+    from node.delivery.routes import destination_names, route_named
 
-    if args.destination is not None and _route_of(settings.delivery, args.destination) is None:
+    if args.destination is not None and route_named(settings.delivery, args.destination) is None:
+        names = destination_names(settings.delivery)
         print(f"resend: no destination {args.destination!r} is configured and enabled "
-              f"({_known(settings.delivery)})")
+              f"({'configured: ' + ', '.join(names) if names else 'the settings configure none'})")
         return USAGE
     from sqlalchemy import select
 
@@ -83,16 +82,3 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     emit({"resend": rows}, args.format, single=True)
     return 0
 
-
-def _route_of(settings: DeliverySettings, name: str) -> Route | None:
-    from node.delivery import resolve
-
-    return_to = name[len(RETURN_PREFIX):] if name.startswith(RETURN_PREFIX) else None
-    return resolve(settings, name, return_to)
-
-
-def _known(settings: DeliverySettings) -> str:
-    names = [d.name for d in settings.destinations if d.enabled]
-    if settings.return_to_sender.enabled:
-        names += [RETURN_PREFIX + route.ae_title.strip() for route in settings.return_to_sender.routes]
-    return "configured: " + ", ".join(names) if names else "the settings configure none"

@@ -67,3 +67,17 @@ def resolve(settings: DeliverySettings, destination: str, return_to_ae: str | No
         if d.name == destination and d.enabled:
             return Route(d.name, d.ae_title, d.host, d.port, d.tls, tuple(d.objects))
     return None
+
+
+def route_named(settings: DeliverySettings, name: str) -> Route | None:
+    """The route of a destination by the name deliveries carry (``return:<AE title>`` included)."""
+    return_to = name.removeprefix(RETURN_PREFIX) if name.startswith(RETURN_PREFIX) else None
+    return resolve(settings, name, return_to)
+
+
+def destination_names(settings: DeliverySettings) -> list[str]:
+    """The names of every enabled destination and route back to a sender."""
+    names = [d.name for d in settings.destinations if d.enabled]
+    if settings.return_to_sender.enabled:
+        names += [return_name(route.ae_title) for route in settings.return_to_sender.routes]
+    return names
