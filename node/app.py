@@ -68,10 +68,11 @@ class Node:
         if settings.queue.workers:
             # the analysis (and PyTorch with it) is imported only by a node that runs it: a
             # receiver-only node (queue.workers = 0) starts without it
-            from node.tasks import build_handlers
+            from node.tasks import build_failure_hooks, build_handlers
 
             handlers = self.telemetry.jobs.timed(build_handlers(settings))
-            self.workers = WorkerPool(settings.queue, sessions, handlers, name)
+            self.workers = WorkerPool(settings.queue, sessions, handlers, name,
+                                      on_failure=build_failure_hooks())
 
     def start(self) -> None:
         self.telemetry.start()

@@ -18,7 +18,7 @@ from node.db.engine import create_db_engine, session_factory
 from node.db.migrate import schema_problem
 from node.metrics import Telemetry
 from node.queue.completion import CompletionMonitor
-from node.queue.worker import JobHandler, WorkerPool, exit_process, process_name
+from node.queue.worker import FailureHook, JobHandler, WorkerPool, exit_process, process_name
 from node.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -34,10 +34,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from node.tasks import build_handlers
+    from node.tasks import build_failure_hooks, build_handlers
 
     grace = settings.queue.shutdown_grace.total_seconds() if args.grace is None else args.grace
-    return run_workers(settings, build_handlers(settings), monitor=not args.no_monitor, grace=grace)
+    return run_workers(settings, build_handlers(settings), monitor=not args.no_monitor, grace=grace,
+                       on_failure=build_failure_hooks())
 
 
 def run_workers(
@@ -46,6 +47,7 @@ def run_workers(
     *,
     monitor: bool,
     grace: float,
+    on_failure: Mapping[str, FailureHook] | None = None,
     stop: threading.Event | None = None,
     started: threading.Event | None = None,
 ) -> int:
@@ -60,12 +62,13 @@ def run_workers(
         return 2
     # Installed before anything slow, so a stop during start-up is clean too.
     with stop_on_signals(stop or threading.Event()) as stopping:
-        return _run_until_stopped(settings, handlers, monitor, grace, stopping, started)
+        return _run_until_stopped(settings, handlers, on_failure or {}, monitor, grace, stopping, started)
 
 
 def _run_until_stopped(
     settings: Settings,
     handlers: Mapping[str, JobHandler],
+    on_failure: Mapping[str, FailureHook],
     monitor: bool,
     grace: float,
     stopping: threading.Event,
@@ -80,7 +83,8 @@ def _run_until_stopped(
             return 2
         sessions = session_factory(engine)
         telemetry = Telemetry(settings, sessions)
-        pool = WorkerPool(settings.queue, sessions, telemetry.jobs.timed(handlers), process_name())
+        pool = WorkerPool(settings.queue, sessions, telemetry.jobs.timed(handlers), process_name(),
+                          on_failure=on_failure)
         completion = CompletionMonitor(settings.study, settings.queue, sessions) if monitor else None
         try:
             telemetry.start()

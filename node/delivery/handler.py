@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from node.db.audit import (
@@ -31,7 +31,7 @@ from node.db.audit import (
     StudyEvent,
     StudyStage,
 )
-from node.db.models import Job, utcnow
+from node.db.models import Job, JobStatus, utcnow
 from node.delivery import breaker
 from node.delivery.routes import Route, resolve
 from node.delivery.sender import ObjectToSend, Sender, StoreOutcome
@@ -56,6 +56,15 @@ class _Plan:
     objects: tuple[ObjectToSend, ...]
     uids: dict[int, tuple[int, str]]  # item id -> (result object id, SOP Instance UID)
     gate: breaker.Gate
+
+
+@dataclass(frozen=True)
+class _Next:
+    """What the delivery's job does after an attempt: nothing more, retry (after ``delay``), or fail."""
+
+    status: DeliveryStatus | None  # None: this job no longer owns the delivery
+    delay: timedelta = timedelta(0)
+    counted: bool = True
 
 
 @dataclass(frozen=True)
@@ -94,7 +103,11 @@ class DeliverResults:
         if plan.gate.action == breaker.Action.PROBE:
             error = self._sender.echo(plan.route)
             with context.sessions.begin() as session:
-                breaker.record_probe(session, plan.route.name, error, self._settings.breaker, self._clock())
+                now = self._clock()
+                breaker.record_probe(session, plan.route.name, error, self._settings.breaker, now)
+                if error is not None:
+                    _wait(session, plan.delivery_id, job.id, now, now + self._settings.breaker.open_for,
+                          error)
             if error is not None:
                 log.warning("destination %s still down (C-ECHO probe): %s", plan.route.name, error)
                 raise RetryAfter(f"probe of {plan.route.name} failed: {error}",
@@ -103,13 +116,14 @@ class DeliverResults:
         started = self._clock()
         outcome = self._sender.store(plan.route, plan.objects)
         with context.sessions.begin() as session:
-            status, retry_in = self._record(session, job, plan, outcome, started)
-        if status == DeliveryStatus.DEAD:
+            after = self._record(session, job, plan, outcome, started)
+        if after.status == DeliveryStatus.DEAD:
             why = outcome.association_error or "objects refused"
             raise PermanentJobError(f"delivery {delivery_id} to {plan.route.name} is a dead letter after "
                                     f"{job.attempt} attempt(s): {why}")
-        if status == DeliveryStatus.QUEUED:
-            raise RetryAfter(f"delivery {delivery_id} to {plan.route.name} unfinished", retry_in)
+        if after.status == DeliveryStatus.QUEUED:
+            raise RetryAfter(f"delivery {delivery_id} to {plan.route.name} unfinished", after.delay,
+                             count_attempt=after.counted)
 
     def _prepare(self, session: Session, job: ClaimedJob, delivery_id: int) -> _Plan | _GiveUp | None:
         now = self._clock()
@@ -140,7 +154,7 @@ class DeliverResults:
             .order_by(DeliveryItem.id)
         ).all()
         if not pending:
-            self._finish(session, delivery, DeliveryStatus.DELIVERED, now, None)
+            finish_delivery(session, delivery, DeliveryStatus.DELIVERED, now, None)
             return None
         gate = breaker.gate(session, route.name, job.worker_id, self._settings.breaker, now)
         delivery.called_ae, delivery.host, delivery.port = route.called_ae, route.host, route.port
@@ -157,7 +171,7 @@ class DeliverResults:
         )
 
     def _record(self, session: Session, job: ClaimedJob, plan: _Plan, outcome: StoreOutcome,
-                started: datetime) -> tuple[DeliveryStatus, timedelta]:
+                started: datetime) -> _Next:
         now = self._clock()
         delivery = session.get(Delivery, plan.delivery_id, with_for_update=True)
         assert delivery is not None  # deliveries are never deleted
@@ -173,6 +187,7 @@ class DeliverResults:
             error=None if error is None else error[:MAX_ERROR_CHARS], worker=job.worker_id)
         session.add(attempt)
         session.flush()
+        # What the destination answered is a fact whoever owns the delivery now, so it is kept.
         for item in outcome.objects:
             object_id, uid = plan.uids[item.key]
             session.add(DeliveryAttemptObject(attempt_id=attempt.id, result_object_id=object_id,
@@ -183,13 +198,31 @@ class DeliverResults:
                 row.dimse_status = item.status
                 if item.acknowledged:
                     row.acknowledged_at = now
-        breaker.record_send(session, plan.route.name, outcome.association_error, self._settings.breaker, now)
+        if outcome.contacted:
+            breaker.record_send(session, plan.route.name, outcome.association_error, self._settings.breaker,
+                                now)
+        if not _owns(session, job, delivery):
+            log.warning("delivery %d: attempt %d by %s ended after its job %d was taken over or the "
+                        "delivery finished; its statuses are recorded, the delivery left %s", delivery.id,
+                        delivery.attempts, job.worker_id, job.id, delivery.status)
+            return _Next(None)
+        session.flush()
+        # Counted after the attempt, not from it: `resend --again` may have cleared
+        # acknowledgements while it ran, and those objects are still to send.
+        unacknowledged = session.scalar(
+            select(func.count()).select_from(DeliveryItem)
+            .where(DeliveryItem.delivery_id == delivery.id, DeliveryItem.acknowledged_at.is_(None)))
+        if not unacknowledged:
+            finish_delivery(session, delivery, DeliveryStatus.DELIVERED, now, None)
+            return _Next(DeliveryStatus.DELIVERED)
         if result == Outcome.DELIVERED:
-            self._finish(session, delivery, DeliveryStatus.DELIVERED, now, None)
-            return DeliveryStatus.DELIVERED, timedelta(0)
+            # every object sent was taken; the rest were asked for again meanwhile: send them now
+            delivery.status = DeliveryStatus.QUEUED
+            delivery.next_attempt_at = delivery.updated_at = now
+            return _Next(DeliveryStatus.QUEUED, timedelta(0), counted=False)
         if job.attempt >= job.max_attempts:
-            self._finish(session, delivery, DeliveryStatus.DEAD, now, error)
-            return DeliveryStatus.DEAD, timedelta(0)
+            finish_delivery(session, delivery, DeliveryStatus.DEAD, now, error)
+            return _Next(DeliveryStatus.DEAD)
         delay = self._policy.delay(job.attempt, self._rng)
         delivery.status = DeliveryStatus.QUEUED
         delivery.last_error = None if error is None else error[:MAX_ERROR_CHARS]
@@ -197,28 +230,77 @@ class DeliverResults:
         delivery.updated_at = now
         log.warning("delivery %d to %s: attempt %d %s, next in %.1f s", delivery.id, plan.route.name,
                     delivery.attempts, result.value, delay.total_seconds())
-        return DeliveryStatus.QUEUED, delay
+        return _Next(DeliveryStatus.QUEUED, delay)
 
     def _give_up(self, session: Session, delivery: Delivery, now: datetime, reason: str) -> _GiveUp:
-        self._finish(session, delivery, DeliveryStatus.DEAD, now, reason)
+        finish_delivery(session, delivery, DeliveryStatus.DEAD, now, reason)
         return _GiveUp(reason)
 
-    @staticmethod
-    def _finish(session: Session, delivery: Delivery, status: DeliveryStatus, now: datetime,
-                error: str | None) -> None:
-        delivery.status = status
-        delivery.updated_at = now
-        delivery.next_attempt_at = None
-        if error is not None:
-            delivery.last_error = error[:MAX_ERROR_CHARS]
-        if status == DeliveryStatus.DELIVERED:
-            delivery.delivered_at = now
-            delivery.last_error = None
-            stage, detail = StudyStage.DELIVERED, f"delivery {delivery.id} to {delivery.destination}"
-        else:
-            stage = StudyStage.DEAD_LETTER
-            detail = f"delivery {delivery.id} to {delivery.destination}: {error}"
-        session.add(StudyEvent(study_id=delivery.study_id, at=now, stage=stage,
-                               detail=detail[:MAX_ERROR_CHARS]))
-        log.log(logging.INFO if status == DeliveryStatus.DELIVERED else logging.ERROR,
-                "delivery %d to %s: %s", delivery.id, delivery.destination, status.value)
+
+def finish_delivery(session: Session, delivery: Delivery, status: DeliveryStatus, now: datetime,
+                    error: str | None) -> None:
+    """Make ``delivery`` delivered or a dead letter, with its study event."""
+    delivery.status = status
+    delivery.updated_at = now
+    delivery.next_attempt_at = None
+    if error is not None:
+        delivery.last_error = error[:MAX_ERROR_CHARS]
+    if status == DeliveryStatus.DELIVERED:
+        delivery.delivered_at = now
+        delivery.last_error = None
+        stage, detail = StudyStage.DELIVERED, f"delivery {delivery.id} to {delivery.destination}"
+    else:
+        stage = StudyStage.DEAD_LETTER
+        detail = f"delivery {delivery.id} to {delivery.destination}: {error}"
+    session.add(StudyEvent(study_id=delivery.study_id, at=now, stage=stage,
+                           detail=detail[:MAX_ERROR_CHARS]))
+    log.log(logging.INFO if status == DeliveryStatus.DELIVERED else logging.ERROR,
+            "delivery %d to %s: %s", delivery.id, delivery.destination, status.value)
+
+
+def _owns(session: Session, job: ClaimedJob, delivery: Delivery) -> bool:
+    """Whether ``job`` still holds its lease and owns the unfinished ``delivery``.
+
+    A worker cut off from the database past its lease may come back after
+    another took the job over, or after ``resend`` gave the delivery a new job.
+    """
+    if delivery.job_id != job.id or delivery.status in (DeliveryStatus.DELIVERED, DeliveryStatus.DEAD):
+        return False
+    owner = session.execute(select(Job.status, Job.lease_owner).where(Job.id == job.id)
+                            .with_for_update()).one_or_none()
+    return owner is not None and tuple(owner) == (JobStatus.RUNNING, job.worker_id)
+
+
+def _wait(session: Session, delivery_id: int, job_id: int, now: datetime, until: datetime,
+          error: str) -> None:
+    """The delivery waits (for the breaker) instead of sending, unless another job owns it now."""
+    delivery = session.get(Delivery, delivery_id, with_for_update=True)
+    if delivery is None or delivery.job_id != job_id or delivery.status != DeliveryStatus.SENDING:
+        return
+    delivery.status = DeliveryStatus.QUEUED
+    delivery.last_error = error[:MAX_ERROR_CHARS]
+    delivery.next_attempt_at = until
+    delivery.updated_at = now
+
+
+def job_failed(session: Session, job_id: int, status: JobStatus, error: str, now: datetime) -> None:
+    """The queue ended a ``deliver_results`` attempt without the handler's bookkeeping.
+
+    Its worker died, or the handler raised something unexpected. On the last
+    attempt (``status`` failed) the delivery becomes a dead letter, so it is
+    seen by ``v_failed_deliveries`` and ``resend --dead``; before, it is
+    queued again. Nothing changes for a delivery another job owns or that is
+    finished.
+    """
+    delivery = session.scalars(select(Delivery).where(Delivery.job_id == job_id).with_for_update()
+                               ).one_or_none()
+    if delivery is None or delivery.status in (DeliveryStatus.DELIVERED, DeliveryStatus.DEAD):
+        return
+    if status == JobStatus.FAILED:
+        finish_delivery(session, delivery, DeliveryStatus.DEAD, now, f"the job failed: {error}")
+        return
+    job = session.get(Job, job_id)
+    delivery.status = DeliveryStatus.QUEUED
+    delivery.last_error = error[:MAX_ERROR_CHARS]
+    delivery.next_attempt_at = None if job is None else job.run_after
+    delivery.updated_at = now

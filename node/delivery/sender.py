@@ -20,6 +20,11 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
 from pynetdicom.association import Association
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    Comprehensive3DSRStorage,
+    SecondaryCaptureImageStorage,
+    SegmentationStorage,
+)
 from pynetdicom.status import code_to_category
 
 from node.delivery.routes import Route
@@ -30,6 +35,8 @@ log = logging.getLogger(__name__)
 
 # pynetdicom's limit: 128 presentation contexts per association.
 _MAX_CONTEXTS = 128
+# What the node sends (TID 1500 SR, Segmentation, the key image as Secondary Capture).
+_RESULT_CLASSES = (Comprehensive3DSRStorage, SegmentationStorage, SecondaryCaptureImageStorage)
 
 
 @dataclass(frozen=True)
@@ -54,14 +61,15 @@ class ObjectOutcome:
 
 @dataclass(frozen=True)
 class StoreOutcome:
-    """``association_error`` is set when no association could be used at all."""
+    """``association_error`` is set when no association could be used at all.
+
+    ``contacted`` is False when nothing could be read to send, so the
+    destination was not asked: such an attempt says nothing about it.
+    """
 
     association_error: str | None
     objects: tuple[ObjectOutcome, ...]
-
-    @property
-    def connected(self) -> bool:
-        return self.association_error is None
+    contacted: bool = True
 
 
 def _sha256(path: Path) -> str:
@@ -127,10 +135,18 @@ class Sender:
         """C-ECHO the destination; None when it answered success, else why not."""
         ae = self._ae()
         ae.add_requested_context(VERIFICATION)
+        # Proposed too, so a destination that does not offer Verification can still show it is up.
+        for sop_class in _RESULT_CLASSES:
+            ae.add_requested_context(sop_class)
         assoc, error = self._associate(ae, route)
         if assoc is None:
             return error
         try:
+            if not any(context.abstract_syntax == VERIFICATION for context in assoc.accepted_contexts):
+                # It accepted an association, so it is up; it just does not offer Verification.
+                log.info("%s refused Verification but accepted the association: taken as up",
+                         route.describe())
+                return None
             status = assoc.send_c_echo()
         finally:
             if assoc.is_established:
@@ -157,7 +173,7 @@ class Sender:
             except (OSError, InvalidDicomError, AttributeError) as exc:
                 unreadable.append(ObjectOutcome(item.key, None, None, f"cannot read {item.path}: {exc}"))
         if not readable:
-            return StoreOutcome(None, tuple(unreadable))
+            return StoreOutcome(None, tuple(unreadable), contacted=False)
         ae = self._ae()
         contexts: dict[str, list[str]] = {}
         for _, sop_class, _, syntax in readable:

@@ -16,12 +16,14 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from node.db.models import JobStatus
+from node.db.models import Job, JobStatus, utcnow
 from node.queue.jobs import (
     ClaimedJob,
     JobCancelled,
@@ -61,6 +63,15 @@ class JobHandler(Protocol):
     def __call__(self, job: ClaimedJob, context: JobContext) -> None: ...
 
 
+class FailureHook(Protocol):
+    """Told, in the transaction that records it, that a job's attempt ended without its handler's
+    bookkeeping: its handler raised, or its worker died on the last attempt. ``status`` is the job's
+    new status (queued for a retry, or failed)."""
+
+    def __call__(self, session: Session, job_id: int, status: JobStatus, error: str,
+                 now: datetime) -> None: ...
+
+
 @dataclass
 class _Running:
     job: ClaimedJob
@@ -74,7 +85,11 @@ def process_name() -> str:
 
 
 class WorkerPool:
-    """``settings.workers`` threads running jobs of the kinds in ``handlers``."""
+    """``settings.workers`` threads running jobs of the kinds in ``handlers``.
+
+    ``on_failure`` has a hook per job kind that keeps records of its own
+    (a delivery's status) true when the queue fails or retries its job.
+    """
 
     def __init__(
         self,
@@ -83,6 +98,7 @@ class WorkerPool:
         handlers: Mapping[str, JobHandler],
         name: str,
         *,
+        on_failure: Mapping[str, FailureHook] | None = None,
         rng: random.Random | None = None,
     ) -> None:
         if not handlers:
@@ -92,6 +108,7 @@ class WorkerPool:
         self._settings = settings
         self._sessions = sessions
         self._handlers = dict(handlers)
+        self._on_failure = dict(on_failure or {})
         self._policy = RetryPolicy.from_settings(settings)
         self._rng = rng or random.Random()
         self._name = f"{name}:{uuid.uuid4().hex[:6]}"[:120]
@@ -175,9 +192,19 @@ class WorkerPool:
             job = claim(session, worker_id, list(self._handlers), self._settings.lease)
         if job is None and self._reap_due():
             with self._sessions.begin() as session:
-                for job_id in fail_exhausted_leases(session):
+                now = utcnow()
+                for job_id in fail_exhausted_leases(session, now=now):
                     log.error("job %d failed: its lease expired on the final attempt", job_id)
+                    kind = session.scalar(select(Job.kind).where(Job.id == job_id))
+                    self._failed(session, job_id, kind, JobStatus.FAILED,
+                                 "its worker stopped on the final attempt", now)
         return job
+
+    def _failed(self, session: Session, job_id: int, kind: str | None, status: JobStatus, error: str,
+                now: datetime) -> None:
+        hook = self._on_failure.get(kind or "")
+        if hook is not None:
+            hook(session, job_id, status, error, now)
 
     def _reap_due(self) -> bool:
         # Leases expire on the scale of `heartbeat`, so looking that often is
@@ -231,10 +258,13 @@ class WorkerPool:
 
     def _finish(self, job: ClaimedJob, error: str | None, retry: bool) -> None:
         with self._sessions.begin() as session:
+            now = utcnow()
             if error is None:
-                outcome: JobStatus | None = JobStatus.SUCCEEDED if complete(session, job) else None
+                outcome: JobStatus | None = JobStatus.SUCCEEDED if complete(session, job, now=now) else None
             else:
-                outcome = fail(session, job, error, self._policy, self._rng, retry=retry)
+                outcome = fail(session, job, error, self._policy, self._rng, retry=retry, now=now)
+                if outcome is not None:
+                    self._failed(session, job.id, job.kind, outcome, error, now)
         if outcome is None:
             log.warning("job %d (study %s) finished after %s lost its lease; result not recorded",
                         job.id, job.study_uid, job.worker_id)
@@ -247,7 +277,11 @@ class WorkerPool:
 
     def _defer(self, job: ClaimedJob, deferred: RetryAfter) -> None:
         with self._sessions.begin() as session:
-            kept = defer(session, job, deferred.delay, str(deferred), count_attempt=deferred.count_attempt)
+            now = utcnow()
+            kept = defer(session, job, deferred.delay, str(deferred), count_attempt=deferred.count_attempt,
+                         now=now)
+            if kept and deferred.count_attempt and job.attempt >= job.max_attempts:
+                self._failed(session, job.id, job.kind, JobStatus.FAILED, str(deferred), now)
         log.info("job %d (%s) for study %s deferred %.1f s: %s%s", job.id, job.kind, job.study_uid,
                  deferred.delay.total_seconds(), deferred, "" if kept else " (lease lost: not recorded)")
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from node.delivery import DELIVER_RESULTS, Sender
-from node.delivery.handler import DeliverResults
+from node.delivery.handler import DeliverResults, job_failed
 from node.pipeline.model import shipped_model
 from node.queue.completion import ANALYZE_STUDY
-from node.queue.worker import JobHandler
+from node.queue.worker import FailureHook, JobHandler
 from node.settings import Settings
 from node.tasks.analyze_study import AnalyzeStudy
 
@@ -20,6 +20,11 @@ def build_handlers(settings: Settings) -> dict[str, JobHandler]:
     }
 
 
+def build_failure_hooks() -> dict[str, FailureHook]:
+    """What keeps a job kind's own records true when the queue fails or retries its job."""
+    return {DELIVER_RESULTS: job_failed}
+
+
 def deliver_results_handler(settings: Settings) -> DeliverResults:
     delivery = settings.delivery
     sender = Sender(delivery.calling_ae_title or settings.dicom.ae_title, delivery.connect_timeout,
@@ -27,4 +32,4 @@ def deliver_results_handler(settings: Settings) -> DeliverResults:
     return DeliverResults(delivery, settings.storage.results, sender)
 
 
-__all__ = ["build_handlers", "deliver_results_handler"]
+__all__ = ["build_failure_hooks", "build_handlers", "deliver_results_handler"]

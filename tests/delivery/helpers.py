@@ -21,6 +21,7 @@ from node.delivery import DELIVER_RESULTS, Sender, publish_results
 from node.delivery.handler import DeliverResults
 from node.queue.worker import WorkerPool
 from node.settings import DeliverySettings, QueueSettings
+from node.tasks import build_failure_hooks
 from tests.delivery.objects import write_objects
 from tests.helpers.node import free_port
 
@@ -163,12 +164,12 @@ FAST_QUEUE = QueueSettings(workers=1, poll_interval=timedelta(seconds=0.05), lea
 
 @contextmanager
 def delivering(sessions: sessionmaker[Session], settings: DeliverySettings, results_root: Path,
-               workers: int = 1) -> Iterator[WorkerPool]:
-    """A worker pool running ``deliver_results`` jobs while the block runs."""
-    handler = DeliverResults(settings, results_root, Sender(OUR_AE, settings.connect_timeout,
-                                                            settings.dimse_timeout))
+               workers: int = 1, handler: DeliverResults | None = None) -> Iterator[WorkerPool]:
+    """A worker pool running ``deliver_results`` jobs (by ``handler``) while the block runs."""
+    handler = handler or DeliverResults(settings, results_root, Sender(OUR_AE, settings.connect_timeout,
+                                                                       settings.dimse_timeout))
     pool = WorkerPool(FAST_QUEUE.model_copy(update={"workers": workers}), sessions,
-                      {DELIVER_RESULTS: handler}, "delivery-test")
+                      {DELIVER_RESULTS: handler}, "delivery-test", on_failure=build_failure_hooks())
     pool.start()
     try:
         yield pool
