@@ -235,7 +235,7 @@ def requeue(session: Session, settings: DeliverySettings, delivery: Delivery, *,
 
     Only unacknowledged objects are sent, unless ``again`` clears the
     acknowledgements so that every object is sent once more. A delivery whose
-    job is still queued is just made due now.
+    job is running is left to it (the job id is returned).
     """
     now = now or utcnow()
     if again:
@@ -248,12 +248,12 @@ def requeue(session: Session, settings: DeliverySettings, delivery: Delivery, *,
     if job is not None and job.status == JobStatus.RUNNING:
         return job.id
     if job is not None and job.status == JobStatus.QUEUED:
+        # A fresh job replaces it, so `give_up_after` and the attempts count from this
+        # request; made due now, the old one finds the delivery is not its own and ends.
         job.run_after = now
         job.updated_at = now
-        job_id = job.id
-    else:
-        job_id = enqueue(session, DELIVER_RESULTS, delivery.study_id, {"delivery_id": delivery.id},
-                         max_attempts=settings.retry.max_attempts, now=now).id
+    job_id = enqueue(session, DELIVER_RESULTS, delivery.study_id, {"delivery_id": delivery.id},
+                     max_attempts=settings.retry.max_attempts, now=now).id
     delivery.job_id = job_id
     delivery.status = DeliveryStatus.QUEUED
     delivery.next_attempt_at = now

@@ -204,3 +204,25 @@ def test_a_destination_without_verification_answers_the_probe(tmp_path: Path) ->
     finally:
         server.shutdown()
     assert sender.echo(route) is not None  # and one that is down is not
+
+
+def test_resend_of_a_delivery_long_queued_gets_a_fresh_give_up_time(
+        sessions: sessionmaker[Session], storescp: Storescp, tmp_path: Path) -> None:
+    storescp.start()
+    settings = delivery_settings(storescp.port, retry={"give_up_after": 3600})
+    seed_analysis(sessions, settings, tmp_path / "results", generate_uid())
+    with sessions.begin() as session:  # queued two hours ago, waiting (say, behind an open breaker)
+        session.execute(update(Job).values(created_at=utcnow() - timedelta(hours=2),
+                                           run_after=utcnow() + timedelta(hours=1)))
+    with sessions.begin() as session:
+        requeue(session, settings, session.scalars(select(Delivery)).one(), again=False, reason="resend")
+    with delivering(sessions, settings, tmp_path / "results"):
+        wait_until(lambda: _delivery(sessions).status != DeliveryStatus.QUEUED and
+                   _jobs_finished(sessions), "the delivery and both jobs")
+    assert _delivery(sessions).status == DeliveryStatus.DELIVERED
+    assert len(storescp.received_uids()) == 2
+
+
+def _jobs_finished(sessions: sessionmaker[Session]) -> bool:
+    with sessions() as session:
+        return set(session.scalars(select(Job.status))) == {"succeeded"}
