@@ -229,9 +229,27 @@ class AssociationTracker:
 
         return counted
 
-    def row_id(self, assoc: PeerAssociation) -> int | None:
+    def row_id(self, assoc: PeerAssociation) -> int:
+        """The association's row; written now if that failed when it was accepted.
+
+        Its instances must name it, or its studies could complete while it is
+        still sending. Raises :class:`SQLAlchemyError` if it still cannot be
+        written (the C-STORE is then answered "retry later").
+        """
         with self._lock:
-            return self._rows.get(assoc)
+            row_id = self._rows.get(assoc)
+        return row_id if row_id is not None else self._open(assoc)
+
+    def _open(self, assoc: PeerAssociation) -> int:
+        peer = _peer(assoc)
+        row_id = self._log.opened(peer)
+        with self._lock:
+            self._rows[assoc] = row_id
+        if self._metrics is not None:
+            self._metrics.association_accepted()
+        log.info("association %d accepted from %s:%d (%r -> %r)",
+                 row_id, peer.address, peer.port, peer.calling_ae, peer.called_ae)
+        return row_id
 
     def on_requested(self, event: Event) -> None:
         peer = _peer(event.assoc)
@@ -258,19 +276,12 @@ class AssociationTracker:
         self._record_rejection(peer, reason)
 
     def on_accepted(self, event: Event) -> None:
-        peer = _peer(event.assoc)
         try:
-            row_id = self._log.opened(peer)
+            self._open(event.assoc)
         except SQLAlchemyError:
-            log.exception("could not record the association from %s:%d (%s)",
-                          peer.address, peer.port, peer.calling_ae)
-            return
-        with self._lock:
-            self._rows[event.assoc] = row_id
-        if self._metrics is not None:
-            self._metrics.association_accepted()
-        log.info("association %d accepted from %s:%d (%r -> %r)",
-                 row_id, peer.address, peer.port, peer.calling_ae, peer.called_ae)
+            peer = _peer(event.assoc)
+            log.exception("could not record the association from %s:%d (%s); trying again at its first "
+                          "C-STORE", peer.address, peer.port, peer.calling_ae)
 
     def on_released(self, event: Event) -> None:
         self._close(event.assoc, AssociationResult.RELEASED, None)

@@ -88,7 +88,8 @@ class StoreHandler:
         size = received.stat().st_size
         try:
             self._store.check_capacity(size)
-            header = read_header(received, sop_class, sop_uid)
+            header = read_header(received, sop_class, sop_uid,
+                                 max_inflated_bytes=self._store.max_instance_bytes)
             return self._write(event, received, header)
         except (InstanceTooLarge, InsufficientSpace) as exc:
             raise Rejection(OUT_OF_RESOURCES, str(exc)) from exc

@@ -19,7 +19,7 @@ from pydicom import dcmread
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from pydicom.filereader import data_element_generator
+from pydicom.filereader import data_element_generator, read_file_meta_info
 from pydicom.tag import Tag
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
@@ -45,6 +45,8 @@ PIXEL_DATA = Tag(0x7FE0, 0x0010)
 # Negotiated syntaxes with native Pixel Data; encapsulated (compressed) Pixel Data is not length-checked.
 _NATIVE_SYNTAXES = frozenset({ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian})
 _UNDEFINED_LENGTH = 0xFFFFFFFF
+_PREAMBLE = 132  # 128 bytes and "DICM"
+_INFLATE_CHUNK = 1 << 20
 
 
 class Rejection(Exception):
@@ -66,11 +68,19 @@ class Header:
     series_description: str | None
 
 
-def read_header(path: Path, affected_sop_class: str, affected_sop_instance: str) -> Header:
-    """Read and check the data set at ``path`` against the C-STORE command's UIDs."""
+def read_header(path: Path, affected_sop_class: str, affected_sop_instance: str, *,
+                max_inflated_bytes: int) -> Header:
+    """Read and check the data set at ``path`` against the C-STORE command's UIDs.
+
+    A deflated data set is inflated in memory to be read, so one that would
+    inflate past ``max_inflated_bytes`` is refused before that.
+    """
+    if max_inflated_bytes < 1:
+        raise ValueError(f"max_inflated_bytes must be >= 1, got {max_inflated_bytes}")
     try:
+        deflated = _check_inflated_size(path, max_inflated_bytes)
         with path.open("rb") as source:
-            dataset = dcmread(source, stop_before_pixels=True)
+            dataset = dcmread(source, stop_before_pixels=not deflated)
             malformed = _structure_problem(dataset)
             values = _values(dataset)
             pixel_bytes = None if malformed else _pixel_data_length(source, dataset, path)
@@ -111,9 +121,8 @@ def _pixel_data_length(source: BinaryIO, dataset: Dataset, path: Path) -> int | 
         return None
     if dataset.file_meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
         # deflated: pydicom inflates the whole data set into memory to read even its header (deferring
-        # does not apply to it), so the pixels are in memory already; read them to count them
-        inflated = dcmread(path, specific_tags=[PIXEL_DATA])
-        pixels = inflated.get(PIXEL_DATA)
+        # does not apply to it), so it was read with its pixels; count them
+        pixels = dataset.get(PIXEL_DATA)
         return len(pixels.value) if pixels is not None and isinstance(pixels.value, bytes) else None
     # stop_before_pixels left the file at the start of the element it stopped before
     raw = next(data_element_generator(source, implicit, little, defer_size=0), None)
@@ -122,6 +131,34 @@ def _pixel_data_length(source: BinaryIO, dataset: Dataset, path: Path) -> int | 
     if raw.length == _UNDEFINED_LENGTH:
         return _UNDEFINED_LENGTH
     return min(raw.length, max(0, path.stat().st_size - raw.value_tell))
+
+
+def _check_inflated_size(path: Path, limit: int) -> bool:
+    """Whether the data set is deflated; if so, refuse it when it inflates past ``limit`` bytes.
+
+    Inflated in a stream and thrown away, a megabyte at a time: a few hundred
+    kilobytes of deflated zeros would otherwise take gigabytes of memory.
+    """
+    meta = read_file_meta_info(path)
+    if meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
+        return False
+    group_length = meta.get("FileMetaInformationGroupLength")
+    if group_length is None:
+        raise Rejection(CANNOT_UNDERSTAND, "deflated data set without a File Meta Information Group Length")
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    inflated = 0
+    with path.open("rb") as source:
+        preamble = source.read(_PREAMBLE)
+        # the group length element itself is 12 bytes: tag, VR, reserved, a 4-byte length, the value
+        source.seek((_PREAMBLE if preamble[-4:] == b"DICM" else 0) + 12 + int(group_length))
+        while (pending := source.read(_INFLATE_CHUNK)) and not inflater.eof:
+            while pending:
+                inflated += len(inflater.decompress(pending, _INFLATE_CHUNK))
+                if inflated > limit:
+                    raise Rejection(OUT_OF_RESOURCES,
+                                    f"deflated data set inflates past the maximum of {limit} bytes")
+                pending = inflater.unconsumed_tail
+    return True
 
 
 def _check_pixel_data_length(values: dict[str, object], pixel_bytes: int) -> None:

@@ -84,7 +84,10 @@ class StagedInstance:
             raise RuntimeError(f"staged instance {self.relative_path} already committed or discarded")
         os.replace(self.temp_path, self.final_path)
         self._finished = True
-        fsync_dir(self.final_path.parent)
+        # The series, study and root folders, every time: another thread may have just made the
+        # series or study folder and not yet fsynced its parent, and this file hangs on that entry too.
+        for folder in self.final_path.parents[:3]:
+            fsync_dir(folder)
 
     def discard(self) -> None:
         if not self._finished:
@@ -131,7 +134,11 @@ class InstanceStore:
     def stage(self, source: BinaryIO, key: InstanceKey) -> StagedInstance:
         """Copy ``source`` to a fsynced temporary file beside the instance's final path."""
         folder = self._ensure_folder(key)
-        fd, temp_name = tempfile.mkstemp(prefix=f".{key.sop_uid}.", suffix=_PARTIAL_SUFFIX, dir=folder)
+        try:
+            fd, temp_name = tempfile.mkstemp(prefix=f".{key.sop_uid}.", suffix=_PARTIAL_SUFFIX, dir=folder)
+        except FileNotFoundError:  # retention removed the empty folder meanwhile
+            folder = self._ensure_folder(key)
+            fd, temp_name = tempfile.mkstemp(prefix=f".{key.sop_uid}.", suffix=_PARTIAL_SUFFIX, dir=folder)
         temp_path = Path(temp_name)
         try:
             with os.fdopen(fd, "wb") as out:
@@ -152,7 +159,15 @@ class InstanceStore:
         folder = self._ensure_folder(key)
         temp_path = folder / f".{key.sop_uid}.{secrets.token_hex(6)}{_PARTIAL_SUFFIX}"
         try:
-            os.rename(received, temp_path)
+            try:
+                os.rename(received, temp_path)
+            except FileNotFoundError:
+                if not received.exists():
+                    raise
+                # retention removed the empty folder between its making and the rename
+                folder = self._ensure_folder(key)
+                temp_path = folder / temp_path.name
+                os.rename(received, temp_path)
         except OSError as exc:
             if exc.errno != errno.EXDEV:
                 raise

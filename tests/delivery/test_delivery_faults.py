@@ -194,6 +194,7 @@ def test_a_destination_without_verification_answers_the_probe(tmp_path: Path) ->
     acceptor.add_supported_context(Comprehensive3DSRStorage)
     port = free_port()
     server = acceptor.start_server(("127.0.0.1", port), block=False)
+    assert server is not None
     try:
         settings = delivery_settings(port, destinations=[
             {"name": "pacs", "ae_title": "STOREONLY", "host": "127.0.0.1", "port": port}])

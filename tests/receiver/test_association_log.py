@@ -10,7 +10,7 @@ from sqlalchemy.exc import OperationalError
 
 from node.db.engine import session_factory
 from node.db.models import Association, AssociationResult
-from node.receiver.associations import AssociationLog, AssociationTracker, NodeIdentity
+from node.receiver.associations import AssociationLog, AssociationTracker, NodeIdentity, Peer
 from node.receiver.negotiation import CallerPolicy
 from tests.queue.helpers import wait_until
 
@@ -66,3 +66,31 @@ def test_an_end_the_database_refused_is_recorded_later(engine: Engine) -> None:
     row = _row(engine)
     assert row.ended_at is not None and abs((row.ended_at - released).total_seconds()) < 1
     assert tracker.unclosed() == [] and log.failures == 0
+
+
+class RefusesFirstOpen(AssociationLog):
+    """The database refuses the row of the association when it is accepted."""
+
+    refused = False
+
+    def opened(self, peer: Peer) -> int:
+        if not self.refused:
+            self.refused = True
+            raise OperationalError("INSERT INTO associations", {}, Exception("database is locked"))
+        return super().opened(peer)
+
+
+def test_an_association_whose_row_was_refused_gets_it_at_its_first_store(engine: Engine) -> None:
+    """Its instances must name it: the completion monitor holds its studies while it is open."""
+    log = RefusesFirstOpen(session_factory(engine), tls=False,
+                           node=NodeIdentity.of("test", "LSENTINEL", "127.0.0.1", 11112))
+    tracker = AssociationTracker(CallerPolicy([]), log)
+    event = _Event(_PeerAssociation())
+    tracker.on_accepted(event)  # type: ignore[arg-type]
+    with session_factory(engine)() as session:
+        assert session.scalars(select(Association)).all() == []
+    row_id = tracker.row_id(event.assoc)  # type: ignore[arg-type]
+    assert _row(engine).id == row_id and _row(engine).result == AssociationResult.OPEN
+    assert tracker.row_id(event.assoc) == row_id  # type: ignore[arg-type]
+    tracker.on_released(event)  # type: ignore[arg-type]
+    assert _row(engine).result == AssociationResult.RELEASED

@@ -11,10 +11,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import CTImageStorage, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, generate_uid
 
-from node.receiver.negotiation import VERIFICATION
+from node.receiver.negotiation import STORAGE_SOP_CLASSES, VERIFICATION
 from tests.helpers.dicom import StudyUIDs, mr_instance, write_raw_file
 from tests.helpers.node import NodeProcess, running_node, stored_files
 from tests.helpers.rows import read_rows
@@ -175,3 +176,31 @@ def test_the_disk_watermark_refuses_out_of_resources(tmp_path_factory: pytest.Te
         assert "watermark" in response.ErrorComment
         assert "refused with 0xA700" in node.log_text()
         _assert_nothing_stored(node)
+
+
+def test_a_deflated_instance_is_limited_by_its_inflated_size(
+        tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
+    """A few hundred deflated bytes can inflate to gigabytes, all in memory: the limit holds inflated."""
+    with _node(tmp_path_factory, "deflated", {"dicom": {"max_instance_bytes": 65536}}) as node:
+        uids = StudyUIDs.new()
+        zeros = mr_instance(uids.study, uids.series[0], 1, size=256)
+        zeros.PixelData = bytes(len(zeros.PixelData))  # 128 KiB inflated
+        small = mr_instance(uids.study, uids.series[0], 2)
+        paths = []
+        for dataset in (zeros, small):
+            path = tmp_path / f"{dataset.InstanceNumber}.dcm"
+            dataset.save_as(path, implicit_vr=False, little_endian=True, enforce_file_format=True)
+            deflated = dcmread(path)
+            deflated.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+            deflated.save_as(path, enforce_file_format=True)
+            paths.append(path)
+        assert paths[0].stat().st_size < 65536
+        with raw_file_sending():
+            first, second = store(node, paths, abstract_syntaxes=STORAGE_SOP_CLASSES,
+                                  transfer_syntaxes=(DeflatedExplicitVRLittleEndian,))
+        assert first.Status == 0xA700
+        assert first.ErrorComment == "deflated data set inflates past the maximum of 65536 bytes"
+        assert second.Status == 0x0000
+        with node.engine() as engine:
+            rows = read_rows(engine)
+        assert [i.sop_instance_uid for i in rows.instances] == [small.SOPInstanceUID]

@@ -31,6 +31,7 @@ from node.storage import (
     InvalidUID,
     RecordOutcome,
     StagedInstance,
+    files,
     is_storable_uid,
     sha256_of,
 )
@@ -98,6 +99,45 @@ def test_a_received_file_is_adopted_by_a_move(tmp_path: Path) -> None:
     assert staged.sha256 == hashlib.sha256(content).hexdigest()
     assert staged.size == len(content)
     assert stored_files(tmp_path / "storage") == [staged.final_path]
+
+
+def test_a_commit_makes_every_folder_on_its_path_durable(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Also when another writer made the folders: its fsync of their parents may not have run yet."""
+    store = _store(tmp_path / "storage")
+    (store.root / KEY.study_uid / KEY.series_uid).mkdir(parents=True)  # made by another association
+    synced: list[Path] = []
+    real = files.fsync_dir
+
+    def recorded(path: Path) -> None:
+        synced.append(path)
+        real(path)
+
+    monkeypatch.setattr(files, "fsync_dir", recorded)
+    with store.stage(io.BytesIO(b"DICM"), KEY) as staged:
+        staged.commit()
+    assert synced == [store.root / KEY.study_uid / KEY.series_uid, store.root / KEY.study_uid, store.root]
+
+
+@pytest.mark.parametrize("adopt", [True, False])
+def test_a_folder_removed_by_retention_while_storing_is_made_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, adopt: bool) -> None:
+    store = _store(tmp_path / "storage")
+    received = tmp_path / "received.dcm"
+    received.write_bytes(b"DICM")
+    ensure = store._ensure_folder
+
+    def made_then_removed(key: InstanceKey) -> Path:
+        folder = ensure(key)
+        monkeypatch.setattr(store, "_ensure_folder", ensure)
+        folder.rmdir()  # retention removing the study's now-empty folders
+        folder.parent.rmdir()
+        return folder
+
+    monkeypatch.setattr(store, "_ensure_folder", made_then_removed)
+    with (store.adopt(received, KEY) if adopt else store.stage(received.open("rb"), KEY)) as staged:
+        staged.commit()
+    assert staged.final_path.read_bytes() == b"DICM"
 
 
 def test_an_adopted_file_left_uncommitted_is_gone(tmp_path: Path) -> None:
