@@ -25,6 +25,7 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, 
 
 from node.receiver.negotiation import MODALITY, STORAGE_SOP_CLASSES
 from node.storage import InstanceKey, is_storable_uid
+from node.storage.files import data_set_offset
 
 # C-STORE failure statuses (PS3.4 B.2.3; 0xC000-0xCFFF is "cannot understand").
 OUT_OF_RESOURCES = 0xA700
@@ -45,7 +46,6 @@ PIXEL_DATA = Tag(0x7FE0, 0x0010)
 # Negotiated syntaxes with native Pixel Data; encapsulated (compressed) Pixel Data is not length-checked.
 _NATIVE_SYNTAXES = frozenset({ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian})
 _UNDEFINED_LENGTH = 0xFFFFFFFF
-_PREAMBLE = 132  # 128 bytes and "DICM"
 _INFLATE_CHUNK = 1 << 20
 
 
@@ -142,15 +142,13 @@ def _check_inflated_size(path: Path, limit: int) -> bool:
     meta = read_file_meta_info(path)
     if meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
         return False
-    group_length = meta.get("FileMetaInformationGroupLength")
-    if group_length is None:
+    offset = data_set_offset(path)
+    if offset is None:
         raise Rejection(CANNOT_UNDERSTAND, "deflated data set without a File Meta Information Group Length")
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
     inflated = 0
     with path.open("rb") as source:
-        preamble = source.read(_PREAMBLE)
-        # the group length element itself is 12 bytes: tag, VR, reserved, a 4-byte length, the value
-        source.seek((_PREAMBLE if preamble[-4:] == b"DICM" else 0) + 12 + int(group_length))
+        source.seek(offset)
         while (pending := source.read(_INFLATE_CHUNK)) and not inflater.eof:
             while pending:
                 inflated += len(inflater.decompress(pending, _INFLATE_CHUNK))

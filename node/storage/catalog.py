@@ -6,7 +6,8 @@ row is visible the file is durably in place.
 
 A SOP Instance UID sent again is handled by this policy:
 
-- byte for byte the same as its current version: a duplicate. Nothing is
+- byte for byte the same as its current version (its data set: the File
+  Meta Information is written by the receiving library): a duplicate. Nothing is
   written, but the study's quiet period restarts while it is receiving, and
   the association is noted as sending the study (a study does not complete
   while such an association is open);
@@ -117,7 +118,8 @@ class InstanceCatalog:
         if sql.lock_sop is not None:
             conn.execute(sql.lock_sop, sop)
         current = conn.execute(sql.current, sop).one_or_none()
-        if current is not None and current.sha256 == staged.sha256 and not current.deleted:
+        if current is not None and not current.deleted and (
+                current.sha256 == staged.sha256 or staged.holds_data_set_of(current.path)):
             self._touch(conn, sql, record, now)
             return RecordOutcome.DUPLICATE
         study_id: int = conn.execute(sql.upsert_study, {"uid": record.key.study_uid, "now": now}).scalar_one()

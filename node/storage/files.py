@@ -16,6 +16,7 @@ import logging
 import os
 import secrets
 import shutil
+import struct
 import tempfile
 import time
 from collections.abc import Callable
@@ -28,6 +29,8 @@ from node.storage.keys import InstanceKey, InstanceTooLarge, InsufficientSpace
 
 FreeSpace = Callable[[Path], int]
 _CHUNK = 1024 * 1024
+_PREAMBLE = 132  # 128 bytes and "DICM"
+_GROUP_LENGTH_ELEMENT = 12
 _PARTIAL_SUFFIX = ".part"  # a staged instance's temporary file: ".<sop uid>.<random>.part"
 # pynetdicom's chunked-receive file: NamedTemporaryFile(suffix=".dcm") under TMPDIR
 _INCOMING_PATTERN = "tmp*.dcm"
@@ -64,6 +67,19 @@ class StagedInstance:
         self.size = size
         self._finished = False
         self._first_version = (final_path, relative_path)
+
+    def holds_data_set_of(self, relative_path: str) -> bool:
+        """Whether the stored file at ``relative_path`` has this instance's data set, byte for byte.
+
+        Only the File Meta Information may differ: the receiving library writes it
+        (its version name), so a resend after an upgrade is the same instance.
+        """
+        root = self._first_version[0].parents[len(self._first_version[1].parts) - 1]
+        try:
+            ours = data_set_sha256(self.temp_path)
+            return ours is not None and data_set_sha256(root / relative_path) == ours
+        except OSError:
+            return False
 
     def use_version(self, version: int) -> None:
         """Commit under the name of ``version`` of the instance: ``<sop>.dcm``, then ``<sop>.v2.dcm``, ...
@@ -235,6 +251,32 @@ class InstanceStore:
                 fsync_dir(parent)
             parent = folder
         return parent
+
+
+def data_set_offset(path: Path) -> int | None:
+    """Where the data set starts, after the File Meta Information; None without its group length."""
+    with path.open("rb") as stream:
+        head = stream.read(_PREAMBLE + _GROUP_LENGTH_ELEMENT)
+    start = _PREAMBLE if head[_PREAMBLE - 4:_PREAMBLE] == b"DICM" else 0
+    element = head[start:start + _GROUP_LENGTH_ELEMENT]
+    # (0002,0000) UL, explicit VR little endian: tag, "UL", a 2-byte length of 4, the value
+    if len(element) < _GROUP_LENGTH_ELEMENT or element[:6] != b"\x02\x00\x00\x00UL":
+        return None
+    (length,) = struct.unpack("<I", element[8:12])
+    return start + _GROUP_LENGTH_ELEMENT + length
+
+
+def data_set_sha256(path: Path) -> str | None:
+    """The SHA-256 of the file's data set without its File Meta Information (None: no group length)."""
+    offset = data_set_offset(path)
+    if offset is None:
+        return None
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        handle.seek(offset)
+        for chunk in iter(lambda: handle.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def sha256_of(path: Path) -> str:

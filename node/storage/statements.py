@@ -59,7 +59,7 @@ class CatalogStatements:
         return cls(
             lock_sop=lock,
             current=(
-                select(i.id, i.sha256, i.version, _series.c.study_id,
+                select(i.id, i.sha256, i.path, i.version, _series.c.study_id,
                        deleted_by_retention(_series.c.study_id, i.received_at).label("deleted"))
                 .join(_series, _series.c.id == i.series_id)
                 .where(i.sop_instance_uid == bindparam("sop"), i.is_current.is_(True))

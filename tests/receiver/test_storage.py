@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+import struct
 import threading
 import uuid
 from collections.abc import Iterator
@@ -253,6 +254,28 @@ def _current(sessions: sessionmaker[Session], sop_uid: str) -> Row[str, str, int
             select(Instance.path, Instance.sha256, Instance.version)
             .where(Instance.sop_instance_uid == sop_uid, Instance.is_current.is_(True))
         ).one_or_none()
+
+
+def _file(meta_version: bytes, data_set: bytes) -> bytes:
+    """A Part 10 file: preamble, a File Meta group whose only element besides its length is a version name."""
+    version = meta_version + b"\0" * (len(meta_version) % 2)
+    element = struct.pack("<HH2sH", 0x0002, 0x0013, b"SH", len(version)) + version
+    return (b"\0" * 128 + b"DICM" + struct.pack("<HH2sHI", 0x0002, 0x0000, b"UL", 4, len(element))
+            + element + data_set)
+
+
+def test_a_resend_differing_only_in_our_own_file_meta_is_a_duplicate(engine: Engine, tmp_path: Path) -> None:
+    """The receiving library writes the File Meta (its version name): an upgrade must not make versions."""
+    root = tmp_path / "storage"
+    store, catalog = _store(root), InstanceCatalog(engine)
+    with _staged(store, content=_file(b"PYNETDICOM_304", b"the data set")) as staged:
+        assert catalog.record(_record(), staged) is RecordOutcome.STORED
+    with _staged(store, content=_file(b"PYNETDICOM_305", b"the data set")) as staged:
+        assert catalog.record(_record(), staged) is RecordOutcome.DUPLICATE
+    with _staged(store, content=_file(b"PYNETDICOM_305", b"another data set")) as staged:
+        assert catalog.record(_record(), staged) is RecordOutcome.NEW_VERSION
+    found = _current(session_factory(engine), KEY.sop_uid)
+    assert found is not None and found.version == 2
 
 
 def test_recording_again_keeps_same_content_once_and_other_content_as_a_new_version(
