@@ -41,7 +41,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from node.db.models import utcnow
 from node.storage.files import StagedInstance
@@ -83,7 +83,7 @@ class InstanceCatalog:
         self._clock = clock
         self._statements: dict[str, CatalogStatements] = {}
 
-    def record(self, record: InstanceRecord, staged: StagedInstance) -> RecordOutcome:
+    def _record_racing(self, record: InstanceRecord, staged: StagedInstance) -> RecordOutcome:
         """Insert the instance (or its next version) and commit ``staged`` before the transaction commits.
 
         Returns ``DUPLICATE`` (and leaves ``staged`` uncommitted) if the SOP
@@ -103,6 +103,38 @@ class InstanceCatalog:
                 log.debug("SOP Instance %s: lost a race to another association (attempt %d); retrying",
                           record.key.sop_uid, attempt)
         raise AssertionError("unreachable")
+
+    def record(self, record: InstanceRecord, staged: StagedInstance) -> RecordOutcome:
+        """:meth:`_record_racing`; when the database fails, the file put in place is removed again.
+
+        The file is renamed before the transaction commits, so a commit that fails
+        would leave it under its final name with no row (the peer is told to
+        retry; a resend would replace it, but a peer may never resend).
+        """
+        try:
+            return self._record_racing(record, staged)
+        except SQLAlchemyError:
+            try:
+                self._unless_recorded(record.key, staged)
+            except SQLAlchemyError:
+                log.warning("could not check the file of SOP Instance %s after a database error; it "
+                            "stays at %s until the instance is sent again", record.key.sop_uid,
+                            staged.relative_path)
+            raise
+
+    def _unless_recorded(self, key: InstanceKey, staged: StagedInstance) -> None:
+        """Delete the file ``staged`` committed unless a row names it (the commit may have succeeded)."""
+        if not staged.committed:
+            return
+        with self._engine.begin() as conn:
+            sql = self._sql(conn)
+            # Under the SOP's lock no other recorder is between its rename and its commit,
+            # so a path no row names is ours alone.
+            if sql.lock_sop is not None:
+                conn.execute(sql.lock_sop, {"sop": key.sop_uid})
+            if conn.execute(sql.path_recorded, {"sop": key.sop_uid, "path": str(staged.relative_path)}
+                            ).first() is None:
+                staged.final_path.unlink(missing_ok=True)
 
     def _sql(self, conn: Connection) -> CatalogStatements:
         name = conn.dialect.name

@@ -66,7 +66,13 @@ class StagedInstance:
         self.sha256 = sha256
         self.size = size
         self._finished = False
+        self._committed = False
         self._first_version = (final_path, relative_path)
+
+    @property
+    def committed(self) -> bool:
+        """Renamed to its final name (a discarded one is not)."""
+        return self._committed
 
     def holds_data_set_of(self, relative_path: str) -> bool:
         """Whether the stored file at ``relative_path`` has this instance's data set, byte for byte.
@@ -99,7 +105,7 @@ class StagedInstance:
         if self._finished:
             raise RuntimeError(f"staged instance {self.relative_path} already committed or discarded")
         os.replace(self.temp_path, self.final_path)
-        self._finished = True
+        self._finished = self._committed = True
         # The series, study and root folders, every time: another thread may have just made the
         # series or study folder and not yet fsynced its parent, and this file hangs on that entry too.
         for folder in self.final_path.parents[:3]:

@@ -47,6 +47,7 @@ class CatalogStatements:
     note_association: Insert  # association_id, study_id, now
     touch_receiving: Update  # uid, now -> studies.id
     study_id: Select[Any]  # uid
+    path_recorded: Select[Any]  # sop, path -> a row if an instance names that file
 
     @classmethod
     def for_dialect(cls, name: str) -> CatalogStatements:
@@ -113,4 +114,6 @@ class CatalogStatements:
                 .returning(s.id)
             ),
             study_id=select(s.id).where(s.study_instance_uid == bindparam("uid")),
+            path_recorded=select(i.id).where(i.sop_instance_uid == bindparam("sop"),
+                                             i.path == bindparam("path")),
         )

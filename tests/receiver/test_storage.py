@@ -16,7 +16,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from pydicom.uid import UID
-from sqlalchemy import Engine, Row, select, update
+from sqlalchemy import Connection, Engine, Row, event, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from node.db.engine import session_factory
@@ -397,3 +398,32 @@ def test_racing_instances_of_a_new_study_share_its_rows(engine: Engine, tmp_path
         assert len(session.scalars(select(Series)).all()) == 1
         assert len(session.scalars(select(Instance)).all()) == 6
     assert len(stored_files(root)) == 6
+
+
+def test_a_commit_that_fails_leaves_no_file_behind(engine: Engine, tmp_path: Path) -> None:
+    """The file is put in place before the transaction commits; the peer is told to retry, and may not."""
+    root = tmp_path / "storage"
+    store, catalog = _store(root), InstanceCatalog(engine)
+    refusals = [True]  # the first commit of an instance row
+
+    def refuse_once(conn: Connection) -> None:
+        if conn.info.pop("inserted", False) and refusals:
+            refusals.pop()
+            raise OperationalError("COMMIT", {}, Exception("server closed the connection unexpectedly"))
+
+    def note_insert(conn: Connection, cursor: object, statement: str, *args: object) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO INSTANCES"):
+            conn.info["inserted"] = True
+
+    event.listen(engine, "before_cursor_execute", note_insert)
+    event.listen(engine, "commit", refuse_once)
+    try:
+        with _staged(store) as staged, pytest.raises(OperationalError):
+            catalog.record(_record(), staged)
+    finally:
+        event.remove(engine, "commit", refuse_once)
+        event.remove(engine, "before_cursor_execute", note_insert)
+    assert stored_files(root) == []
+    with _staged(store) as staged:
+        assert catalog.record(_record(), staged) is RecordOutcome.STORED
+    assert stored_files(root) == [root / KEY.relative_path]
