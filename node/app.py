@@ -73,6 +73,17 @@ class Node:
             handlers = self.telemetry.jobs.timed(build_handlers(settings))
             self.workers = WorkerPool(settings.queue, sessions, handlers, name,
                                       on_failure=build_failure_hooks())
+        self._watch()
+
+    def _watch(self) -> None:
+        health = self.telemetry.health
+        health.watch("completion monitor", lambda: self.monitor.died)
+        if self.retention is not None:
+            retention = self.retention
+            health.watch("retention", lambda: retention.died)
+        if self.workers is not None:
+            workers = self.workers
+            health.watch("workers", lambda: workers.died)
 
     def start(self) -> None:
         self.telemetry.start()

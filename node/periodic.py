@@ -39,6 +39,11 @@ class Periodic:
         if self._thread is not None:
             self._thread.join(timeout)
 
+    @property
+    def died(self) -> bool:
+        """Its thread ended without being stopped (an unexpected error: see the log)."""
+        return self._thread is not None and not self._thread.is_alive() and not self._stopping.is_set()
+
     def _loop(self) -> None:
         while not self._stopping.is_set():
             try:

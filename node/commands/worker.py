@@ -86,6 +86,9 @@ def _run_until_stopped(
         pool = WorkerPool(settings.queue, sessions, telemetry.jobs.timed(handlers), process_name(),
                           on_failure=on_failure)
         completion = CompletionMonitor(settings.study, settings.queue, sessions) if monitor else None
+        telemetry.health.watch("workers", lambda: pool is not None and pool.died)
+        if completion is not None:
+            telemetry.health.watch("completion monitor", lambda: completion.died)
         try:
             telemetry.start()
         except OSError:

@@ -47,7 +47,8 @@ class Health:
 
 
 class HealthCheck:
-    """Database reachable, every folder in ``folders`` writable, no job claimable for over ``stuck_after``."""
+    """Database reachable, every folder in ``folders`` writable, no job claimable for over ``stuck_after``,
+    and every watched part of the process (its threads) still running."""
 
     def __init__(self, sessions: sessionmaker[Session], folders: Sequence[Path], stuck_after: timedelta,
                  *, clock: Callable[[], datetime] = utcnow) -> None:
@@ -57,10 +58,21 @@ class HealthCheck:
         self._folders = tuple(folders)
         self._stuck_after = stuck_after
         self._clock = clock
+        self._parts: dict[str, Callable[[], bool]] = {}
+
+    def watch(self, name: str, died: Callable[[], bool]) -> None:
+        """Report ``name`` stopped (unhealthy) when ``died()``: a thread this process needs ended."""
+        if not name:
+            raise ValueError("name must not be empty")
+        self._parts[name] = died
 
     def run(self) -> Health:
         database, queue = self._database_and_queue()
-        return Health({"database": database, "storage": self._storage(), "queue": queue})
+        checks = {"database": database, "storage": self._storage(), "queue": queue}
+        if self._parts:
+            stopped = sorted(name for name, died in self._parts.items() if died())
+            checks["threads"] = Check(not stopped, {"stopped": stopped})
+        return Health(checks)
 
     def _database_and_queue(self) -> tuple[Check, Check]:
         limit = self._stuck_after.total_seconds()

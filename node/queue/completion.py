@@ -114,6 +114,10 @@ class CompletionMonitor:
     def start(self) -> None:
         self._periodic.start()
 
+    @property
+    def died(self) -> bool:
+        return self._periodic.died
+
     def stop(self, timeout: float = 10.0) -> None:
         self._periodic.stop(timeout)
 

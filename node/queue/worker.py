@@ -164,6 +164,11 @@ class WorkerPool:
         return released
 
     @property
+    def died(self) -> bool:
+        """A worker thread ended while the pool runs (an unexpected error outside a handler: see the log)."""
+        return not self._stopping.is_set() and any(not thread.is_alive() for thread in self._threads)
+
+    @property
     def lingering(self) -> list[str]:
         """Names of worker threads still running (after :meth:`stop`: handlers that did not return)."""
         return [thread.name for thread in self._threads if thread.is_alive()]
