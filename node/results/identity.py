@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+import highdicom as hd
 from pydicom.dataset import Dataset
 from pydicom.uid import UID, generate_uid
 
@@ -21,6 +22,25 @@ DEVICE_SERIAL_NUMBER = "none"  # Type 1 in the Enhanced General Equipment module
 SEG_SERIES_NUMBER = 9001
 SR_SERIES_NUMBER = 9002
 KEY_IMAGE_SERIES_NUMBER = 9003
+_UTF8 = "ISO_IR 192"
+_WRITABLE_CHARACTER_SETS = frozenset(value.value for value in hd.enum.SpecificCharacterSetValues)
+
+
+def character_set(source: Dataset) -> str | list[str] | None:
+    """The Specific Character Set to write: the source's, or UTF-8 where highdicom cannot take it.
+
+    highdicom copies the source's and refuses some legal values (an empty one, the
+    Japanese "\\ISO 2022 IR 87" whose first value is empty, ISO 2022 IR 149), which
+    left such a study without results. pydicom has decoded the values already, so
+    UTF-8 holds them all.
+    """
+    value = source.get("SpecificCharacterSet")
+    if value is None:
+        return None
+    values = [value] if isinstance(value, str) else [str(v) for v in value]
+    if values and all(v in _WRITABLE_CHARACTER_SETS for v in values):
+        return value if isinstance(value, str) else values
+    return _UTF8
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,13 @@ from analysis.findings import StudyFindings
 from analysis.results import SignState, SpineSegmentation
 from analysis.signs.types import LevelSigns
 from analysis.volume import LEVEL_LABELS, Volume
-from node.results.identity import KEY_IMAGE_SERIES_NUMBER, MANUFACTURER, PRODUCT, ResultIdentity
+from node.results.identity import (
+    KEY_IMAGE_SERIES_NUMBER,
+    MANUFACTURER,
+    PRODUCT,
+    ResultIdentity,
+    character_set,
+)
 from node.results.source import SegmentedSeries
 
 TRIAGE_LINE = "Triage aid - not a diagnosis"
@@ -183,7 +189,7 @@ def build_key_image(
         content_time=identity.created.time(),
         series_date=identity.created.date(),
         series_time=identity.created.time(),
-        specific_character_set=source.reference.get("SpecificCharacterSet"),
+        specific_character_set=character_set(source.reference),
     )
     sc.copy_patient_and_study_information(source.reference)
     sc.DateOfSecondaryCapture = DA(identity.created.strftime("%Y%m%d"))

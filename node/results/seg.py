@@ -26,6 +26,7 @@ from node.results.identity import (
     PRODUCT,
     SEG_SERIES_NUMBER,
     ResultIdentity,
+    character_set,
 )
 from node.results.source import SegmentedSeries
 
@@ -145,6 +146,7 @@ def build_segmentation(
         content_description="Vertebral bodies and suspicious lesions",
         content_label="VERTEBRAE",
         series_description=SERIES_DESCRIPTION,
+        specific_character_set=character_set(source.datasets[0]),
         content_date=identity.created.date(),
         content_time=identity.created.time(),
         series_date=identity.created.date(),

@@ -24,7 +24,7 @@ from analysis.results import SignState
 from analysis.volume import Sequence
 from node.results import ResultKind, ResultObject
 from node.results import codes as lc
-from node.results.identity import MANUFACTURER, PRODUCT, SR_SERIES_NUMBER, ResultIdentity
+from node.results.identity import MANUFACTURER, PRODUCT, SR_SERIES_NUMBER, ResultIdentity, character_set
 from node.results.seg import SegmentPlan, tracking_uid
 
 SERIES_DESCRIPTION = "Lumbar Sentinel measurement report (triage aid)"
@@ -196,6 +196,7 @@ def build_sr(
         previous_versions=[_predecessor(findings.study_instance_uid, p) for p in predecessors] or None,
         coding_schemes=[lc.coding_scheme_item()],
         series_description=SERIES_DESCRIPTION,
+        specific_character_set=character_set(evidence[0]),
         manufacturer_model_name=PRODUCT,
         software_versions=identity.algorithm_version,
         content_date=identity.created.date(),

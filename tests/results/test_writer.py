@@ -14,10 +14,11 @@ from pydicom.dataset import Dataset
 from analysis.findings import summarize
 from analysis.results import SpineSegmentation
 from analysis.volume import Sequence
+from node.pipeline.inputs import load_inputs
 from node.pipeline.run import AnalysisOutput
 from node.results import ResultKind
 from node.results.writer import write_result_objects
-from node.study import read_series
+from node.study import group_dicom_folder, read_series
 from tests.results.conftest import (
     ANALYSIS_KEY,
     CREATED,
@@ -128,4 +129,32 @@ def test_a_study_without_bodies_gets_an_sr_and_a_key_image_but_no_seg(
     key = dcmread(objects[1].path)
     assert key.SourceImageSequence[0].ReferencedSOPInstanceUID == slices[len(slices) // 2].sop_instance_uid
     for obj in objects:
+        assert dciodvfy_report(obj.path)[0] == [], obj.kind
+
+
+@pytest.mark.parametrize(("character_set", "name", "written_as"), [
+    (["", "ISO 2022 IR 87"], "Yamada^Tarou=山田^太郎=やまだ^たろう", "ISO_IR 192"),
+    (["ISO 2022 IR 6", "ISO 2022 IR 149"], "Hong^Gildong=洪^吉洞=홍^길동", "ISO_IR 192"),
+    ("", "Doe^Jane", "ISO_IR 192"),
+    ("ISO_IR 100", "Müller^Jörg", "ISO_IR 100"),
+])
+def test_any_source_character_set_gets_results_with_the_names_kept(
+        written: Written, tmp_path: Path, character_set: str | list[str], name: str, written_as: str) -> None:
+    """highdicom refuses some character sets it would copy from the source: those results are in UTF-8."""
+    analysed = written.analysed
+    folder = tmp_path / "dicom"
+    for series in analysed.study.series:
+        for path in series.paths:
+            ds = dcmread(path)
+            ds.SpecificCharacterSet = character_set
+            ds.PatientName = name
+            (folder / path.parent.name).mkdir(parents=True, exist_ok=True)
+            ds.save_as(folder / path.parent.name / path.name)
+    study = group_dicom_folder(folder).studies[0]
+    objects = write_result_objects(analysed.output, load_inputs(study), study, tmp_path / "out",
+                                   analysis_key=ANALYSIS_KEY, created=CREATED)
+    assert [o.kind for o in objects] == [ResultKind.SEG, ResultKind.SR, ResultKind.KEY_IMAGE]
+    for obj in objects:
+        ds = dcmread(obj.path)
+        assert (ds.SpecificCharacterSet, str(ds.PatientName)) == (written_as, name), obj.kind
         assert dciodvfy_report(obj.path)[0] == [], obj.kind
