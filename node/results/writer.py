@@ -47,6 +47,14 @@ def _save(kind: ResultKind, ds: Dataset, out_dir: Path, created: datetime) -> Re
     )
 
 
+def _evidence(primary: Seq[Dataset], inputs: StudyInputs, study: StudyFiles) -> list[Dataset]:
+    """The primary series' images, then those of every other series the findings used (T1, STIR...)."""
+    drawn_on = {str(ds.SeriesInstanceUID) for ds in primary}
+    used = set(inputs.series_uids.values()) - drawn_on
+    return [*primary, *(header for series in study.series if series.series_instance_uid in used
+                        for header in series.headers)]
+
+
 def write_result_objects(
     output: AnalysisOutput,
     inputs: StudyInputs,
@@ -94,7 +102,8 @@ def write_result_objects(
     if any(not p.is_lesion for p in plans):
         seg, plans = build_segmentation(source, output.segmentation, output.level_signs, identity)
         written.append(_save(ResultKind.SEG, seg, out_dir, created))
-    sr = build_sr(output.findings, seg, plans, list(source.datasets), identity, predecessors)
+    sr = build_sr(output.findings, seg, plans, _evidence(source.datasets, inputs, study), identity,
+                  predecessors)
     written.append(_save(ResultKind.SR, sr, out_dir, created))
     key = build_key_image(source, output.segmentation, output.level_signs, output.findings, identity)
     written.append(_save(ResultKind.KEY_IMAGE, key, out_dir, created))

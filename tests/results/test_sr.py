@@ -65,6 +65,21 @@ def test_sr_is_a_tid1500_report_of_the_study(sr: hd.sr.Comprehensive3DSR, writte
     assert "PredecessorDocumentsSequence" not in sr
 
 
+def test_the_evidence_lists_every_series_the_findings_used(sr: hd.sr.Comprehensive3DSR,
+                                                          written: Written) -> None:
+    """Not only the series the bodies were drawn on: a viewer fetches the evidence to show it."""
+    analysed = written.analysed
+    used = set(analysed.inputs.series_uids.values())
+    assert len(used) == 3  # the phantom's T1, T2 and STIR
+    expected = {(s.series_instance_uid, str(h.SOPInstanceUID))
+                for s in analysed.study.series if s.series_instance_uid in used for h in s.headers}
+    seg = written.objects[0]
+    listed = {(str(series.SeriesInstanceUID), str(item.ReferencedSOPInstanceUID))
+              for study in sr.CurrentRequestedProcedureEvidenceSequence
+              for series in study.ReferencedSeriesSequence for item in series.ReferencedSOPSequence}
+    assert listed == expected | {(seg.series_instance_uid, seg.sop_instance_uid)}
+
+
 def test_the_observer_is_the_product_device_with_its_version(sr: hd.sr.Comprehensive3DSR) -> None:
     (observer,) = measurement_report(sr).get_observer_contexts()
     assert code_of(observer.observer_type) == ("121007", "DCM")
