@@ -91,7 +91,21 @@ class Earlier:
     """What a job needs to know of the study's past: the SRs it replaces and when the job was queued."""
 
     reports: tuple[ResultObject, ...]
-    created: datetime
+    queued: datetime  # exactly, as the database holds it
+
+    @property
+    def created(self) -> datetime:
+        """The content time the result objects carry (DICOM time: whole seconds, naive UTC)."""
+        return self.queued.astimezone(UTC).replace(tzinfo=None, microsecond=0)
+
+    def analysis_key(self, job_id: int) -> str:
+        """What every UID of the job's results derives from.
+
+        The same job run again (a lost lease) writes the same objects; the time it was
+        queued tells apart the jobs of another database with the same id (one set up
+        again, a second node), whose objects must not reuse UIDs the PACS has already.
+        """
+        return f"job {job_id} queued {self.queued.astimezone(UTC).isoformat()}"
 
 
 @dataclass(frozen=True)
@@ -167,8 +181,9 @@ class AnalyzeStudy:
         write_results(out_dir, output)
         # keyed by the job and dated by its queueing, so a job run again after a lost
         # lease writes the same objects (same UIDs, same bytes)
-        objects = write_result_objects(output, inputs, files, out_dir, analysis_key=f"job {job.id}",
-                                       created=earlier.created, predecessors=earlier.reports)
+        objects = write_result_objects(output, inputs, files, out_dir,
+                                       analysis_key=earlier.analysis_key(job.id), created=earlier.created,
+                                       predecessors=earlier.reports)
         return Analysed(output, objects), inputs.unusable
 
     def _earlier(self, session: Session, job: ClaimedJob) -> Earlier:
@@ -178,7 +193,7 @@ class AnalyzeStudy:
         queued = session.scalar(select(Job.created_at).where(Job.id == job.id))
         if queued is None:
             raise PermanentJobError(f"job {job.id} does not exist")
-        return Earlier(reports, queued.astimezone(UTC).replace(tzinfo=None, microsecond=0))
+        return Earlier(reports, queued)
 
     def _series_files(self, session: Session, study_id: int) -> StudyListing | None:
         study = session.get(Study, study_id)

@@ -30,7 +30,7 @@ from node.storage import (
     retention,
     sha256_of,
 )
-from node.tasks.analyze_study import NO_SAGITTAL, AnalyzeStudy
+from node.tasks.analyze_study import NO_SAGITTAL, AnalyzeStudy, Earlier
 from tests.queue.helpers import AXIAL, SAGITTAL, add_study, register_series, write_series
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -288,3 +288,13 @@ def test_an_instance_stored_while_retention_deletes_is_kept_and_analysed(
         assert session.get_one(Study, study_id).status == StudyStatus.RECEIVING
     assert [uid for uid, _ in kept] == [late.sop_uid]  # stored after the deletion: not counted as deleted
     assert (tmp_path / kept[0].path).exists()
+
+
+def test_a_job_of_another_database_with_the_same_id_gets_other_uids() -> None:
+    """A node set up again numbers its jobs from 1: its results must not reuse the UIDs a PACS holds."""
+    queued = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
+    first = Earlier((), queued)
+    assert first.analysis_key(1) == Earlier((), queued).analysis_key(1)  # the same job run again
+    assert first.analysis_key(1) != Earlier((), queued + timedelta(microseconds=1)).analysis_key(1)
+    assert first.analysis_key(1) != first.analysis_key(2)
+    assert first.created == datetime(2026, 3, 1, 12, 0, 0)  # DICOM times: whole seconds
