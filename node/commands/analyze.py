@@ -12,12 +12,15 @@ import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
 from node.settings import Settings
 from node.study import SkippedFile, StudyFiles, group_dicom_folder
+
+if TYPE_CHECKING:
+    from node.results import ResultObject
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +76,25 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     return worst
 
 
+def _earlier_report(path: Path, study_uid: str) -> ResultObject | None:
+    """The SR an earlier run left at ``path`` for the same study: the new SR lists it as its predecessor."""
+    from pydicom import dcmread
+    from pydicom.errors import InvalidDicomError
+    from pydicom.uid import Comprehensive3DSRStorage
+
+    from node.results import ResultKind, ResultObject
+    from node.storage import sha256_of
+
+    try:
+        ds = dcmread(path, stop_before_pixels=True)
+        if str(ds.StudyInstanceUID) != study_uid or str(ds.SOPClassUID) != Comprehensive3DSRStorage:
+            return None
+        return ResultObject(ResultKind.SR, path, str(ds.SOPClassUID), str(ds.SOPInstanceUID),
+                            str(ds.SeriesInstanceUID), sha256_of(path))
+    except (OSError, InvalidDicomError, AttributeError):  # none there, or not ours to succeed
+        return None
+
+
 def _print_skipped(skipped: Sequence[SkippedFile], console: Console, shown: int = 5) -> None:
     for item in skipped[:shown]:
         console.print(f"  skipped {item.path}: {item.reason}")
@@ -83,6 +105,7 @@ def _print_skipped(skipped: Sequence[SkippedFile], console: Console, shown: int 
 def _analyse_one(study: StudyFiles, out_dir: Path, model: Any, console: Console, update: Any) -> int:
     from node.pipeline.inputs import NotAnalysable, load_inputs
     from node.pipeline.run import FINDINGS_FILE, LABELS_FILE, analyse, write_results
+    from node.results import ResultKind
     from node.results.writer import FILE_NAMES, write_result_objects
 
     uid = study.study_instance_uid
@@ -99,13 +122,15 @@ def _analyse_one(study: StudyFiles, out_dir: Path, model: Any, console: Console,
     output = analyse(inputs, model, progress=lambda step: update(f"study {uid}: {step}"))
     earlier = [out_dir / name for name in (FINDINGS_FILE, LABELS_FILE, *FILE_NAMES.values())
                if (out_dir / name).is_file()]
+    replaced = _earlier_report(out_dir / FILE_NAMES[ResultKind.SR], uid)
     try:
         findings_path, labels_path = write_results(out_dir, output)
         update(f"study {uid}: writing the SR, SEG and key image")
         created = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
         # an offline run is a new analysis each time: its objects get UIDs of their own
         key = f"offline analyze {created.isoformat()}"
-        objects = write_result_objects(output, inputs, study, out_dir, analysis_key=key, created=created)
+        objects = write_result_objects(output, inputs, study, out_dir, analysis_key=key, created=created,
+                                       predecessors=[replaced] if replaced is not None else [])
         # A file of the earlier run that this one does not write (a SEG, when no body was
         # found now) would read as part of this result.
         stale = [path for path in earlier

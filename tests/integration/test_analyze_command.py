@@ -166,3 +166,14 @@ def test_analyze_into_an_earlier_result_replaces_it_whole(phantom: Path, tmp_pat
         "findings.json", "key_image.dcm", "notes.txt", "sr.dcm", "vertebrae.nii.gz"]
     assert json.loads((out / "findings.json").read_text())["levels"] == []
     assert "highdicom" not in result.stderr  # its INFO lines are not the researcher's concern
+    first_sr = dcmread(out / "sr.dcm")
+    again = _cli("analyze", str(dicom), "--out", str(out))
+    assert again.returncode == 0, again.stderr
+    second_sr = dcmread(out / "sr.dcm")
+    assert second_sr.SOPInstanceUID != first_sr.SOPInstanceUID
+    # the SR it replaces is its predecessor, as with the node's own re-analyses
+    (study,) = second_sr.PredecessorDocumentsSequence
+    (series,) = study.ReferencedSeriesSequence
+    (item,) = series.ReferencedSOPSequence
+    assert (series.SeriesInstanceUID, item.ReferencedSOPInstanceUID) == (
+        first_sr.SeriesInstanceUID, first_sr.SOPInstanceUID)
