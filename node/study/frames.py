@@ -7,6 +7,7 @@ Per-frame Functional Groups Sequences, the per-frame item winning.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -147,6 +148,11 @@ def frame_headers(path: Path, ds: Dataset) -> list[FrameHeader]:
         intercept = _optional_float(
             frame_value(ds, index, "PixelValueTransformationSequence", "RescaleIntercept"), 0.0
         )
+        if slope is not None and (slope == 0 or not math.isfinite(slope)):
+            # a zero slope maps every pixel to one value: the analysis would see a blank series
+            raise SeriesError(f"{where}: Rescale Slope must be a finite non-zero number, got {slope}")
+        if intercept is not None and not math.isfinite(intercept):
+            raise SeriesError(f"{where}: Rescale Intercept must be a finite number, got {intercept}")
         thickness = _optional_float(frame_value(ds, index, "PixelMeasuresSequence", "SliceThickness"), None)
         out.append(
             FrameHeader(

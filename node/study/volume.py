@@ -81,7 +81,9 @@ def read_series(
     already read (``stop_before_pixels``) for those paths, in the same order.
     Pixel values are rescaled by each frame's Rescale Slope/Intercept; the
     array keeps the stored integer type when every frame's rescale is the
-    identity and is float32 otherwise. Raises :class:`SeriesError` when the
+    identity and is float32 otherwise. A MONOCHROME1 series (low values shown
+    white) is inverted within its value range, so that high values are bright
+    as in every other series the analysis reads. Raises :class:`SeriesError` when the
     files cannot form one evenly spaced stack.
     """
     files, datasets, frames = series_frame_headers(paths, headers)
@@ -91,7 +93,7 @@ def read_series(
     if identity and len(stored) > 1:
         raise SeriesError(f"mixed stored pixel types: {sorted(str(d) for d in stored)}")
     dtype = next(iter(stored)) if identity else np.dtype(np.float32)
-    array = _pixels(files, datasets, frames, geometry, dtype)
+    array = _as_monochrome2(_pixels(files, datasets, frames, geometry, dtype), files, datasets, frames)
     volume = Volume(array, geometry.spacing, geometry.origin, geometry.direction)
     first = datasets[0]
     ordered = [frames[i] for i in geometry.order]
@@ -145,3 +147,29 @@ def _pixels(
                 plane = plane.astype(np.float64) * frame.rescale_slope + frame.rescale_intercept
             out[slice_of[n]] = plane
     return out
+
+
+def _as_monochrome2(
+    array: npt.NDArray[np.generic], files: list[Path], datasets: list[Dataset], frames: list[FrameHeader]
+) -> npt.NDArray[np.generic]:
+    kinds = {str(ds.get("PhotometricInterpretation", "")) for ds in datasets}
+    if kinds == {"MONOCHROME2"}:
+        return array
+    if len(kinds) > 1:
+        raise SeriesError(f"mixed Photometric Interpretation: {sorted(kinds)}")
+    # The range every value of the series can take (stored bits, then each frame's rescale);
+    # mirroring within it keeps integers in their type and the same tissue at the same value.
+    header_of = dict(zip(files, datasets, strict=True))
+    ends = []
+    for frame in frames:
+        ds = header_of[frame.path]
+        bits = int(ds.get("BitsStored") or ds.get("BitsAllocated") or 16)
+        signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+        low, high = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
+        ends += [low * frame.rescale_slope + frame.rescale_intercept,
+                 high * frame.rescale_slope + frame.rescale_intercept]
+    low, high = min(ends), max(ends)
+    if array.dtype.kind in "iu":
+        low, high = int(low), int(high)
+    mirrored = np.asarray(low + high, dtype=array.dtype) - np.clip(array, low, high)
+    return mirrored.astype(array.dtype, copy=False)

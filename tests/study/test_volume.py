@@ -242,3 +242,45 @@ def test_rejects_colour_images(tmp_path: Path) -> None:
     datasets[0].SamplesPerPixel = 3
     with pytest.raises(SeriesError, match="colour"):
         read_volume(write(datasets, tmp_path))
+
+
+def _monochrome1(datasets: list[pydicom.Dataset], stored: np.ndarray) -> list[pydicom.Dataset]:
+    for ds, plane in zip(datasets, stored, strict=True):
+        ds.PhotometricInterpretation = "MONOCHROME1"
+        ds.PixelData = np.ascontiguousarray(plane.astype(np.uint16)).tobytes()
+    return datasets
+
+
+def test_a_monochrome1_series_reads_as_the_same_tissue_contrast(tmp_path: Path) -> None:
+    # MONOCHROME1 shows low values white: the same image stored inverted in the 12 stored bits
+    array = volume_array(slices=4)
+    datasets = _monochrome1(single_frame_series(array), 4095 - array)
+    volume = read_volume(write(datasets, tmp_path))
+    assert volume.array.dtype == np.uint16
+    np.testing.assert_array_equal(volume.array, array)
+
+
+def test_a_rescaled_monochrome1_series_is_mirrored_within_its_value_range(tmp_path: Path) -> None:
+    array = volume_array(slices=3)
+    slopes = [(2.0, -100.0), (2.0, -100.0), (2.0, -100.0)]
+    datasets = _monochrome1(single_frame_series(array, slopes=slopes), 4095 - array)
+    volume = read_volume(write(datasets, tmp_path))
+    # rescaled range -100 .. 8090: a stored 4095 - v (shown dark when v is high) reads bright
+    expected = (-100 + 8090) - ((4095 - array) * 2.0 - 100)
+    np.testing.assert_allclose(np.asarray(volume.array, dtype=float), expected)
+
+
+def test_rejects_a_series_mixing_monochrome1_and_monochrome2(tmp_path: Path) -> None:
+    datasets = single_frame_series(volume_array(slices=3))
+    datasets[1].PhotometricInterpretation = "MONOCHROME1"
+    with pytest.raises(SeriesError, match="mixed Photometric Interpretation"):
+        read_volume(write(datasets, tmp_path))
+
+
+@pytest.mark.parametrize(("slope", "intercept"), [(0.0, 0.0), (1.0, "NaN"), ("inf", 0.0)])
+def test_rejects_a_rescale_that_is_zero_or_not_finite(tmp_path: Path, slope: object,
+                                                      intercept: object) -> None:
+    datasets = single_frame_series(volume_array(slices=3))
+    datasets[1].RescaleSlope, datasets[1].RescaleIntercept = slope, intercept
+    with pytest.raises(SeriesError, match=r"im0001\.dcm: Rescale (Slope|Intercept) must be a finite"):
+        read_volume(write(datasets, tmp_path))
