@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
+import numpy as np
 from pydicom.dataset import Dataset
 
 from analysis.volume import Plane, Sequence
 from node.study.classify import SeriesClassification, classify_series
 from node.study.errors import SeriesError, StudyInputError
 from node.study.frames import SUPPORTED_SOP_CLASSES, frame_headers
-from node.study.geometry import GeometryTolerance, stack_geometry
+from node.study.geometry import GeometryTolerance, StackGeometry, stack_geometry
 
 WANTED: tuple[Sequence, ...] = (Sequence.T1, Sequence.T2, Sequence.STIR, Sequence.T1C)
 # Used for the analysis only when none of WANTED is there (a Dixon-only study).
@@ -27,6 +29,8 @@ MISSING_CONSEQUENCE: Mapping[Sequence, str] = MappingProxyType({
     Sequence.T1C: "no enhancement assessment",
 })
 COVERAGE_STEP_MM = 5.0  # coverages closer than this count as equal
+# Series share a part of the spine when they overlap along it by this fraction of the shorter one.
+SAME_STATION_OVERLAP = 0.5
 
 
 @dataclass(frozen=True)
@@ -41,14 +45,30 @@ class SeriesSummary:
     classification: SeriesClassification | None  # None when it is not an MR image series
     slices: int
     slice_spacing: float | None  # mm between slice positions, when the series forms a volume
+    # Lowest and highest patient z (LPS: head is +z) the volume reaches, when it forms one.
+    spine_range: tuple[float, float] | None
     slice_thickness: float | None
     derived: bool
     acquired: str  # sortable acquisition date and time ("" when not recorded)
     volume_problem: str | None  # why it cannot form a volume; None when it can
 
     @property
-    def coverage_mm(self) -> float:
+    def length_mm(self) -> float:
+        """How much of the spine (head to foot) the series covers."""
+        return self.spine_range[1] - self.spine_range[0] if self.spine_range else 0.0
+
+    @property
+    def width_mm(self) -> float:
+        """How far the slices reach across the slice direction (left to right on a sagittal series)."""
         return self.slices * self.slice_spacing if self.slice_spacing else 0.0
+
+    def shares_spine_with(self, other: SeriesSummary) -> bool:
+        """Whether both cover mostly the same part of the spine (not two stations of a whole spine)."""
+        if self.spine_range is None or other.spine_range is None:
+            return False
+        (low, high), (other_low, other_high) = self.spine_range, other.spine_range
+        common = min(high, other_high) - max(low, other_low)
+        return common >= SAME_STATION_OVERLAP * min(self.length_mm, other.length_mm)
 
     @property
     def label(self) -> str:
@@ -91,13 +111,32 @@ def _acquired(ds: Dataset) -> str:
     return ""
 
 
+def _series_number(ds: Dataset) -> int | None:
+    # Series Number is an IS; a sender's non-numeric value only costs the series its number.
+    try:
+        number = float(str(ds.get("SeriesNumber")))
+    except ValueError:  # pydicom's conversion of the stored text, or ours
+        return None
+    return int(number) if math.isfinite(number) and number.is_integer() else None
+
+
+def _spine_range(geometry: StackGeometry) -> tuple[float, float]:
+    """Lowest and highest patient z of the corners of the volume's grid."""
+    direction = np.asarray(geometry.direction).reshape(3, 3)
+    k, j, i = geometry.shape
+    extent = np.array([(i - 1) * geometry.spacing[0], (j - 1) * geometry.spacing[1],
+                       (k - 1) * geometry.spacing[2]])
+    corners = np.array(np.meshgrid([0, 1], [0, 1], [0, 1])).reshape(3, -1).T * extent
+    z = geometry.origin[2] + corners @ direction[2]
+    return float(z.min()), float(z.max())
+
+
 def summarize_series(headers: Seq[Dataset], tolerance: GeometryTolerance | None = None) -> SeriesSummary:
     """Classification and volume facts of one series from its headers (no pixel data read)."""
     if not headers:
         raise StudyInputError("headers: a series needs at least one header")
     first = headers[0]
     modality = str(first.get("Modality", "") or "")
-    number = first.get("SeriesNumber")
     image_type = [str(v).upper() for v in (first.get("ImageType") or [])]
     frames, problem = [], None
     try:
@@ -108,16 +147,18 @@ def summarize_series(headers: Seq[Dataset], tolerance: GeometryTolerance | None 
     except SeriesError as exc:
         geometry, problem = None, str(exc)
     thickness = next((f.slice_thickness for f in frames if f.slice_thickness), None)
+    number = _series_number(first)
     mr_image = modality == "MR" and str(first.get("SOPClassUID", "")) in SUPPORTED_SOP_CLASSES
     return SeriesSummary(
         study_instance_uid=str(first.get("StudyInstanceUID", "") or ""),
         series_instance_uid=str(first.get("SeriesInstanceUID", "") or ""),
-        series_number=None if number in (None, "") else int(number),
+        series_number=number,
         description=str(first.get("SeriesDescription", "") or ""),
         modality=modality,
         classification=classify_series(headers) if mr_image else None,
         slices=len(frames),
         slice_spacing=None if geometry is None else geometry.spacing[2],
+        spine_range=None if geometry is None else _spine_range(geometry),
         slice_thickness=thickness,
         derived=bool(image_type) and image_type[0] == "DERIVED",
         acquired=_acquired(first),
@@ -129,7 +170,8 @@ _Criterion = tuple[str, Callable[[SeriesSummary], object]]
 # In order of importance; the first that separates the best from the runner-up is the reason.
 _CRITERIA: tuple[_Criterion, ...] = (
     ("original, not derived", lambda s: not s.derived),
-    ("covers more of the spine", lambda s: round(s.coverage_mm / COVERAGE_STEP_MM)),
+    ("covers more of the spine", lambda s: round(s.length_mm / COVERAGE_STEP_MM)),
+    ("covers more across it", lambda s: round(s.width_mm / COVERAGE_STEP_MM)),
     ("thinner slices", lambda s: -(s.slice_thickness or s.slice_spacing or 1e9)),
     ("more slices", lambda s: s.slices),
     ("latest of repeats", lambda s: (s.acquired, s.series_number or 0)),
@@ -144,7 +186,7 @@ def _rank(candidates: list[SeriesSummary]) -> tuple[SeriesSummary, str]:
     ordered = sorted(candidates, key=_sort_key, reverse=True)
     best = ordered[0]
     facts = (
-        f"{best.slices} slices, {best.coverage_mm:.0f} mm coverage, "
+        f"{best.slices} slices, {best.length_mm:.0f} mm of spine, {best.width_mm:.0f} mm across, "
         f"{best.slice_thickness or best.slice_spacing:g} mm slices"
     )
     if len(ordered) == 1:
@@ -180,34 +222,66 @@ def select_series(
     elif not sagittal:
         planes = ", ".join(sorted({str(s.classification.plane) for s in mr if s.classification}))
         problems.append(f"no sagittal MR series (planes found: {planes})")
-    choices: list[SeriesChoice] = []
     set_aside: list[str] = []
+    usable: dict[Sequence, list[SeriesSummary]] = {}
     for sequence in WANTED:
-        of_kind = [s for s in sagittal if s.classification and s.classification.sequence is sequence]
-        usable = [s for s in of_kind if s.volume_problem is None]
-        aside = [f"{s.label} ({sequence}) set aside: {s.volume_problem}" for s in of_kind if s not in usable]
+        of_kind = _of_sequence(sagittal, sequence)
+        aside = [f"{s.label} ({sequence}) set aside: {s.volume_problem}" for s in of_kind if s.volume_problem]
         set_aside += aside
         notes += aside
-        if usable:
-            best, reason = _rank(usable)
-            choices.append(SeriesChoice(sequence, best, reason))
-        elif sagittal:
+        usable[sequence] = [s for s in of_kind if s.volume_problem is None]
+    fallback = not any(usable.values())
+    if fallback:
+        notes += [f"no usable sagittal {sequence}: {MISSING_CONSEQUENCE[sequence]}" for sequence in WANTED
+                  if sagittal]
+        usable = {sequence: [s for s in _of_sequence(sagittal, sequence) if s.volume_problem is None]
+                  for sequence in FALLBACK}
+    anchor = _anchor([s for found in usable.values() for s in found])
+    choices: list[SeriesChoice] = []
+    for sequence, found in usable.items():
+        same = [s for s in found if anchor is not None and s.shares_spine_with(anchor)]
+        if anchor is not None:
+            notes += [f"{s.label} ({sequence}) set aside: {_elsewhere(s, anchor)}"
+                      for s in found if s not in same]
+        if same:
+            best, reason = _rank(same)
+            choices.append(SeriesChoice(sequence, best, f"only sagittal series left: {reason}" if fallback
+                                        else reason))
+        elif sagittal and not fallback:
             notes.append(f"no usable sagittal {sequence}: {MISSING_CONSEQUENCE[sequence]}")
     if sagittal and not choices:
-        for sequence in FALLBACK:
-            usable = [
-                s for s in sagittal
-                if s.classification and s.classification.sequence is sequence and s.volume_problem is None
-            ]
-            if usable:
-                best, reason = _rank(usable)
-                choices.append(SeriesChoice(sequence, best, f"only sagittal series left: {reason}"))
-    if sagittal and not choices:
-        found = ", ".join(sorted({str(s.classification.sequence) for s in sagittal if s.classification}))
+        kinds = ", ".join(sorted({str(s.classification.sequence) for s in sagittal if s.classification}))
         # the administrator's first question: why was a series that is there not usable
         why = "".join(f"; {reason}" for reason in set_aside)
         problems.append(
             "no usable sagittal T1, T2, STIR, post-contrast T1 or Dixon series "
-            f"(sagittal series: {found}){why}"
+            f"(sagittal series: {kinds}){why}"
         )
     return StudySelection(study_uid, tuple(choices), summaries, tuple(problems), tuple(notes))
+
+
+def _of_sequence(series: Iterable[SeriesSummary], sequence: Sequence) -> list[SeriesSummary]:
+    return [s for s in series if s.classification and s.classification.sequence is sequence]
+
+
+def _anchor(candidates: Seq[SeriesSummary]) -> SeriesSummary | None:
+    """The series whose part of the spine is analysed: the one sharing it with the most sequences.
+
+    A whole-spine study sends its stations as separate series; the analysis
+    reads one part of the spine, and among parts that tie the lowest (the
+    lumbar one) wins.
+    """
+    def key(candidate: SeriesSummary) -> tuple[int, float]:
+        sequences = {s.classification.sequence for s in candidates
+                     if s.classification and s.shares_spine_with(candidate)}
+        low, high = candidate.spine_range or (0.0, 0.0)
+        return len(sequences), -(low + high) / 2
+    return max(candidates, key=key, default=None)
+
+
+def _elsewhere(series: SeriesSummary, anchor: SeriesSummary) -> str:
+    def span(s: SeriesSummary) -> str:
+        low, high = s.spine_range or (0.0, 0.0)
+        return f"z {low:.0f} to {high:.0f} mm"
+    return (f"covers another part of the spine ({span(series)}) than the series analysed, "
+            f"{anchor.label} ({span(anchor)})")

@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from pydicom import dcmread
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.tag import Tag
 
 from analysis.volume import Sequence
 from node.study import StudyInputError, group_dicom_folder, read_volume, select_series
@@ -28,9 +30,9 @@ from tests.study.factory import (
 
 
 def series(
-    study: Study, acq: Acquisition, number: int, slices: int = 12, grid: Grid | None = None
+    study: Study, acq: Acquisition, number: int, slices: int = 12, grid: Grid | None = None, rows: int = 6
 ) -> list[Dataset]:
-    return single_frame_series(volume_array(slices=slices, rows=6, columns=5), grid or Grid(), acq,
+    return single_frame_series(volume_array(slices=slices, rows=rows, columns=5), grid or Grid(), acq,
                                study=study, number=number)
 
 
@@ -50,7 +52,8 @@ def test_full_study_picks_each_sequence_with_reasons() -> None:
         Sequence.T1: 2, Sequence.T2: 3, Sequence.STIR: 4, Sequence.T1C: 6,
     }
     t1 = selection.choice(Sequence.T1)
-    assert t1 is not None and t1.reason.startswith("only candidate: series 2 'T2 SAG' (12 slices, 48 mm")
+    assert t1 is not None and t1.reason == ("only candidate: series 2 'T2 SAG' "
+                                           "(12 slices, 4 mm of spine, 48 mm across, 4 mm slices)")
     assert selection.notes == ()
     assert selection.study_instance_uid == study.study_uid
 
@@ -58,26 +61,80 @@ def test_full_study_picks_each_sequence_with_reasons() -> None:
 @pytest.mark.parametrize(
     ("loser", "winner", "why"),
     [
-        # (number, slices, thickness, image type) of the two candidates
-        ((2, 16, 4.0, "DERIVED"), (3, 12, 4.0, "ORIGINAL"), "original, not derived"),
-        ((2, 9, 4.0, "ORIGINAL"), (3, 15, 4.0, "ORIGINAL"), "covers more of the spine"),
-        ((2, 10, 4.0, "ORIGINAL"), (3, 13, 3.0, "ORIGINAL"), "thinner slices"),
-        ((2, 12, 4.0, "ORIGINAL"), (3, 12, 4.0, "ORIGINAL"), "latest of repeats"),
+        # (number, slices, thickness, image type, rows) of the two candidates
+        ((2, 16, 4.0, "DERIVED", 6), (3, 12, 4.0, "ORIGINAL", 6), "original, not derived"),
+        # on a sagittal series the spine runs along the rows, not across the slices
+        ((2, 16, 4.0, "ORIGINAL", 30), (3, 12, 4.0, "ORIGINAL", 40), "covers more of the spine"),
+        ((2, 9, 4.0, "ORIGINAL", 6), (3, 15, 4.0, "ORIGINAL", 6), "covers more across it"),
+        ((2, 10, 4.0, "ORIGINAL", 6), (3, 13, 3.0, "ORIGINAL", 6), "thinner slices"),
+        ((2, 12, 4.0, "ORIGINAL", 6), (3, 12, 4.0, "ORIGINAL", 6), "latest of repeats"),
     ],
 )
 def test_preferences_between_candidates(
-    loser: tuple[int, int, float, str], winner: tuple[int, int, float, str], why: str
+    loser: tuple[int, int, float, str, int], winner: tuple[int, int, float, str, int], why: str
 ) -> None:
     study = Study()
     headers = []
-    for number, slices, thickness, kind in (winner, loser):
+    for number, slices, thickness, kind, rows in (winner, loser):
         grid = Grid(slice_spacing=thickness, slice_thickness=thickness)
         acq = replace(T1, image_type=(kind, "PRIMARY", "M", "NONE"))
-        headers.append(series(study, acq, number, slices, grid))
+        headers.append(series(study, acq, number, slices, grid, rows))
     choice = select_series(headers).choice(Sequence.T1)
     assert choice is not None
     assert choice.series.series_number == winner[0]
     assert f"series {winner[0]} 'SAG T1 TSE' over series {loser[0]} 'SAG T1 TSE': {why}" in choice.reason
+
+
+SERIES_NUMBER = Tag("SeriesNumber")
+LUMBAR = Grid(origin=(-30.0, -100.0, 120.0))  # rows run from z 120 mm down to the sacrum
+THORACIC = Grid(origin=(-30.0, -100.0, 440.0))
+
+
+def test_a_series_of_another_part_of_the_spine_is_not_paired_with_the_lumbar_one() -> None:
+    # A whole-spine study: the thoracic T2 station covers more, but a lumbar T2 is the pair of
+    # the lumbar T1; with no lumbar STIR, the thoracic STIR is not used at all.
+    study = Study()
+    headers = [
+        series(study, T1, 2, 12, LUMBAR, rows=300),
+        series(study, T2, 3, 12, LUMBAR, rows=300),
+        series(study, replace(T2, description="SAG T2 THORACIC"), 4, 12, THORACIC, rows=400),
+        series(study, replace(STIR, description="SAG STIR THORACIC"), 5, 12, THORACIC, rows=400),
+    ]
+    selection = select_series(headers)
+    assert {c.sequence: c.series.series_number for c in selection.choices} == {
+        Sequence.T1: 2, Sequence.T2: 3,
+    }
+    assert ("series 4 'SAG T2 THORACIC' (T2) set aside: covers another part of the spine "
+            "(z 121 to 440 mm) than the series analysed, series 2 'SAG T1 TSE' (z -119 to 120 mm)"
+            ) in selection.notes
+    assert any(n.startswith("series 5 'SAG STIR THORACIC' (STIR) set aside: covers another part")
+               for n in selection.notes)
+    assert any(n.startswith("no usable sagittal STIR") for n in selection.notes)
+
+
+def test_of_two_stations_with_the_same_sequences_the_lowest_is_analysed() -> None:
+    study = Study()
+    headers = [series(study, T2, 4, 12, THORACIC, rows=400), series(study, T2, 3, 12, LUMBAR, rows=300)]
+    choice = select_series(headers).choice(Sequence.T2)
+    assert choice is not None and choice.series.series_number == 3
+
+
+def test_a_station_with_more_sequences_wins_over_a_lower_one() -> None:
+    study = Study()
+    headers = [series(study, T1, 1, 12, THORACIC, rows=300), series(study, T2, 2, 12, THORACIC, rows=300),
+               series(study, T2, 3, 12, LUMBAR, rows=300)]
+    selection = select_series(headers)
+    assert {c.sequence: c.series.series_number for c in selection.choices} == {Sequence.T1: 1, Sequence.T2: 2}
+
+
+@pytest.mark.parametrize("number", ["A", "1.5", ""])
+def test_a_series_number_that_is_not_a_whole_number_is_left_out(number: str) -> None:
+    headers = series(Study(), T1, 1, 12)
+    for ds in headers:  # as read from a file: pydicom converts the text when it is first used
+        ds[SERIES_NUMBER] = RawDataElement(SERIES_NUMBER, "IS", len(number), number.encode(), 0, False, True)
+    choice = select_series([headers]).choice(Sequence.T1)
+    assert choice is not None and choice.series.series_number is None
+    assert choice.reason.startswith("only candidate: series ? 'SAG T1 TSE'")
 
 
 def test_unusable_series_is_set_aside_for_a_usable_one() -> None:
