@@ -259,6 +259,8 @@ def _stage(engine: Engine, study_uid: str) -> tuple[int, str | None]:
         return len(STAGES), None
     if study.status == StudyStatus.SKIPPED:
         return 0, f"the node skipped the study: {study.skip_reason}"
+    if study.status == StudyStatus.FAILED:
+        return 0, study.skip_reason
     if job is not None and job.status == JobStatus.FAILED:
         return 0, f"the analysis failed: {job.last_error}"
     if study.status == StudyStatus.RECEIVING:

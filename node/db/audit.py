@@ -39,6 +39,7 @@ class StudyStage(StrEnum):
     DELIVERED = "delivered"
     DEAD_LETTER = "dead_letter"
     REANALYSIS_REQUESTED = "reanalysis_requested"
+    ANALYSIS_FAILED = "analysis_failed"
     RESEND_REQUESTED = "resend_requested"
     IMAGES_DELETED = "images_deleted"
 

@@ -80,6 +80,7 @@ class StudyStatus(StrEnum):
     COMPLETE = "complete"  # quiet period over, analysis queued
     ANALYSED = "analysed"
     SKIPPED = "skipped"
+    FAILED = "failed"  # its analysis job failed on every attempt; skip_reason says why
 
 
 class JobStatus(StrEnum):

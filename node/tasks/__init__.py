@@ -8,6 +8,7 @@ from node.pipeline.model import shipped_model
 from node.queue.completion import ANALYZE_STUDY
 from node.queue.worker import FailureHook, JobHandler
 from node.settings import Settings
+from node.tasks.analysis_failed import analysis_failed
 from node.tasks.analyze_study import AnalyzeStudy
 
 
@@ -22,7 +23,7 @@ def build_handlers(settings: Settings) -> dict[str, JobHandler]:
 
 def build_failure_hooks() -> dict[str, FailureHook]:
     """What keeps a job kind's own records true when the queue fails or retries its job."""
-    return {DELIVER_RESULTS: job_failed}
+    return {ANALYZE_STUDY: analysis_failed, DELIVER_RESULTS: job_failed}
 
 
 def deliver_results_handler(settings: Settings) -> DeliverResults:
