@@ -206,7 +206,6 @@ class DeliverResults:
                         "delivery finished; its statuses are recorded, the delivery left %s", delivery.id,
                         delivery.attempts, job.worker_id, job.id, delivery.status)
             return _Next(None)
-        session.flush()
         # Counted after the attempt, not from it: `resend --again` may have cleared
         # acknowledgements while it ran, and those objects are still to send.
         unacknowledged = session.scalar(
@@ -217,17 +216,14 @@ class DeliverResults:
             return _Next(DeliveryStatus.DELIVERED)
         if result == Outcome.DELIVERED:
             # every object sent was taken; the rest were asked for again meanwhile: send them now
-            delivery.status = DeliveryStatus.QUEUED
-            delivery.next_attempt_at = delivery.updated_at = now
+            requeue(delivery, now, now, None)
             return _Next(DeliveryStatus.QUEUED, timedelta(0), counted=False)
         if job.attempt >= job.max_attempts:
             finish_delivery(session, delivery, DeliveryStatus.DEAD, now, error)
             return _Next(DeliveryStatus.DEAD)
         delay = self._policy.delay(job.attempt, self._rng)
-        delivery.status = DeliveryStatus.QUEUED
-        delivery.last_error = None if error is None else error[:MAX_ERROR_CHARS]
-        delivery.next_attempt_at = attempt.retry_at = now + delay
-        delivery.updated_at = now
+        attempt.retry_at = now + delay
+        requeue(delivery, attempt.retry_at, now, error)
         log.warning("delivery %d to %s: attempt %d %s, next in %.1f s", delivery.id, plan.route.name,
                     delivery.attempts, result.value, delay.total_seconds())
         return _Next(DeliveryStatus.QUEUED, delay)
@@ -277,10 +273,7 @@ def _wait(session: Session, delivery_id: int, job_id: int, now: datetime, until:
     delivery = session.get(Delivery, delivery_id, with_for_update=True)
     if delivery is None or delivery.job_id != job_id or delivery.status != DeliveryStatus.SENDING:
         return
-    delivery.status = DeliveryStatus.QUEUED
-    delivery.last_error = error[:MAX_ERROR_CHARS]
-    delivery.next_attempt_at = until
-    delivery.updated_at = now
+    requeue(delivery, until, now, error)
 
 
 def job_failed(session: Session, job_id: int, status: JobStatus, error: str, now: datetime) -> None:
@@ -300,7 +293,12 @@ def job_failed(session: Session, job_id: int, status: JobStatus, error: str, now
         finish_delivery(session, delivery, DeliveryStatus.DEAD, now, f"the job failed: {error}")
         return
     job = session.get(Job, job_id)
+    requeue(delivery, None if job is None else job.run_after, now, error)
+
+
+def requeue(delivery: Delivery, at: datetime | None, now: datetime, error: str | None) -> None:
+    """Put ``delivery`` back in line for its next attempt at ``at``, with why the last one did not finish."""
     delivery.status = DeliveryStatus.QUEUED
-    delivery.last_error = error[:MAX_ERROR_CHARS]
-    delivery.next_attempt_at = None if job is None else job.run_after
+    delivery.last_error = None if error is None else error[:MAX_ERROR_CHARS]
+    delivery.next_attempt_at = at
     delivery.updated_at = now
