@@ -81,18 +81,19 @@ def read_series(
     already read (``stop_before_pixels``) for those paths, in the same order.
     Pixel values are rescaled by each frame's Rescale Slope/Intercept; the
     array keeps the stored integer type when every frame's rescale is the
-    identity and is float32 otherwise. A MONOCHROME1 series (low values shown
-    white) is inverted within its value range, so that high values are bright
-    as in every other series the analysis reads. Raises :class:`SeriesError` when the
+    identity and every file stores the same type, and is float32 otherwise.
+    A MONOCHROME1 series (low values shown white) is inverted within its value
+    range, so that high values are bright as in every other series the
+    analysis reads. Raises :class:`SeriesError` when the
     files cannot form one evenly spaced stack.
     """
     files, datasets, frames = series_frame_headers(paths, headers)
     geometry = stack_geometry(frames, tolerance)
     identity = all(f.rescale_slope == 1.0 and f.rescale_intercept == 0.0 for f in frames)
     stored = {_stored_dtype(ds) for ds in datasets}
-    if identity and len(stored) > 1:
-        raise SeriesError(f"mixed stored pixel types: {sorted(str(d) for d in stored)}")
-    dtype = next(iter(stored)) if identity else np.dtype(np.float32)
+    # Files of one series may differ in stored type (a slice re-encoded signed, say):
+    # their values are the same quantity, so they meet in a type that holds them all.
+    dtype = next(iter(stored)) if identity and len(stored) == 1 else np.dtype(np.float32)
     array = _as_monochrome2(_pixels(files, datasets, frames, geometry, dtype), files, datasets, frames)
     volume = Volume(array, geometry.spacing, geometry.origin, geometry.direction)
     first = datasets[0]

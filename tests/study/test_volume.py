@@ -284,3 +284,12 @@ def test_rejects_a_rescale_that_is_zero_or_not_finite(tmp_path: Path, slope: obj
     datasets[1].RescaleSlope, datasets[1].RescaleIntercept = slope, intercept
     with pytest.raises(SeriesError, match=r"im0001\.dcm: Rescale (Slope|Intercept) must be a finite"):
         read_volume(write(datasets, tmp_path))
+
+
+def test_a_slice_stored_signed_among_unsigned_ones_is_read_with_them(tmp_path: Path) -> None:
+    array = volume_array(slices=4) % 2048  # what 12 signed bits hold too
+    datasets = single_frame_series(array)
+    datasets[2].PixelRepresentation = 1  # same values, stored as int16
+    volume = read_volume(write(datasets, tmp_path))
+    assert volume.array.dtype == np.float32
+    np.testing.assert_array_equal(volume.array, array.astype(np.float32))
