@@ -8,12 +8,14 @@ can point at it.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass
 
 import highdicom as hd
 import numpy as np
 import numpy.typing as npt
+from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 
 from analysis.results import SignState, SpineSegmentation
@@ -109,6 +111,24 @@ def _description(plan: SegmentPlan, identity: ResultIdentity) -> hd.seg.SegmentD
     )
 
 
+def _source_images(source: SegmentedSeries) -> list[Dataset]:
+    """The source images as highdicom reads them, each with a Slice Thickness.
+
+    highdicom copies the SEG's pixel measures from the source images. A
+    single-frame image without Slice Thickness (Type 2, so required, but some
+    senders leave it out) has none to copy: its copy here takes the slices'
+    spacing, the thickness the SEG's frames stand for.
+    """
+    thickness = f"{source.volume.spacing[2]:.6g}"
+    out = []
+    for ds in source.datasets:
+        if "SliceThickness" not in ds and "SharedFunctionalGroupsSequence" not in ds:
+            ds = copy.deepcopy(ds)
+            ds.SliceThickness = thickness
+        out.append(ds)
+    return out
+
+
 def build_segmentation(
     source: SegmentedSeries,
     segmentation: SpineSegmentation,
@@ -131,7 +151,7 @@ def build_segmentation(
     masks = _masks(plans, segmentation, level_signs)
     frames = np.stack([source.to_frames(masks[..., n]) for n in range(len(plans))], axis=-1)
     seg = hd.seg.Segmentation(
-        source_images=list(source.datasets),
+        source_images=_source_images(source),
         pixel_array=frames,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=[_description(p, identity) for p in plans],

@@ -158,3 +158,27 @@ def test_any_source_character_set_gets_results_with_the_names_kept(
         ds = dcmread(obj.path)
         assert (ds.SpecificCharacterSet, str(ds.PatientName)) == (written_as, name), obj.kind
         assert dciodvfy_report(obj.path)[0] == [], obj.kind
+
+
+def test_a_source_without_slice_thickness_gets_a_seg_with_its_slice_spacing(
+        written: Written, tmp_path: Path) -> None:
+    """Slice Thickness is Type 2, but some senders leave it out; highdicom needs it for the SEG."""
+    analysed = written.analysed
+    folder = tmp_path / "dicom"
+    for series in analysed.study.series:
+        for path in series.paths:
+            ds = dcmread(path)
+            del ds.SliceThickness
+            (folder / path.parent.name).mkdir(parents=True, exist_ok=True)
+            ds.save_as(folder / path.parent.name / path.name)
+    study = group_dicom_folder(folder).studies[0]
+    inputs = load_inputs(study)
+    objects = write_result_objects(analysed.output, inputs, study, tmp_path / "out",
+                                   analysis_key=ANALYSIS_KEY, created=CREATED)
+    assert [o.kind for o in objects] == [ResultKind.SEG, ResultKind.SR, ResultKind.KEY_IMAGE]
+    seg = dcmread(objects[0].path)
+    measures = seg.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
+    spacing = inputs.volumes[Sequence.T2].spacing[2]
+    assert float(measures.SliceThickness) == pytest.approx(spacing, abs=1e-4)
+    for obj in objects:
+        assert dciodvfy_report(obj.path)[0] == [], obj.kind
