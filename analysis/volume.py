@@ -117,6 +117,31 @@ class Volume:
             and np.allclose(self.direction, other.direction, atol=1e-4)
         )
 
+    def content_box(self) -> tuple[slice, slice, slice]:
+        """The ``[k, j, i]`` box outside which every voxel holds the volume's lowest value.
+
+        A scanner or an export that fills the border of a larger matrix writes
+        one constant there: that border is not image. The whole volume when
+        every voxel is the same.
+        """
+        inside = self.array != self.array.min()
+        box = []
+        for axis, size in enumerate(self.array.shape):
+            found = np.flatnonzero(inside.any(axis=tuple(a for a in range(3) if a != axis)))
+            box.append(slice(int(found[0]), int(found[-1]) + 1) if found.size else slice(0, size))
+        return box[0], box[1], box[2]
+
+    def crop(self, box: tuple[slice, slice, slice]) -> Volume:
+        """The part of the volume in the ``[k, j, i]`` index ``box`` (steps of 1), in the same place."""
+        starts = []
+        for axis, part in enumerate(box):
+            start, stop, step = part.indices(self.array.shape[axis])
+            if step != 1 or stop <= start:
+                raise ValueError(f"box[{axis}] must be a non-empty slice with step 1, got {part!r}")
+            starts.append(start)
+        k, j, i = starts
+        return Volume(self.array[box], self.spacing, tuple(self.index_to_lps((i, j, k))), self.direction)
+
     def with_array(self, array: npt.NDArray[np.generic]) -> Volume:
         """Same geometry, other voxels (a mask or a filtered image)."""
         if array.shape != self.array.shape:

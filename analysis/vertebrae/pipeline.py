@@ -223,6 +223,11 @@ def segment_spine(volumes: Mapping[Sequence, Volume], model: BodyModel) -> Spine
             raise TypeError(f"volumes[{seq!r}] must be a Volume, got {type(vol).__name__}")
     if not isinstance(model, BodyModel):
         raise TypeError(f"model must be a BodyModel, got {type(model).__name__}")
+    whole = volumes[primary_sequence(volumes)]
+    # A constant border (a larger matrix filled around the image) is left out: the network
+    # took it for bone, and a body cut by the image's edge must count as cut.
+    box = whole.content_box()
+    volumes = {seq: vol.crop(box) if vol.same_grid(whole) else vol for seq, vol in volumes.items()}
     primary = volumes[primary_sequence(volumes)]
     can = canonical_of(primary)
     images = canonical_images(volumes, primary, can)
@@ -309,10 +314,17 @@ def segment_spine(volumes: Mapping[Sequence, Volume], model: BodyModel) -> Spine
             )
         )
     return SpineSegmentation(
-        labels=primary.with_array(can.from_canonical(labels)),
+        labels=whole.with_array(_embed(can.from_canonical(labels), box, whole.array.shape)),
         bodies=tuple(bodies),
         labelling_certainty=naming.certainty,
         sacrum_in_view=naming.sacrum_in_view,
         notes=tuple(notes),
-        outlines=primary.with_array(can.from_canonical(outlines)),
+        outlines=whole.with_array(_embed(can.from_canonical(outlines), box, whole.array.shape)),
     )
+
+
+def _embed(part: npt.NDArray[np.generic], box: tuple[slice, slice, slice],
+           shape: tuple[int, ...]) -> npt.NDArray[np.generic]:
+    out = np.zeros(shape, dtype=part.dtype)
+    out[box] = part
+    return out

@@ -81,3 +81,23 @@ def test_adjacent_crush_fractures_are_both_reported() -> None:
     grades = {b.level: b.genant_grade for b in seg.bodies}
     assert grades["L2"] == 2 and grades["L3"] in (1, 2), grades
     assert grades["L1"] == 0 and grades["L4"] == 0, grades
+
+
+def test_a_constant_border_around_the_image_changes_nothing(
+    phantom: tuple[PhantomStudy, SpineSegmentation],
+) -> None:
+    # The same images in a larger matrix filled with zeros (an export's padding): the network
+    # took the border for bone and a body cut by the image no longer looked cut.
+    study, seg = phantom
+    g = study.labels
+    (series,) = study.series
+    whole = Volume(series.pixels, g.spacing, g.origin, g.direction)
+    pad = 40
+    padded = Volume(np.pad(series.pixels, ((0, 0), (pad, pad), (pad, pad))), g.spacing,
+                    tuple(whole.index_to_lps((-pad, -pad, 0))), g.direction)
+    again = segment_spine({Sequence.T2: padded}, shipped_model())
+    assert again.bodies == seg.bodies
+    assert (again.notes, again.sacrum_in_view) == (seg.notes, seg.sacrum_in_view)
+    inner = (slice(None), slice(pad, -pad), slice(pad, -pad))
+    np.testing.assert_array_equal(np.asarray(again.labels.array)[inner], np.asarray(seg.labels.array))
+    assert not np.asarray(again.labels.array)[:, :pad].any()

@@ -3,11 +3,43 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from analysis.volume import Volume
+
+OBLIQUE = (0.0, 0.6, 0.8, 1.0, 0.0, 0.0, 0.0, 0.8, -0.6)
 
 
 def test_shape_and_spacing_in_either_axis_order() -> None:
     vol = Volume(np.zeros((2, 3, 4), dtype=np.int16), spacing=(0.5, 0.7, 4.0))
     assert vol.shape_ijk == (4, 3, 2)
     assert vol.spacing_kji == (4.0, 0.7, 0.5)
+
+
+@given(pads=st.lists(st.integers(0, 4), min_size=6, max_size=6), fill=st.integers(-5, 0),
+       seed=st.integers(0, 2**16))
+def test_a_constant_border_is_found_and_cropped_back_to_the_image_in_place(
+    pads: list[int], fill: int, seed: int
+) -> None:
+    image = np.random.default_rng(seed).integers(1, 100, size=(3, 4, 5)).astype(np.int16)
+    image[0, 0, 0] = fill  # the image itself may hold the border's value
+    before = ((pads[0], pads[1]), (pads[2], pads[3]), (pads[4], pads[5]))
+    padded = Volume(np.pad(image, before, constant_values=min(fill, 0)), (0.5, 0.7, 4.0), (10.0, -3.0, 7.0),
+                    OBLIQUE)
+    box = padded.content_box()
+    cropped = padded.crop(box)
+    np.testing.assert_array_equal(cropped.array, image)
+    start = np.array([box[2].start, box[1].start, box[0].start])
+    for ijk in ((0, 0, 0), (4, 3, 2), (1.5, 2.0, 0.5)):
+        np.testing.assert_allclose(cropped.index_to_lps(ijk), padded.index_to_lps(np.add(ijk, start)))
+
+
+def test_a_volume_of_one_value_has_no_border_and_a_box_must_be_plain() -> None:
+    vol = Volume(np.zeros((2, 3, 4), dtype=np.int16), spacing=(1.0, 1.0, 1.0))
+    assert vol.content_box() == (slice(0, 2), slice(0, 3), slice(0, 4))
+    with pytest.raises(ValueError, match=r"box\[1\] must be a non-empty slice with step 1"):
+        vol.crop((slice(0, 2), slice(0, 3, 2), slice(0, 4)))
+    with pytest.raises(ValueError, match=r"box\[2\]"):
+        vol.crop((slice(0, 2), slice(0, 3), slice(2, 2)))
