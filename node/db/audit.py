@@ -40,6 +40,7 @@ class StudyStage(StrEnum):
     DEAD_LETTER = "dead_letter"
     REANALYSIS_REQUESTED = "reanalysis_requested"
     ANALYSIS_FAILED = "analysis_failed"
+    ANALYSIS_WITHHELD = "analysis_withheld"
     RESEND_REQUESTED = "resend_requested"
     IMAGES_DELETED = "images_deleted"
 

@@ -43,7 +43,8 @@ from sqlalchemy.orm import Session
 from analysis import ALGORITHM_VERSION
 from analysis.vertebrae.model import BodyModel
 from analysis.volume import Plane
-from node.db.models import AnalysisResult, Instance, Job, Series, Study, StudyStatus
+from node.db.audit import StudyEvent, StudyStage
+from node.db.models import AnalysisResult, Instance, Job, Series, Study, StudyStatus, utcnow
 from node.delivery import current_result_objects, publish_results
 from node.pipeline.inputs import NotAnalysable, load_inputs
 from node.pipeline.run import AnalysisOutput, analyse, write_results
@@ -76,6 +77,14 @@ class StudyListing:
 
     content_version: int
     series: tuple[StoredSeries, ...]
+
+
+@dataclass(frozen=True)
+class Withheld:
+    """Why the study's new content is not analysed, and the content generation that is."""
+
+    content_version: int
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -139,6 +148,9 @@ class AnalyzeStudy:
             raise PermanentJobError(f"job {job.id} names no study")
         with context.sessions.begin() as session:
             listing = self._series_files(session, job.study_id)
+            if isinstance(listing, Withheld):
+                withhold(session, job, listing)
+                return
             earlier = self._earlier(session, job)
         if listing is None:
             log.info("study %s is receiving again; the next analysis will cover it", job.study_uid)
@@ -195,7 +207,7 @@ class AnalyzeStudy:
             raise PermanentJobError(f"job {job.id} does not exist")
         return Earlier(reports, queued)
 
-    def _series_files(self, session: Session, study_id: int) -> StudyListing | None:
+    def _series_files(self, session: Session, study_id: int) -> StudyListing | Withheld | None:
         study = session.get(Study, study_id)
         if study is None:
             raise PermanentJobError(f"study {study_id} does not exist")
@@ -213,11 +225,18 @@ class AnalyzeStudy:
             .order_by(Series.id, Instance.id)
         ).all()
         # Images retention deleted are gone for good (a missing file otherwise means storage
-        # catching up, and the job retries); what the PACS sent again since is analysed.
+        # catching up, and the job retries); a study sent again whole is analysed again.
         kept = [(series_id, uid, path) for series_id, uid, path, deleted in rows if not deleted]
         if rows and not kept:
             raise PermanentJobError(f"the images of study {study.study_instance_uid} were deleted by "
                                     "retention: send the study again to analyse it")
+        if len(kept) < len(rows) and _has_answer(session, study_id):
+            # What was sent since (a late series, part of the study) is not the study: an
+            # analysis of it would replace the answer of the whole study with a lesser one.
+            return Withheld(content_version, (
+                f"{len(rows) - len(kept)} of {len(rows)} images of the study were deleted by retention "
+                f"and not sent again: its result stays that of the whole study; send the whole study "
+                f"again to analyse it with the {len(kept)} received since"))
         grouped: dict[tuple[int, str], list[Path]] = {}
         for series_id, uid, path in kept:
             grouped.setdefault((series_id, uid), []).append(self._path(path))
@@ -285,6 +304,23 @@ class AnalyzeStudy:
                    for o in outcomes]
         record_result(session, job, "skipped", reason, {"series": summary}, content_version=content_version)
         log.info("study %s skipped: %s", job.study_uid, reason)
+
+
+def _has_answer(session: Session, study_id: int) -> bool:
+    return session.scalar(select(AnalysisResult.id).where(
+        AnalysisResult.study_id == study_id, AnalysisResult.outcome == "analysed",
+        AnalysisResult.superseded_by_id.is_(None)).limit(1)) is not None
+
+
+def withhold(session: Session, job: ClaimedJob, withheld: Withheld) -> None:
+    """Leave the study's current result as it is, and say why no new analysis was recorded."""
+    if not finish_study(session, job, StudyStatus.ANALYSED, None, withheld.content_version):
+        _log_not_recorded(session, job, withheld.content_version)
+        return
+    assert job.study_id is not None
+    session.add(StudyEvent(study_id=job.study_id, at=utcnow(), stage=StudyStage.ANALYSIS_WITHHELD,
+                           detail=withheld.reason))
+    log.warning("study %s not analysed again: %s", job.study_uid, withheld.reason)
 
 
 def finish_study(session: Session, job: ClaimedJob, status: StudyStatus, skip_reason: str | None,

@@ -13,7 +13,7 @@ from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
-from node.db.audit import RetentionDeletion
+from node.db.audit import RetentionDeletion, StudyEvent, StudyStage
 from node.db.engine import session_factory
 from node.db.models import AnalysisResult, Instance, Series, Study, StudyStatus, utcnow
 from node.pipeline.model import shipped_model
@@ -247,6 +247,51 @@ def test_a_study_sent_again_after_retention_is_stored_and_analysed_again(engine:
         [result] = session.scalars(select(AnalysisResult)).all()
         assert session.get_one(Study, study_id).status == StudyStatus.ANALYSED
     assert result.findings["series_used"]["T1"] == uids["T1 sag"]
+
+
+def _send_again(engine: Engine, root: Path, study_uid: str, series_uid: str, sent: dict[Path, bytes]) -> None:
+    store = InstanceStore(root, min_free_bytes=0, max_instance_bytes=10**8)
+    for path, data in sent.items():
+        key = InstanceKey(study_uid, series_uid, path.stem)
+        with store.stage(io.BytesIO(data), key) as staged:
+            record = InstanceRecord(key, MRImageStorage, ExplicitVRLittleEndian, modality="MR")
+            assert InstanceCatalog(engine).record(record, staged) is RecordOutcome.RESTORED
+    with session_factory(engine).begin() as session:
+        session.scalars(select(Study).where(Study.study_instance_uid == study_uid)).one().status = (
+            StudyStatus.COMPLETE)  # the quiet period passes
+
+
+def test_part_of_a_study_sent_again_after_retention_does_not_replace_the_whole_study_s_result(
+        engine: Engine, tmp_path: Path) -> None:
+    study_id, uids = _study(engine, tmp_path, [("T1", SAGITTAL), ("T2", SAGITTAL)])
+    _run(engine, tmp_path, study_id)
+    sent = {uid: {p: p.read_bytes() for p in sorted(tmp_path.rglob(f"{uid}/*.dcm"))} for uid in uids.values()}
+    sessions = session_factory(engine)
+    with sessions.begin() as session:
+        study = session.get_one(Study, study_id)
+        assert study.status == StudyStatus.ANALYSED
+        study_uid = study.study_instance_uid
+        session.add(RetentionDeletion(study_id=study_id, at=utcnow(), files_deleted=6, bytes_deleted=1,
+                                      files_missing=0))
+    for files in sent.values():
+        for path in files:
+            path.unlink()
+    _send_again(engine, tmp_path, study_uid, uids["T2 sag"], sent[uids["T2 sag"]])  # the T2 only
+    _run(engine, tmp_path, study_id)
+    with sessions() as session:
+        [first] = session.scalars(select(AnalysisResult)).all()
+        assert (first.superseded_by_id, first.findings["series_used"]["T1"]) == (None, uids["T1 sag"])
+        assert session.get_one(Study, study_id).status == StudyStatus.ANALYSED
+        [event] = session.scalars(select(StudyEvent).where(StudyEvent.stage == StudyStage.ANALYSIS_WITHHELD))
+        assert event.detail is not None and event.detail.startswith(
+            "3 of 6 images of the study were deleted by retention and not sent again")
+
+    _send_again(engine, tmp_path, study_uid, uids["T1 sag"], sent[uids["T1 sag"]])  # now the whole study
+    _run(engine, tmp_path, study_id)
+    with sessions() as session:
+        results = session.scalars(select(AnalysisResult).order_by(AnalysisResult.id)).all()
+        assert [r.superseded_by_id for r in results] == [results[1].id, None]
+        assert results[1].findings["series_used"]["T1"] == uids["T1 sag"]
 
 
 def test_an_instance_stored_while_retention_deletes_is_kept_and_analysed(
