@@ -9,6 +9,7 @@ here; the TOML file documents them.
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 import tomllib
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -25,24 +27,51 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
+_ENV_PREFIX = "LSENT_"
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "node.toml"
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
+_LONGEST = timedelta(days=3650)
+
+
 def _duration(value: object) -> object:
     """Seconds as a number or "20", "20s", "500ms", "5m", "2h", "30d"; else ISO 8601 for pydantic."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=value)
-    if isinstance(value, str) and (match := _DURATION.match(value)):
-        return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    if isinstance(value, bool):  # a bool is an int to Python: `true` would be 1 s
+        raise ValueError("must be a duration, not true or false")
+    seconds: float | None = None
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (match := _DURATION.match(value)):
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds is None:
+        return value
+    if not math.isfinite(seconds) or abs(seconds) > _LONGEST.total_seconds():
+        raise ValueError(f"must be a duration of at most {_LONGEST.days} days")
+    return timedelta(seconds=seconds)
+
+
+def _not_negative(value: timedelta) -> timedelta:
+    if value < timedelta(0):
+        raise ValueError("must not be negative")
+    if value > _LONGEST:
+        raise ValueError(f"must be a duration of at most {_LONGEST.days} days")
     return value
 
 
-Duration = Annotated[timedelta, BeforeValidator(_duration)]
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("must be positive")
+    return _not_negative(value)
+
+
+# A period the node waits or runs for: positive. `Duration`: zero allowed (at once).
+Period = Annotated[timedelta, BeforeValidator(_duration), AfterValidator(_positive)]
+Duration = Annotated[timedelta, BeforeValidator(_duration), AfterValidator(_not_negative)]
 AETitle = Annotated[str, Field(min_length=1, max_length=16, pattern=r"^[\x20-\x5b\x5d-\x7e]*[^ ]$")]
 Port = Annotated[int, Field(ge=1, le=65535)]
 
@@ -81,9 +110,9 @@ class DicomSettings(_Section):
     # one core's worth of DICOM networking, so concurrent senders need more to use more cores.
     receiver_processes: int = Field(default=1, ge=1, le=64)
     max_instance_bytes: int = Field(default=2 * 1024**3, ge=1024)
-    acse_timeout: Duration = timedelta(seconds=30)
-    dimse_timeout: Duration = timedelta(seconds=60)
-    network_timeout: Duration = timedelta(seconds=60)
+    acse_timeout: Period = timedelta(seconds=30)
+    dimse_timeout: Period = timedelta(seconds=60)
+    network_timeout: Period = timedelta(seconds=60)
     # On SIGTERM open associations get this long to finish, then are aborted.
     shutdown_grace: Duration = timedelta(seconds=10)
     # An empty list accepts any caller; hospitals list their PACS here.
@@ -112,7 +141,7 @@ class RetentionSettings(_Section):
     enabled: bool = False
     delete_after: Duration = timedelta(days=30)
     # How often `serve` looks for studies past `delete_after`.
-    interval: Duration = timedelta(hours=1)
+    interval: Period = timedelta(hours=1)
 
     @model_validator(mode="after")
     def _positive(self) -> RetentionSettings:
@@ -125,7 +154,7 @@ class StorageSettings(_Section):
     root: Path = Path("var/storage")
     results: Path = Path("var/results")
     min_free_bytes: int = Field(default=1024**3, ge=0)
-    partial_file_max_age: Duration = timedelta(hours=1)
+    partial_file_max_age: Period = timedelta(hours=1)
     retention: RetentionSettings = RetentionSettings()
 
 
@@ -142,21 +171,21 @@ class DatabaseSettings(_Section):
 
 
 class StudySettings(_Section):
-    quiet_period: Duration = timedelta(seconds=20)
-    completion_poll_interval: Duration = timedelta(seconds=2)
+    quiet_period: Period = timedelta(seconds=20)
+    completion_poll_interval: Period = timedelta(seconds=2)
     # An open association that stored into a study holds its completion at most this
     # long after its last instance into it (a row left open by a node that never returned).
-    association_hold: Duration = timedelta(hours=1)
+    association_hold: Period = timedelta(hours=1)
 
 
 class QueueSettings(_Section):
     workers: int = Field(default=1, ge=0, le=64)
-    lease: Duration = timedelta(seconds=120)
-    heartbeat: Duration = timedelta(seconds=20)
-    poll_interval: Duration = timedelta(seconds=1)
+    lease: Period = timedelta(seconds=120)
+    heartbeat: Period = timedelta(seconds=20)
+    poll_interval: Period = timedelta(seconds=1)
     max_attempts: int = Field(default=5, ge=1)
-    backoff_base: Duration = timedelta(seconds=10)
-    backoff_max: Duration = timedelta(minutes=10)
+    backoff_base: Period = timedelta(seconds=10)
+    backoff_max: Period = timedelta(minutes=10)
     backoff_jitter: float = Field(default=0.2, ge=0.0, le=1.0)
     # On SIGTERM running jobs get this long to finish, then are released.
     shutdown_grace: Duration = timedelta(seconds=30)
@@ -165,6 +194,8 @@ class QueueSettings(_Section):
     def _heartbeat_shorter_than_lease(self) -> QueueSettings:
         if self.heartbeat >= self.lease:
             raise ValueError("queue.heartbeat must be shorter than queue.lease")
+        if self.backoff_max < self.backoff_base:
+            raise ValueError("queue.backoff_max must be at least queue.backoff_base")
         return self
 
 
@@ -174,7 +205,7 @@ class MetricsSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=9112, ge=0, le=65535)  # 0: any free port (tests)
     # /healthz answers 503 once a due job has waited this long for a worker.
-    queue_stuck_after: Duration = timedelta(minutes=30)
+    queue_stuck_after: Period = timedelta(minutes=30)
 
     @field_validator("queue_stuck_after")
     @classmethod
@@ -262,10 +293,10 @@ class DeliveryRetry(_Section):
     """Attempts of one delivery, and the backoff between them."""
 
     max_attempts: int = Field(default=8, ge=1, le=1000)
-    backoff_base: Duration = timedelta(seconds=30)
-    backoff_max: Duration = timedelta(minutes=30)
+    backoff_base: Period = timedelta(seconds=30)
+    backoff_max: Period = timedelta(minutes=30)
     backoff_jitter: float = Field(default=0.2, ge=0.0, le=1.0)
-    give_up_after: Duration = timedelta(hours=24)
+    give_up_after: Period = timedelta(hours=24)
 
     @model_validator(mode="after")
     def _ordered(self) -> DeliveryRetry:
@@ -281,7 +312,7 @@ class CircuitBreakerSettings(_Section):
     ``open_for``; then one C-ECHO probe decides whether sending resumes."""
 
     failure_threshold: int = Field(default=5, ge=1)
-    open_for: Duration = timedelta(minutes=2)
+    open_for: Period = timedelta(minutes=2)
 
     @model_validator(mode="after")
     def _positive(self) -> CircuitBreakerSettings:
@@ -293,8 +324,8 @@ class CircuitBreakerSettings(_Section):
 class DeliverySettings(_Section):
     # Our calling AE title towards destinations; None: dicom.ae_title.
     calling_ae_title: AETitle | None = None
-    connect_timeout: Duration = timedelta(seconds=15)
-    dimse_timeout: Duration = timedelta(seconds=60)
+    connect_timeout: Period = timedelta(seconds=15)
+    dimse_timeout: Period = timedelta(seconds=60)
     destinations: tuple[Destination, ...] = ()
     return_to_sender: ReturnToSender = ReturnToSender()
     retry: DeliveryRetry = DeliveryRetry()
@@ -314,7 +345,7 @@ class LoggingSettings(_Section):
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="LSENT_", env_nested_delimiter="__", extra="forbid", frozen=True
+        env_prefix=_ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
     )
 
     dicom: DicomSettings = DicomSettings()
@@ -354,11 +385,18 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
         raise ConfigError(f"{config_path}: not valid TOML: {exc}") from exc
     for section, values in overrides.items():
         data.setdefault(section, {}).update(values)
+    unknown = sorted(name for name in os.environ if name.upper().startswith(_ENV_PREFIX)
+                     and name[len(_ENV_PREFIX):].split("__")[0].lower() not in Settings.model_fields)
+    if unknown:  # pydantic-settings ignores them: a misspelt override would silently do nothing
+        raise ConfigError(f"unknown setting section in environment variable(s) {', '.join(unknown)}; "
+                          f"sections: {', '.join(Settings.model_fields)}")
     try:
         return Settings(**data)
     except ValidationError as exc:
         problems = "; ".join(_problem(err["loc"], err["msg"]) for err in exc.errors())
         raise ConfigError(f"{config_path}: invalid configuration: {problems}") from exc
+    except SettingsError as exc:  # an environment value pydantic-settings could not parse (JSON)
+        raise ConfigError(f"invalid environment override: {exc}") from exc
 
 
 def _problem(loc: tuple[int | str, ...], message: str) -> str:

@@ -44,6 +44,16 @@ def test_environment_overrides_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         ('[study]\nquiet_period = "soon"\n', "study.quiet_period"),
         ("[dicom]\nunknown_setting = 1\n", "dicom.unknown_setting"),
         ('[[dicom.allowed_callers]]\nae_title = "PACS"\naddresses = ["not-an-ip"]\n', "allowed_callers"),
+        # a TOML number is a duration too, and must make sense as one
+        ("[study]\nquiet_period = -30\n", "study.quiet_period: Value error, must be positive"),
+        ("[study]\nquiet_period = 0\n", "study.quiet_period: Value error, must be positive"),
+        ("[queue]\nlease = -5\nheartbeat = -10\n", "queue.lease: Value error, must be positive"),
+        ("[queue]\npoll_interval = 0\n", "queue.poll_interval"),
+        ("[queue]\nbackoff_base = 60\nbackoff_max = 10\n", "queue.backoff_max must be at least"),
+        ("[storage.retention]\ndelete_after = true\n", "storage.retention.delete_after: Value error, must be "
+                                                       "a duration, not true or false"),
+        ("[storage.retention]\ndelete_after = -1\n", "storage.retention.delete_after: Value error, must not"),
+        ("[study]\nquiet_period = 1e20\n", "study.quiet_period: Value error, must be a duration of at most"),
     ],
 )
 def test_invalid_settings_are_named(tmp_path: Path, text: str, named: str) -> None:
@@ -72,3 +82,21 @@ def test_an_invalid_environment_override_is_named_as_its_source(
     with pytest.raises(ConfigError) as raised:  # one the file set is not blamed on the environment
         load_settings(write(tmp_path, "[dicom]\nport = 0\n"))
     assert "dicom.port: " in str(raised.value) and "dicom.port (set by" not in str(raised.value)
+
+
+def test_zero_is_a_duration_where_it_means_at_once(tmp_path: Path) -> None:
+    text = "[dicom]\nshutdown_grace = 0\n[storage.retention]\ndelete_after = 0\n"
+    settings = load_settings(write(tmp_path, text))
+    assert settings.dicom.shutdown_grace == settings.storage.retention.delete_after == timedelta(0)
+
+
+def test_a_misspelt_or_malformed_environment_override_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, "")
+    monkeypatch.setenv("LSENT_QEUE__WORKERS", "3")
+    with pytest.raises(ConfigError, match=r"unknown setting section in environment .* LSENT_QEUE__WORK"):
+        load_settings(path)
+    monkeypatch.delenv("LSENT_QEUE__WORKERS")
+    monkeypatch.setenv("LSENT_DELIVERY__DESTINATIONS", "[{not json")
+    with pytest.raises(ConfigError, match="invalid environment override"):
+        load_settings(path)
