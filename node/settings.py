@@ -385,9 +385,11 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
         raise ConfigError(f"{config_path}: not valid TOML: {exc}") from exc
     for section, values in overrides.items():
         data.setdefault(section, {}).update(values)
-    unknown = sorted(name for name in os.environ if name.upper().startswith(_ENV_PREFIX)
+    # pydantic-settings ignores them: a misspelt override would silently do nothing. Only the
+    # nested form is one (LSENT_TEST_PG_ADMIN_URL and the like belong to the tests).
+    unknown = sorted(name for name in os.environ if name.upper().startswith(_ENV_PREFIX) and "__" in name
                      and name[len(_ENV_PREFIX):].split("__")[0].lower() not in Settings.model_fields)
-    if unknown:  # pydantic-settings ignores them: a misspelt override would silently do nothing
+    if unknown:
         raise ConfigError(f"unknown setting section in environment variable(s) {', '.join(unknown)}; "
                           f"sections: {', '.join(Settings.model_fields)}")
     try:

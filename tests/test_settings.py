@@ -93,6 +93,8 @@ def test_zero_is_a_duration_where_it_means_at_once(tmp_path: Path) -> None:
 def test_a_misspelt_or_malformed_environment_override_is_refused(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write(tmp_path, "")
+    monkeypatch.setenv("LSENT_TEST_PG_ADMIN_URL", "postgresql://elsewhere")  # not a setting: left alone
+    load_settings(path)
     monkeypatch.setenv("LSENT_QEUE__WORKERS", "3")
     with pytest.raises(ConfigError, match=r"unknown setting section in environment .* LSENT_QEUE__WORK"):
         load_settings(path)
