@@ -7,11 +7,13 @@ Runs the ``storage.retention`` policy once (``serve`` runs it every
 from __future__ import annotations
 
 import argparse
+import sys
 
 from node.commands.admin import add_format, admin_engine, emit
 from node.settings import Settings
 
 DISABLED = 2
+NO_STORAGE = 2
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -32,6 +34,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     with admin_engine(settings) as engine:
         retention = Retention(settings.storage.retention, settings.storage.root, session_factory(engine))
-        deleted = retention.run_once(dry_run=args.dry_run)
+        try:
+            deleted = retention.run_once(dry_run=args.dry_run)
+        except FileNotFoundError as exc:
+            print(f"retention: {exc}", file=sys.stderr)
+            return NO_STORAGE
     emit({"retention": [asdict(d) for d in deleted]}, args.format, single=True)
     return 0

@@ -84,6 +84,11 @@ class Retention:
         self._clock = clock
 
     def run_once(self, *, dry_run: bool = False) -> list[Deleted]:
+        if not self._root.is_dir():
+            # Every file would count as already missing, and the studies as cleaned: their
+            # images would then be kept for ever and treated as gone.
+            raise FileNotFoundError(f"storage root {self._root} is not a folder: nothing deleted or recorded "
+                                    "(a relative storage.root is taken from the folder the node runs in)")
         with self._sessions() as session:
             due = due_studies(session, self._settings.delete_after, self._clock())
         done: list[Deleted] = []

@@ -268,6 +268,22 @@ def test_retention_deletes_images_of_delivered_studies_only(
     assert all(p.exists() for p in scenario.results.rglob("*.dcm"))
 
 
+def test_retention_with_no_storage_folder_deletes_and_records_nothing(
+        scenario: Scenario, sessions: sessionmaker[Session], capsys: pytest.CaptureFixture[str]) -> None:
+    # e.g. run from another folder than the node's, with the default relative storage.root
+    write_config(scenario.config, {
+        "database": {"url": scenario.database_url},
+        "storage": {"root": str(scenario.storage / "elsewhere"), "results": str(scenario.results)},
+        "storage.retention": {"enabled": True, "delete_after": 0},
+    })
+    capsys.readouterr()
+    assert main(["--config", str(scenario.config), "retention"]) == 2
+    assert "is not a folder: nothing deleted or recorded" in capsys.readouterr().err
+    with sessions() as session:
+        assert session.scalars(select(RetentionDeletion)).all() == []
+    assert len(list(scenario.storage.rglob("*.dcm"))) == 2
+
+
 def test_documented_queries_run(scenario: Scenario, sessions: sessionmaker[Session]) -> None:
     doc = (Path(__file__).resolve().parents[2] / "docs" / "audit.md").read_text(encoding="utf-8")
     queries = re.findall(r"```sql\n(.*?)```", doc, flags=re.S)
