@@ -4,6 +4,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect
 
+import node.db.audit  # noqa: F401  (its tables are part of the metadata compared)
 from node.db.models import Base
 
 
