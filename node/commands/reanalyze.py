@@ -68,7 +68,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 job_id = enqueue(session, ANALYZE_STUDY, study.id, payload,
                                  max_attempts=settings.queue.max_attempts, now=now).id
                 note = "analysis queued"
-            study.status = StudyStatus.COMPLETE
+            study.status, study.skip_reason = StudyStatus.COMPLETE, None  # its answer is to come
             session.add(StudyEvent(study_id=study.id, at=now, stage=StudyStage.REANALYSIS_REQUESTED,
                                    detail=f"job {job_id}"))
             row = {"study_instance_uid": study.study_instance_uid, "job_id": job_id, "note": note}

@@ -220,6 +220,17 @@ def test_reanalyze_queues_an_analysis(scenario: Scenario, sessions: sessionmaker
     assert main(["--config", str(scenario.config), "reanalyze", "1.2.3.4"]) == 1
 
 
+def test_reanalyze_of_a_failed_study_clears_why_it_failed(
+        scenario: Scenario, sessions: sessionmaker[Session], capsys: pytest.CaptureFixture[str]) -> None:
+    with sessions.begin() as session:
+        study = session.scalars(select(Study).where(Study.study_instance_uid == scenario.delivered)).one()
+        study.status, study.skip_reason = StudyStatus.FAILED, "the analysis failed: a file is gone"
+    cli(capsys, scenario.config, "reanalyze", scenario.delivered)
+    with sessions() as session:
+        study = session.scalars(select(Study).where(Study.study_instance_uid == scenario.delivered)).one()
+        assert (study.status, study.skip_reason) == (StudyStatus.COMPLETE, None)
+
+
 def test_reanalyze_while_an_analysis_runs_points_at_it(scenario: Scenario, sessions: sessionmaker[Session],
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     (queued,) = cli(capsys, scenario.config, "reanalyze", scenario.delivered)
