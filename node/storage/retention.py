@@ -113,6 +113,12 @@ class Retention:
             if not due_studies(session, self._settings.delete_after, at, only=study_id):
                 return None
             paths = _paths(session, study_id, at)
+            if paths and not any((self._root / relative).exists() for relative in paths):
+                # Not one file where the rows say: more likely the wrong storage.root (an
+                # unmounted volume, another folder's var/storage) than a study already gone.
+                log.warning("retention: none of the %d file(s) of study %s is under %s: nothing deleted "
+                            "or recorded; check storage.root", len(paths), uid, self._root)
+                return None
             record = RetentionDeletion(study_id=study_id, at=at, files_deleted=0, bytes_deleted=0,
                                        files_missing=0)
             session.add(record)

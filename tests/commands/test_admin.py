@@ -293,6 +293,12 @@ def test_retention_with_no_storage_folder_deletes_and_records_nothing(
     with sessions() as session:
         assert session.scalars(select(RetentionDeletion)).all() == []
     assert len(list(scenario.storage.rglob("*.dcm"))) == 2
+    # a folder that exists but holds none of the study's files (an unmounted volume, another
+    # folder's var/storage): the study is not recorded as cleaned either
+    (scenario.storage / "elsewhere").mkdir()
+    assert cli(capsys, scenario.config, "retention") == []
+    with sessions() as session:
+        assert session.scalars(select(RetentionDeletion)).all() == []
 
 
 def test_documented_queries_run(scenario: Scenario, sessions: sessionmaker[Session]) -> None:
