@@ -147,6 +147,9 @@ def summarize_series(headers: Seq[Dataset], tolerance: GeometryTolerance | None 
     except SeriesError as exc:
         geometry, problem = None, str(exc)
     thickness = next((f.slice_thickness for f in frames if f.slice_thickness), None)
+    photometric = {str(ds.get("PhotometricInterpretation", "")) for ds in headers}
+    if problem is None and len(photometric) > 1:  # decided here, so a repeat of that contrast is used
+        problem = f"mixed Photometric Interpretation: {sorted(photometric)}"
     number = _series_number(first)
     mr_image = modality == "MR" and str(first.get("SOPClassUID", "")) in SUPPORTED_SOP_CLASSES
     return SeriesSummary(
@@ -239,7 +242,10 @@ def select_series(
     anchor = _anchor([s for found in usable.values() for s in found])
     choices: list[SeriesChoice] = []
     for sequence, found in usable.items():
-        same = [s for s in found if anchor is not None and s.shares_spine_with(anchor)]
+        # Overlap is not transitive (a long series overlaps a thoracic and a lumbar one that do
+        # not overlap each other): each series chosen overlaps every one chosen before it too.
+        same = [s for s in found if anchor is not None and s.shares_spine_with(anchor)
+                and all(s.shares_spine_with(c.series) for c in choices)]
         if anchor is not None:
             notes += [f"{s.label} ({sequence}) set aside: {_elsewhere(s, anchor)}"
                       for s in found if s not in same]
@@ -274,9 +280,16 @@ def _anchor(candidates: Seq[SeriesSummary]) -> SeriesSummary | None:
     def key(candidate: SeriesSummary) -> tuple[int, float]:
         sequences = {s.classification.sequence for s in candidates
                      if s.classification and s.shares_spine_with(candidate)}
-        low, high = candidate.spine_range or (0.0, 0.0)
-        return len(sequences), -(low + high) / 2
-    return max(candidates, key=key, default=None)
+        return len(sequences), -_middle(candidate)
+    best = max(candidates, key=key, default=None)
+    # A long series (the whole spine) shares its part with a thoracic and a lumbar one alike:
+    # the lowest series of its part says which part is analysed.
+    return None if best is None else min((s for s in candidates if s.shares_spine_with(best)), key=_middle)
+
+
+def _middle(series: SeriesSummary) -> float:
+    low, high = series.spine_range or (0.0, 0.0)
+    return (low + high) / 2
 
 
 def _elsewhere(series: SeriesSummary, anchor: SeriesSummary) -> str:

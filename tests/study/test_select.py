@@ -112,6 +112,33 @@ def test_a_series_of_another_part_of_the_spine_is_not_paired_with_the_lumbar_one
     assert any(n.startswith("no usable sagittal STIR") for n in selection.notes)
 
 
+def test_series_that_each_overlap_a_long_one_but_not_each_other_are_not_paired() -> None:
+    # a whole-spine T2 overlaps both a thoracic T1 and a lumbar STIR; those two share nothing
+    study = Study()
+    headers = [
+        series(study, T1, 2, 12, THORACIC, rows=300),
+        series(study, replace(T2, description="SAG T2 WHOLE SPINE"), 3, 12, THORACIC, rows=800),
+        series(study, STIR, 4, 12, LUMBAR, rows=300),
+    ]
+    selection = select_series(headers)
+    assert {c.sequence: c.series.series_number for c in selection.choices} == {
+        Sequence.T2: 3, Sequence.STIR: 4,
+    }
+    assert any(n.startswith("series 2 'SAG T1 TSE' (T1) set aside: covers another part")
+               for n in selection.notes)
+
+
+def test_a_repeat_mixing_monochrome1_and_2_is_set_aside_for_the_other_series() -> None:
+    study = Study()
+    repeat = series(study, T2, 12, 12)
+    repeat[3].PhotometricInterpretation = "MONOCHROME1"
+    selection = select_series([series(study, T2, 2, 12), repeat])
+    choice = selection.choice(Sequence.T2)
+    assert choice is not None and choice.series.series_number == 2
+    assert any(n.startswith("series 12 'SAG T2 TSE' (T2) set aside: mixed Photometric Interpretation")
+               for n in selection.notes)
+
+
 def test_of_two_stations_with_the_same_sequences_the_lowest_is_analysed() -> None:
     study = Study()
     headers = [series(study, T2, 4, 12, THORACIC, rows=400), series(study, T2, 3, 12, LUMBAR, rows=300)]
