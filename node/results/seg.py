@@ -115,14 +115,14 @@ def _source_images(source: SegmentedSeries) -> list[Dataset]:
     """The source images as highdicom reads them, each with a Slice Thickness.
 
     highdicom copies the SEG's pixel measures from the source images. A
-    single-frame image without Slice Thickness (Type 2, so required, but some
-    senders leave it out) has none to copy: its copy here takes the slices'
-    spacing, the thickness the SEG's frames stand for.
+    single-frame image without a Slice Thickness value (Type 2: it may be
+    empty, and some senders leave it out) has none to copy: its copy here
+    takes the slices' spacing, the thickness the SEG's frames stand for.
     """
     thickness = f"{source.volume.spacing[2]:.6g}"
     out = []
     for ds in source.datasets:
-        if "SliceThickness" not in ds and "SharedFunctionalGroupsSequence" not in ds:
+        if ds.get("SliceThickness") in (None, "") and "SharedFunctionalGroupsSequence" not in ds:
             ds = copy.deepcopy(ds)
             ds.SliceThickness = thickness
         out.append(ds)

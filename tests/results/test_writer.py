@@ -160,15 +160,19 @@ def test_any_source_character_set_gets_results_with_the_names_kept(
         assert dciodvfy_report(obj.path)[0] == [], obj.kind
 
 
+@pytest.mark.parametrize("empty", [False, True])
 def test_a_source_without_slice_thickness_gets_a_seg_with_its_slice_spacing(
-        written: Written, tmp_path: Path) -> None:
-    """Slice Thickness is Type 2, but some senders leave it out; highdicom needs it for the SEG."""
+        written: Written, tmp_path: Path, empty: bool) -> None:
+    """Slice Thickness is Type 2 (it may be empty) and some senders leave it out; the SEG needs one."""
     analysed = written.analysed
     folder = tmp_path / "dicom"
     for series in analysed.study.series:
         for path in series.paths:
             ds = dcmread(path)
-            del ds.SliceThickness
+            if empty:
+                ds.SliceThickness = None
+            else:
+                del ds.SliceThickness
             (folder / path.parent.name).mkdir(parents=True, exist_ok=True)
             ds.save_as(folder / path.parent.name / path.name)
     study = group_dicom_folder(folder).studies[0]
