@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence as Sequence_
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -147,3 +148,20 @@ class Volume:
         if array.shape != self.array.shape:
             raise ValueError(f"array shape {array.shape} differs from volume shape {self.array.shape}")
         return Volume(array, self.spacing, self.origin, self.direction)
+
+
+def content_box_of(volumes: Sequence_[Volume]) -> tuple[slice, slice, slice]:
+    """The smallest ``[k, j, i]`` box holding the image (:meth:`Volume.content_box`) of every volume.
+
+    The volumes share one grid; cropped to this box, none of them loses a row of its image.
+    """
+    if not volumes:
+        raise ValueError("volumes must not be empty")
+    shape = volumes[0].array.shape
+    if any(vol.array.shape != shape for vol in volumes):
+        shapes = sorted({vol.array.shape for vol in volumes})
+        raise ValueError(f"volumes must share one grid, got shapes {shapes}")
+    boxes = [vol.content_box() for vol in volumes]
+    k, j, i = (slice(min(box[axis].start for box in boxes), max(box[axis].stop for box in boxes))
+               for axis in range(3))
+    return k, j, i

@@ -35,7 +35,7 @@ from analysis.vertebrae.model import BodyModel, predict_work
 from analysis.vertebrae.refine import SECTION_PX, refined_section
 from analysis.vertebrae.second_look import sacral_second_look, second_look
 from analysis.vertebrae.segment import BodyCandidate, probabilities_to_native, split_bodies
-from analysis.volume import Sequence, Volume
+from analysis.volume import Sequence, Volume, content_box_of
 
 _MIN_MEASURABLE_ML = 8.0
 _MIN_MEASURABLE_PROB = 0.6
@@ -225,8 +225,9 @@ def segment_spine(volumes: Mapping[Sequence, Volume], model: BodyModel) -> Spine
         raise TypeError(f"model must be a BodyModel, got {type(model).__name__}")
     whole = volumes[primary_sequence(volumes)]
     # A constant border (a larger matrix filled around the image) is left out: the network
-    # took it for bone, and a body cut by the image's edge must count as cut.
-    box = whole.content_box()
+    # took it for bone, and a body cut by the image's edge must count as cut. The box holds the
+    # image of every series on the primary's grid, so none of them loses rows.
+    box = content_box_of([vol for vol in volumes.values() if vol.same_grid(whole)])
     volumes = {seq: vol.crop(box) if vol.same_grid(whole) else vol for seq, vol in volumes.items()}
     primary = volumes[primary_sequence(volumes)]
     can = canonical_of(primary)

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from analysis.volume import Volume
+from analysis.volume import Volume, content_box_of
 
 OBLIQUE = (0.0, 0.6, 0.8, 1.0, 0.0, 0.0, 0.0, 0.8, -0.6)
 
@@ -43,3 +43,16 @@ def test_a_volume_of_one_value_has_no_border_and_a_box_must_be_plain() -> None:
         vol.crop((slice(0, 2), slice(0, 3, 2), slice(0, 4)))
     with pytest.raises(ValueError, match=r"box\[2\]"):
         vol.crop((slice(0, 2), slice(0, 3), slice(2, 2)))
+
+
+def test_the_box_of_several_series_holds_each_one_s_image() -> None:
+    # on one grid, a series with a border and one whose image reaches into that border
+    bordered = np.zeros((2, 6, 7), dtype=np.int16)
+    bordered[:, 2:5, 1:6] = 9
+    reaching = np.zeros((2, 6, 7), dtype=np.int16)
+    reaching[:, 1:4, 3:7] = 4
+    volumes = [Volume(a, (1.0, 1.0, 3.0)) for a in (bordered, reaching)]
+    assert volumes[0].content_box() == (slice(0, 2), slice(2, 5), slice(1, 6))
+    assert content_box_of(volumes) == (slice(0, 2), slice(1, 5), slice(1, 7))
+    with pytest.raises(ValueError, match="share one grid"):
+        content_box_of([volumes[0], Volume(np.zeros((2, 6, 8), dtype=np.int16), (1.0, 1.0, 3.0))])
