@@ -389,6 +389,12 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
     # nested form is one (LSENT_TEST_PG_ADMIN_URL and the like belong to the tests).
     unknown = sorted(name for name in os.environ if name.upper().startswith(_ENV_PREFIX) and "__" in name
                      and name[len(_ENV_PREFIX):].split("__")[0].lower() not in Settings.model_fields)
+    single = sorted(name for name in os.environ if name.upper().startswith(_ENV_PREFIX) and "__" not in name
+                    and any(name[len(_ENV_PREFIX):].lower().startswith(f"{section}_")
+                            for section in Settings.model_fields))
+    if single:  # LSENT_DATABASE_URL for LSENT_DATABASE__URL: as silent as a misspelt section
+        raise ConfigError(f"environment variable(s) {', '.join(single)} need two underscores after the "
+                          f"section, e.g. {_ENV_PREFIX}DATABASE__URL")
     if unknown:
         raise ConfigError(f"unknown setting section in environment variable(s) {', '.join(unknown)}; "
                           f"sections: {', '.join(Settings.model_fields)}")

@@ -99,6 +99,10 @@ def test_a_misspelt_or_malformed_environment_override_is_refused(
     with pytest.raises(ConfigError, match=r"unknown setting section in environment .* LSENT_QEUE__WORK"):
         load_settings(path)
     monkeypatch.delenv("LSENT_QEUE__WORKERS")
+    monkeypatch.setenv("LSENT_DATABASE_URL", "sqlite:///elsewhere.db")
+    with pytest.raises(ConfigError, match="LSENT_DATABASE_URL need two underscores after the section"):
+        load_settings(path)
+    monkeypatch.delenv("LSENT_DATABASE_URL")
     monkeypatch.setenv("LSENT_DELIVERY__DESTINATIONS", "[{not json")
     with pytest.raises(ConfigError, match="invalid environment override"):
         load_settings(path)
