@@ -247,7 +247,7 @@ def select_series(
         same = [s for s in found if anchor is not None and s.shares_spine_with(anchor)
                 and all(s.shares_spine_with(c.series) for c in choices)]
         if anchor is not None:
-            notes += [f"{s.label} ({sequence}) set aside: {_elsewhere(s, anchor)}"
+            notes += [f"{s.label} ({sequence}) set aside: {_elsewhere(s, _apart(s, anchor, choices))}"
                       for s in found if s not in same]
         if same:
             best, reason = _rank(same)
@@ -290,6 +290,13 @@ def _anchor(candidates: Seq[SeriesSummary]) -> SeriesSummary | None:
 def _middle(series: SeriesSummary) -> float:
     low, high = series.spine_range or (0.0, 0.0)
     return (low + high) / 2
+
+
+def _apart(series: SeriesSummary, anchor: SeriesSummary, choices: Seq[SeriesChoice]) -> SeriesSummary:
+    """The series analysed that ``series`` does not share its part of the spine with."""
+    if not series.shares_spine_with(anchor):
+        return anchor
+    return next(c.series for c in choices if not series.shares_spine_with(c.series))
 
 
 def _elsewhere(series: SeriesSummary, anchor: SeriesSummary) -> str:
