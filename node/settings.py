@@ -143,12 +143,6 @@ class RetentionSettings(_Section):
     # How often `serve` looks for studies past `delete_after`.
     interval: Period = timedelta(hours=1)
 
-    @model_validator(mode="after")
-    def _positive(self) -> RetentionSettings:
-        if self.delete_after < timedelta(0) or self.interval <= timedelta(0):
-            raise ValueError("storage.retention: delete_after must be >= 0 and interval positive")
-        return self
-
 
 class StorageSettings(_Section):
     root: Path = Path("var/storage")
@@ -207,12 +201,7 @@ class MetricsSettings(_Section):
     # /healthz answers 503 once a due job has waited this long for a worker.
     queue_stuck_after: Period = timedelta(minutes=30)
 
-    @field_validator("queue_stuck_after")
-    @classmethod
-    def _positive(cls, value: timedelta) -> timedelta:
-        if value <= timedelta(0):
-            raise ValueError("metrics.queue_stuck_after must be positive")
-        return value
+
 ResultKindName = Literal["sr", "seg", "key_image"]
 ALL_RESULT_KINDS: tuple[ResultKindName, ...] = ("sr", "seg", "key_image")
 # Deliveries back to the sender are named RETURN_PREFIX + calling AE title; the ":" keeps
@@ -300,10 +289,8 @@ class DeliveryRetry(_Section):
 
     @model_validator(mode="after")
     def _ordered(self) -> DeliveryRetry:
-        if self.backoff_base <= timedelta(0) or self.backoff_max < self.backoff_base:
-            raise ValueError("delivery.retry: backoff_base must be positive and at most backoff_max")
-        if self.give_up_after <= timedelta(0):
-            raise ValueError("delivery.retry: give_up_after must be positive")
+        if self.backoff_max < self.backoff_base:
+            raise ValueError("delivery.retry: backoff_base must be at most backoff_max")
         return self
 
 
@@ -313,12 +300,6 @@ class CircuitBreakerSettings(_Section):
 
     failure_threshold: int = Field(default=5, ge=1)
     open_for: Period = timedelta(minutes=2)
-
-    @model_validator(mode="after")
-    def _positive(self) -> CircuitBreakerSettings:
-        if self.open_for <= timedelta(0):
-            raise ValueError("delivery.breaker.open_for must be positive")
-        return self
 
 
 class DeliverySettings(_Section):
