@@ -104,6 +104,14 @@ def _optional_float(value: object, default: float | None) -> float | None:
         return default
 
 
+def photometric_interpretation(datasets: Iterable[Dataset]) -> str:
+    """The one Photometric Interpretation of a series' files; :class:`SeriesError` when they mix."""
+    kinds = {str(ds.get("PhotometricInterpretation", "")) for ds in datasets}
+    if len(kinds) > 1:
+        raise SeriesError(f"mixed Photometric Interpretation: {sorted(kinds)}")
+    return next(iter(kinds), "")
+
+
 def read_header(path: str | os.PathLike[str]) -> Dataset:
     """The header of a stored DICOM file without its pixel data."""
     try:

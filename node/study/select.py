@@ -15,7 +15,7 @@ from pydicom.dataset import Dataset
 from analysis.volume import Plane, Sequence
 from node.study.classify import SeriesClassification, classify_series
 from node.study.errors import SeriesError, StudyInputError
-from node.study.frames import SUPPORTED_SOP_CLASSES, frame_headers
+from node.study.frames import SUPPORTED_SOP_CLASSES, frame_headers, photometric_interpretation
 from node.study.geometry import GeometryTolerance, StackGeometry, stack_geometry
 
 WANTED: tuple[Sequence, ...] = (Sequence.T1, Sequence.T2, Sequence.STIR, Sequence.T1C)
@@ -144,12 +144,10 @@ def summarize_series(headers: Seq[Dataset], tolerance: GeometryTolerance | None 
             name = getattr(ds, "filename", None)
             frames.extend(frame_headers(Path(name) if isinstance(name, str) else Path(f"#{n}"), ds))
         geometry = stack_geometry(frames, tolerance)
+        photometric_interpretation(headers)  # decided here, so a repeat of that contrast is used
     except SeriesError as exc:
         geometry, problem = None, str(exc)
     thickness = next((f.slice_thickness for f in frames if f.slice_thickness), None)
-    photometric = {str(ds.get("PhotometricInterpretation", "")) for ds in headers}
-    if problem is None and len(photometric) > 1:  # decided here, so a repeat of that contrast is used
-        problem = f"mixed Photometric Interpretation: {sorted(photometric)}"
     number = _series_number(first)
     mr_image = modality == "MR" and str(first.get("SOPClassUID", "")) in SUPPORTED_SOP_CLASSES
     return SeriesSummary(

@@ -22,7 +22,7 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from analysis.volume import Volume
 from node.study.errors import SeriesError
-from node.study.frames import FrameHeader, series_frame_headers
+from node.study.frames import FrameHeader, photometric_interpretation, series_frame_headers
 from node.study.geometry import GeometryTolerance, StackGeometry, stack_geometry
 
 
@@ -153,11 +153,8 @@ def _pixels(
 def _as_monochrome2(
     array: npt.NDArray[np.generic], files: list[Path], datasets: list[Dataset], frames: list[FrameHeader]
 ) -> npt.NDArray[np.generic]:
-    kinds = {str(ds.get("PhotometricInterpretation", "")) for ds in datasets}
-    if kinds == {"MONOCHROME2"}:
+    if photometric_interpretation(datasets) == "MONOCHROME2":
         return array
-    if len(kinds) > 1:
-        raise SeriesError(f"mixed Photometric Interpretation: {sorted(kinds)}")
     # The range every value of the series can take (stored bits, then each frame's rescale);
     # mirroring within it keeps integers in their type and the same tissue at the same value.
     header_of = dict(zip(files, datasets, strict=True))
