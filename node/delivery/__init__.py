@@ -2,6 +2,7 @@
 
 from node.delivery.outbox import (
     DELIVER_RESULTS,
+    current_result_id,
     current_result_objects,
     publish_results,
     record_findings,
@@ -15,6 +16,7 @@ __all__ = [
     "DELIVER_RESULTS",
     "Route",
     "Sender",
+    "current_result_id",
     "current_result_objects",
     "publish_results",
     "record_findings",

@@ -146,13 +146,18 @@ def record_objects(session: Session, analysis_result_id: int, objects: Sequence[
     return rows
 
 
-def current_result_objects(session: Session, study_id: int, results_root: Path) -> tuple[ResultObject, ...]:
-    """The objects of the study's current analysed result: what a re-analysis lists as predecessors."""
-    result_id = session.scalar(
+def current_result_id(session: Session, study_id: int) -> int | None:
+    """The id of the study's current analysed result (None when it has none)."""
+    return session.scalar(
         select(AnalysisResult.id)
         .where(AnalysisResult.study_id == study_id, AnalysisResult.outcome == "analysed",
                AnalysisResult.superseded_by_id.is_(None))
         .order_by(AnalysisResult.id.desc()).limit(1))
+
+
+def current_result_objects(session: Session, study_id: int, results_root: Path) -> tuple[ResultObject, ...]:
+    """The objects of the study's current analysed result: what a re-analysis lists as predecessors."""
+    result_id = current_result_id(session, study_id)
     if result_id is None:
         return ()
     rows = session.scalars(select(ResultObjectRow).where(ResultObjectRow.analysis_result_id == result_id)

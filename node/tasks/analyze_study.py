@@ -45,7 +45,7 @@ from analysis.vertebrae.model import BodyModel
 from analysis.volume import Plane
 from node.db.audit import StudyEvent, StudyStage
 from node.db.models import AnalysisResult, Instance, Job, Series, Study, StudyStatus, utcnow
-from node.delivery import current_result_objects, publish_results
+from node.delivery import current_result_id, current_result_objects, publish_results
 from node.pipeline.inputs import NotAnalysable, load_inputs
 from node.pipeline.run import AnalysisOutput, analyse, write_results
 from node.queue.jobs import ClaimedJob, JobCancelled, PermanentJobError
@@ -230,7 +230,7 @@ class AnalyzeStudy:
         if rows and not kept:
             raise PermanentJobError(f"the images of study {study.study_instance_uid} were deleted by "
                                     "retention: send the study again to analyse it")
-        if len(kept) < len(rows) and _has_answer(session, study_id):
+        if len(kept) < len(rows) and current_result_id(session, study_id) is not None:
             # What was sent since (a late series, part of the study) is not the study: an
             # analysis of it would replace the answer of the whole study with a lesser one.
             return Withheld(content_version, (
@@ -304,12 +304,6 @@ class AnalyzeStudy:
                    for o in outcomes]
         record_result(session, job, "skipped", reason, {"series": summary}, content_version=content_version)
         log.info("study %s skipped: %s", job.study_uid, reason)
-
-
-def _has_answer(session: Session, study_id: int) -> bool:
-    return session.scalar(select(AnalysisResult.id).where(
-        AnalysisResult.study_id == study_id, AnalysisResult.outcome == "analysed",
-        AnalysisResult.superseded_by_id.is_(None)).limit(1)) is not None
 
 
 def withhold(session: Session, job: ClaimedJob, withheld: Withheld) -> None:
