@@ -216,14 +216,14 @@ class DeliverResults:
             return _Next(DeliveryStatus.DELIVERED)
         if result == Outcome.DELIVERED:
             # every object sent was taken; the rest were asked for again meanwhile: send them now
-            requeue(delivery, now, now, None)
+            _wait_for_attempt(delivery, now, now, None)
             return _Next(DeliveryStatus.QUEUED, timedelta(0), counted=False)
         if job.attempt >= job.max_attempts:
             finish_delivery(session, delivery, DeliveryStatus.DEAD, now, error)
             return _Next(DeliveryStatus.DEAD)
         delay = self._policy.delay(job.attempt, self._rng)
         attempt.retry_at = now + delay
-        requeue(delivery, attempt.retry_at, now, error)
+        _wait_for_attempt(delivery, attempt.retry_at, now, error)
         log.warning("delivery %d to %s: attempt %d %s, next in %.1f s", delivery.id, plan.route.name,
                     delivery.attempts, result.value, delay.total_seconds())
         return _Next(DeliveryStatus.QUEUED, delay)
@@ -273,7 +273,7 @@ def _wait(session: Session, delivery_id: int, job_id: int, now: datetime, until:
     delivery = session.get(Delivery, delivery_id, with_for_update=True)
     if delivery is None or delivery.job_id != job_id or delivery.status != DeliveryStatus.SENDING:
         return
-    requeue(delivery, until, now, error)
+    _wait_for_attempt(delivery, until, now, error)
 
 
 def job_failed(session: Session, job_id: int, status: JobStatus, error: str, now: datetime) -> None:
@@ -293,10 +293,10 @@ def job_failed(session: Session, job_id: int, status: JobStatus, error: str, now
         finish_delivery(session, delivery, DeliveryStatus.DEAD, now, f"the job failed: {error}")
         return
     job = session.get(Job, job_id)
-    requeue(delivery, None if job is None else job.run_after, now, error)
+    _wait_for_attempt(delivery, None if job is None else job.run_after, now, error)
 
 
-def requeue(delivery: Delivery, at: datetime | None, now: datetime, error: str | None) -> None:
+def _wait_for_attempt(delivery: Delivery, at: datetime | None, now: datetime, error: str | None) -> None:
     """Put ``delivery`` back in line for its next attempt at ``at``, with why the last one did not finish."""
     delivery.status = DeliveryStatus.QUEUED
     delivery.last_error = None if error is None else error[:MAX_ERROR_CHARS]
