@@ -297,9 +297,9 @@ def _apart(series: SeriesSummary, anchor: SeriesSummary, choices: Seq[SeriesChoi
     return next(c.series for c in choices if not series.shares_spine_with(c.series))
 
 
-def _elsewhere(series: SeriesSummary, anchor: SeriesSummary) -> str:
+def _elsewhere(series: SeriesSummary, analysed: SeriesSummary) -> str:
     def span(s: SeriesSummary) -> str:
         low, high = s.spine_range or (0.0, 0.0)
         return f"z {low:.0f} to {high:.0f} mm"
     return (f"covers another part of the spine ({span(series)}) than the series analysed, "
-            f"{anchor.label} ({span(anchor)})")
+            f"{analysed.label} ({span(analysed)})")
