@@ -54,7 +54,8 @@ def study_rows(session: Session, received_since: datetime | None, limit: int) ->
     series_count = (select(func.count(Series.id)).where(Series.study_id == Study.id)
                     .correlate(Study).scalar_subquery())
     instance_count = (select(func.count(Instance.id)).join(Series, Series.id == Instance.series_id)
-                      .where(Series.study_id == Study.id).correlate(Study).scalar_subquery())
+                      .where(Series.study_id == Study.id, Instance.is_current.is_(True))
+                      .correlate(Study).scalar_subquery())
     query = (select(Study, series_count, instance_count, analysis_job)
              .order_by(Study.last_received_at.desc(), Study.id.desc()))
     if received_since is not None:

@@ -70,7 +70,7 @@ def study_sections(session: Session, study_uid: str) -> dict[str, list[dict[str,
         for a in associations]
     series_rows = session.execute(
         select(Series, func.count(Instance.id))
-        .outerjoin(Instance, Instance.series_id == Series.id)
+        .outerjoin(Instance, (Instance.series_id == Series.id) & Instance.is_current.is_(True))
         .where(Series.study_id == study.id).group_by(Series.id).order_by(Series.id)).all()
     sections["series"] = [
         {**_columns(s, "series_instance_uid modality series_number description plane sequence"),

@@ -120,7 +120,7 @@ class StoreHandler:
                         "version; study %s will be analysed again",
                         header.key.sop_uid, staged.relative_path, header.key.study_uid)
         elif outcome is RecordOutcome.RESTORED:
-            log.info("SOP Instance %s sent again after retention deleted its file: stored as %s; study %s "
+            log.info("SOP Instance %s sent again after its stored file was deleted: stored as %s; study %s "
                      "will be analysed again", header.key.sop_uid, staged.relative_path, header.key.study_uid)
         return header, outcome
 

@@ -12,8 +12,9 @@ A SOP Instance UID sent again is handled by this policy:
   the association is noted as sending the study (a study does not complete
   while such an association is open);
 - the same content, but retention deleted the current version's file (its
-  study's results were delivered long ago): stored again as the next
-  version, and the study is analysed again as after other content;
+  study's results were delivered long ago), or the file is missing for
+  another reason (lost out of band): stored again as the next version, and
+  the study is analysed again as after other content;
 - other content: kept as a new version beside the earlier ones
   (``<sop>.v2.dcm``, ...), which stay on disk and in ``instances``. The new
   version becomes the current one, the only one an analysis reads, and the
@@ -70,7 +71,7 @@ class InstanceRecord:
 class RecordOutcome(StrEnum):
     STORED = "stored"
     NEW_VERSION = "new_version"  # the SOP Instance UID was stored with other content before
-    RESTORED = "restored"  # the same content, whose earlier file retention deleted
+    RESTORED = "restored"  # the same content, whose earlier file retention deleted or was lost
     DUPLICATE = "duplicate"
 
 
@@ -89,7 +90,7 @@ class InstanceCatalog:
         Returns ``DUPLICATE`` (and leaves ``staged`` uncommitted) if the SOP
         Instance UID's current version has the same content, also when another
         association stored it a moment earlier; ``NEW_VERSION`` when it had
-        other content; ``RESTORED`` when retention had deleted its file.
+        other content; ``RESTORED`` when its file was deleted by retention or lost.
         Raises :class:`CatalogConflict` if the series is known under another
         study.
         """
@@ -150,10 +151,15 @@ class InstanceCatalog:
         if sql.lock_sop is not None:
             conn.execute(sql.lock_sop, sop)
         current = conn.execute(sql.current, sop).one_or_none()
-        if current is not None and not current.deleted and (
-                current.sha256 == staged.sha256 or staged.holds_data_set_of(current.path)):
-            self._touch(conn, sql, record, now)
-            return RecordOutcome.DUPLICATE
+        if current is not None and not current.deleted:
+            if not (staged.root / current.path).is_file():
+                # Lost out of band (a disk replaced, a file removed by hand): the resend is the only
+                # copy the node will get, and without it the study can never be analysed again.
+                log.warning("SOP Instance %s: its stored file %s is missing; storing the instance sent "
+                            "again", record.key.sop_uid, current.path)
+            elif current.sha256 == staged.sha256 or staged.holds_data_set_of(current.path):
+                self._touch(conn, sql, record, now)
+                return RecordOutcome.DUPLICATE
         study_id: int = conn.execute(sql.upsert_study, {"uid": record.key.study_uid, "now": now}).scalar_one()
         # Read once the study's row is ours: retention records its deletions under that lock,
         # so an instance stored after a deletion is received after it.

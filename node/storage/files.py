@@ -74,16 +74,21 @@ class StagedInstance:
         """Renamed to its final name (a discarded one is not)."""
         return self._committed
 
+    @property
+    def root(self) -> Path:
+        """The storage root this instance is committed under."""
+        final, relative = self._first_version
+        return final.parents[len(relative.parts) - 1]
+
     def holds_data_set_of(self, relative_path: str) -> bool:
         """Whether the stored file at ``relative_path`` has this instance's data set, byte for byte.
 
         Only the File Meta Information may differ: the receiving library writes it
         (its version name), so a resend after an upgrade is the same instance.
         """
-        root = self._first_version[0].parents[len(self._first_version[1].parts) - 1]
         try:
             ours = data_set_sha256(self.temp_path)
-            return ours is not None and data_set_sha256(root / relative_path) == ours
+            return ours is not None and data_set_sha256(self.root / relative_path) == ours
         except OSError:
             return False
 

@@ -98,9 +98,21 @@ class Retention:
                 done.append(deleted)
         return done
 
-    def _preview(self, study_id: int, uid: str) -> Deleted:
+    def _preview(self, study_id: int, uid: str) -> Deleted | None:
+        """What :meth:`_clean` would delete now; None where it would skip the study."""
         with self._sessions() as session:
-            return self._delete(uid, _paths(session, study_id, self._clock()), dry_run=True)
+            paths = _paths(session, study_id, self._clock())
+        return None if self._none_present(uid, paths) else self._delete(uid, paths, dry_run=True)
+
+    def _none_present(self, uid: str, paths: list[str]) -> bool:
+        """Whether the study has files on record and not one of them is where its row says."""
+        if not paths or any((self._root / relative).exists() for relative in paths):
+            return False
+        # More likely the wrong storage.root (an unmounted volume, another folder's
+        # var/storage) than a study already gone.
+        log.warning("retention: none of the %d file(s) of study %s is under %s: nothing deleted "
+                    "or recorded; check storage.root", len(paths), uid, self._root)
+        return True
 
     def _clean(self, study_id: int, uid: str) -> Deleted | None:
         """Delete one study's files; None if it stopped being due (an instance arrived)."""
@@ -113,11 +125,7 @@ class Retention:
             if not due_studies(session, self._settings.delete_after, at, only=study_id):
                 return None
             paths = _paths(session, study_id, at)
-            if paths and not any((self._root / relative).exists() for relative in paths):
-                # Not one file where the rows say: more likely the wrong storage.root (an
-                # unmounted volume, another folder's var/storage) than a study already gone.
-                log.warning("retention: none of the %d file(s) of study %s is under %s: nothing deleted "
-                            "or recorded; check storage.root", len(paths), uid, self._root)
+            if self._none_present(uid, paths):
                 return None
             record = RetentionDeletion(study_id=study_id, at=at, files_deleted=0, bytes_deleted=0,
                                        files_missing=0)

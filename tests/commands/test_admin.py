@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from node.cli import main
 from node.db.audit import Delivery, DeliveryStatus, RetentionDeletion, StudyEvent
-from node.db.models import AnalysisResult, Job, JobStatus, Study, StudyStatus, utcnow
+from node.db.models import AnalysisResult, Instance, Job, JobStatus, Series, Study, StudyStatus, utcnow
 from node.delivery import record_findings
 from node.queue.jobs import claim, enqueue
 from tests.delivery.helpers import Storescp, delivering, delivery_settings, seed_analysis
@@ -92,6 +92,23 @@ def test_studies_and_results_commands(scenario: Scenario, capsys: pytest.Capture
     for fmt in ("csv", "table"):
         assert main(["--config", str(scenario.config), "studies", "--format", fmt]) == 0
     assert "study_instance_uid" in capsys.readouterr().out.splitlines()[0]
+
+
+def test_instance_counts_are_of_current_instances_not_of_their_versions(
+        scenario: Scenario, sessions: sessionmaker[Session], capsys: pytest.CaptureFixture[str]) -> None:
+    with sessions.begin() as session:  # the study's one instance, re-sent with other content: two versions
+        current = session.scalars(select(Instance).join(Series, Series.id == Instance.series_id)
+                                  .join(Study, Study.id == Series.study_id)
+                                  .where(Study.study_instance_uid == scenario.delivered)).one()
+        current.version = 2
+        session.add(Instance(series_id=current.series_id, sop_instance_uid=current.sop_instance_uid,
+                             version=1, is_current=False, sop_class_uid=current.sop_class_uid,
+                             transfer_syntax_uid=current.transfer_syntax_uid, path=current.path + ".v1",
+                             size_bytes=current.size_bytes, sha256="0" * 64, received_at=current.received_at))
+    studies = {row["study_instance_uid"]: row for row in cli(capsys, scenario.config, "studies")}
+    assert studies[scenario.delivered]["instances"] == 1
+    series = cli(capsys, scenario.config, "study", scenario.delivered)["series"]
+    assert [s["instances"] for s in series] == [1]
 
 
 def test_study_command_tells_the_whole_history(scenario: Scenario,
@@ -296,6 +313,7 @@ def test_retention_with_no_storage_folder_deletes_and_records_nothing(
     # a folder that exists but holds none of the study's files (an unmounted volume, another
     # folder's var/storage): the study is not recorded as cleaned either
     (scenario.storage / "elsewhere").mkdir()
+    assert cli(capsys, scenario.config, "retention", "--dry-run") == []  # the preview says what it would do
     assert cli(capsys, scenario.config, "retention") == []
     with sessions() as session:
         assert session.scalars(select(RetentionDeletion)).all() == []

@@ -249,6 +249,36 @@ def test_a_study_sent_again_after_retention_is_stored_and_analysed_again(engine:
     assert result.findings["series_used"]["T1"] == uids["T1 sag"]
 
 
+def test_a_study_whose_stored_file_was_lost_is_analysed_once_it_is_sent_again(engine: Engine,
+                                                                              tmp_path: Path) -> None:
+    """Not deleted by retention but gone (a disk replaced, a hand's rm): the resend is the only way back."""
+    study_id, uids = _study(engine, tmp_path, [("T1", SAGITTAL)])
+    sent = {path: path.read_bytes() for path in sorted(tmp_path.rglob("*.dcm"))}
+    next(iter(sent)).unlink()
+    with pytest.raises(FileNotFoundError):
+        _run(engine, tmp_path, study_id)
+    sessions = session_factory(engine)
+    with sessions() as session:
+        study_uid = session.get_one(Study, study_id).study_instance_uid
+    store = InstanceStore(tmp_path, min_free_bytes=0, max_instance_bytes=10**8)
+    outcomes = []
+    for path, data in sent.items():  # the PACS sends the whole study again
+        key = InstanceKey(study_uid, uids["T1 sag"], path.stem)
+        with store.stage(io.BytesIO(data), key) as staged:
+            record = InstanceRecord(key, MRImageStorage, ExplicitVRLittleEndian, modality="MR")
+            outcomes.append(InstanceCatalog(engine).record(record, staged))
+    assert outcomes == [RecordOutcome.RESTORED] + [RecordOutcome.DUPLICATE] * (len(sent) - 1)
+    with sessions.begin() as session:
+        study = session.get_one(Study, study_id)
+        assert study.status == StudyStatus.RECEIVING
+        study.status = StudyStatus.COMPLETE  # the quiet period passes
+    _run(engine, tmp_path, study_id)
+    with sessions() as session:
+        assert session.get_one(Study, study_id).status == StudyStatus.ANALYSED
+        [result] = session.scalars(select(AnalysisResult)).all()
+    assert result.findings["series_used"]["T1"] == uids["T1 sag"]
+
+
 def _send_again(engine: Engine, root: Path, study_uid: str, series_uid: str, sent: dict[Path, bytes]) -> None:
     store = InstanceStore(root, min_free_bytes=0, max_instance_bytes=10**8)
     for path, data in sent.items():

@@ -306,6 +306,30 @@ def test_recording_again_keeps_same_content_once_and_other_content_as_a_new_vers
         assert (study.status, study.content_version) == (StudyStatus.RECEIVING, 2)
 
 
+def test_an_instance_whose_stored_file_was_lost_is_stored_again_when_sent_again(
+        engine: Engine, tmp_path: Path) -> None:
+    """A file gone out of band (not by retention): the resend is its last copy, not a duplicate."""
+    root = tmp_path / "storage"
+    sessions = session_factory(engine)
+    store, catalog = _store(root), InstanceCatalog(engine)
+    with _staged(store) as staged:
+        assert catalog.record(_record(), staged) is RecordOutcome.STORED
+    with sessions.begin() as session:
+        session.execute(update(Study).values(status=StudyStatus.FAILED, skip_reason="FileNotFoundError"))
+    (root / KEY.relative_path).unlink()
+    with _staged(store) as staged:
+        assert catalog.record(_record(), staged) is RecordOutcome.RESTORED
+    restored = root / KEY.relative_path.with_name(f"{KEY.sop_uid}.v2.dcm")
+    assert restored.read_bytes() == b"content"
+    found = _current(sessions, KEY.sop_uid)
+    assert found is not None and (found.path, found.version) == (str(restored.relative_to(root)), 2)
+    with sessions() as session:
+        study = session.scalars(select(Study)).one()
+        assert (study.status, study.skip_reason, study.content_version) == (StudyStatus.RECEIVING, None, 2)
+    with _staged(store) as staged:  # the file is back: a further resend is a duplicate again
+        assert catalog.record(_record(), staged) is RecordOutcome.DUPLICATE
+
+
 @pytest.mark.parametrize("same_content", [True, False], ids=["same content", "other content"])
 def test_racing_records_of_one_sop_instance(engine: Engine, tmp_path: Path, same_content: bool) -> None:
     root = tmp_path / "storage"
