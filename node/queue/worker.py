@@ -195,7 +195,9 @@ class WorkerPool:
     def _claim(self, worker_id: str) -> ClaimedJob | None:
         with self._sessions.begin() as session:
             job = claim(session, worker_id, list(self._handlers), self._settings.lease)
-        if job is None and self._reap_due():
+        # Also when a job was claimed: on a queue that is never empty, a job whose worker
+        # died on its final attempt (and its study) would otherwise wait for a lull.
+        if self._reap_due():
             with self._sessions.begin() as session:
                 now = utcnow()
                 for job_id in fail_exhausted_leases(session, now=now):

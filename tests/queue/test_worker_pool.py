@@ -83,6 +83,31 @@ def test_permanent_error_fails_at_once(engine: Engine) -> None:
     assert events_of(session_factory(engine), job_id) == ["queued", "claimed", "failed"]
 
 
+def test_a_job_whose_worker_died_on_its_final_attempt_fails_while_the_queue_is_busy(
+        engine: Engine) -> None:
+    sessions = session_factory(engine)
+    [orphan] = _enqueue(engine, "orphan", max_attempts=1)
+    with sessions.begin() as session:  # claimed by a worker that then died: its lease runs out
+        claimed = claim(session, "gone", ["orphan"], timedelta(seconds=30))
+        assert claimed is not None and claimed.id == orphan
+        session.get_one(Job, orphan).lease_expires_at = utcnow() - timedelta(seconds=1)
+    failed: list[int] = []
+
+    def busy(job: ClaimedJob, context: JobContext) -> None:
+        with context.sessions.begin() as session:  # there is always a next job to claim
+            enqueue(session, "busy", None, {}, max_attempts=1)
+
+    _enqueue(engine, "busy")
+    pool = WorkerPool(FAST.model_copy(update={"workers": 1}), sessions, {"busy": busy}, "test",
+                      on_failure={"orphan": lambda session, job_id, *_: failed.append(job_id)})
+    pool.start()
+    try:
+        wait_until(lambda: _status(engine, orphan) == JobStatus.FAILED, "the orphaned job to fail")
+    finally:
+        pool.stop(5)
+    assert failed == [orphan]
+
+
 def test_heartbeats_keep_a_long_job_from_being_reclaimed(engine: Engine) -> None:
     settings = FAST.model_copy(update={"workers": 1, "lease": timedelta(seconds=0.5),
                                        "heartbeat": timedelta(seconds=0.05)})

@@ -180,7 +180,8 @@ def test_an_instance_sent_again_after_retention_deleted_it_is_stored_again(node:
     with node.engine() as engine:
         study = next(s for s in read_rows(engine).studies if s.study_instance_uid == uids.study)
     assert study.status == StudyStatus.RECEIVING  # it is analysed again once complete
-    wait_until(lambda: "sent again after its stored file was deleted" in node.log_text(), "the receiver's log line")
+    wait_until(lambda: "sent again after its stored file was deleted" in node.log_text(),
+               "the receiver's log line")
 
 
 def test_logs_carry_uids_not_patient_data(node: NodeProcess) -> None:
