@@ -7,4 +7,4 @@ I/O happens in this package; SimpleITK is reached only through
 
 # Raised whenever the networks, a rule or a threshold changes what the analysis reports: a
 # study analysed again under a new version gets new result objects (results contract).
-ALGORITHM_VERSION = "0.6.8"
+ALGORITHM_VERSION = "0.6.9"

@@ -57,6 +57,18 @@ def resample_like(volume: Volume, reference: Volume, *, labels: bool = False) ->
     return volume_from_image(resampled)
 
 
+def footprint_like(volume: Volume, reference: Volume) -> Volume:
+    """Where on ``reference``'s grid ``volume`` has image (uint8, 1 inside), not padding.
+
+    Outside its extent, and in a constant border (:meth:`Volume.content_box`),
+    :func:`resample_like` gives values that are not tissue; a series with a
+    smaller field of view than the reference read there as dark marrow.
+    """
+    inside = volume.crop(volume.content_box())
+    ones = inside.with_array(np.ones(inside.array.shape, dtype=np.uint8))
+    return resample_like(ones, reference, labels=True)
+
+
 def take_every_nth_slice(volume: Volume, step: int, axis: int = 0) -> Volume:
     """A thicker-slice series: every ``step``-th slice along array ``axis`` (0 = k).
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from analysis.results import SignState, SpineSegmentation
 from analysis.signs.canal import CanalReading, canal_compromise, canal_sequence, csf_reference, read_canal
-from analysis.signs.context import BodyCrop, StudyContext, build_context, crop_body
+from analysis.signs.context import BodyCrop, StudyContext, body_view, build_context, crop_body
 from analysis.signs.extent import ExtentResult, assess_extent, no_extent
 from analysis.signs.fracture import FractureResult, assess_fracture, band_like
 from analysis.signs.marrow import MarrowResult, assess_marrow, with_candidate
@@ -25,6 +25,7 @@ from analysis.volume import Sequence, Volume
 class _BodyRead(NamedTuple):
     level: str
     label: int
+    view: StudyContext  # the study as this body is seen (body_view)
     crop: BodyCrop
     marrow: MarrowResult
     canal: CanalReading
@@ -35,40 +36,47 @@ def assess_signs(
     segmentation: SpineSegmentation,
     regions: ReferenceRegions | None = None,
     thresholds: SignThresholds = DEFAULT_THRESHOLDS,
+    footprints: Mapping[Sequence, Volume] | None = None,
 ) -> tuple[LevelSigns, ...]:
     """Signs per level, top to bottom, for the bodies in ``segmentation``.
 
     ``volumes`` maps each available sagittal sequence to its volume on the
     grid of ``segmentation.labels``. ``regions`` are reference tissue masks
     (discs, muscle); when None the discs are derived from the label map.
+    ``footprints`` say where on that grid each sequence has image
+    (:func:`analysis.sitk_adapter.footprint_like`); a body is read only on the
+    sequences that cover it. None: every sequence covers the whole grid.
     """
     if isinstance(segmentation, SpineSegmentation) and segmentation.outlines is not None:
         if segmentation.outlines.array.shape != segmentation.labels.array.shape:
             raise ValueError("segmentation.outlines must be on the grid of segmentation.labels")
         # a lesion the network left out of a body's mask is looked for in its outline
         segmentation = replace(segmentation, labels=segmentation.outlines)
-    ctx = build_context(volumes, segmentation, regions, thresholds)
+    ctx = build_context(volumes, segmentation, regions, thresholds, footprints)
     # first the marrow and the canal of every body: the study's CSF signal, read from the
     # canal at every level, tells the sac from lesion tissue when a lesion's spread is followed
     read: list[_BodyRead] = []
     for level, label in ctx.order:
-        crop = crop_body(ctx, level, label)
+        view = body_view(ctx, label)
+        crop = crop_body(view, level, label)
         if crop is not None:
-            read.append(_BodyRead(level, label, crop, assess_marrow(ctx, crop), read_canal(ctx, crop)))
+            read.append(_BodyRead(level, label, view, crop, assess_marrow(view, crop),
+                                  read_canal(view, crop)))
     csf = csf_reference([r.canal for r in read])
+    views = {r.label: r.view for r in read}
     partial: list[tuple[str, int, MarrowResult, ExtentResult, FractureResult, float | None,
                         np.ndarray | None]] = []
-    for level, label, crop, marrow, canal_reading in read:
+    for level, label, view, crop, marrow, canal_reading in read:
         # a lesion that counts only with the mass it shows: its spread, once measured, is kept
         spread: ExtentResult | None = None
         if marrow.mass_candidate is not None:
             confirmed = with_candidate(crop, marrow, thresholds)
-            trial = assess_extent(ctx, crop, confirmed, csf)
+            trial = assess_extent(view, crop, confirmed, csf)
             if trial.soft_tissue == SignState.PRESENT:
                 marrow, spread = confirmed, trial
-        from_outside = mass_lesion(ctx, crop, marrow)
+        from_outside = mass_lesion(view, crop, marrow)
         if from_outside is not None:
-            trial = assess_extent(ctx, crop, from_outside, csf)
+            trial = assess_extent(view, crop, from_outside, csf)
             if trial.soft_tissue == SignState.PRESENT:  # else: tissue against the wall, no lesion
                 marrow, spread = from_outside, trial
         band = marrow.pattern == "focal" and band_like(
@@ -78,12 +86,12 @@ def assess_signs(
         if band:
             extent = no_extent(marrow)
         else:
-            extent = spread if spread is not None else assess_extent(ctx, crop, marrow, csf)
-        extent = limit_extent(ctx, level, extent)
-        fracture = assess_fracture(ctx, crop, segmentation.body(level), marrow, extent, band)
+            extent = spread if spread is not None else assess_extent(view, crop, marrow, csf)
+        extent = limit_extent(view, level, extent)
+        fracture = assess_fracture(view, crop, segmentation.body(level), marrow, extent, band)
         lesion_full = None
         if marrow.lesion.any():
-            lesion_full = np.zeros(ctx.labels.shape, dtype=bool)
+            lesion_full = np.zeros(view.labels.shape, dtype=bool)
             lesion_full[crop.slices] = marrow.lesion
         partial.append((level, label, marrow, extent, fracture, canal_reading.diameter_mm, lesion_full))
 
@@ -98,7 +106,7 @@ def assess_signs(
     for (level, label, marrow, extent, fracture, diameter, lesion_full), (canal_state, narrowed) in zip(
         partial, canal, strict=True
     ):
-        out.append(_level(ctx, segmentation, level, label, marrow, extent, fracture, diameter,
+        out.append(_level(views[label], segmentation, level, label, marrow, extent, fracture, diameter,
                           canal_state, narrowed, lesion_full))
     return tuple(out)
 
@@ -134,7 +142,7 @@ def _level(
     else:
         suspicious = SignState.INDETERMINATE
     if canal_state == SignState.INDETERMINATE and canal_sequence(ctx) is None:
-        reasons.append(f"{level}: no sagittal T2 or STIR: canal diameter not measured")
+        reasons.append(f"{level}: {ctx.lacking(Sequence.T2, Sequence.STIR)}: canal diameter not measured")
     body = segmentation.body(level)
     mask = None
     if lesion_full is not None:

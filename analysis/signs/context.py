@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -42,9 +42,54 @@ class StudyContext:
     fluid: Sequence | None
     thresholds: SignThresholds
     regions_source: str
+    # canonical: where a sequence has image; a sequence not listed has it everywhere
+    footprints: Mapping[Sequence, BoolArray] = field(default_factory=dict)
+    seen: BoolArray | None = None  # canonical: where every one of ``images`` has image; None: everywhere
+    outside: tuple[Sequence, ...] = ()  # the study's sequences left out of this view: they miss the body
 
     def has(self, seq: Sequence) -> bool:
         return seq in self.images
+
+    def lacking(self, *seqs: Sequence) -> str:
+        """Why none of ``seqs`` is read: the study has none, or those it has do not cover the body."""
+        short = [str(seq) for seq in seqs if seq in self.outside]
+        if short:
+            verb = "does" if len(short) == 1 else "do"
+            return f"the sagittal {' and '.join(short)} {verb} not cover the body"
+        return f"no sagittal {' or '.join(str(seq) for seq in seqs)}"
+
+    def sees(self, seq: Sequence, where: BoolArray, box: tuple[slice, slice, slice] | None = None) -> bool:
+        """Whether ``seq`` has image at every voxel of ``where`` (a mask of ``box``, or of the whole grid)."""
+        footprint = self.footprints.get(seq)
+        if footprint is None:
+            return True
+        return bool(footprint[box if box is not None else (slice(None),) * 3][where].all())
+
+
+def body_view(ctx: StudyContext, label: int) -> StudyContext:
+    """The study as one body is seen: only the sequences with image over all of it.
+
+    A series with a smaller field of view than the one the bodies were found on
+    is padded outside it; read there, the padding looked like dark T1 marrow or
+    like a missing STIR. Where the STIR does not reach a body, the T2 is its
+    fluid-sensitive image. When no sequence covers the whole body, all are kept.
+    """
+    if not ctx.footprints:
+        return ctx
+    body = ctx.labels == label
+    box = bbox(body, 0)
+    kept = [seq for seq in ctx.images if ctx.sees(seq, body[box], box)]
+    masks = [ctx.footprints[seq] for seq in kept if seq in ctx.footprints]
+    if not kept or (len(kept) == len(ctx.images) and all(mask.all() for mask in masks)):
+        return ctx
+    return replace(
+        ctx,
+        images={seq: ctx.images[seq] for seq in kept},
+        fluid=next((seq for seq in FLUID_ORDER if seq in kept), None),
+        footprints={seq: ctx.footprints[seq] for seq in kept if seq in ctx.footprints},
+        seen=np.logical_and.reduce(masks) if masks else None,
+        outside=tuple(seq for seq in ctx.images if seq not in kept),
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -74,7 +119,9 @@ def build_context(
     segmentation: SpineSegmentation,
     regions: ReferenceRegions | None,
     thresholds: SignThresholds,
+    footprints: Mapping[Sequence, Volume] | None = None,
 ) -> StudyContext:
+    """``footprints``: where each sequence has image on the label grid (a sequence not in it: everywhere)."""
     if not isinstance(segmentation, SpineSegmentation):
         raise TypeError(f"segmentation must be a SpineSegmentation, got {type(segmentation).__name__}")
     if not isinstance(volumes, Mapping) or not volumes:
@@ -92,6 +139,12 @@ def build_context(
         raise ValueError("segmentation.labels holds no vertebral body")
     pad = int(np.ceil((thresholds.ste_search_mm + thresholds.canal_search_mm) / min(frame.spacing)))
     images = canonical_images(used, segmentation.labels, frame, bbox(labels > 0, pad))
+    seen_by: dict[Sequence, BoolArray] = {}
+    for seq, footprint in (footprints or {}).items():
+        if not isinstance(footprint, Volume) or not footprint.same_grid(segmentation.labels, atol_mm=1e-2):
+            raise ValueError(f"footprints[{seq!r}] must be a Volume on the label map's grid")
+        if Sequence(seq) in used:
+            seen_by[Sequence(seq)] = np.asarray(frame.to_canonical(np.asarray(footprint.array)), dtype=bool)
     discs = {k: np.asarray(frame.to_canonical(m), dtype=bool) for k, m in regions.discs.items()}
     muscle = {lv: np.asarray(frame.to_canonical(m), dtype=bool) for lv, m in regions.muscle_by_level.items()}
     if regions.muscle is not None:
@@ -104,13 +157,20 @@ def build_context(
         core = body_core(body, inner_distance_mm(body, frame.spacing), thresholds.core_margin_mm)
         if core.any():
             cores.append((box, core))
-    marrow_ref = {seq: float(np.median([np.median(img[box][core]) for box, core in cores]))
-                  for seq, img in images.items() if cores}
-    disc_ref = {seq: float(np.median([np.median(img[m]) for m in discs.values() if m.any()]))
-                for seq, img in images.items() if any(m.any() for m in discs.values())}
+    # the study's references from the bodies and discs each sequence has image over
+    marrow_ref: dict[Sequence, float] = {}
+    disc_ref: dict[Sequence, float] = {}
+    for seq, img in images.items():
+        seen = seen_by.get(seq)
+        medians = [np.median(img[box][core]) for box, core in cores if seen is None or seen[box][core].all()]
+        if medians:
+            marrow_ref[seq] = float(np.median(medians))
+        medians = [np.median(img[m]) for m in discs.values() if m.any() and (seen is None or seen[m].all())]
+        if medians:
+            disc_ref[seq] = float(np.median(medians))
     fluid = next((s for s in FLUID_ORDER if s in images), None)
     return StudyContext(frame, images, labels, discs, muscle, order, marrow_ref, disc_ref, fluid,
-                        thresholds, regions.source)
+                        thresholds, regions.source, seen_by)
 
 
 def endplate_zone(labels: npt.NDArray[np.integer], reach: float,
@@ -173,6 +233,12 @@ def crop_body(ctx: StudyContext, level: str, label: int) -> BodyCrop | None:
         hi = min(full.shape[axis], int(idx[axis].max()) + pad + 1)
         slices.append(slice(lo, hi))
     sl = (slices[0], slices[1], slices[2])
+    if ctx.seen is not None and ctx.seen[sl].any():
+        # the box ends where a sequence of this body's view stops, as it ends at the grid's edge
+        covered = bbox(ctx.seen[sl], 0)
+        sl = (slice(sl[0].start + covered[0].start, sl[0].start + covered[0].stop),
+              slice(sl[1].start + covered[1].start, sl[1].start + covered[1].stop),
+              slice(sl[2].start + covered[2].start, sl[2].start + covered[2].stop))
     body = full[sl]
     lab = ctx.labels[sl]
     other = (lab > 0) & ~body

@@ -216,7 +216,8 @@ def assess_extent(
         # on T1 alone lesion tissue looks like disc, muscle and CSF: its spread
         # outside the body cannot be told
         cortex = ste = SignState.INDETERMINATE
-        reasons.append(f"{crop.level}: no sagittal T2 or STIR: cortex and soft-tissue extent of the "
+        reasons.append(f"{crop.level}: {ctx.lacking(Sequence.T2, Sequence.STIR)}: cortex and soft-tissue "
+                       "extent of the "
                        "marrow lesion cannot be told from neighbouring tissue")
     elif leak:
         cortex = ste = SignState.INDETERMINATE

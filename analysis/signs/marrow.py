@@ -20,7 +20,7 @@ from analysis.signs.geometry import BoolArray, FloatArray, components
 from analysis.thresholds import SignThresholds
 from analysis.volume import Sequence
 
-_NO_T1 = "no sagittal T1: the T1 marrow criterion (Carroll) cannot be assessed"
+_NO_T1 = "the T1 marrow criterion (Carroll) cannot be assessed"
 
 
 @dataclass(frozen=True, eq=False)
@@ -212,10 +212,10 @@ def assess_marrow(ctx: StudyContext, crop: BodyCrop) -> MarrowResult:
     t1_state = criterion(t1_seed, diffuse_t1 or diffuse_pair)
     fluid_state = criterion(fluid_seed, diffuse_fluid or diffuse_pair)
     if Sequence.T1 not in crop.images:
-        reasons.append(f"{crop.level}: {_NO_T1}")
+        reasons.append(f"{crop.level}: {ctx.lacking(Sequence.T1)}: {_NO_T1}")
     if fluid_seed is None:
-        reasons.append(f"{crop.level}: no sagittal STIR or T2: marrow hyperintensity cannot be assessed, "
-                       "and T1 alone cannot exclude a focal lesion")
+        reasons.append(f"{crop.level}: {ctx.lacking(Sequence.STIR, Sequence.T2)}: marrow hyperintensity "
+                       "cannot be assessed, and T1 alone cannot exclude a focal lesion")
     if present:
         state = SignState.PRESENT
     elif t1_state == SignState.ABSENT and fluid_state == SignState.ABSENT:

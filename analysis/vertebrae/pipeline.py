@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from analysis.results import BodyMeasurement, SpineSegmentation
-from analysis.sitk_adapter import resample_like
+from analysis.sitk_adapter import footprint_like, resample_like
 from analysis.vertebrae.features import FloatArray
 from analysis.vertebrae.geometry import Canonical, canonical_of, canonical_to_lps
 from analysis.vertebrae.inference import Network
@@ -78,12 +78,34 @@ def canonical_images(
     return out
 
 
-def study_probabilities(images: list[FloatArray], canonical: Canonical, model: BodyModel) -> FloatArray:
-    """Class probabilities on the primary's canonical native grid, averaged over sequences."""
+def canonical_footprints(volumes: Mapping[Sequence, Volume], primary: Volume,
+                         canonical: Canonical) -> list[npt.NDArray[np.bool_]]:
+    """Where each series has image on the primary's canonical grid (:func:`footprint_like`)."""
+    return [np.asarray(canonical.to_canonical(footprint_like(vol, primary).array), dtype=bool)
+            for vol in volumes.values()]
+
+
+def study_probabilities(images: list[FloatArray], canonical: Canonical, model: BodyModel,
+                        footprints: list[npt.NDArray[np.bool_]] | None = None) -> FloatArray:
+    """Class probabilities on the primary's canonical native grid, averaged over sequences.
+
+    With ``footprints`` (one per image), a voxel averages only the sequences
+    that have image there: a series with a smaller field of view is padded, and
+    the padding is not tissue. Where none has, all are averaged.
+    """
     if not images:
         raise ValueError("images must not be empty")
-    total = np.sum([predict_work(model, image, canonical.spacing) for image in images], axis=0)
-    return probabilities_to_native((total / len(images)).astype(np.float32), canonical.shape)
+    if footprints is not None and len(footprints) != len(images):
+        raise ValueError(f"footprints must have one mask per image ({len(images)}), got {len(footprints)}")
+    work = [predict_work(model, image, canonical.spacing) for image in images]
+    if footprints is None or all(fp.all() for fp in footprints):
+        mean = (np.sum(work, axis=0) / len(images)).astype(np.float32)
+        return probabilities_to_native(mean, canonical.shape)
+    weights = np.stack(footprints).astype(np.float32)
+    weights[:, weights.sum(axis=0) == 0] = 1.0
+    total = sum(probabilities_to_native(p, canonical.shape) * w[..., None]
+                for p, w in zip(work, weights, strict=True))
+    return np.asarray(total / weights.sum(axis=0)[..., None], dtype=np.float32)
 
 
 def section_heights(
@@ -232,7 +254,7 @@ def segment_spine(volumes: Mapping[Sequence, Volume], model: BodyModel) -> Spine
     primary = volumes[primary_sequence(volumes)]
     can = canonical_of(primary)
     images = canonical_images(volumes, primary, can)
-    probs = study_probabilities(images, can, model)
+    probs = study_probabilities(images, can, model, canonical_footprints(volumes, primary, can))
     body_prob = probs[..., 1] + probs[..., 2]
     chain = split_bodies(body_prob, probs[..., 2], can.spacing)
     notes: list[str] = []

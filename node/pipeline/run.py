@@ -14,7 +14,7 @@ from analysis.findings import StudyFindings, summarize
 from analysis.results import SpineSegmentation
 from analysis.signs.assess import assess_signs
 from analysis.signs.types import LevelSigns
-from analysis.sitk_adapter import image_from_volume, resample_like
+from analysis.sitk_adapter import footprint_like, image_from_volume, resample_like
 from analysis.vertebrae.model import BodyModel
 from analysis.vertebrae.pipeline import segment_spine
 from analysis.volume import Sequence, Volume
@@ -57,7 +57,8 @@ def analyse_segmented(inputs: StudyInputs, segmentation: SpineSegmentation,
     if segmentation.bodies:
         progress(f"assessing signs on {len(segmentation.bodies)} levels")
         volumes = on_label_grid(inputs.volumes, segmentation.labels)
-        level_signs = assess_signs(volumes, segmentation)
+        footprints = {seq: footprint_like(vol, segmentation.labels) for seq, vol in inputs.volumes.items()}
+        level_signs = assess_signs(volumes, segmentation, footprints=footprints)
     progress("summarising")
     findings = summarize(inputs.study_instance_uid, dict(inputs.series_uids), level_signs, notes=notes)
     return AnalysisOutput(findings, segmentation, level_signs)

@@ -6,11 +6,12 @@ import dataclasses
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from analysis.results import SignState
 from analysis.signs import LevelSigns, assess_signs
+from analysis.sitk_adapter import footprint_like, resample_like
 from analysis.thresholds import DEFAULT_THRESHOLDS, SignThresholds
 from analysis.volume import LEVEL_LABELS, Sequence, Volume
 from phantom.mimics import MimicKind, MimicSpec, paint_mimics
@@ -63,6 +64,43 @@ def test_missing_sequences_only_ever_make_signs_indeterminate_or_keep_them(subse
             b, n = getattr(base, name), getattr(now, name)
             assert n == b or n == SignState.INDETERMINATE or (
                 b == SignState.PRESENT and n == SignState.PRESENT), (level, name, subset)
+
+
+def _smaller_field(vol: Volume, top: float, bottom: float) -> tuple[Volume, Volume]:
+    """``vol`` acquired with ``top``/``bottom`` of its rows (head-foot) left out, as the node puts
+    it on the bodies' grid: resampled (padded) and its footprint."""
+    rows = vol.array.shape[1]
+    small = vol.crop((slice(None), slice(int(top * rows), rows - int(bottom * rows)), slice(None)))
+    return resample_like(small, vol), footprint_like(small, vol)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seq=st.sampled_from(SEQS), top=st.floats(0.0, 0.35), bottom=st.floats(0.0, 0.35))
+@example(seq=Sequence.T1, top=0.2, bottom=0.2)  # its padding, read as dark T1 marrow: L1, L5 suspicious
+@example(seq=Sequence.STIR, top=0.2, bottom=0.2)  # L1 and L5 indeterminate with a T2 to read them on
+def test_a_sequence_with_a_smaller_field_of_view_never_reverses_a_sign(
+        seq: Sequence, top: float, bottom: float) -> None:
+    """Outside its field of view a series is padding, not dark marrow: a level it misses is read
+    on the others (a sign found stays found or becomes indeterminate, and none is invented)."""
+    padded, footprint = _smaller_field(_VOLS[seq], top, bottom)
+    vols = {**_VOLS, seq: padded}
+    out = {ls.level: ls for ls in assess_signs(vols, _SEG, footprints={seq: footprint})}
+    for level, base in _BASE.items():
+        for name in ("suspicious_for_malignancy", "marrow_infiltration", "cortical_destruction",
+                     "soft_tissue_extension"):
+            b, n = getattr(base, name), getattr(out[level], name)
+            assert n in (b, SignState.INDETERMINATE), (level, name, seq, top, bottom)
+        if seq == Sequence.STIR:  # the T2 reads the marrow where the STIR does not reach
+            assert out[level].marrow_fluid == base.marrow_fluid, (level, top, bottom)
+
+
+def test_a_level_a_series_misses_says_so() -> None:
+    padded, footprint = _smaller_field(_VOLS[Sequence.T1], 0.3, 0.3)
+    out = assess_signs({**_VOLS, Sequence.T1: padded}, _SEG, footprints={Sequence.T1: footprint})
+    missed = [ls for ls in out if ls.marrow_t1 == SignState.INDETERMINATE]
+    assert missed and len(missed) < len(out)
+    for ls in missed:
+        assert any("the sagittal T1 does not cover the body" in r for r in ls.reasons), ls.reasons
 
 
 _NORMAL = normal_spine()

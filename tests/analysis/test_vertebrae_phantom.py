@@ -101,3 +101,18 @@ def test_a_constant_border_around_the_image_changes_nothing(
     inner = (slice(None), slice(pad, -pad), slice(pad, -pad))
     np.testing.assert_array_equal(np.asarray(again.labels.array)[inner], np.asarray(seg.labels.array))
     assert not np.asarray(again.labels.array)[:, :pad].any()
+
+
+def test_a_second_series_with_a_smaller_field_of_view_does_not_hide_bodies() -> None:
+    # A T1 that stops short of the T2's top and bottom: padded onto the T2's grid, its
+    # padding was averaged in as if it were image; T11 was lost and T12 half-found.
+    study = build_phantom(ImplantSpec(), np.random.default_rng(7), sequences=(Sequence.T2, Sequence.T1),
+                          grid=SagittalGrid(n_slices=11))
+    g = study.labels
+    volumes = {s.sequence: Volume(s.pixels, g.spacing, g.origin, g.direction) for s in study.series}
+    whole = segment_spine(volumes, shipped_model())
+    t1 = volumes[Sequence.T1]
+    rows = t1.array.shape[1]
+    shorter = t1.crop((slice(None), slice(rows // 5, rows - rows // 5), slice(None)))
+    again = segment_spine({**volumes, Sequence.T1: shorter}, shipped_model())
+    assert [b.level for b in again.bodies] == [b.level for b in whole.bodies]
