@@ -147,6 +147,13 @@ class AnalyzeStudy:
         if job.study_id is None:
             raise PermanentJobError(f"job {job.id} names no study")
         with context.sessions.begin() as session:
+            if session.scalar(select(AnalysisResult.id).where(AnalysisResult.job_id == job.id).limit(1)):
+                # Run again after its worker died past the commit (a lost lease): its result is
+                # recorded and its objects may be out for delivery; writing them again would
+                # change them under their recorded hashes.
+                log.info("job %d already recorded its result for study %s; nothing to do",
+                         job.id, job.study_uid)
+                return
             listing = self._series_files(session, job.study_id)
             if isinstance(listing, Withheld):
                 withhold(session, job, listing)
@@ -192,7 +199,7 @@ class AnalyzeStudy:
         out_dir = self._results / files.study_instance_uid / str(job.id)
         write_results(out_dir, output)
         # keyed by the job and dated by its queueing, so a job run again after a lost
-        # lease writes the same objects (same UIDs, same bytes)
+        # lease, before it recorded them, writes the same objects (same UIDs, same bytes)
         objects = write_result_objects(output, inputs, files, out_dir,
                                        analysis_key=earlier.analysis_key(job.id), created=earlier.created,
                                        predecessors=earlier.reports)

@@ -25,10 +25,10 @@ pytestmark = pytest.mark.slow
 
 def _shorter(series: ImageSeries, rows: int) -> ImageSeries:
     """``series`` acquired without its first and last ``rows`` rows (a smaller head-foot field)."""
-    down = np.asarray(series.orientation[3:], dtype=float) * rows * series.pixel_spacing[0]
+    dx, dy, dz = (float(v) * rows * series.pixel_spacing[0] for v in series.orientation[3:])
     return dataclasses.replace(
         series, pixels=np.ascontiguousarray(series.pixels[:, rows:-rows]),
-        positions=tuple(tuple(float(v) for v in np.asarray(p) + down) for p in series.positions))
+        positions=tuple((x + dx, y + dy, z + dz) for x, y, z in series.positions))
 
 
 def test_a_t1_that_stops_short_of_the_spine_invents_no_lesion(tmp_path: Path) -> None:

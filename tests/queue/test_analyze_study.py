@@ -13,7 +13,7 @@ from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
-from node.db.audit import RetentionDeletion, StudyEvent, StudyStage
+from node.db.audit import ResultObjectRow, RetentionDeletion, StudyEvent, StudyStage
 from node.db.engine import session_factory
 from node.db.models import AnalysisResult, Instance, Series, Study, StudyStatus, utcnow
 from node.pipeline.model import shipped_model
@@ -103,6 +103,29 @@ def test_study_without_sagittal_series_is_skipped(engine: Engine, tmp_path: Path
     assert (result.outcome, result.reason, result.job_id) == ("skipped", NO_SAGITTAL, job.id)
     assert result.findings["series"][0]["plane"] == "axial"
     assert job_again.id != job.id
+
+
+def test_a_job_run_again_after_recording_its_result_leaves_the_result_as_it_was(engine: Engine,
+                                                                                tmp_path: Path) -> None:
+    # Its worker killed between the commit and marking the job done: the job's lease
+    # expires and it runs again. Writing its objects again, it named its own SR as the
+    # SR's predecessor: the recorded bytes changed under their SHA-256, and delivery
+    # refused the SR for good.
+    study_id, _ = _study(engine, tmp_path, [("T1", SAGITTAL)])
+    job = _run(engine, tmp_path, study_id)
+    sessions = session_factory(engine)
+    with sessions() as session:
+        rows = session.scalars(select(ResultObjectRow)).all()
+    written = {tmp_path / "results" / row.path: row.sha256 for row in rows}
+    assert written and all(sha256_of(path) == sha for path, sha in written.items())
+
+    handler = AnalyzeStudy(tmp_path, tmp_path / "results", shipped_model, DeliverySettings())
+    handler(job, JobContext(sessions, "w2"))
+
+    assert {path: sha256_of(path) for path in written} == written
+    with sessions() as session:
+        assert len(session.scalars(select(AnalysisResult)).all()) == 1
+        assert session.get_one(Study, study_id).status == StudyStatus.ANALYSED
 
 
 def test_study_receiving_again_is_left_for_the_next_analysis(engine: Engine, tmp_path: Path) -> None:
