@@ -34,7 +34,16 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from node.db.models import Association, AssociationResult, Instance, Series, Study, utcnow
+from node.db.models import (
+    Association,
+    AssociationResult,
+    AssociationStudy,
+    Instance,
+    Series,
+    Study,
+    StudyStatus,
+    utcnow,
+)
 from node.metrics.receiving import ReceptionEvents
 from node.receiver.negotiation import CallerPolicy
 
@@ -125,15 +134,28 @@ class AssociationLog:
         """
         owner = (Association.node_id == process) if process is not None else (
             Association.node_id != self._node.process)
+        now = self._clock()
         with self._sessions.begin() as session:
-            swept = len(session.execute(
+            ids = session.scalars(
                 update(Association)
                 .where(Association.result == AssociationResult.OPEN,
                        Association.node_listener == self._node.listener, owner)
-                .values(result=AssociationResult.ABORTED.value, reason=NODE_RESTARTED, ended_at=self._clock())
+                .values(result=AssociationResult.ABORTED.value, reason=NODE_RESTARTED, ended_at=now)
                 .returning(Association.id)
                 .execution_options(synchronize_session=False)
-            ).all())
+            ).all()
+            if ids:
+                # Their senders were cut off while the node was down, however long: the quiet
+                # period starts again now, so that a PACS sending again finds the study still
+                # receiving instead of half of it analysed the moment the node is back.
+                session.execute(
+                    update(Study)
+                    .where(Study.status == StudyStatus.RECEIVING,
+                           Study.id.in_(select(AssociationStudy.study_id)
+                                        .where(AssociationStudy.association_id.in_(ids))))
+                    .values(last_received_at=now)
+                    .execution_options(synchronize_session=False))
+        swept = len(ids)
         if swept:
             log.warning("closed %d association(s) left open by %s of %s: %s", swept,
                         process or "an earlier process", self._node.listener, NODE_RESTARTED)

@@ -100,6 +100,11 @@ def test_a_restart_closes_what_this_node_left_open_and_only_that(database_url: s
             assert rows[crashed_id].ended_at is not None
             for node_id, _ in others.values():
                 assert (rows[node_id].result, rows[node_id].ended_at) == (AssociationResult.OPEN, None)
+            # its quiet period starts again at the restart: the PACS may be sending it again
+            restarted = rows[crashed_id].ended_at
+            with Session(engine) as session:
+                assert restarted is not None
+                assert session.scalars(select(Study.last_received_at)).one() >= restarted
 
             def complete() -> bool:  # no longer held by the crashed association
                 with Session(engine) as session:
