@@ -25,6 +25,7 @@ from node.logs import configure_logging
 from node.metrics import Telemetry
 from node.metrics.receiving import ReceptionEvents
 from node.metrics.relay import MetricsRelay, RelayedMetrics
+from node.periodic import Periodic
 from node.queue.completion import CompletionMonitor
 from node.queue.worker import WorkerPool, exit_process, process_name
 from node.receiver import AssociationLog, AssociationTracker, CallerPolicy, Receiver, StoreHandler
@@ -60,6 +61,11 @@ class Node:
             settings, engine, name, self.telemetry.receiver,
             handoff=self.extra_receivers.handoff if self.extra_receivers is not None else None)
         self.monitor = CompletionMonitor(settings.study, settings.queue, sessions)
+        # At start-up, and again every max age: a receive cut off later (a peer gone, an
+        # extra receiver process killed) leaves its staged file too, which would stay until
+        # the next restart.
+        self.sweeper = Periodic("partial-file sweep", self._sweep_partial,
+                                settings.storage.partial_file_max_age, (OSError,))
         retention = settings.storage.retention
         self.retention = RetentionMonitor(
             Retention(retention, settings.storage.root, sessions), retention.interval
@@ -78,6 +84,7 @@ class Node:
     def _watch(self) -> None:
         health = self.telemetry.health
         health.watch("completion monitor", lambda: self.monitor.died)
+        health.watch("partial-file sweep", lambda: self.sweeper.died)
         if self.retention is not None:
             retention = self.retention
             health.watch("retention", lambda: retention.died)
@@ -88,7 +95,7 @@ class Node:
     def start(self) -> None:
         self.telemetry.start()
         # in the background: on a large archive the walk takes a while, and nothing waits for it
-        threading.Thread(target=self._sweep_partial, name="partial-file sweep", daemon=True).start()
+        self.sweeper.start()
         self.receiver.start()
         # Once the port is ours, before completion runs: a row a crash left open would hold its studies.
         # Before the extra receivers start: their rows are not the previous process's.
@@ -109,12 +116,9 @@ class Node:
                  " (TLS)" if self.settings.tls.enabled else "")
 
     def _sweep_partial(self) -> None:
-        try:
-            # pynetdicom's own temporary files land in TMPDIR (the image puts it on the storage volume)
-            self.store.sweep_partial(self.settings.storage.partial_file_max_age,
-                                     incoming=Path(tempfile.gettempdir()))
-        except OSError:
-            log.exception("could not sweep interrupted receives under %s", self.store.root)
+        # pynetdicom's own temporary files land in TMPDIR (the image puts it on the storage volume)
+        self.store.sweep_partial(self.settings.storage.partial_file_max_age,
+                                 incoming=Path(tempfile.gettempdir()))
 
     def supervise(self) -> None:
         """Called about once a second while running: restart receiver processes that died."""
@@ -131,6 +135,7 @@ class Node:
         if self.extra_receivers is not None:
             self.extra_receivers.join(association_grace)
         self.monitor.stop()
+        self.sweeper.stop()
         if self.retention is not None:
             self.retention.stop()
         if self.workers is not None:

@@ -113,3 +113,23 @@ def test_a_restart_closes_what_this_node_left_open_and_only_that(database_url: s
             wait_until(complete, "the study stored before the crash to complete")
     finally:
         assert node.terminate() == 0
+
+
+def test_a_staged_file_left_while_the_node_runs_is_swept_without_a_restart(database_url: str,
+                                                                          tmp_path: Path) -> None:
+    # A receive cut off while the node runs (an extra receiver process killed) leaves its
+    # staged file; the sweep ran only at start-up, so it stayed until the next restart.
+    node = make_node(tmp_path / "node", database_url, {"storage": {"partial_file_max_age": 1}})
+    uids = StudyUIDs.new()
+    node.start()
+    try:
+        with association(node) as assoc:
+            assert assoc.send_c_store(mr_instance(uids.study, uids.series[0], 1)).Status == 0x0000
+        [stored] = stored_files(node.storage_root)
+        leftover = stored.parent / f".{uids.series[0]}.9.x1y2.part"
+        leftover.write_bytes(b"half an instance")
+        os.utime(leftover, (time.time() - 60, time.time() - 60))
+        wait_until(lambda: not leftover.exists(), "the running node to sweep the staged file")
+        assert stored.exists()
+    finally:
+        assert node.terminate() == 0
