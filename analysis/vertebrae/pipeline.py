@@ -115,6 +115,7 @@ def section_heights(
     canonical: Canonical,
     axis: tuple[float, float] | None,
     refiners: tuple[Network, ...],
+    footprints: list[npt.NDArray[np.bool_]] | None = None,
 ) -> Heights:
     """Heights on the body's mid-sagittal section redrawn by the refiners; its mask's without them.
 
@@ -127,6 +128,10 @@ def section_heights(
     if not refiners:
         return mask_heights
     s = mask_heights.mid_slice
+    if footprints is not None:
+        # redrawn on the sequences with image over the whole section, as the bodies were found
+        covering = [im for im, fp in zip(images, footprints, strict=True) if fp[s][cand.mask[s]].all()]
+        images = covering or images
     rows, cols = np.nonzero(cand.mask[s])
     sp = canonical.spacing
     section = refined_section(refiners, images, sp, s, (rows.mean() * sp[1], cols.mean() * sp[2]))
@@ -254,7 +259,8 @@ def segment_spine(volumes: Mapping[Sequence, Volume], model: BodyModel) -> Spine
     primary = volumes[primary_sequence(volumes)]
     can = canonical_of(primary)
     images = canonical_images(volumes, primary, can)
-    probs = study_probabilities(images, can, model, canonical_footprints(volumes, primary, can))
+    footprints = canonical_footprints(volumes, primary, can)
+    probs = study_probabilities(images, can, model, footprints)
     body_prob = probs[..., 1] + probs[..., 2]
     chain = split_bodies(body_prob, probs[..., 2], can.spacing)
     notes: list[str] = []
@@ -301,7 +307,7 @@ def segment_spine(volumes: Mapping[Sequence, Volume], model: BodyModel) -> Spine
         notes.append(f"{n} is cut by the edge of the field of view: not measured")
     # only the bodies measured are redrawn
     heights = {
-        n: section_heights(c, h, images, can, axes.get(id(c)), model.refiners)
+        n: section_heights(c, h, images, can, axes.get(id(c)), model.refiners, footprints)
         for n, c, h in named
         if n not in cut
     }

@@ -116,3 +116,10 @@ def test_a_second_series_with_a_smaller_field_of_view_does_not_hide_bodies() -> 
     shorter = t1.crop((slice(None), slice(rows // 5, rows - rows // 5), slice(None)))
     again = segment_spine({**volumes, Sequence.T1: shorter}, shipped_model())
     assert [b.level for b in again.bodies] == [b.level for b in whole.bodies]
+    # and the sections are redrawn on the series that cover them (S1's middle height was 18 mm for 26)
+    for before, after in zip(whole.bodies, again.bodies, strict=True):
+        for name in ("ha_mm", "hm_mm", "hp_mm"):
+            was, now = getattr(before, name), getattr(after, name)
+            assert (was is None) == (now is None), (before.level, name)
+            if was is not None:
+                assert abs(now - was) <= 0.4, (before.level, name, was, now)
