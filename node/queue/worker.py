@@ -193,10 +193,9 @@ class WorkerPool:
             self._run(job)
 
     def _claim(self, worker_id: str) -> ClaimedJob | None:
-        with self._sessions.begin() as session:
-            job = claim(session, worker_id, list(self._handlers), self._settings.lease)
-        # Also when a job was claimed: on a queue that is never empty, a job whose worker
-        # died on its final attempt (and its study) would otherwise wait for a lull.
+        # Before the claim, not only when it finds nothing: on a queue that is never empty a job
+        # whose worker died on its final attempt (and its study) would wait for a lull. Not after
+        # it: an error here would then lose the job just claimed.
         if self._reap_due():
             with self._sessions.begin() as session:
                 now = utcnow()
@@ -205,7 +204,8 @@ class WorkerPool:
                     kind = session.scalar(select(Job.kind).where(Job.id == job_id))
                     self._failed(session, job_id, kind, JobStatus.FAILED,
                                  "its worker stopped on the final attempt", now)
-        return job
+        with self._sessions.begin() as session:
+            return claim(session, worker_id, list(self._handlers), self._settings.lease)
 
     def _failed(self, session: Session, job_id: int, kind: str | None, status: JobStatus, error: str,
                 now: datetime) -> None:

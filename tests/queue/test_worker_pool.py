@@ -5,12 +5,16 @@ from __future__ import annotations
 import random
 import threading
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+import pytest
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from node.db.engine import session_factory
 from node.db.models import Job, JobStatus, utcnow
+from node.queue import worker
 from node.queue.jobs import ClaimedJob, JobCancelled, PermanentJobError, claim, enqueue
 from node.queue.worker import JobContext, WorkerPool
 from node.settings import QueueSettings
@@ -106,6 +110,31 @@ def test_a_job_whose_worker_died_on_its_final_attempt_fails_while_the_queue_is_b
     finally:
         pool.stop(5)
     assert failed == [orphan]
+
+
+def test_a_database_error_failing_expired_leases_loses_no_job(engine: Engine,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # Reaped right after a successful claim, an error there dropped the job just claimed: it
+    # stayed running with its attempt used, never run.
+    calls: list[int] = []
+
+    def locked_once(session: Session, *, now: datetime | None = None) -> list[int]:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OperationalError("UPDATE jobs", {}, Exception("database is locked"))
+        return []
+
+    monkeypatch.setattr(worker, "fail_exhausted_leases", locked_once)
+    [job_id] = _enqueue(engine, "work", max_attempts=1)
+    ran: list[int] = []
+    pool = WorkerPool(FAST.model_copy(update={"workers": 1}), session_factory(engine),
+                      {"work": lambda job, context: ran.append(job.id)}, "test")
+    pool.start()
+    try:
+        wait_until(lambda: _status(engine, job_id) == JobStatus.SUCCEEDED, "the job to run")
+    finally:
+        pool.stop(5)
+    assert ran == [job_id] and calls
 
 
 def test_heartbeats_keep_a_long_job_from_being_reclaimed(engine: Engine) -> None:
