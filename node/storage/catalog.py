@@ -13,8 +13,11 @@ A SOP Instance UID sent again is handled by this policy:
   while such an association is open);
 - the same content, but retention deleted the current version's file (its
   study's results were delivered long ago), or the file is missing for
-  another reason (lost out of band): stored again as the next version, and
-  the study is analysed again as after other content;
+  another reason (lost out of band) while other files of its study are in
+  place: stored again as the next version, and the study is analysed again
+  as after other content. With none of its study's files in place the root
+  is more likely the wrong one (an unmounted volume) than every file lost:
+  the resend stays a duplicate and an error says so;
 - other content: kept as a new version beside the earlier ones
   (``<sop>.v2.dcm``, ...), which stay on disk and in ``instances``. The new
   version becomes the current one, the only one an analysis reads, and the
@@ -40,8 +43,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, Row
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from node.db.models import utcnow
@@ -152,8 +156,9 @@ class InstanceCatalog:
             conn.execute(sql.lock_sop, sop)
         current = conn.execute(sql.current, sop).one_or_none()
         if current is not None and not current.deleted:
-            if not (staged.root / current.path).is_file():
-                # Lost out of band (a disk replaced, a file removed by hand): the resend is the only
+            if not (staged.root / current.path).is_file() and self._lost(conn, sql, record.key.sop_uid,
+                                                                          current, staged):
+                # Lost out of band (a file removed by hand, a damaged disk): the resend is the only
                 # copy the node will get, and without it the study can never be analysed again.
                 log.warning("SOP Instance %s: its stored file %s is missing; storing the instance sent "
                             "again", record.key.sop_uid, current.path)
@@ -190,6 +195,23 @@ class InstanceCatalog:
         if current is None:
             return RecordOutcome.STORED
         return RecordOutcome.RESTORED if current.sha256 == staged.sha256 else RecordOutcome.NEW_VERSION
+
+    @staticmethod
+    def _lost(conn: Connection, sql: CatalogStatements, sop: str, current: Row[Any],
+              staged: StagedInstance) -> bool:
+        """Whether the current version's missing file was lost, rather than looked for under the wrong root.
+
+        Lost only when another file of its study is where its row says. When none is
+        (an unmounted volume, another folder's storage), a new version written here
+        would retire the good one on the right disk; such a resend stays a duplicate.
+        """
+        others = conn.execute(sql.study_paths, {"study_id": current.study_id, "sop": sop}).scalars()
+        if any((staged.root / path).is_file() for path in others):
+            return True
+        log.error("SOP Instance %s: its stored file %s is missing, and so are the other files of its study "
+                  "under %s: not taken as lost (a resend of it is a duplicate); check storage.root",
+                  sop, current.path, staged.root)
+        return False
 
     def _touch(self, conn: Connection, sql: CatalogStatements, record: InstanceRecord, now: datetime) -> None:
         # A resend made of duplicates is still a sender at work: while the study is

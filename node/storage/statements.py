@@ -31,6 +31,10 @@ _associations = _table(Association)
 _association_studies = _table(AssociationStudy)
 
 
+# Other files of a study looked for before a missing one is taken as lost, not as the wrong root.
+_WITNESSES = 50
+
+
 @dataclass(frozen=True)
 class CatalogStatements:
     """One dialect's statements; parameters are named in each one's comment."""
@@ -48,6 +52,7 @@ class CatalogStatements:
     touch_receiving: Update  # uid, now -> studies.id
     study_id: Select[Any]  # uid
     path_recorded: Select[Any]  # sop, path -> a row if an instance names that file
+    study_paths: Select[Any]  # study_id, sop -> paths of some of the study's other current instances
 
     @classmethod
     def for_dialect(cls, name: str) -> CatalogStatements:
@@ -116,4 +121,10 @@ class CatalogStatements:
             study_id=select(s.id).where(s.study_instance_uid == bindparam("uid")),
             path_recorded=select(i.id).where(i.sop_instance_uid == bindparam("sop"),
                                              i.path == bindparam("path")),
+            study_paths=(
+                select(i.path).join(_series, _series.c.id == i.series_id)
+                .where(_series.c.study_id == bindparam("study_id"), i.is_current.is_(True),
+                       i.sop_instance_uid != bindparam("sop"))
+                .limit(_WITNESSES)
+            ),
         )

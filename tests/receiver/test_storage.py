@@ -312,8 +312,10 @@ def test_an_instance_whose_stored_file_was_lost_is_stored_again_when_sent_again(
     root = tmp_path / "storage"
     sessions = session_factory(engine)
     store, catalog = _store(root), InstanceCatalog(engine)
-    with _staged(store) as staged:
-        assert catalog.record(_record(), staged) is RecordOutcome.STORED
+    neighbour = InstanceKey(KEY.study_uid, KEY.series_uid, f"{KEY.sop_uid}.2")
+    for key in (KEY, neighbour):
+        with _staged(store, key) as staged:
+            assert catalog.record(_record(key), staged) is RecordOutcome.STORED
     with sessions.begin() as session:
         session.execute(update(Study).values(status=StudyStatus.FAILED, skip_reason="FileNotFoundError"))
     (root / KEY.relative_path).unlink()
@@ -325,9 +327,29 @@ def test_an_instance_whose_stored_file_was_lost_is_stored_again_when_sent_again(
     assert found is not None and (found.path, found.version) == (str(restored.relative_to(root)), 2)
     with sessions() as session:
         study = session.scalars(select(Study)).one()
-        assert (study.status, study.skip_reason, study.content_version) == (StudyStatus.RECEIVING, None, 2)
+        assert (study.status, study.skip_reason, study.content_version) == (StudyStatus.RECEIVING, None, 3)
     with _staged(store) as staged:  # the file is back: a further resend is a duplicate again
         assert catalog.record(_record(), staged) is RecordOutcome.DUPLICATE
+
+
+def test_a_receiver_on_the_wrong_storage_root_takes_no_instance_for_lost(
+        engine: Engine, tmp_path: Path) -> None:
+    # An unmounted volume's empty mount point: every stored file is missing there, and a new
+    # version written there would retire the good one on the right disk.
+    right, wrong = tmp_path / "shared", tmp_path / "empty-mount-point"
+    sessions = session_factory(engine)
+    catalog = InstanceCatalog(engine)
+    neighbour = InstanceKey(KEY.study_uid, KEY.series_uid, f"{KEY.sop_uid}.2")
+    for key in (KEY, neighbour):
+        with _staged(_store(right), key) as staged:
+            assert catalog.record(_record(key), staged) is RecordOutcome.STORED
+    with _staged(_store(wrong)) as staged:
+        assert catalog.record(_record(), staged) is RecordOutcome.DUPLICATE
+    found = _current(sessions, KEY.sop_uid)
+    assert found is not None and found.version == 1 and (right / found.path).is_file()
+    assert stored_files(wrong) == []
+    with sessions() as session:
+        assert session.scalars(select(Study.content_version)).one() == 2
 
 
 @pytest.mark.parametrize("same_content", [True, False], ids=["same content", "other content"])
