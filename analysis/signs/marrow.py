@@ -376,7 +376,10 @@ class _FaintBar:
 
 def _enhancement(ctx: StudyContext, crop: BodyCrop, lesion: BoolArray, reasons: list[str]) -> SignState:
     if Sequence.T1C not in crop.images or Sequence.T1 not in crop.images:
-        if Sequence.T1C in crop.images:
+        if Sequence.T1 in ctx.outside or Sequence.T1C in ctx.outside:
+            missing = [seq for seq in (Sequence.T1, Sequence.T1C) if seq in ctx.outside]
+            reasons.append(f"{crop.level}: {ctx.lacking(*missing)}: enhancement not assessed")
+        elif Sequence.T1C in crop.images:
             reasons.append(f"{crop.level}: post-contrast T1 without a pre-contrast T1: "
                            "enhancement not assessed")
         return SignState.INDETERMINATE

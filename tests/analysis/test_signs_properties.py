@@ -103,6 +103,19 @@ def test_a_level_a_series_misses_says_so() -> None:
         assert any("the sagittal T1 does not cover the body" in r for r in ls.reasons), ls.reasons
 
 
+def test_enhancement_on_a_body_the_pre_contrast_t1_misses_says_so() -> None:
+    vols = _SPINE.render((Sequence.T1, Sequence.T1C, Sequence.T2), rng_seed=3)
+    padded, footprint = _smaller_field(vols[Sequence.T1], 0.3, 0.3)
+    out = assess_signs({**vols, Sequence.T1: padded}, _SEG, footprints={Sequence.T1: footprint})
+    missed = [ls for ls in out if ls.marrow_t1 == SignState.INDETERMINATE]
+    assert missed
+    for ls in missed:
+        assert ls.enhancement == SignState.INDETERMINATE
+        said = "the sagittal T1 does not cover the body: enhancement not assessed"
+        assert any(said in r for r in ls.reasons), ls.reasons
+        assert not any("without a pre-contrast T1" in r for r in ls.reasons), ls.reasons
+
+
 _NORMAL = normal_spine()
 _NORMAL_VOLS = _NORMAL.render(SEQS, rng_seed=5)
 _NORMAL_SEG = _NORMAL.segmentation()
