@@ -147,6 +147,10 @@ class AnalyzeStudy:
         if job.study_id is None:
             raise PermanentJobError(f"job {job.id} names no study")
         with context.sessions.begin() as session:
+            # The SRs it replaces are read first: should another run of this job record between
+            # the two reads, the check below sees it; after both, this run writes what that run
+            # wrote (same predecessors, same UIDs and bytes) and records nothing.
+            earlier = self._earlier(session, job)
             if session.scalar(select(AnalysisResult.id).where(AnalysisResult.job_id == job.id).limit(1)):
                 # Run again after its worker died past the commit (a lost lease): its result is
                 # recorded and its objects may be out for delivery; writing them again would
@@ -158,7 +162,6 @@ class AnalyzeStudy:
             if isinstance(listing, Withheld):
                 withhold(session, job, listing)
                 return
-            earlier = self._earlier(session, job)
         if listing is None:
             log.info("study %s is receiving again; the next analysis will cover it", job.study_uid)
             return
