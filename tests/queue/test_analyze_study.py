@@ -252,19 +252,8 @@ def test_a_study_sent_again_after_retention_is_stored_and_analysed_again(engine:
     with pytest.raises(PermanentJobError, match="deleted by retention: send the study again"):
         _run(engine, tmp_path, study_id)  # not retried as if storage were catching up
 
-    store = InstanceStore(tmp_path, min_free_bytes=0, max_instance_bytes=10**8)
-    catalog = InstanceCatalog(engine)
-    for path, data in sent.items():  # the PACS sends the same instances again
-        key = InstanceKey(study_uid, uids["T1 sag"], path.stem)
-        with store.stage(io.BytesIO(data), key) as staged:
-            record = InstanceRecord(key, MRImageStorage, ExplicitVRLittleEndian, modality="MR")
-            outcome = catalog.record(record, staged)
-        assert outcome is RecordOutcome.RESTORED  # not a duplicate: its file was gone
+    _send_again(engine, tmp_path, study_uid, uids["T1 sag"], sent)  # restored, not duplicates: files gone
     assert len(list(tmp_path.rglob("*.dcm"))) == len(sent)
-    with sessions.begin() as session:
-        study = session.get_one(Study, study_id)
-        assert study.status == StudyStatus.RECEIVING
-        study.status = StudyStatus.COMPLETE  # the quiet period passes
     _run(engine, tmp_path, study_id)
     with sessions() as session:
         [result] = session.scalars(select(AnalysisResult)).all()
@@ -283,18 +272,8 @@ def test_a_study_whose_stored_file_was_lost_is_analysed_once_it_is_sent_again(en
     sessions = session_factory(engine)
     with sessions() as session:
         study_uid = session.get_one(Study, study_id).study_instance_uid
-    store = InstanceStore(tmp_path, min_free_bytes=0, max_instance_bytes=10**8)
-    outcomes = []
-    for path, data in sent.items():  # the PACS sends the whole study again
-        key = InstanceKey(study_uid, uids["T1 sag"], path.stem)
-        with store.stage(io.BytesIO(data), key) as staged:
-            record = InstanceRecord(key, MRImageStorage, ExplicitVRLittleEndian, modality="MR")
-            outcomes.append(InstanceCatalog(engine).record(record, staged))
+    outcomes = _resend(engine, tmp_path, study_uid, uids["T1 sag"], sent)  # the whole study again
     assert outcomes == [RecordOutcome.RESTORED] + [RecordOutcome.DUPLICATE] * (len(sent) - 1)
-    with sessions.begin() as session:
-        study = session.get_one(Study, study_id)
-        assert study.status == StudyStatus.RECEIVING
-        study.status = StudyStatus.COMPLETE  # the quiet period passes
     _run(engine, tmp_path, study_id)
     with sessions() as session:
         assert session.get_one(Study, study_id).status == StudyStatus.ANALYSED
@@ -302,16 +281,25 @@ def test_a_study_whose_stored_file_was_lost_is_analysed_once_it_is_sent_again(en
     assert result.findings["series_used"]["T1"] == uids["T1 sag"]
 
 
-def _send_again(engine: Engine, root: Path, study_uid: str, series_uid: str, sent: dict[Path, bytes]) -> None:
+def _resend(engine: Engine, root: Path, study_uid: str, series_uid: str,
+            sent: dict[Path, bytes]) -> list[RecordOutcome]:
+    """The PACS sends these instances again; then their study's quiet period passes."""
     store = InstanceStore(root, min_free_bytes=0, max_instance_bytes=10**8)
+    outcomes = []
     for path, data in sent.items():
         key = InstanceKey(study_uid, series_uid, path.stem)
         with store.stage(io.BytesIO(data), key) as staged:
             record = InstanceRecord(key, MRImageStorage, ExplicitVRLittleEndian, modality="MR")
-            assert InstanceCatalog(engine).record(record, staged) is RecordOutcome.RESTORED
+            outcomes.append(InstanceCatalog(engine).record(record, staged))
     with session_factory(engine).begin() as session:
-        session.scalars(select(Study).where(Study.study_instance_uid == study_uid)).one().status = (
-            StudyStatus.COMPLETE)  # the quiet period passes
+        study = session.scalars(select(Study).where(Study.study_instance_uid == study_uid)).one()
+        assert study.status == StudyStatus.RECEIVING
+        study.status = StudyStatus.COMPLETE
+    return outcomes
+
+
+def _send_again(engine: Engine, root: Path, study_uid: str, series_uid: str, sent: dict[Path, bytes]) -> None:
+    assert set(_resend(engine, root, study_uid, series_uid, sent)) == {RecordOutcome.RESTORED}
 
 
 def test_part_of_a_study_sent_again_after_retention_does_not_replace_the_whole_study_s_result(
