@@ -64,7 +64,12 @@ def footprint_like(volume: Volume, reference: Volume) -> Volume:
     :func:`resample_like` gives values that are not tissue; a series with a
     smaller field of view than the reference read there as dark marrow.
     """
-    inside = volume.crop(volume.content_box())
+    box = volume.content_box()
+    if volume.same_grid(reference):  # the usual case: no resampling needed
+        mask = np.zeros(volume.array.shape, dtype=np.uint8)
+        mask[box] = 1
+        return reference.with_array(mask)
+    inside = volume.crop(box)
     ones = inside.with_array(np.ones(inside.array.shape, dtype=np.uint8))
     return resample_like(ones, reference, labels=True)
 

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from analysis.sitk_adapter import footprint_like, resample_like
 from analysis.volume import Volume, content_box_of
 
 OBLIQUE = (0.0, 0.6, 0.8, 1.0, 0.0, 0.0, 0.0, 0.8, -0.6)
@@ -56,3 +57,20 @@ def test_the_box_of_several_series_holds_each_one_s_image() -> None:
     assert content_box_of(volumes) == (slice(0, 2), slice(1, 5), slice(1, 7))
     with pytest.raises(ValueError, match="share one grid"):
         content_box_of([volumes[0], Volume(np.zeros((2, 6, 8), dtype=np.int16), (1.0, 1.0, 3.0))])
+
+
+def test_a_footprint_is_where_a_series_has_image_on_another_grid() -> None:
+    image = np.full((4, 30, 20), 50, dtype=np.uint16)
+    image[:, :3] = 0  # a constant border along the top rows
+    grid = Volume(image, (1.0, 1.0, 3.0), (0.0, 0.0, 0.0), (1, 0, 0, 0, 1, 0, 0, 0, 1))
+    same = np.asarray(footprint_like(grid, grid).array)
+    assert same.dtype == np.uint8 and not same[:, :3].any() and same[:, 3:].all()
+    # the rows 10-19 of the grid, as a series with a smaller field of view
+    shorter = grid.crop((slice(None), slice(10, 20), slice(None)))
+    other = np.asarray(footprint_like(shorter, grid).array)
+    assert other[:, 10:20].all() and not other[:, :10].any() and not other[:, 20:].any()
+    # on the same grid, the footprint is what resampling would give
+    inside = grid.crop(grid.content_box())
+    ones = inside.with_array(np.ones(inside.array.shape, dtype=np.uint8))
+    resampled = resample_like(ones, grid, labels=True)
+    np.testing.assert_array_equal(same, np.asarray(resampled.array))
