@@ -53,6 +53,34 @@ class DicomFolder:
         raise KeyError(study_instance_uid)
 
 
+def _files_under(root: Path, skipped: list[SkippedFile]) -> list[Path]:
+    """Every file under ``root``, in path order, through linked folders too (each folder once).
+
+    ``Path.rglob`` neither follows a linked folder nor says when it cannot open
+    one: a series there was left out without a word, and the study analysed
+    without it. A folder that cannot be read and a broken link are listed as skipped.
+    """
+    files: list[Path] = []
+    visited: set[str] = set()
+
+    def unreadable(error: OSError) -> None:
+        skipped.append(SkippedFile(Path(error.filename or root), f"folder cannot be read: {error.strerror}"))
+
+    for folder, folders, names in os.walk(root, onerror=unreadable, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in visited:  # a folder linked twice, or a link loop
+            folders.clear()
+            continue
+        visited.add(real)
+        for name in names:
+            path = Path(folder, name)
+            if path.is_file():
+                files.append(path)
+            elif not path.exists():
+                skipped.append(SkippedFile(path, "a link to nothing"))
+    return sorted(files)
+
+
 def group_dicom_folder(folder: str | os.PathLike[str]) -> DicomFolder:
     """Read the header of every file under ``folder`` (recursively) and group by Study/Series UID.
 
@@ -68,7 +96,7 @@ def group_dicom_folder(folder: str | os.PathLike[str]) -> DicomFolder:
     groups: dict[str, dict[str, list[tuple[Path, Dataset]]]] = defaultdict(lambda: defaultdict(list))
     skipped: list[SkippedFile] = []
     first_of: dict[str, Path] = {}
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+    for path in _files_under(root, skipped):
         try:
             ds = read_header(path)
         except SeriesError as exc:
