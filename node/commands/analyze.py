@@ -8,7 +8,9 @@ into OUT_DIR/<Study Instance UID>/.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,11 +46,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if not args.dicom_dir.is_dir():
         console.print(f"[red]analyze:[/] {args.dicom_dir} is not a folder")
         return EXIT_BAD_INPUT
-    try:
-        # before minutes of analysis, not after them
-        args.out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        console.print(f"[red]analyze:[/] cannot write results to {args.out}: {exc.strerror or exc}")
+    problem = _unwritable(args.out)  # before minutes of analysis, not after them
+    if problem is not None:
+        console.print(f"[red]analyze:[/] cannot write results to {args.out}: {problem}")
         return EXIT_BAD_INPUT
     with console.status("reading DICOM headers") as status:
         folder = group_dicom_folder(args.dicom_dir)
@@ -56,12 +56,22 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if args.study is not None:
             studies = [s for s in studies if s.study_instance_uid == args.study]
         if not studies:
+            found = ", ".join(s.study_instance_uid for s in folder.studies)
             console.print(
                 f"[red]analyze:[/] no DICOM study found in {args.dicom_dir}"
                 + (f" with Study Instance UID {args.study}" if args.study else "")
+                + (f" (found: {found})" if found else "")
             )
             _print_skipped(folder.skipped, console)
             return EXIT_BAD_INPUT
+        targets = [(study, args.out if len(studies) == 1 else args.out / study.study_instance_uid)
+                   for study in studies]
+        for study, out_dir in targets:
+            other = _results_of_another_study(out_dir, study.study_instance_uid)
+            if other is not None:
+                console.print(f"[red]analyze:[/] {out_dir} holds the results of study {other}; not replacing "
+                              f"them with study {study.study_instance_uid}'s: choose another --out")
+                return EXIT_BAD_INPUT
         status.update("loading the vertebral-body model")
         # imported here, not at the top: the analysis and PyTorch take seconds to load,
         # and every other command (and --help) imports this module to build its parser
@@ -70,10 +80,35 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         model = shipped_model()
         _print_skipped(folder.skipped, console)
         worst = EXIT_OK
-        for study in studies:
-            out_dir = args.out if len(studies) == 1 else args.out / study.study_instance_uid
+        for study, out_dir in targets:
             worst = max(worst, _analyse_one(study, out_dir, model, console, status.update))
     return worst
+
+
+def _unwritable(out: Path) -> str | None:
+    """Why results cannot be written under ``out`` (made if missing), or None."""
+    try:
+        # SimpleITK cannot take a path that is not UTF-8: it aborted the process after the analysis
+        str(out.resolve()).encode("utf-8")
+    except UnicodeEncodeError:
+        return "the path is not valid UTF-8"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        return str(exc.strerror or exc)
+    return None
+
+
+def _results_of_another_study(out_dir: Path, study_uid: str) -> str | None:
+    """The Study Instance UID of an earlier run's results in ``out_dir``, when it is not ``study_uid``."""
+    try:
+        earlier = json.loads((out_dir / "findings.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # none there, or not ours
+        return None
+    uid = earlier.get("study_instance_uid") if isinstance(earlier, dict) else None
+    return uid if isinstance(uid, str) and uid != study_uid else None
 
 
 def _earlier_report(path: Path, study_uid: str) -> ResultObject | None:
@@ -96,10 +131,12 @@ def _earlier_report(path: Path, study_uid: str) -> ResultObject | None:
 
 
 def _print_skipped(skipped: Sequence[SkippedFile], console: Console, shown: int = 5) -> None:
-    for item in skipped[:shown]:
+    """Every notable skip, then the first ``shown`` others (files that are not DICOM, exact copies)."""
+    rest = [item for item in skipped if not item.notable]
+    for item in [item for item in skipped if item.notable] + rest[:shown]:
         console.print(f"  skipped {item.path}: {item.reason}")
-    if len(skipped) > shown:
-        console.print(f"  ... and {len(skipped) - shown} more skipped file(s)")
+    if len(rest) > shown:
+        console.print(f"  ... and {len(rest) - shown} more skipped file(s)")
 
 
 def _analyse_one(study: StudyFiles, out_dir: Path, model: Any, console: Console, update: Any) -> int:

@@ -36,6 +36,9 @@ class StudyFiles:
 class SkippedFile:
     path: Path
     reason: str
+    # The study may be analysed without images it should have had (another version of an
+    # instance, a folder that could not be read): always shown, not summed up among the rest.
+    notable: bool = False
 
 
 @dataclass(frozen=True, eq=False)
@@ -64,7 +67,8 @@ def _files_under(root: Path, skipped: list[SkippedFile]) -> list[Path]:
     visited: set[str] = set()
 
     def unreadable(error: OSError) -> None:
-        skipped.append(SkippedFile(Path(error.filename or root), f"folder cannot be read: {error.strerror}"))
+        skipped.append(SkippedFile(Path(error.filename or root), f"folder cannot be read: {error.strerror}",
+                                   notable=True))
 
     for folder, folders, names in os.walk(root, onerror=unreadable, followlinks=True):
         real = os.path.realpath(folder)
@@ -77,7 +81,7 @@ def _files_under(root: Path, skipped: list[SkippedFile]) -> list[Path]:
             if path.is_file():
                 files.append(path)
             elif not path.exists():
-                skipped.append(SkippedFile(path, "a link to nothing"))
+                skipped.append(SkippedFile(path, "a link to nothing", notable=True))
     return sorted(files)
 
 
@@ -116,12 +120,13 @@ def group_dicom_folder(folder: str | os.PathLike[str]) -> DicomFolder:
         if sop_uid and sop_uid in first_of:
             first = first_of[sop_uid]
             reason = f"SOP Instance UID {sop_uid} already read from {first}"
-            if not filecmp.cmp(first, path, shallow=False):
+            other = not filecmp.cmp(first, path, shallow=False)
+            if other:
                 # a corrected re-export beside the original: a folder has no arrival order to
                 # tell which is current (the node keeps the last one received)
                 reason += (", which has other content; the folder does not say which one is current, "
                            f"so {first.name} (the first in path order) was used")
-            skipped.append(SkippedFile(path, reason))
+            skipped.append(SkippedFile(path, reason, notable=other))
             continue
         if sop_uid:
             first_of[sop_uid] = path

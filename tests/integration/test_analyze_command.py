@@ -177,3 +177,42 @@ def test_analyze_into_an_earlier_result_replaces_it_whole(phantom: Path, tmp_pat
     (item,) = series.ReferencedSOPSequence
     assert (series.SeriesInstanceUID, item.ReferencedSOPInstanceUID) == (
         first_sr.SeriesInstanceUID, first_sr.SOPInstanceUID)
+
+
+def test_analyze_does_not_replace_another_study_s_results(phantom: Path, tmp_path: Path) -> None:
+    # One patient after another into the same --out kept only the last one's results.
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "findings.json").write_text(json.dumps({"study_instance_uid": "1.2.3.4"}) + "\n")
+    (out / "sr.dcm").write_text("study 1.2.3.4's report\n")
+    result = _cli("analyze", str(phantom / "dicom"), "--out", str(out))
+    assert result.returncode == 2, result.stderr
+    assert "holds the results of study 1.2.3.4" in result.stderr and "choose another --out" in result.stderr
+    assert (out / "sr.dcm").read_text() == "study 1.2.3.4's report\n"
+    assert sorted(p.name for p in out.iterdir()) == ["findings.json", "sr.dcm"]
+
+
+def test_analyze_refuses_an_output_path_it_could_not_write_before_analysing(phantom: Path,
+                                                                           tmp_path: Path) -> None:
+    # SimpleITK aborted the whole process on a path that is not UTF-8, after the analysis
+    out = tmp_path / "r\udce9sultats"
+    result = _cli("analyze", str(phantom / "dicom"), "--out", str(out))
+    assert result.returncode == 2, result.stderr
+    assert "the path is not valid UTF-8" in result.stderr
+
+
+def test_analyze_always_shows_a_skipped_file_that_changes_what_is_analysed(phantom: Path,
+                                                                           tmp_path: Path) -> None:
+    dicom = tmp_path / "dicom"
+    shutil.copytree(phantom / "dicom", dicom)
+    for index in range(8):
+        (dicom / f"notes{index}.txt").write_text("not DICOM\n")
+    first = sorted(next(p for p in sorted(dicom.iterdir()) if p.is_dir()).iterdir())[0]
+    corrected = dcmread(first)
+    corrected.SeriesDescription = "corrected"
+    corrected.save_as(dicom / "zz_corrected.dcm")  # after the original in path order
+    result = _cli("analyze", str(dicom), "--out", str(tmp_path / "out"), "--study", "9.9.9")
+    assert result.returncode == 2
+    assert "which has other content" in result.stderr  # not hidden among "... more skipped"
+    assert "and 3 more skipped file(s)" in result.stderr
+    assert f"(found: {corrected.StudyInstanceUID})" in result.stderr
