@@ -96,12 +96,15 @@ def stack_geometry(
     order = np.argsort(along, kind="stable")
     along, positions = along[order], positions[order]
     gaps = np.diff(along)
-    duplicates = np.flatnonzero(gaps < tol.duplicate_mm)
-    if duplicates.size:
-        first = positions[duplicates[0]]
+    close = gaps < tol.duplicate_mm
+    if close.any():
+        # runs of near-zero gaps: each run is one position held by (run length + 1) frames
+        edges = np.diff(np.concatenate(([0], close.astype(np.int8), [0])))
+        starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+        first = positions[starts[0]]
         raise SeriesError(
-            f"duplicate positions: {duplicates.size + 1} or more frames share a slice position "
-            f"(e.g. {tuple(round(float(v), 3) for v in first)}); "
+            f"duplicate positions: {starts.size} slice position(s) hold more than one frame "
+            f"(up to {int((ends - starts).max()) + 1}; e.g. {tuple(round(float(v), 3) for v in first)}); "
             "several echoes, stacks or repeats in one series"
         )
     spacing_k = float((along[-1] - along[0]) / (len(along) - 1))

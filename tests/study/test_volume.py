@@ -224,6 +224,8 @@ def test_duplicate_frames_in_multi_echo_enhanced_object(tmp_path: Path) -> None:
     with pytest.raises(SeriesError, match="duplicate positions") as info:
         read_volume([tmp_path / "echoes.dcm"])
     assert isinstance(info.value, StudyError) and isinstance(info.value, ValueError)
+    # the count is of positions and frames: it read "4 or more frames share a slice position"
+    assert "3 slice position(s) hold more than one frame (up to 2;" in str(info.value)
 
 
 def test_rejects_truncated_file(tmp_path: Path) -> None:
