@@ -72,6 +72,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 console.print(f"[red]analyze:[/] {out_dir} holds the results of study {other}; not replacing "
                               f"them with study {study.study_instance_uid}'s: choose another --out")
                 return EXIT_BAD_INPUT
+        earlier = _results_of_another_study(args.out, "") if len(targets) > 1 else None
+        if earlier is not None:
+            console.print(f"[yellow]analyze:[/] {args.out} holds an earlier run's results of study {earlier} "
+                          "at its top, left as they are: this run writes each study into a folder of its own")
         status.update("loading the vertebral-body model")
         # imported here, not at the top: the analysis and PyTorch take seconds to load,
         # and every other command (and --help) imports this module to build its parser

@@ -14,7 +14,7 @@ import SimpleITK as sitk
 from pydicom import dcmread
 
 from node.study import group_dicom_folder, read_series
-from tests.helpers.dicom import dciodvfy_errors
+from tests.helpers.dicom import dciodvfy_errors, write_study
 
 CLI = Path(sys.executable).parent / "lumbar-sentinel"
 SIGN_FIELDS = {
@@ -216,3 +216,14 @@ def test_analyze_always_shows_a_skipped_file_that_changes_what_is_analysed(phant
     assert "which has other content" in result.stderr  # not hidden among "... more skipped"
     assert "and 3 more skipped file(s)" in result.stderr
     assert f"(found: {corrected.StudyInstanceUID})" in result.stderr
+
+
+def test_analyze_of_several_studies_says_an_earlier_single_result_stays_beside_them(tmp_path: Path) -> None:
+    write_study(tmp_path / "dicom" / "a", 3)
+    write_study(tmp_path / "dicom" / "b", 3)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "findings.json").write_text(json.dumps({"study_instance_uid": "1.2.3.4"}) + "\n")
+    result = _cli("analyze", str(tmp_path / "dicom"), "--out", str(out))
+    assert "holds an earlier run's results of study 1.2.3.4 at its top, left as they are" in result.stderr
+    assert (out / "findings.json").is_file()
