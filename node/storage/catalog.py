@@ -49,7 +49,7 @@ from sqlalchemy import Connection, Engine, Row
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from node.db.models import utcnow
-from node.storage.files import StagedInstance
+from node.storage.files import StagedInstance, any_in_place
 from node.storage.keys import CatalogConflict, InstanceKey
 from node.storage.statements import CatalogStatements
 
@@ -206,7 +206,7 @@ class InstanceCatalog:
         would retire the good one on the right disk; such a resend stays a duplicate.
         """
         others = conn.execute(sql.study_paths, {"study_id": current.study_id, "sop": sop}).scalars()
-        if any((staged.root / path).is_file() for path in others):
+        if any_in_place(staged.root, others):
             return True
         log.error("SOP Instance %s: its stored file %s is missing, and so are the other files of its study "
                   "under %s: not taken as lost (a resend of it is a duplicate); check storage.root",

@@ -19,7 +19,7 @@ import shutil
 import struct
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from pathlib import Path, PurePosixPath
 from types import TracebackType
@@ -41,6 +41,16 @@ log = logging.getLogger(__name__)
 def disk_free_bytes(path: Path) -> int:
     """Free bytes on the file system holding ``path``."""
     return shutil.disk_usage(path).free
+
+
+def any_in_place(root: Path, relative_paths: Iterable[str]) -> bool:
+    """Whether at least one recorded file is where its row says under ``root``.
+
+    When not one is, ``root`` is more likely the wrong folder (an unmounted
+    volume, another folder's storage) than every file gone: retention and the
+    catalog then leave the rows as they are.
+    """
+    return any((root / relative).is_file() for relative in relative_paths)
 
 
 def fsync_dir(path: Path) -> None:

@@ -28,6 +28,7 @@ from node.db.audit import Delivery, DeliveryStatus, RetentionDeletion, StudyEven
 from node.db.models import AnalysisResult, Instance, Series, Study, StudyStatus, utcnow
 from node.periodic import Periodic
 from node.settings import RetentionSettings
+from node.storage.files import any_in_place
 
 log = logging.getLogger(__name__)
 
@@ -106,10 +107,8 @@ class Retention:
 
     def _none_present(self, uid: str, paths: list[str]) -> bool:
         """Whether the study has files on record and not one of them is where its row says."""
-        if not paths or any((self._root / relative).exists() for relative in paths):
+        if not paths or any_in_place(self._root, paths):
             return False
-        # More likely the wrong storage.root (an unmounted volume, another folder's
-        # var/storage) than a study already gone.
         log.warning("retention: none of the %d file(s) of study %s is under %s: nothing deleted "
                     "or recorded; check storage.root", len(paths), uid, self._root)
         return True
