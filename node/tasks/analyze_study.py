@@ -37,17 +37,18 @@ from typing import Any
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session
 
 from analysis import ALGORITHM_VERSION
 from analysis.vertebrae.model import BodyModel
 from analysis.volume import Plane
 from node.db.audit import StudyEvent, StudyStage
-from node.db.models import AnalysisResult, Instance, Job, Series, Study, StudyStatus, utcnow
+from node.db.models import AnalysisResult, Instance, Job, JobStatus, Series, Study, StudyStatus, utcnow
 from node.delivery import current_result_id, current_result_objects, publish_results
 from node.pipeline.inputs import NotAnalysable, load_inputs
 from node.pipeline.run import AnalysisOutput, analyse, write_results
+from node.queue.completion import ANALYZE_STUDY
 from node.queue.jobs import ClaimedJob, JobCancelled, PermanentJobError
 from node.queue.worker import JobContext
 from node.results import ResultKind, ResultObject
@@ -332,27 +333,39 @@ def finish_study(session: Session, job: ClaimedJob, status: StudyStatus, skip_re
     """Move the study from ``complete`` to ``status`` if its content is still generation ``content_version``.
 
     False when newer content arrived while the job ran (the analysis that
-    follows covers it; this job's result would be stale), or when the study
-    was already answered for this content (a job run again after a lost lease).
+    follows covers it; this job's result would be stale), when the study was
+    already answered for this content (a job run again after a lost lease), or
+    when a newer analysis of the study waits or runs: `reanalyze` queues one
+    once this job's lease has expired, and it is that analysis which was asked for.
     """
     return session.execute(
         update(Study)
         .where(Study.id == job.study_id, Study.status == StudyStatus.COMPLETE,
-               Study.content_version == content_version)
+               Study.content_version == content_version, ~_newer_analysis(job).exists())
         .values(status=status, skip_reason=skip_reason)
         .returning(Study.id)
         .execution_options(synchronize_session=False)
     ).one_or_none() is not None
 
 
+def _newer_analysis(job: ClaimedJob) -> Select[int]:
+    """The study's analysis jobs queued after ``job`` that are still to answer."""
+    return select(Job.id).where(Job.kind == ANALYZE_STUDY, Job.study_id == job.study_id, Job.id > job.id,
+                                Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING)))
+
+
 def _log_not_recorded(session: Session, job: ClaimedJob, content_version: int) -> None:
     status, newest = session.execute(
         select(Study.status, Study.content_version).where(Study.id == job.study_id)
     ).one()
+    newer = session.scalar(_newer_analysis(job).limit(1))
     if newest != content_version:
         log.info("study %s received newer content (generation %d) while job %d analysed generation %d: "
                  "result not recorded; the study is analysed again", job.study_uid, newest, job.id,
                  content_version)
+    elif newer is not None:
+        log.warning("study %s: job %d is a newer analysis of it (requested after job %d's lease expired): "
+                    "the result of job %d is not recorded", job.study_uid, newer, job.id, job.id)
     else:
         log.info("study %s is already %s for generation %d: result of job %d not recorded",
                  job.study_uid, status, content_version, job.id)

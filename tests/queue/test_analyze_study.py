@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from node.db.audit import ResultObjectRow, RetentionDeletion, StudyEvent, StudyStage
 from node.db.engine import session_factory
-from node.db.models import AnalysisResult, Instance, Series, Study, StudyStatus, utcnow
+from node.db.models import AnalysisResult, Instance, Job, Series, Study, StudyStatus, utcnow
 from node.pipeline.model import shipped_model
 from node.queue.completion import ANALYZE_STUDY
 from node.queue.jobs import ClaimedJob, PermanentJobError, claim, enqueue
@@ -126,6 +126,37 @@ def test_a_job_run_again_after_recording_its_result_leaves_the_result_as_it_was(
     with sessions() as session:
         assert len(session.scalars(select(AnalysisResult)).all()) == 1
         assert session.get_one(Study, study_id).status == StudyStatus.ANALYSED
+
+
+def test_a_job_whose_lease_expired_before_a_reanalysis_was_queued_leaves_the_answer_to_it(
+        engine: Engine, tmp_path: Path) -> None:
+    # Its worker stalled past its lease, so `reanalyze` queued a new job (it points at a
+    # running job only while that job's lease holds). The stalled job then finished first
+    # and recorded its result; the requested analysis found the study answered and
+    # recorded nothing.
+    study_id, _ = _study(engine, tmp_path, [("T2", AXIAL)])
+    sessions = session_factory(engine)
+    with sessions.begin() as session:
+        enqueue(session, ANALYZE_STUDY, study_id, {}, max_attempts=1)
+        stalled = claim(session, "w1", [ANALYZE_STUDY], timedelta(minutes=1))
+        assert stalled is not None
+        session.execute(update(Job).where(Job.id == stalled.id).values(lease_expires_at=T0))
+        requested = enqueue(session, ANALYZE_STUDY, study_id, {"requested_by": "reanalyze"}, max_attempts=1)
+    handler = AnalyzeStudy(tmp_path, tmp_path / "results", shipped_model, DeliverySettings())
+
+    handler(stalled, JobContext(sessions, "w1"))
+    with sessions() as session:
+        assert session.scalars(select(AnalysisResult)).all() == []
+        assert session.get_one(Study, study_id).status == StudyStatus.COMPLETE
+
+    with sessions.begin() as session:
+        job = claim(session, "w2", [ANALYZE_STUDY], timedelta(minutes=1))
+    assert job is not None and job.id == requested.id
+    handler(job, JobContext(sessions, "w2"))
+    with sessions() as session:
+        [result] = session.scalars(select(AnalysisResult)).all()
+        assert result.job_id == requested.id
+        assert session.get_one(Study, study_id).status == StudyStatus.SKIPPED
 
 
 def test_study_receiving_again_is_left_for_the_next_analysis(engine: Engine, tmp_path: Path) -> None:
