@@ -35,6 +35,7 @@ from node.receiver.processes import ReceiverProcessError, ReceiverProcesses
 from node.settings import Settings
 from node.storage import InstanceCatalog, InstanceStore
 from node.storage.retention import Retention, RetentionMonitor
+from node.storage.root import WrongStorageRoot, open_store
 from node.tls import server_context
 
 log = logging.getLogger(__name__)
@@ -174,6 +175,11 @@ def run_node(settings: Settings, stop: threading.Event, *, association_grace: fl
             return 2
         # Only a node that can start changes the database's schema.
         upgrade(engine)
+        try:
+            open_store(settings.storage.root, session_factory(engine))
+        except WrongStorageRoot as exc:
+            log.error("cannot start: %s", exc)
+            return 2
         try:
             node.start()
         except ReceiverProcessError as exc:

@@ -20,6 +20,7 @@ from node.metrics import Telemetry
 from node.queue.completion import CompletionMonitor
 from node.queue.worker import FailureHook, JobHandler, WorkerPool, exit_process, process_name
 from node.settings import Settings
+from node.storage.root import WrongStorageRoot, open_store
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,12 @@ def _run_until_stopped(
             log.error("%s", problem)
             return 2
         sessions = session_factory(engine)
+        if settings.queue.workers:
+            try:  # the analysis reads the received files
+                open_store(settings.storage.root, sessions)
+            except (WrongStorageRoot, OSError) as exc:
+                log.error("cannot start: %s", exc)
+                return 2
         telemetry = Telemetry(settings, sessions)
         pool = WorkerPool(settings.queue, sessions, telemetry.jobs.timed(handlers), process_name(),
                           on_failure=on_failure)

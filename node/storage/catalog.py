@@ -49,7 +49,7 @@ from sqlalchemy import Connection, Engine, Row
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from node.db.models import utcnow
-from node.storage.files import StagedInstance, any_in_place
+from node.storage.files import StagedInstance, holds_store
 from node.storage.keys import CatalogConflict, InstanceKey
 from node.storage.statements import CatalogStatements
 
@@ -201,16 +201,17 @@ class InstanceCatalog:
               staged: StagedInstance) -> bool:
         """Whether the current version's missing file was lost, rather than looked for under the wrong root.
 
-        Lost only when another file of its study is where its row says. When none is
-        (an unmounted volume, another folder's storage), a new version written here
-        would retire the good one on the right disk; such a resend stays a duplicate.
+        Lost when the root carries the store's marker, or another file of its study
+        is where its row says. When neither (an unmounted volume, another folder's
+        storage), a new version written here would retire the good one on the right
+        disk; such a resend stays a duplicate.
         """
         others = conn.execute(sql.study_paths, {"study_id": current.study_id, "sop": sop}).scalars()
-        if any_in_place(staged.root, others):
+        if holds_store(staged.root, others):
             return True
-        log.error("SOP Instance %s: its stored file %s is missing, and so are the other files of its study "
-                  "under %s: not taken as lost (a resend of it is a duplicate); check storage.root",
-                  sop, current.path, staged.root)
+        log.error("SOP Instance %s: its stored file %s is missing, and so are the store's marker and "
+                  "the other files of its study under %s: not taken as lost (a resend of it is a "
+                  "duplicate); check storage.root", sop, current.path, staged.root)
         return False
 
     def _touch(self, conn: Connection, sql: CatalogStatements, record: InstanceRecord, now: datetime) -> None:

@@ -34,6 +34,7 @@ _GROUP_LENGTH_ELEMENT = 12
 _PARTIAL_SUFFIX = ".part"  # a staged instance's temporary file: ".<sop uid>.<random>.part"
 # pynetdicom's chunked-receive file: NamedTemporaryFile(suffix=".dcm") under TMPDIR
 _INCOMING_PATTERN = "tmp*.dcm"
+STORE_MARKER = ".lumbar-sentinel-store"
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +45,24 @@ def disk_free_bytes(path: Path) -> int:
 
 
 def any_in_place(root: Path, relative_paths: Iterable[str]) -> bool:
-    """Whether at least one recorded file is where its row says under ``root``.
-
-    When not one is, ``root`` is more likely the wrong folder (an unmounted
-    volume, another folder's storage) than every file gone: retention and the
-    catalog then leave the rows as they are.
-    """
+    """Whether at least one recorded file is where its row says under ``root``."""
     return any((root / relative).is_file() for relative in relative_paths)
+
+
+def is_store(root: Path) -> bool:
+    """Whether ``root`` carries the store's marker (:mod:`node.storage.root`)."""
+    return (root / STORE_MARKER).is_file()
+
+
+def holds_store(root: Path, relative_paths: Iterable[str]) -> bool:
+    """Whether ``root`` is the store these recorded files were written to.
+
+    The marker says so. Without it (a store opened by no node since the marker
+    came, a volume unmounted under a running node) one of the files in place
+    does; when not one is, ``root`` is more likely the wrong folder than every
+    file gone, and retention and the catalog leave the rows as they are.
+    """
+    return is_store(root) or any_in_place(root, relative_paths)
 
 
 def fsync_dir(path: Path) -> None:

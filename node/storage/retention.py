@@ -28,7 +28,7 @@ from node.db.audit import Delivery, DeliveryStatus, RetentionDeletion, StudyEven
 from node.db.models import AnalysisResult, Instance, Series, Study, StudyStatus, utcnow
 from node.periodic import Periodic
 from node.settings import RetentionSettings
-from node.storage.files import any_in_place
+from node.storage.files import holds_store
 
 log = logging.getLogger(__name__)
 
@@ -106,11 +106,12 @@ class Retention:
         return None if self._none_present(uid, paths) else self._delete(uid, paths, dry_run=True)
 
     def _none_present(self, uid: str, paths: list[str]) -> bool:
-        """Whether the study has files on record and not one of them is where its row says."""
-        if not paths or any_in_place(self._root, paths):
+        """Whether the study has files on record, and the root shows neither the store's marker
+        nor one of them where its row says (the wrong folder, not the study's files gone)."""
+        if not paths or holds_store(self._root, paths):
             return False
-        log.warning("retention: none of the %d file(s) of study %s is under %s: nothing deleted "
-                    "or recorded; check storage.root", len(paths), uid, self._root)
+        log.warning("retention: none of the %d file(s) of study %s, nor the store's marker, is under %s: "
+                    "nothing deleted or recorded; check storage.root", len(paths), uid, self._root)
         return True
 
     def _clean(self, study_id: int, uid: str) -> Deleted | None:

@@ -9,11 +9,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from pydicom.uid import generate_uid
 
 from node.cli import main
-from node.db.engine import create_db_engine
+from node.db.engine import create_db_engine, session_factory
 from node.db.migrate import upgrade
+from node.db.models import StudyStatus, utcnow
 from tests.helpers.node import CLI, free_port, write_config
+from tests.queue.helpers import SAGITTAL, add_study, register_series, write_series
 
 COMMANDS = (["studies"], ["study", "1.2.3"], ["results"], ["reanalyze", "1.2.3"], ["resend", "--dead"],
             ["retention", "--dry-run"])
@@ -122,6 +125,27 @@ def test_serve_names_a_storage_folder_it_cannot_create(tmp_path: Path) -> None:
     code, output = _serve(tmp_path, {"storage": {"root": str(tmp_path / "a-file" / "storage")}})
     assert code == 2 and "cannot start" in output and "storage.root" in output
     assert _tables(tmp_path / "node.db") == []  # nothing migrated by a node that could not start
+
+
+def test_serve_and_workers_refuse_a_storage_root_holding_none_of_the_recorded_files(tmp_path: Path) -> None:
+    # An unmounted volume's empty mount point: the node stored new studies there and took
+    # the files of the old ones for lost.
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'node.db'}")
+    upgrade(engine)
+    with session_factory(engine).begin() as session:
+        study_id = add_study(session, generate_uid(), utcnow(), StudyStatus.ANALYSED)
+        series_uid, paths = write_series(tmp_path / "volume", "1.2.3", "T2", SAGITTAL)
+        register_series(session, tmp_path / "volume", study_id, series_uid, paths)
+    engine.dispose()
+    empty = tmp_path / "mount-point"
+    code, output = _serve(tmp_path, {"storage": {"root": str(empty)}})
+    assert code == 2 and f"cannot start: storage.root {empty} is not this database's store" in output
+    config = write_config(tmp_path / "node.toml", {"database": {"url": f"sqlite:///{tmp_path / 'node.db'}"},
+                                                   "storage": {"root": str(empty)}})
+    done = subprocess.run([str(CLI), "--config", str(config), "worker", "--no-monitor"], capture_output=True,
+                          text=True, timeout=120, check=False, cwd=tmp_path)
+    assert done.returncode == 2 and "is not this database's store" in done.stderr, done.stderr
+    assert list(empty.iterdir()) == []
 
 
 def _tables(database: Path) -> list[str]:

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from node.db.engine import create_db_engine
+from node.storage.root import MARKER
 
 CLI = Path(sys.executable).parent / "lumbar-sentinel"
 AE_TITLE = "LSENTTEST"
@@ -172,8 +173,8 @@ def running_node(workdir: Path, database_url: str,
 
 
 def stored_files(root: Path) -> list[Path]:
-    """Every file under the storage root, temporary ones included."""
-    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+    """Every file under the storage root but the store's marker, temporary ones included."""
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.name != MARKER) if root.exists() else []
 
 
 def receiver_process_pids(node: NodeProcess) -> list[int]:

@@ -37,6 +37,7 @@ from node.storage import (
     is_storable_uid,
     sha256_of,
 )
+from node.storage.root import MARKER, WrongStorageRoot, open_store
 from tests.helpers.node import stored_files
 
 PATH_SAFE = re.compile(r"[0-9]+(\.[0-9]+)*")
@@ -350,6 +351,44 @@ def test_a_receiver_on_the_wrong_storage_root_takes_no_instance_for_lost(
     assert stored_files(wrong) == []
     with sessions() as session:
         assert session.scalars(select(Study.content_version)).one() == 2
+
+
+def test_a_study_whose_every_file_was_lost_is_stored_again_on_the_marked_store(
+        engine: Engine, tmp_path: Path) -> None:
+    # Without the store's marker a study with no file in place looked like a receiver on
+    # the wrong root: its resend stayed "duplicates", and the study failed for good.
+    root = tmp_path / "storage"
+    sessions = session_factory(engine)
+    store, catalog = _store(root), InstanceCatalog(engine)
+    with _staged(store) as staged:
+        assert catalog.record(_record(), staged) is RecordOutcome.STORED
+    open_store(root, sessions)
+    (root / KEY.relative_path).unlink()
+    with _staged(store) as staged:
+        assert catalog.record(_record(), staged) is RecordOutcome.RESTORED
+    found = _current(sessions, KEY.sop_uid)
+    assert found is not None and found.version == 2 and (root / found.path).read_bytes() == b"content"
+
+
+def test_the_store_is_marked_when_new_or_when_a_recorded_file_is_in_place(
+        engine: Engine, tmp_path: Path) -> None:
+    sessions = session_factory(engine)
+    new = tmp_path / "new"
+    open_store(new, sessions)  # nothing recorded yet: a new node's folder
+    assert (new / MARKER).is_file()
+
+    root = tmp_path / "storage"
+    with _staged(_store(root)) as staged:
+        assert InstanceCatalog(engine).record(_record(), staged) is RecordOutcome.STORED
+    open_store(root, sessions)  # a store from before the marker
+    assert (root / MARKER).is_file() and stored_files(root) == [root / KEY.relative_path]
+    (root / MARKER).unlink()
+
+    empty = tmp_path / "empty-mount-point"
+    with pytest.raises(WrongStorageRoot, match=r"empty-mount-point is not this database's store"):
+        open_store(empty, sessions)
+    assert not (empty / MARKER).exists()
+    open_store(new, sessions)  # marked once: the files recorded elsewhere do not matter to it
 
 
 @pytest.mark.parametrize("same_content", [True, False], ids=["same content", "other content"])
