@@ -51,7 +51,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         console.print(f"[red]analyze:[/] cannot write results to {args.out}: {problem}")
         return EXIT_BAD_INPUT
     with console.status("reading DICOM headers") as status:
-        folder = group_dicom_folder(args.dicom_dir)
+        folder = group_dicom_folder(args.dicom_dir, exclude=args.out)
         studies = list(folder.studies)
         if args.study is not None:
             studies = [s for s in studies if s.study_instance_uid == args.study]

@@ -56,15 +56,16 @@ class DicomFolder:
         raise KeyError(study_instance_uid)
 
 
-def _files_under(root: Path, skipped: list[SkippedFile]) -> list[Path]:
+def _files_under(root: Path, skipped: list[SkippedFile], exclude: Path | None) -> list[Path]:
     """Every file under ``root``, in path order, through linked folders too (each folder once).
 
     ``Path.rglob`` neither follows a linked folder nor says when it cannot open
     one: a series there was left out without a word, and the study analysed
     without it. A folder that cannot be read and a broken link are listed as skipped.
+    Folder ``exclude`` is not read, and listed as skipped when it lies under ``root``.
     """
     files: list[Path] = []
-    visited: set[str] = set()
+    visited: set[str] = {os.path.realpath(exclude)} if exclude is not None else set()
 
     def unreadable(error: OSError) -> None:
         skipped.append(SkippedFile(Path(error.filename or root), f"folder cannot be read: {error.strerror}",
@@ -72,6 +73,10 @@ def _files_under(root: Path, skipped: list[SkippedFile]) -> list[Path]:
 
     for folder, folders, names in os.walk(root, onerror=unreadable, followlinks=True):
         real = os.path.realpath(folder)
+        if exclude is not None and real == os.path.realpath(exclude):
+            skipped.append(SkippedFile(Path(folder), "the results folder (--out): not read as input"))
+            folders.clear()
+            continue
         if real in visited:  # a folder linked twice, or a link loop
             folders.clear()
             continue
@@ -85,8 +90,11 @@ def _files_under(root: Path, skipped: list[SkippedFile]) -> list[Path]:
     return sorted(files)
 
 
-def group_dicom_folder(folder: str | os.PathLike[str]) -> DicomFolder:
+def group_dicom_folder(folder: str | os.PathLike[str], *, exclude: Path | None = None) -> DicomFolder:
     """Read the header of every file under ``folder`` (recursively) and group by Study/Series UID.
+
+    ``exclude``: a folder not to read (the results folder, whose SR, SEG and key
+    image would otherwise be read back as series of the study).
 
     Files that are not DICOM, DICOMDIR media directories, instances without
     Study or Series Instance UID and further files of an instance already read
@@ -97,10 +105,12 @@ def group_dicom_folder(folder: str | os.PathLike[str]) -> DicomFolder:
     root = Path(folder)
     if not root.is_dir():
         raise ValueError(f"folder: {root} is not a directory")
+    if exclude is not None and Path(os.path.realpath(root)).is_relative_to(os.path.realpath(exclude)):
+        exclude = None  # results written beside the images: the images are still the input
     groups: dict[str, dict[str, list[tuple[Path, Dataset]]]] = defaultdict(lambda: defaultdict(list))
     skipped: list[SkippedFile] = []
     first_of: dict[str, Path] = {}
-    for path in _files_under(root, skipped):
+    for path in _files_under(root, skipped, exclude):
         try:
             ds = read_header(path)
         except SeriesError as exc:

@@ -28,3 +28,21 @@ def test_a_series_in_a_linked_folder_is_read_and_a_link_loop_is_not_followed(tmp
     assert {s.series_instance_uid: len(s.paths) for s in study.series} == {
         uids.series[0]: 3, uids.series[1]: 4}
     assert [(s.path.name, s.reason) for s in found.skipped] == [("gone.dcm", "a link to nothing")]
+
+
+def test_the_results_folder_inside_the_input_folder_is_not_read(tmp_path: Path) -> None:
+    # `analyze study --out study/results` run twice read the first run's result objects back
+    # as series of the study.
+    uids = StudyUIDs.new(2)
+    folder = tmp_path / "study"
+    write_study(folder / "T1", 3, uids=StudyUIDs(uids.study, uids.series[:1]))
+    write_study(folder / "results", 2, uids=StudyUIDs(uids.study, uids.series[1:]))
+
+    found = group_dicom_folder(folder, exclude=folder / "results")
+
+    (study,) = found.studies
+    assert [(s.series_instance_uid, len(s.paths)) for s in study.series] == [(uids.series[0], 3)]
+    assert [(s.path, s.reason) for s in found.skipped] == [
+        (folder / "results", "the results folder (--out): not read as input")]
+    assert len(group_dicom_folder(folder).studies[0].series) == 2
+    assert len(group_dicom_folder(folder, exclude=folder).studies[0].series) == 2
