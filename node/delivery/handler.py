@@ -47,6 +47,11 @@ class Outcome(StrEnum):
     DELIVERED = "delivered"
     PARTIAL = "partial"
     FAILED = "failed"
+    INTERRUPTED = "interrupted"  # its worker stopped mid-attempt: what the destination got is not known
+
+
+INTERRUPTED = ("the attempt did not finish: its worker stopped (the destination may hold some of "
+               "the objects; they are sent again)")
 
 
 @dataclass(frozen=True)
@@ -134,6 +139,8 @@ class DeliverResults:
             log.info("job %d: delivery %d is %s (job %s now owns it); nothing to do", job.id, delivery_id,
                      delivery.status, delivery.job_id)
             return None
+        if delivery.status == DeliveryStatus.SENDING:  # left so by a worker killed mid-attempt
+            record_interrupted(session, delivery, now, INTERRUPTED)
         route = resolve(self._settings, delivery.destination, delivery.return_to_ae)
         if route is None:
             return self._give_up(session, delivery, now,
@@ -289,11 +296,24 @@ def job_failed(session: Session, job_id: int, status: JobStatus, error: str, now
                                ).one_or_none()
     if delivery is None or delivery.status in (DeliveryStatus.DELIVERED, DeliveryStatus.DEAD):
         return
+    if delivery.status == DeliveryStatus.SENDING:
+        record_interrupted(session, delivery, now, error)
     if status == JobStatus.FAILED:
         finish_delivery(session, delivery, DeliveryStatus.DEAD, now, f"the job failed: {error}")
         return
     job = session.get(Job, job_id)
     _wait_for_attempt(delivery, None if job is None else job.run_after, now, error)
+
+
+def record_interrupted(session: Session, delivery: Delivery, now: datetime, error: str) -> None:
+    """Record the attempt that left ``delivery`` sending and never came back to say how it went."""
+    delivery.attempts += 1
+    session.add(DeliveryAttempt(
+        delivery_id=delivery.id, destination=delivery.destination, attempt=delivery.attempts,
+        started_at=delivery.updated_at, finished_at=now, outcome=Outcome.INTERRUPTED.value,
+        error=error[:MAX_ERROR_CHARS]))
+    log.warning("delivery %d to %s: attempt %d was interrupted: %s", delivery.id, delivery.destination,
+                delivery.attempts, error)
 
 
 def _wait_for_attempt(delivery: Delivery, at: datetime | None, now: datetime, error: str | None) -> None:

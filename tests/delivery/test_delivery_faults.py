@@ -80,6 +80,32 @@ def test_a_worker_dying_on_the_last_attempt_makes_a_dead_letter(
         job = session.get(Job, seeded.job_ids[0])
         assert job is not None and job.status == "failed"
     assert dead == [seeded.study_uid]
+    assert _attempts(sessions) == [(1, "interrupted")]
+
+
+def test_an_attempt_whose_worker_was_killed_is_recorded_before_the_next_one(
+        sessions: sessionmaker[Session], storescp: Storescp, tmp_path: Path) -> None:
+    # The killed association may have handed over some objects: the audit listed only the
+    # attempt that took over, as if it had been the first.
+    storescp.start()
+    settings = delivery_settings(storescp.port, retry={"max_attempts": 2})
+    seed_analysis(sessions, settings, tmp_path / "results", generate_uid())
+    _claim(sessions, "killed", lease=timedelta(milliseconds=1))
+    with sessions.begin() as session:
+        session.execute(update(Delivery).values(status=DeliveryStatus.SENDING))
+    with delivering(sessions, settings, tmp_path / "results"):
+        wait_until(lambda: _delivery(sessions).status == DeliveryStatus.DELIVERED, "delivered")
+    assert _attempts(sessions) == [(1, "interrupted"), (2, "delivered")]
+    assert _delivery(sessions).attempts == 2
+    with sessions() as session:
+        first = session.scalars(select(DeliveryAttempt).order_by(DeliveryAttempt.id)).first()
+    assert first is not None and "its worker stopped" in (first.error or "")
+
+
+def _attempts(sessions: sessionmaker[Session]) -> list[tuple[int, str]]:
+    with sessions() as session:
+        return [(a, o) for a, o in session.execute(
+            select(DeliveryAttempt.attempt, DeliveryAttempt.outcome).order_by(DeliveryAttempt.id))]
 
 
 @pytest.mark.parametrize(("max_attempts", "expected"), [(2, DeliveryStatus.QUEUED), (1, DeliveryStatus.DEAD)])
@@ -97,6 +123,7 @@ def test_an_unexpected_error_queues_the_delivery_again_or_makes_it_a_dead_letter
         job = session.scalars(select(Job)).one()
     assert job.status == ("queued" if expected == DeliveryStatus.QUEUED else "failed")
     assert (delivery.next_attempt_at is not None) == (expected == DeliveryStatus.QUEUED)
+    assert _attempts(sessions)[0] == (1, "interrupted")
 
 
 def test_objects_asked_for_again_during_an_attempt_are_sent(
