@@ -7,8 +7,9 @@ deleted; instance rows, audit rows, result objects and findings stay. Each
 deletion is recorded (``retention_deletions`` and a study event), so a study
 is cleaned once, and again only if instances arrive after that. The record is
 written before the files are deleted, under the study's row lock, so what is
-stored meanwhile is not counted as deleted; a node stopped between the two
-leaves a record whose files may still be on disk (a resend stores them again).
+stored meanwhile is not counted as deleted. A node stopped between the two
+leaves a record without its study event: a run at least one ``interval``
+later deletes that record's files then, and completes the record.
 """
 
 from __future__ import annotations
@@ -74,6 +75,20 @@ def due_studies(session: Session, delete_after: timedelta, now: datetime,
     return [(study_id, uid) for study_id, uid in rows]
 
 
+def interrupted_deletions(session: Session, before: datetime) -> list[tuple[int, int, str, datetime]]:
+    """(record id, study id, UID, recorded at) of deletions recorded before ``before`` whose
+    files were never reported deleted: the node stopped between the record and the event."""
+    reported = exists(select(StudyEvent.id).where(StudyEvent.study_id == RetentionDeletion.study_id,
+                                                  StudyEvent.stage == StudyStage.IMAGES_DELETED,
+                                                  StudyEvent.at >= RetentionDeletion.at))
+    rows = session.execute(
+        select(RetentionDeletion.id, Study.id, Study.study_instance_uid, RetentionDeletion.at)
+        .join(Study, Study.id == RetentionDeletion.study_id)
+        .where(RetentionDeletion.at < before, ~reported)
+        .order_by(RetentionDeletion.id)).all()
+    return [(record_id, study_id, uid, at) for record_id, study_id, uid, at in rows]
+
+
 class Retention:
     """Deletes due studies' files under ``storage_root``; ``run_once`` returns what it deleted."""
 
@@ -92,7 +107,16 @@ class Retention:
                                     "(a relative storage.root is taken from the folder the node runs in)")
         with self._sessions() as session:
             due = due_studies(session, self._settings.delete_after, self._clock())
+            # a run younger than an interval may still be deleting (another node's)
+            unfinished = interrupted_deletions(session, self._clock() - self._settings.interval)
         done: list[Deleted] = []
+        for record_id, study_id, uid, at in unfinished:
+            paths = self._finish_paths(study_id, at)
+            if dry_run or self._none_present(uid, paths):
+                continue
+            log.warning("retention: study %s: finishing the deletion recorded at %s, which was interrupted",
+                        uid, at.isoformat())
+            done.append(self._complete(record_id, study_id, self._delete(uid, paths, dry_run=False)))
         for study_id, uid in due:
             deleted = self._preview(study_id, uid) if dry_run else self._clean(study_id, uid)
             if deleted is not None:
@@ -132,7 +156,14 @@ class Retention:
             session.add(record)
             session.flush()
             record_id = record.id
-        deleted = self._delete(uid, paths, dry_run=False)
+        return self._complete(record_id, study_id, self._delete(uid, paths, dry_run=False))
+
+    def _finish_paths(self, study_id: int, at: datetime) -> list[str]:
+        with self._sessions() as session:
+            return _paths(session, study_id, at)
+
+    def _complete(self, record_id: int, study_id: int, deleted: Deleted) -> Deleted:
+        """Fill in the deletion's record and add its study event: the deletion is done."""
         with self._sessions.begin() as session:
             done = session.get_one(RetentionDeletion, record_id)
             done.files_deleted, done.bytes_deleted = deleted.files_deleted, deleted.bytes_deleted
@@ -140,7 +171,7 @@ class Retention:
             session.add(StudyEvent(study_id=study_id, at=self._clock(), stage=StudyStage.IMAGES_DELETED,
                                    detail=f"{deleted.files_deleted} file(s), {deleted.bytes_deleted} "
                                           f"bytes deleted; {deleted.files_missing} already gone"))
-        log.info("retention: study %s: %d file(s) deleted", uid, deleted.files_deleted)
+        log.info("retention: study %s: %d file(s) deleted", deleted.study_instance_uid, deleted.files_deleted)
         return deleted
 
     def _delete(self, uid: str, paths: list[str], dry_run: bool) -> Deleted:

@@ -296,6 +296,34 @@ def test_retention_deletes_images_of_delivered_studies_only(
     assert all(p.exists() for p in scenario.results.rglob("*.dcm"))
 
 
+def test_retention_finishes_a_deletion_that_a_stopped_node_left_recorded(
+        scenario: Scenario, sessions: sessionmaker[Session], capsys: pytest.CaptureFixture[str]) -> None:
+    # The deletion is recorded before the files are deleted: a node stopped between the two
+    # left the study's images on disk for good, its record saying 0 files deleted.
+    write_config(scenario.config, {
+        "database": {"url": scenario.database_url},
+        "storage": {"root": str(scenario.storage), "results": str(scenario.results)},
+        "storage.retention": {"enabled": True, "delete_after": 0},
+    })
+    long_ago = utcnow() - timedelta(hours=3)
+    with sessions.begin() as session:
+        study = session.scalars(select(Study).where(Study.study_instance_uid == scenario.delivered)).one()
+        study.last_received_at = long_ago
+        session.execute(update(Instance).values(received_at=long_ago))
+        session.add(RetentionDeletion(study_id=study.id, at=long_ago + timedelta(minutes=1), files_deleted=0,
+                                      bytes_deleted=0, files_missing=0))
+    assert cli(capsys, scenario.config, "retention", "--dry-run") == []
+    deleted = cli(capsys, scenario.config, "retention")
+    assert [(r["study_instance_uid"], r["files_deleted"]) for r in deleted] == [(scenario.delivered, 1)]
+    remaining = list(scenario.storage.rglob("*.dcm"))
+    assert len(remaining) == 1 and scenario.dead in str(remaining[0])
+    with sessions() as session:
+        assert session.scalars(select(RetentionDeletion.files_deleted)).all() == [1]
+        assert session.scalars(select(StudyEvent.stage)
+                               .where(StudyEvent.stage == "images_deleted")).all() == ["images_deleted"]
+    assert cli(capsys, scenario.config, "retention") == []  # finished: not again
+
+
 def test_retention_with_no_storage_folder_deletes_and_records_nothing(
         scenario: Scenario, sessions: sessionmaker[Session], capsys: pytest.CaptureFixture[str]) -> None:
     # e.g. run from another folder than the node's, with the default relative storage.root
