@@ -280,13 +280,18 @@ def test_a_resend_differing_only_in_our_own_file_meta_is_a_duplicate(engine: Eng
     assert found is not None and found.version == 2
 
 
-def test_recording_again_keeps_same_content_once_and_other_content_as_a_new_version(
-        engine: Engine, tmp_path: Path) -> None:
-    root = tmp_path / "storage"
-    sessions = session_factory(engine)
+def _stored_once(engine: Engine, root: Path) -> tuple[sessionmaker[Session], InstanceStore, InstanceCatalog]:
+    """Sessions, store and catalog under ``root``, with the instance ``KEY`` stored."""
     store, catalog = _store(root), InstanceCatalog(engine)
     with _staged(store) as staged:
         assert catalog.record(_record(), staged) is RecordOutcome.STORED
+    return session_factory(engine), store, catalog
+
+
+def test_recording_again_keeps_same_content_once_and_other_content_as_a_new_version(
+        engine: Engine, tmp_path: Path) -> None:
+    root = tmp_path / "storage"
+    sessions, store, catalog = _stored_once(engine, root)
     with _staged(store) as staged:
         assert catalog.record(_record(), staged) is RecordOutcome.DUPLICATE
     with sessions.begin() as session:
@@ -358,10 +363,7 @@ def test_a_study_whose_every_file_was_lost_is_stored_again_on_the_marked_store(
     # Without the store's marker a study with no file in place looked like a receiver on
     # the wrong root: its resend stayed "duplicates", and the study failed for good.
     root = tmp_path / "storage"
-    sessions = session_factory(engine)
-    store, catalog = _store(root), InstanceCatalog(engine)
-    with _staged(store) as staged:
-        assert catalog.record(_record(), staged) is RecordOutcome.STORED
+    sessions, store, catalog = _stored_once(engine, root)
     open_store(root, sessions)
     (root / KEY.relative_path).unlink()
     with _staged(store) as staged:
@@ -378,8 +380,7 @@ def test_the_store_is_marked_when_new_or_when_a_recorded_file_is_in_place(
     assert (new / MARKER).is_file()
 
     root = tmp_path / "storage"
-    with _staged(_store(root)) as staged:
-        assert InstanceCatalog(engine).record(_record(), staged) is RecordOutcome.STORED
+    _stored_once(engine, root)
     open_store(root, sessions)  # a store from before the marker
     assert (root / MARKER).is_file() and stored_files(root) == [root / KEY.relative_path]
     (root / MARKER).unlink()
