@@ -76,6 +76,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if earlier is not None:
             console.print(f"[yellow]analyze:[/] {args.out} holds an earlier run's results of study {earlier} "
                           "at its top, left as they are: this run writes each study into a folder of its own")
+        per_study = _per_study_results(args.out) if len(targets) == 1 else []
+        if per_study:
+            studies_word = "study" if len(per_study) == 1 else "studies"
+            console.print(f"[yellow]analyze:[/] {args.out} holds an earlier run's results of "
+                          f"{len(per_study)} {studies_word} in folders of their own "
+                          f"({', '.join(per_study)}), left as they are: "
+                          "this run writes its one study at the top")
         status.update("loading the vertebral-body model")
         # imported here, not at the top: the analysis and PyTorch take seconds to load,
         # and every other command (and --help) imports this module to build its parser
@@ -113,6 +120,12 @@ def _results_of_another_study(out_dir: Path, study_uid: str) -> str | None:
         return None
     uid = earlier.get("study_instance_uid") if isinstance(earlier, dict) else None
     return uid if isinstance(uid, str) and uid != study_uid else None
+
+
+def _per_study_results(out: Path) -> list[str]:
+    """The folders under ``out`` holding an earlier several-study run's results, by name."""
+    return sorted(folder.name for folder in out.iterdir()
+                  if folder.is_dir() and _results_of_another_study(folder, "") == folder.name)
 
 
 def _earlier_report(path: Path, study_uid: str) -> ResultObject | None:

@@ -227,3 +227,14 @@ def test_analyze_of_several_studies_says_an_earlier_single_result_stays_beside_t
     result = _cli("analyze", str(tmp_path / "dicom"), "--out", str(out))
     assert "holds an earlier run's results of study 1.2.3.4 at its top, left as they are" in result.stderr
     assert (out / "findings.json").is_file()
+
+
+def test_analyze_of_one_study_says_earlier_per_study_results_stay_beside_it(tmp_path: Path) -> None:
+    write_study(tmp_path / "dicom", 3)
+    out = tmp_path / "out"
+    (out / "1.2.3.4").mkdir(parents=True)
+    (out / "1.2.3.4" / "findings.json").write_text(json.dumps({"study_instance_uid": "1.2.3.4"}) + "\n")
+    result = _cli("analyze", str(tmp_path / "dicom"), "--out", str(out))
+    assert ("holds an earlier run's results of 1 study in folders of their own (1.2.3.4), left as they are"
+            in result.stderr), result.stderr
+    assert (out / "1.2.3.4" / "findings.json").is_file()
