@@ -173,11 +173,12 @@ def run_node(settings: Settings, stop: threading.Event, *, association_grace: fl
             log.error("cannot start: %s (storage.root and storage.results must be folders the node can "
                       "create and write)", exc)
             return 2
-        # Only a node that can start changes the database's schema.
+        # Only a node that can start changes the database's schema. The store is checked
+        # against the upgraded schema's rows; a refusal there leaves the upgrade (it loses nothing).
         upgrade(engine)
         try:
-            open_store(settings.storage.root, session_factory(engine))
-        except WrongStorageRoot as exc:
+            open_store(settings.storage.root, session_factory(engine), verify=settings.storage.verify_root)
+        except (WrongStorageRoot, OSError) as exc:
             log.error("cannot start: %s", exc)
             return 2
         try:

@@ -149,6 +149,8 @@ class StorageSettings(_Section):
     results: Path = Path("var/results")
     min_free_bytes: int = Field(default=1024**3, ge=0)
     partial_file_max_age: Period = timedelta(hours=1)
+    # Off only to start on a store whose most recent files are all lost, with no backup.
+    verify_root: bool = True
     retention: RetentionSettings = RetentionSettings()
 
 

@@ -85,7 +85,7 @@ def _run_until_stopped(
         sessions = session_factory(engine)
         if settings.queue.workers:
             try:  # the analysis reads the received files
-                open_store(settings.storage.root, sessions)
+                open_store(settings.storage.root, sessions, verify=settings.storage.verify_root)
             except (WrongStorageRoot, OSError) as exc:
                 log.error("cannot start: %s", exc)
                 return 2

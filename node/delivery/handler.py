@@ -139,7 +139,7 @@ class DeliverResults:
             log.info("job %d: delivery %d is %s (job %s now owns it); nothing to do", job.id, delivery_id,
                      delivery.status, delivery.job_id)
             return None
-        if delivery.status == DeliveryStatus.SENDING:  # left so by a worker killed mid-attempt
+        if _unreported(session, delivery):  # left sending by a worker killed mid-attempt
             record_interrupted(session, delivery, now, INTERRUPTED)
         route = resolve(self._settings, delivery.destination, delivery.return_to_ae)
         if route is None:
@@ -296,13 +296,26 @@ def job_failed(session: Session, job_id: int, status: JobStatus, error: str, now
                                ).one_or_none()
     if delivery is None or delivery.status in (DeliveryStatus.DELIVERED, DeliveryStatus.DEAD):
         return
-    if delivery.status == DeliveryStatus.SENDING:
+    if _unreported(session, delivery):
         record_interrupted(session, delivery, now, error)
     if status == JobStatus.FAILED:
         finish_delivery(session, delivery, DeliveryStatus.DEAD, now, f"the job failed: {error}")
         return
     job = session.get(Job, job_id)
     _wait_for_attempt(delivery, None if job is None else job.run_after, now, error)
+
+
+def _unreported(session: Session, delivery: Delivery) -> bool:
+    """Whether ``delivery`` is sending and the attempt that made it so recorded nothing.
+
+    An attempt that ended after its job was taken over records what the
+    destination answered but leaves the status to the job's new owner.
+    """
+    if delivery.status != DeliveryStatus.SENDING:
+        return False
+    return session.scalar(select(DeliveryAttempt.id).where(
+        DeliveryAttempt.delivery_id == delivery.id, DeliveryAttempt.started_at >= delivery.updated_at
+    ).limit(1)) is None
 
 
 def record_interrupted(session: Session, delivery: Delivery, now: datetime, error: str) -> None:

@@ -112,7 +112,10 @@ class Retention:
         done: list[Deleted] = []
         for record_id, study_id, uid, at in unfinished:
             paths = self._finish_paths(study_id, at)
-            if dry_run or self._none_present(uid, paths):
+            if self._none_present(uid, paths):
+                continue
+            if dry_run:
+                done.append(self._delete(uid, paths, dry_run=True))
                 continue
             log.warning("retention: study %s: finishing the deletion recorded at %s, which was interrupted",
                         uid, at.isoformat())

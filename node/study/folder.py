@@ -65,7 +65,8 @@ def _files_under(root: Path, skipped: list[SkippedFile], exclude: Path | None) -
     Folder ``exclude`` is not read, and listed as skipped when it lies under ``root``.
     """
     files: list[Path] = []
-    visited: set[str] = {os.path.realpath(exclude)} if exclude is not None else set()
+    visited: set[str] = set()
+    excluded = os.path.realpath(exclude) if exclude is not None else None
 
     def unreadable(error: OSError) -> None:
         skipped.append(SkippedFile(Path(error.filename or root), f"folder cannot be read: {error.strerror}",
@@ -73,14 +74,14 @@ def _files_under(root: Path, skipped: list[SkippedFile], exclude: Path | None) -
 
     for folder, folders, names in os.walk(root, onerror=unreadable, followlinks=True):
         real = os.path.realpath(folder)
-        if exclude is not None and real == os.path.realpath(exclude):
-            skipped.append(SkippedFile(Path(folder), "the results folder (--out): not read as input"))
-            folders.clear()
-            continue
         if real in visited:  # a folder linked twice, or a link loop
             folders.clear()
             continue
         visited.add(real)
+        if real == excluded:
+            skipped.append(SkippedFile(Path(folder), "the results folder (--out): not read as input"))
+            folders.clear()
+            continue
         for name in names:
             path = Path(folder, name)
             if path.is_file():

@@ -338,6 +338,10 @@ def finish_study(session: Session, job: ClaimedJob, status: StudyStatus, skip_re
     when a newer analysis of the study waits or runs: `reanalyze` queues one
     once this job's lease has expired, and it is that analysis which was asked for.
     """
+    # The study's row first: `reanalyze` queues its job under that lock. On PostgreSQL a
+    # statement that waited for the lock would judge the jobs by its older snapshot; the
+    # statement after the wait sees the new one.
+    session.execute(select(Study.id).where(Study.id == job.study_id).with_for_update())
     return session.execute(
         update(Study)
         .where(Study.id == job.study_id, Study.status == StudyStatus.COMPLETE,

@@ -312,7 +312,9 @@ def test_retention_finishes_a_deletion_that_a_stopped_node_left_recorded(
         session.execute(update(Instance).values(received_at=long_ago))
         session.add(RetentionDeletion(study_id=study.id, at=long_ago + timedelta(minutes=1), files_deleted=0,
                                       bytes_deleted=0, files_missing=0))
-    assert cli(capsys, scenario.config, "retention", "--dry-run") == []
+    dry = cli(capsys, scenario.config, "retention", "--dry-run")
+    assert [(r["study_instance_uid"], r["files_deleted"]) for r in dry] == [(scenario.delivered, 1)]
+    assert len(list(scenario.storage.rglob("*.dcm"))) == 2
     deleted = cli(capsys, scenario.config, "retention")
     assert [(r["study_instance_uid"], r["files_deleted"]) for r in deleted] == [(scenario.delivered, 1)]
     remaining = list(scenario.storage.rglob("*.dcm"))

@@ -102,6 +102,26 @@ def test_an_attempt_whose_worker_was_killed_is_recorded_before_the_next_one(
     assert first is not None and "its worker stopped" in (first.error or "")
 
 
+def test_an_attempt_that_ended_after_its_job_was_taken_over_is_not_counted_again_as_interrupted(
+        sessions: sessionmaker[Session], storescp: Storescp, tmp_path: Path) -> None:
+    # It records what the destination answered but leaves the delivery sending, to the job's
+    # new owner; that owner took the status for a killed attempt and counted it a second time.
+    storescp.start()
+    settings = delivery_settings(storescp.port, retry={"max_attempts": 3})
+    seed_analysis(sessions, settings, tmp_path / "results", generate_uid())
+
+    def taken_over() -> None:
+        with sessions.begin() as session:
+            session.execute(update(Job).values(lease_owner="w2", lease_expires_at=utcnow()))
+
+    handler = DeliverResults(settings, tmp_path / "results", _Interrupting(settings, during=taken_over))
+    handler(_claim(sessions), JobContext(sessions, "w1"))
+    assert _delivery(sessions).status == DeliveryStatus.SENDING
+    with delivering(sessions, settings, tmp_path / "results"):
+        wait_until(lambda: _delivery(sessions).status == DeliveryStatus.DELIVERED, "delivered")
+    assert _attempts(sessions) == [(1, "delivered")]
+
+
 def _attempts(sessions: sessionmaker[Session]) -> list[tuple[int, str]]:
     with sessions() as session:
         return [(a, o) for a, o in session.execute(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,7 @@ from node.storage import (
     retention,
     sha256_of,
 )
-from node.tasks.analyze_study import NO_SAGITTAL, AnalyzeStudy, Earlier
+from node.tasks.analyze_study import NO_SAGITTAL, AnalyzeStudy, Earlier, finish_study
 from tests.queue.helpers import AXIAL, SAGITTAL, add_study, register_series, write_series
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -157,6 +159,36 @@ def test_a_job_whose_lease_expired_before_a_reanalysis_was_queued_leaves_the_ans
         [result] = session.scalars(select(AnalysisResult)).all()
         assert result.job_id == requested.id
         assert session.get_one(Study, study_id).status == StudyStatus.SKIPPED
+
+
+def test_a_stalled_job_finishing_while_reanalyze_queues_its_job_records_nothing(engine: Engine,
+                                                                             tmp_path: Path) -> None:
+    # On PostgreSQL the check for a newer job ran on the snapshot of the statement that waited
+    # for reanalyze's lock on the study: it did not see the job reanalyze was committing.
+    study_id, _ = _study(engine, tmp_path, [("T2", AXIAL)])
+    sessions = session_factory(engine)
+    with sessions.begin() as session:
+        enqueue(session, ANALYZE_STUDY, study_id, {}, max_attempts=1)
+        stalled = claim(session, "w1", [ANALYZE_STUDY], timedelta(minutes=1))
+        assert stalled is not None
+        version = session.get_one(Study, study_id).content_version
+    recorded: list[bool] = []
+
+    def finish() -> None:
+        with sessions.begin() as session:
+            recorded.append(finish_study(session, stalled, StudyStatus.SKIPPED, None, version))
+
+    finisher = threading.Thread(target=finish)
+    with sessions.begin() as session:  # as `reanalyze` does
+        session.scalars(select(Study).where(Study.id == study_id).with_for_update()).one()
+        enqueue(session, ANALYZE_STUDY, study_id, {"requested_by": "reanalyze"}, max_attempts=1)
+        session.flush()
+        finisher.start()
+        time.sleep(0.5)
+    finisher.join()
+    assert recorded == [False]
+    with sessions() as session:
+        assert session.get_one(Study, study_id).status == StudyStatus.COMPLETE
 
 
 def test_study_receiving_again_is_left_for_the_next_analysis(engine: Engine, tmp_path: Path) -> None:

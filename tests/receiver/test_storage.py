@@ -382,14 +382,17 @@ def test_the_store_is_marked_when_new_or_when_a_recorded_file_is_in_place(
     root = tmp_path / "storage"
     _stored_once(engine, root)
     open_store(root, sessions)  # a store from before the marker
-    assert (root / MARKER).is_file() and stored_files(root) == [root / KEY.relative_path]
-    (root / MARKER).unlink()
+    assert sorted(p.name for p in root.iterdir()) == [MARKER, KEY.study_uid]
 
     empty = tmp_path / "empty-mount-point"
     with pytest.raises(WrongStorageRoot, match=r"empty-mount-point is not this database's store"):
         open_store(empty, sessions)
-    assert not (empty / MARKER).exists()
-    open_store(new, sessions)  # marked once: the files recorded elsewhere do not matter to it
+    assert list(empty.iterdir()) == []
+    # A folder marked before a volume was mounted over it is not the store once the volume is
+    # missing: every recorded file would count as lost, and resends would retire the good ones.
+    with pytest.raises(WrongStorageRoot, match=rf"new is not this database's store: .*holds a {MARKER}"):
+        open_store(new, sessions)
+    open_store(new, sessions, verify=False)  # the operator says the files are lost for good
 
 
 @pytest.mark.parametrize("same_content", [True, False], ids=["same content", "other content"])
