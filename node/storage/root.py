@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 
 class WrongStorageRoot(StorageError):
-    """``storage.root`` holds neither the marker nor any file the database records."""
+    """``storage.root`` holds none of the most recent files the database records."""
 
 
 def open_store(root: Path, sessions: sessionmaker[Session], *, verify: bool = True) -> None:
