@@ -13,7 +13,7 @@ import pytest
 from pydicom import dcmread
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 from sqlalchemy import Engine, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from node.db.audit import ResultObjectRow, RetentionDeletion, StudyEvent, StudyStage
 from node.db.engine import session_factory
@@ -130,18 +130,25 @@ def test_a_job_run_again_after_recording_its_result_leaves_the_result_as_it_was(
         assert session.get_one(Study, study_id).status == StudyStatus.ANALYSED
 
 
+def _claimed_axial_study(engine: Engine, root: Path) -> tuple[int, sessionmaker[Session], ClaimedJob]:
+    """A study of one axial series, and its analysis job claimed by worker w1."""
+    study_id, _ = _study(engine, root, [("T2", AXIAL)])
+    sessions = session_factory(engine)
+    with sessions.begin() as session:
+        enqueue(session, ANALYZE_STUDY, study_id, {}, max_attempts=1)
+        job = claim(session, "w1", [ANALYZE_STUDY], timedelta(minutes=1))
+    assert job is not None
+    return study_id, sessions, job
+
+
 def test_a_job_whose_lease_expired_before_a_reanalysis_was_queued_leaves_the_answer_to_it(
         engine: Engine, tmp_path: Path) -> None:
     # Its worker stalled past its lease, so `reanalyze` queued a new job (it points at a
     # running job only while that job's lease holds). The stalled job then finished first
     # and recorded its result; the requested analysis found the study answered and
     # recorded nothing.
-    study_id, _ = _study(engine, tmp_path, [("T2", AXIAL)])
-    sessions = session_factory(engine)
+    study_id, sessions, stalled = _claimed_axial_study(engine, tmp_path)
     with sessions.begin() as session:
-        enqueue(session, ANALYZE_STUDY, study_id, {}, max_attempts=1)
-        stalled = claim(session, "w1", [ANALYZE_STUDY], timedelta(minutes=1))
-        assert stalled is not None
         session.execute(update(Job).where(Job.id == stalled.id).values(lease_expires_at=T0))
         requested = enqueue(session, ANALYZE_STUDY, study_id, {"requested_by": "reanalyze"}, max_attempts=1)
     handler = AnalyzeStudy(tmp_path, tmp_path / "results", shipped_model, DeliverySettings())
@@ -165,12 +172,8 @@ def test_a_stalled_job_finishing_while_reanalyze_queues_its_job_records_nothing(
                                                                              tmp_path: Path) -> None:
     # On PostgreSQL the check for a newer job ran on the snapshot of the statement that waited
     # for reanalyze's lock on the study: it did not see the job reanalyze was committing.
-    study_id, _ = _study(engine, tmp_path, [("T2", AXIAL)])
-    sessions = session_factory(engine)
-    with sessions.begin() as session:
-        enqueue(session, ANALYZE_STUDY, study_id, {}, max_attempts=1)
-        stalled = claim(session, "w1", [ANALYZE_STUDY], timedelta(minutes=1))
-        assert stalled is not None
+    study_id, sessions, stalled = _claimed_axial_study(engine, tmp_path)
+    with sessions() as session:
         version = session.get_one(Study, study_id).content_version
     recorded: list[bool] = []
 
