@@ -35,7 +35,7 @@ from node.receiver.processes import ReceiverProcessError, ReceiverProcesses
 from node.settings import Settings
 from node.storage import InstanceCatalog, InstanceStore
 from node.storage.retention import Retention, RetentionMonitor
-from node.storage.root import WrongStorageRoot, open_store
+from node.storage.root import store_problem
 from node.tls import server_context
 
 log = logging.getLogger(__name__)
@@ -176,10 +176,10 @@ def run_node(settings: Settings, stop: threading.Event, *, association_grace: fl
         # Only a node that can start changes the database's schema. The store is checked
         # against the upgraded schema's rows; a refusal there leaves the upgrade (it loses nothing).
         upgrade(engine)
-        try:
-            open_store(settings.storage.root, session_factory(engine), verify=settings.storage.verify_root)
-        except (WrongStorageRoot, OSError) as exc:
-            log.error("cannot start: %s", exc)
+        problem = store_problem(settings.storage.root, session_factory(engine),
+                                verify=settings.storage.verify_root)
+        if problem is not None:
+            log.error("%s", problem)
             return 2
         try:
             node.start()

@@ -20,7 +20,7 @@ from node.metrics import Telemetry
 from node.queue.completion import CompletionMonitor
 from node.queue.worker import FailureHook, JobHandler, WorkerPool, exit_process, process_name
 from node.settings import Settings
-from node.storage.root import WrongStorageRoot, open_store
+from node.storage.root import store_problem
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +83,12 @@ def _run_until_stopped(
             log.error("%s", problem)
             return 2
         sessions = session_factory(engine)
-        if settings.queue.workers:
-            try:  # the analysis reads the received files
-                open_store(settings.storage.root, sessions, verify=settings.storage.verify_root)
-            except (WrongStorageRoot, OSError) as exc:
-                log.error("cannot start: %s", exc)
-                return 2
+        # the analysis reads the received files; the monitor alone does not
+        problem = (store_problem(settings.storage.root, sessions, verify=settings.storage.verify_root)
+                   if settings.queue.workers else None)
+        if problem is not None:
+            log.error("%s", problem)
+            return 2
         telemetry = Telemetry(settings, sessions)
         pool = WorkerPool(settings.queue, sessions, telemetry.jobs.timed(handlers), process_name(),
                           on_failure=on_failure)

@@ -13,11 +13,12 @@ A SOP Instance UID sent again is handled by this policy:
   while such an association is open);
 - the same content, but retention deleted the current version's file (its
   study's results were delivered long ago), or the file is missing for
-  another reason (lost out of band) while other files of its study are in
-  place: stored again as the next version, and the study is analysed again
-  as after other content. With none of its study's files in place the root
-  is more likely the wrong one (an unmounted volume) than every file lost:
-  the resend stays a duplicate and an error says so;
+  another reason (lost out of band): stored again as the next version, and
+  the study is analysed again as after other content. A file counts as lost
+  when the root carries the store's marker (:mod:`node.storage.root`) or
+  another file of its study is in place; with neither, the root is more
+  likely the wrong one (an unmounted volume) than every file lost: the resend
+  stays a duplicate and an error says so;
 - other content: kept as a new version beside the earlier ones
   (``<sop>.v2.dcm``, ...), which stay on disk and in ``instances``. The new
   version becomes the current one, the only one an analysis reads, and the

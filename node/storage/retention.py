@@ -111,26 +111,30 @@ class Retention:
             unfinished = interrupted_deletions(session, self._clock() - self._settings.interval)
         done: list[Deleted] = []
         for record_id, study_id, uid, at in unfinished:
-            paths = self._finish_paths(study_id, at)
-            if self._none_present(uid, paths):
-                continue
-            if dry_run:
-                done.append(self._delete(uid, paths, dry_run=True))
-                continue
-            log.warning("retention: study %s: finishing the deletion recorded at %s, which was interrupted",
-                        uid, at.isoformat())
-            done.append(self._complete(record_id, study_id, self._delete(uid, paths, dry_run=False)))
+            deleted = (self._preview(study_id, uid, at) if dry_run
+                       else self._finish(record_id, study_id, uid, at))
+            if deleted is not None:
+                done.append(deleted)
         for study_id, uid in due:
-            deleted = self._preview(study_id, uid) if dry_run else self._clean(study_id, uid)
+            deleted = self._preview(study_id, uid, self._clock()) if dry_run else self._clean(study_id, uid)
             if deleted is not None:
                 done.append(deleted)
         return done
 
-    def _preview(self, study_id: int, uid: str) -> Deleted | None:
-        """What :meth:`_clean` would delete now; None where it would skip the study."""
-        with self._sessions() as session:
-            paths = _paths(session, study_id, self._clock())
+    def _preview(self, study_id: int, uid: str, at: datetime) -> Deleted | None:
+        """What a deletion of the files received up to ``at`` would delete now; None where it would
+        skip the study."""
+        paths = self._paths_at(study_id, at)
         return None if self._none_present(uid, paths) else self._delete(uid, paths, dry_run=True)
+
+    def _finish(self, record_id: int, study_id: int, uid: str, at: datetime) -> Deleted | None:
+        """Delete the files of the deletion recorded at ``at`` that was interrupted, and complete it."""
+        paths = self._paths_at(study_id, at)
+        if self._none_present(uid, paths):
+            return None
+        log.warning("retention: study %s: finishing the deletion recorded at %s, which was interrupted",
+                    uid, at.isoformat())
+        return self._complete(record_id, study_id, self._delete(uid, paths, dry_run=False))
 
     def _none_present(self, uid: str, paths: list[str]) -> bool:
         """Whether the study has files on record, and the root shows neither the store's marker
@@ -161,7 +165,7 @@ class Retention:
             record_id = record.id
         return self._complete(record_id, study_id, self._delete(uid, paths, dry_run=False))
 
-    def _finish_paths(self, study_id: int, at: datetime) -> list[str]:
+    def _paths_at(self, study_id: int, at: datetime) -> list[str]:
         with self._sessions() as session:
             return _paths(session, study_id, at)
 

@@ -32,7 +32,6 @@ from node.storage.files import STORE_MARKER, any_in_place, fsync_dir, is_store
 from node.storage.keys import StorageError
 from node.storage.retention import deleted_by_retention
 
-MARKER = STORE_MARKER
 # the most recent files the database records that retention has not deleted: enough
 # to find one in place on a store whose older files were lost
 _SAMPLE = 50
@@ -65,7 +64,7 @@ def open_store(root: Path, sessions: sessionmaker[Session], *, verify: bool = Tr
                 .limit(_SAMPLE)
             ).all()
         if paths and not any_in_place(root, paths):
-            held = f" (it holds a {MARKER} file)" if marked else ""
+            held = f" (it holds a {STORE_MARKER} file)" if marked else ""
             raise WrongStorageRoot(
                 f"storage.root {root} is not this database's store: none of the {len(paths)} most recent "
                 f"files the database records is there{held}. "
@@ -75,15 +74,24 @@ def open_store(root: Path, sessions: sessionmaker[Session], *, verify: bool = Tr
     if marked:
         return
     # A name of its own per process: several processes may open a new store at once.
-    fd, temp = tempfile.mkstemp(prefix=f"{MARKER}.", suffix=".part", dir=root)
+    fd, temp = tempfile.mkstemp(prefix=f"{STORE_MARKER}.", suffix=".part", dir=root)
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         out.write("The storage folder of a Lumbar Sentinel node. Keep this file: without it the node "
                   "cannot tell this folder from an empty mount point.\n")
         out.flush()
         os.fsync(out.fileno())
-    os.replace(temp, root / MARKER)
+    os.replace(temp, root / STORE_MARKER)
     fsync_dir(root)
-    log.info("storage.root %s marked as the node's store (%s)", root, MARKER)
+    log.info("storage.root %s marked as the node's store (%s)", root, STORE_MARKER)
 
 
-__all__ = ["MARKER", "WrongStorageRoot", "open_store"]
+def store_problem(root: Path, sessions: sessionmaker[Session], *, verify: bool = True) -> str | None:
+    """:func:`open_store`, saying why ``serve`` or ``worker`` cannot start on ``root`` (None: they can)."""
+    try:
+        open_store(root, sessions, verify=verify)
+    except (WrongStorageRoot, OSError) as exc:  # OSError: a root that cannot be created or written
+        return f"cannot start: {exc}"
+    return None
+
+
+__all__ = ["STORE_MARKER", "WrongStorageRoot", "open_store", "store_problem"]

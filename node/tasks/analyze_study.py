@@ -362,12 +362,11 @@ def _log_not_recorded(session: Session, job: ClaimedJob, content_version: int) -
     status, newest = session.execute(
         select(Study.status, Study.content_version).where(Study.id == job.study_id)
     ).one()
-    newer = session.scalar(_newer_analysis(job).limit(1))
     if newest != content_version:
         log.info("study %s received newer content (generation %d) while job %d analysed generation %d: "
                  "result not recorded; the study is analysed again", job.study_uid, newest, job.id,
                  content_version)
-    elif newer is not None:
+    elif (newer := session.scalar(_newer_analysis(job).limit(1))) is not None:
         log.warning("study %s: job %d is a newer analysis of it (requested after job %d's lease expired): "
                     "the result of job %d is not recorded", job.study_uid, newer, job.id, job.id)
     else:

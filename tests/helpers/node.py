@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from node.db.engine import create_db_engine
-from node.storage.root import MARKER
+from node.storage.root import STORE_MARKER
 
 CLI = Path(sys.executable).parent / "lumbar-sentinel"
 AE_TITLE = "LSENTTEST"
@@ -174,7 +174,9 @@ def running_node(workdir: Path, database_url: str,
 
 def stored_files(root: Path) -> list[Path]:
     """Every file under the storage root but the store's marker, temporary ones included."""
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.name != MARKER) if root.exists() else []
+    if not root.exists():
+        return []
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.name != STORE_MARKER)
 
 
 def receiver_process_pids(node: NodeProcess) -> list[int]:

@@ -37,7 +37,7 @@ from node.storage import (
     is_storable_uid,
     sha256_of,
 )
-from node.storage.root import MARKER, WrongStorageRoot, open_store
+from node.storage.root import STORE_MARKER, WrongStorageRoot, open_store
 from tests.helpers.node import stored_files
 
 PATH_SAFE = re.compile(r"[0-9]+(\.[0-9]+)*")
@@ -377,12 +377,12 @@ def test_the_store_is_marked_when_new_or_when_a_recorded_file_is_in_place(
     sessions = session_factory(engine)
     new = tmp_path / "new"
     open_store(new, sessions)  # nothing recorded yet: a new node's folder
-    assert (new / MARKER).is_file()
+    assert (new / STORE_MARKER).is_file()
 
     root = tmp_path / "storage"
     _stored_once(engine, root)
     open_store(root, sessions)  # a store from before the marker
-    assert sorted(p.name for p in root.iterdir()) == [MARKER, KEY.study_uid]
+    assert sorted(p.name for p in root.iterdir()) == [STORE_MARKER, KEY.study_uid]
 
     empty = tmp_path / "empty-mount-point"
     with pytest.raises(WrongStorageRoot, match=r"empty-mount-point is not this database's store"):
@@ -390,7 +390,8 @@ def test_the_store_is_marked_when_new_or_when_a_recorded_file_is_in_place(
     assert list(empty.iterdir()) == []
     # A folder marked before a volume was mounted over it is not the store once the volume is
     # missing: every recorded file would count as lost, and resends would retire the good ones.
-    with pytest.raises(WrongStorageRoot, match=rf"new is not this database's store: .*holds a {MARKER}"):
+    with pytest.raises(WrongStorageRoot,
+                       match=rf"new is not this database's store: .*holds a {STORE_MARKER}"):
         open_store(new, sessions)
     open_store(new, sessions, verify=False)  # the operator says the files are lost for good
 
