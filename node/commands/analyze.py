@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import tempfile
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -181,8 +182,9 @@ def _analyse_one(study: StudyFiles, out_dir: Path, model: Any, console: Console,
         findings_path, labels_path = write_results(out_dir, output)
         update(f"study {uid}: writing the SR, SEG and key image")
         created = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
-        # an offline run is a new analysis each time: its objects get UIDs of their own
-        key = f"offline analyze {created.isoformat()}"
+        # an offline run is a new analysis each time: its objects get UIDs of their own, also
+        # when another run analyses the same study in the same second
+        key = f"offline analyze {created.isoformat()} {uuid.uuid4()}"
         objects = write_result_objects(output, inputs, study, out_dir, analysis_key=key, created=created,
                                        predecessors=[replaced] if replaced is not None else [])
         # A file of the earlier run that this one does not write (a SEG, when no body was

@@ -8,8 +8,9 @@ lease sends the same instances instead of duplicates.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import highdicom as hd
 from pydicom.dataset import Dataset
@@ -23,6 +24,7 @@ SEG_SERIES_NUMBER = 9001
 SR_SERIES_NUMBER = 9002
 KEY_IMAGE_SERIES_NUMBER = 9003
 _UTF8 = "ISO_IR 192"
+_OFFSET = re.compile(r"([+-])(\d\d)(\d\d)")
 _WRITABLE_CHARACTER_SETS = frozenset(value.value for value in hd.enum.SpecificCharacterSetValues)
 
 
@@ -50,7 +52,8 @@ class ResultIdentity:
     study_instance_uid: str
     analysis_key: str  # the analysis or job that produced the results
     algorithm_version: str
-    created: datetime
+    created: datetime  # local wall time, as written (see :func:`local_time`)
+    timezone_offset: str | None = None  # Timezone Offset From UTC to write, if the source has one
 
     def __post_init__(self) -> None:
         for name in ("study_instance_uid", "analysis_key", "algorithm_version"):
@@ -82,8 +85,30 @@ class ResultIdentity:
         return f"{PRODUCT} {self.algorithm_version}"
 
 
-def stamp_times(ds: Dataset, created: datetime) -> None:
+def local_time(created: datetime, source: Dataset) -> tuple[datetime, str | None]:
+    """The analysis time ``created`` (naive: UTC) as the result objects write it, and the offset to write.
+
+    DICOM dates and times are local time, and Timezone Offset From UTC applies to
+    every one of them in an instance, the Patient and Study modules copied from the
+    source included. So the results take the source's offset when it has one (and
+    write it), else the node's local time zone (``TZ``), as the source's own times
+    are taken to be, and write no offset.
+    """
+    instant = created if created.tzinfo is not None else created.replace(tzinfo=UTC)
+    offset = str(source.get("TimezoneOffsetFromUTC", "") or "").strip()
+    match = _OFFSET.fullmatch(offset)
+    if match is None:
+        return instant.astimezone().replace(tzinfo=None), None
+    sign = -1 if match.group(1) == "-" else 1
+    zone = timezone(sign * timedelta(hours=int(match.group(2)), minutes=int(match.group(3))))
+    return instant.astimezone(zone).replace(tzinfo=None), offset
+
+
+def stamp_times(ds: Dataset, identity: ResultIdentity) -> None:
     """Put the analysis time where highdicom stamps "now", so that re-runs write the same bytes."""
+    created = identity.created
+    if identity.timezone_offset is not None:
+        ds.TimezoneOffsetFromUTC = identity.timezone_offset
     ds.InstanceCreationDate = created.strftime("%Y%m%d")
     ds.InstanceCreationTime = created.strftime("%H%M%S")
     for item in ds.get("ContributingEquipmentSequence", []):

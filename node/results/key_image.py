@@ -194,6 +194,8 @@ def build_key_image(
     sc.copy_patient_and_study_information(source.reference)
     sc.DateOfSecondaryCapture = DA(identity.created.strftime("%Y%m%d"))
     sc.TimeOfSecondaryCapture = TM(identity.created.strftime("%H%M%S"))
+    # rendered and annotated by software, not taken over from another device (highdicom's "DI")
+    sc.ConversionType = hd.sc.ConversionTypeValues.WSD.value
     sc.BurnedInAnnotation = "YES"
     # an unpaired body part: Laterality (Type 2C) stays absent
     sc.BodyPartExamined = "LSPINE"

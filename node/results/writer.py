@@ -19,7 +19,7 @@ from pydicom.dataset import Dataset
 from node.pipeline.inputs import StudyInputs
 from node.pipeline.run import AnalysisOutput
 from node.results import ResultKind, ResultObject
-from node.results.identity import ResultIdentity, stamp_times
+from node.results.identity import ResultIdentity, local_time, stamp_times
 from node.results.key_image import build_key_image
 from node.results.seg import build_segmentation, plan_segments
 from node.results.source import segmented_series
@@ -33,8 +33,8 @@ FILE_NAMES: dict[ResultKind, str] = {
 }
 
 
-def _save(kind: ResultKind, ds: Dataset, out_dir: Path, created: datetime) -> ResultObject:
-    stamp_times(ds, created)
+def _save(kind: ResultKind, ds: Dataset, out_dir: Path, identity: ResultIdentity) -> ResultObject:
+    stamp_times(ds, identity)
     path = out_dir / FILE_NAMES[kind]
     ds.save_as(path, enforce_file_format=True)
     return ResultObject(
@@ -70,9 +70,11 @@ def write_result_objects(
     ``inputs`` and ``study`` are what the analysis ran on (the bodies were
     drawn on its primary series, whose files ``study`` holds);
     ``analysis_key`` names the analysis or job (with the study and the
-    algorithm version it seeds every UID); ``created`` is the content and
-    instance creation time written; ``predecessors`` are earlier SRs of the
-    study this analysis replaces (Predecessor Documents Sequence). A study
+    algorithm version it seeds every UID); ``created`` is the analysis time
+    (naive: UTC), written as the content and instance creation time in the
+    source's time (:func:`~node.results.identity.local_time`); ``predecessors``
+    are earlier SRs of the study this analysis replaces (Predecessor
+    Documents Sequence). A study
     with no vertebral body found gets no SEG and an SR without level groups.
     """
     if not isinstance(output, AnalysisOutput):
@@ -86,25 +88,29 @@ def write_result_objects(
             raise TypeError(f"predecessors must hold ResultObject, got {type(earlier).__name__}")
         if earlier.kind != ResultKind.SR:
             raise ValueError(f"predecessors: {earlier.sop_instance_uid} is a {earlier.kind}, not an SR")
+    if not isinstance(created, datetime):
+        raise TypeError(f"created must be a datetime, got {type(created).__name__}")
+    if output.findings.study_instance_uid != inputs.study_instance_uid:
+        raise ValueError("output: its findings are of another study than inputs")
+    source = segmented_series(inputs, study, output.segmentation.labels)
+    written_at, offset = local_time(created, source.reference)
     identity = ResultIdentity(
         study_instance_uid=output.findings.study_instance_uid,
         analysis_key=analysis_key,
         algorithm_version=output.findings.algorithm_version,
-        created=created,
+        created=written_at,
+        timezone_offset=offset,
     )
-    if output.findings.study_instance_uid != inputs.study_instance_uid:
-        raise ValueError("output: its findings are of another study than inputs")
-    source = segmented_series(inputs, study, output.segmentation.labels)
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[ResultObject] = []
     seg = None
     plans = plan_segments(output.segmentation, output.level_signs)
     if any(not p.is_lesion for p in plans):
         seg, plans = build_segmentation(source, output.segmentation, output.level_signs, identity)
-        written.append(_save(ResultKind.SEG, seg, out_dir, created))
+        written.append(_save(ResultKind.SEG, seg, out_dir, identity))
     sr = build_sr(output.findings, seg, plans, _evidence(source.datasets, inputs, study), identity,
                   predecessors)
-    written.append(_save(ResultKind.SR, sr, out_dir, created))
+    written.append(_save(ResultKind.SR, sr, out_dir, identity))
     key = build_key_image(source, output.segmentation, output.level_signs, output.findings, identity)
-    written.append(_save(ResultKind.KEY_IMAGE, key, out_dir, created))
+    written.append(_save(ResultKind.KEY_IMAGE, key, out_dir, identity))
     return tuple(written)

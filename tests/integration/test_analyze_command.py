@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from datetime import datetime, tzinfo
 from pathlib import Path
 
 import numpy as np
@@ -238,3 +239,30 @@ def test_analyze_of_one_study_says_earlier_per_study_results_stay_beside_it(tmp_
     assert ("holds an earlier run's results of 1 study in folders of their own (1.2.3.4), left as they are"
             in result.stderr), result.stderr
     assert (out / "1.2.3.4" / "findings.json").is_file()
+
+
+def test_two_runs_in_the_same_second_give_objects_uids_of_their_own(
+    phantom: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # copies of one study analysed at once gave three different patients' SRs one SOP Instance UID
+    from node.cli import main
+    from node.commands import analyze
+
+    class SameSecond(datetime):
+        @classmethod
+        def now(cls, tz: tzinfo | None = None) -> SameSecond:
+            return cls(2026, 3, 4, 10, 20, 30, tzinfo=tz)
+
+    monkeypatch.setattr(analyze, "datetime", SameSecond)
+    dicom = tmp_path / "blank"  # no body to find: a quick analysis
+    shutil.copytree(phantom / "dicom", dicom)
+    for path in dicom.rglob("*.dcm"):
+        ds = dcmread(path)
+        ds.PixelData = np.zeros_like(ds.pixel_array).tobytes()
+        ds.save_as(path)
+    uids = []
+    for run in ("a", "b"):
+        assert main(["analyze", str(dicom), "--out", str(tmp_path / run)]) == 0
+        uids.append({str(dcmread(p).SOPInstanceUID) for p in (tmp_path / run).glob("*.dcm")})
+    assert len(uids[0]) == len(uids[1]) == 2  # SR and key image
+    assert not uids[0] & uids[1]

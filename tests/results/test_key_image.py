@@ -25,6 +25,7 @@ def test_key_image_is_an_rgb_secondary_capture_with_burned_in_text(
     assert key_image.PhotometricInterpretation == "RGB"
     assert key_image.SamplesPerPixel == 3
     assert key_image.BurnedInAnnotation == "YES"
+    assert key_image.ConversionType == "WSD"  # drawn by software, not taken from another device
     assert 768 <= max(key_image.Rows, key_image.Columns) <= 1200
     assert key_image.StudyInstanceUID == written.analysed.truth["study_instance_uid"]
     source = written.analysed.study.series[0].headers[0]

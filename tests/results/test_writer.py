@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
+import time
 from pathlib import Path
 
 import highdicom as hd
@@ -186,3 +188,49 @@ def test_a_source_without_slice_thickness_gets_a_seg_with_its_slice_spacing(
     assert float(measures.SliceThickness) == pytest.approx(spacing, abs=1e-4)
     for obj in objects:
         assert dciodvfy_report(obj.path)[0] == [], obj.kind
+
+
+def _times(ds: Dataset) -> dict[str, str]:
+    keywords = ("ContentDate", "ContentTime", "SeriesDate", "SeriesTime", "InstanceCreationDate",
+                "InstanceCreationTime", "DateOfSecondaryCapture", "TimeOfSecondaryCapture")
+    return {k: str(ds.get(k)) for k in keywords if k in ds}
+
+
+def test_times_are_the_node_s_local_time(written: Written, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # DICOM times are local: a report stamped in UTC showed in New York as written five hours
+    # later than it was (CREATED is 10:20:30 UTC, 05:20:30 there in March)
+    analysed = written.analysed
+    with monkeypatch.context() as local:
+        local.setenv("TZ", "America/New_York")
+        time.tzset()
+        objects = write_result_objects(analysed.output, analysed.inputs, analysed.study, tmp_path,
+                                       analysis_key=ANALYSIS_KEY, created=CREATED)
+    time.tzset()
+    for obj in objects:
+        ds = dcmread(obj.path)
+        times = _times(ds)
+        assert {v for k, v in times.items() if k.endswith("Date")} == {"20260304"}, obj.kind
+        assert {v[:6] for k, v in times.items() if k.endswith("Time")} == {"052030"}, obj.kind
+        assert "TimezoneOffsetFromUTC" not in ds, obj.kind
+
+
+def test_times_follow_the_source_s_timezone_offset(written: Written, tmp_path: Path) -> None:
+    # the offset applies to every date and time of an object, the copied study date too
+    analysed = written.analysed
+    dicom = tmp_path / "dicom"
+    shutil.copytree(analysed.phantom / "dicom", dicom)
+    for path in dicom.rglob("*.dcm"):
+        ds = dcmread(path)
+        ds.TimezoneOffsetFromUTC = "+0900"
+        ds.save_as(path)
+    study = group_dicom_folder(dicom).studies[0]
+    objects = write_result_objects(analysed.output, load_inputs(study), study, tmp_path / "out",
+                                   analysis_key=ANALYSIS_KEY, created=CREATED)
+    for obj in objects:
+        ds = dcmread(obj.path)
+        times = _times(ds)
+        assert ds.TimezoneOffsetFromUTC == "+0900", obj.kind
+        assert {v for k, v in times.items() if k.endswith("Date")} == {"20260304"}, obj.kind
+        assert {v[:6] for k, v in times.items() if k.endswith("Time")} == {"192030"}, obj.kind
+        assert ds.StudyDate == study.series[0].headers[0].StudyDate, obj.kind
