@@ -21,5 +21,7 @@ def configure_logging(level: str) -> None:
     warnings.filterwarnings("ignore", category=UserWarning, module="pydicom")
     # Alembic names each of its plug-ins at INFO on every start; the upgrades it runs are kept.
     logging.getLogger("alembic.runtime.plugins").setLevel(max(logging.WARNING, logging.getLevelName(level)))
-    # highdicom names at INFO every attribute module it copies into each result object it builds.
+    # highdicom names at INFO every attribute module it copies into each result object it builds,
+    # and its warnings quote the values it finds odd, a patient's name among them.
     logging.getLogger("highdicom").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    warnings.filterwarnings("ignore", category=UserWarning, module="highdicom")

@@ -9,11 +9,15 @@ instances (single-frame MR) or frames (Enhanced MR).
 from __future__ import annotations
 
 import copy
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date, time
 
 import numpy as np
 import numpy.typing as npt
 from pydicom.dataset import Dataset
+from pydicom.valuerep import DA, TM
 
 from analysis.vertebrae.pipeline import primary_sequence
 from analysis.volume import Sequence, Volume
@@ -91,14 +95,34 @@ def segmented_series(inputs: StudyInputs, study: StudyFiles, labels: Volume) -> 
 # senders leave them out rather than empty, and a copy then fails.
 _TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "AccessionNumber",
                  "StudyID", "StudyDate", "StudyTime", "ReferringPhysicianName")
+_DATE_TIME: dict[str, Callable[[str], object]] = {"PatientBirthDate": DA, "StudyDate": DA, "StudyTime": TM}
 
 
 def _with_type2(ds: Dataset) -> Dataset:
-    """``ds``, or a shallow copy of it with the absent copied type-2 attributes present and empty."""
-    missing = [name for name in _TYPE2_COPIED if name not in ds]
-    if not missing:
+    """``ds``, or a shallow copy of it with the copied type-2 attributes it lacks, or holds in a
+    form its VR does not allow, present and empty.
+
+    A sender's birth date written 1963-01-01 was stored (a bad demographic value must not lose
+    a study), and then every analysis of the study failed writing its results: highdicom
+    refuses such a date.
+    """
+    empty = [name for name in _TYPE2_COPIED if name not in ds]
+    empty += [name for name, vr in _DATE_TIME.items() if name in ds and not _valid(vr, ds.get(name))]
+    if not empty:
         return ds
     filled = copy.copy(ds)
-    for name in missing:
+    for name in empty:
         setattr(filled, name, "")
     return filled
+
+
+def _valid(vr: Callable[[str], object], value: object) -> bool:
+    if value is None or isinstance(value, date | time) or str(value) == "":
+        return True
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom's warning quotes the value: a patient's data
+        try:
+            vr(str(value))
+        except ValueError:
+            return False
+    return True

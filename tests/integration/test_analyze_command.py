@@ -266,3 +266,28 @@ def test_two_runs_in_the_same_second_give_objects_uids_of_their_own(
         uids.append({str(dcmread(p).SOPInstanceUID) for p in (tmp_path / run).glob("*.dcm")})
     assert len(uids[0]) == len(uids[1]) == 2  # SR and key image
     assert not uids[0] & uids[1]
+
+
+def test_odd_demographics_neither_stop_the_results_nor_reach_the_log(phantom: Path, tmp_path: Path) -> None:
+    # a birth date written 1963-01-01 failed every analysis of the study as it wrote the results
+    # (the error, quoting the date, was kept in the database), and highdicom's warning about a
+    # name without carets printed the name
+    dicom = tmp_path / "odd"
+    shutil.copytree(phantom / "dicom", dicom)
+    for path in dicom.rglob("*.dcm"):
+        ds = dcmread(path)
+        ds.PixelData = np.zeros_like(ds.pixel_array).tobytes()  # no body to find: a quick analysis
+        ds.PatientName = "SMITH JOHN NOCARET"
+        ds.PatientBirthDate = "1963-01-01"
+        ds.StudyTime = "12:30"
+        ds.save_as(path)
+    out = tmp_path / "out"
+    result = _cli("analyze", str(dicom), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    said = result.stdout + result.stderr
+    assert "SMITH" not in said and "1963" not in said
+    for name in ("sr.dcm", "key_image.dcm"):
+        ds = dcmread(out / name)
+        written = (str(ds.PatientName), ds.PatientBirthDate, ds.StudyTime)
+        assert written == ("SMITH JOHN NOCARET", "", ""), name
+        assert dciodvfy_errors(out / name) == [], name
