@@ -31,9 +31,8 @@ COPY config/node.toml /etc/lumbar-sentinel/node.toml
 USER lsent
 WORKDIR /var/lib/lumbar-sentinel
 ENV PYTHONUNBUFFERED=1
-# Each incoming instance is first written to a temporary file under TMPDIR. On the storage
-# volume it is then moved into place; on the container's own file system (/tmp) it would be
-# copied. Python falls back to /tmp if this folder is missing or not writable (a bind mount).
+# The receiver streams each incoming instance into storage.root/.incoming (made here, owned by
+# lsent, on the storage volume); the process's other temporary files go there too.
 ENV TMPDIR=/data/storage/.incoming
 # DICOM, and the /metrics + /healthz endpoint when metrics.enabled
 EXPOSE 11112 9112

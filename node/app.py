@@ -7,12 +7,10 @@ nothing reads configuration or holds state at module level.
 from __future__ import annotations
 
 import logging
-import tempfile
 import threading
 from multiprocessing.connection import Connection
 from multiprocessing.sharedctypes import SynchronizedArray
 from multiprocessing.synchronize import Event as EventType
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
@@ -117,9 +115,7 @@ class Node:
                  " (TLS)" if self.settings.tls.enabled else "")
 
     def _sweep_partial(self) -> None:
-        # pynetdicom's own temporary files land in TMPDIR (the image puts it on the storage volume)
-        self.store.sweep_partial(self.settings.storage.partial_file_max_age,
-                                 incoming=Path(tempfile.gettempdir()))
+        self.store.sweep_partial(self.settings.storage.partial_file_max_age)
 
     def supervise(self) -> None:
         """Called about once a second while running: restart receiver processes that died."""
@@ -216,7 +212,7 @@ def _receiving(settings: Settings, engine: Engine, name: str,
                                   node=NodeIdentity.of(name, dicom.ae_title, dicom.host, dicom.port))
     tracker = AssociationTracker(CallerPolicy(dicom.allowed_callers), associations, metrics)
     handler = StoreHandler(store, InstanceCatalog(engine), tracker, metrics)
-    receiver = Receiver(dicom, settings.tls, handler, tracker, handoff=handoff, handed=handed)
+    receiver = Receiver(dicom, settings.tls, handler, tracker, store.incoming, handoff=handoff, handed=handed)
     return store, associations, receiver
 
 

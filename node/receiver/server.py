@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from pynetdicom import AE, _config, evt
@@ -38,10 +40,13 @@ class Receiver:
     """
 
     def __init__(self, dicom: DicomSettings, tls: TlsSettings, store_handler: StoreHandler,
-                 tracker: AssociationTracker, *, handoff: Handoff | None = None,
+                 tracker: AssociationTracker, incoming: Path, *, handoff: Handoff | None = None,
                  handed: HandedSource | None = None) -> None:
         if handoff is not None and handed is not None:
             raise ValueError("a receiver either hands connections over (handoff) or is handed them (handed)")
+        if not incoming.is_dir():
+            raise ValueError(f"incoming must be a folder, got {incoming}")
+        self._incoming = incoming
         self._dicom = dicom
         self._tls = tls
         self._store_handler = store_handler
@@ -65,6 +70,10 @@ class Receiver:
         # has one receiver, so it is set once here. Each data set then streams to a
         # temporary file instead of memory and reaches the handler as dataset_path.
         _config.STORE_RECV_CHUNKED_DATASET = True
+        # pynetdicom streams into a NamedTemporaryFile with no folder of its own: in a shared /tmp
+        # an aborted receive left a patient's images that nothing deleted. This process's temporary
+        # folder is therefore the store's incoming folder, swept with the store's staged files.
+        tempfile.tempdir = str(self._incoming)
         ae = self._build_ae()
         handlers: list[Any] = [
             *self._tracker.handlers(),

@@ -34,6 +34,7 @@ _GROUP_LENGTH_ELEMENT = 12
 _PARTIAL_SUFFIX = ".part"  # a staged instance's temporary file: ".<sop uid>.<random>.part"
 # pynetdicom's chunked-receive file: NamedTemporaryFile(suffix=".dcm") under TMPDIR
 _INCOMING_PATTERN = "tmp*.dcm"
+INCOMING_FOLDER = ".incoming"  # under the root: where the receiver streams each data set as it arrives
 STORE_MARKER = ".lumbar-sentinel-store"
 
 log = logging.getLogger(__name__)
@@ -162,6 +163,10 @@ class InstanceStore:
             raise ValueError(f"max_instance_bytes must be >= 1, got {max_instance_bytes}")
         root.mkdir(parents=True, exist_ok=True)
         self.root = root.resolve()
+        # On the store's volume a received data set is moved into place, not copied, and what an
+        # interrupted receive leaves (a patient's images) stays in the store, where it is swept.
+        self.incoming = self.root / INCOMING_FOLDER
+        self.incoming.mkdir(exist_ok=True)
         self.min_free_bytes = min_free_bytes
         self.max_instance_bytes = max_instance_bytes
         self._free_space = free_space
@@ -231,24 +236,19 @@ class InstanceStore:
             raise
         return StagedInstance(temp_path, folder / f"{key.sop_uid}.dcm", key.relative_path, sha256, size)
 
-    def sweep_partial(self, older_than: timedelta, now: float | None = None,
-                      incoming: Path | None = None) -> int:
-        """Delete staged files older than ``older_than``; return how many.
+    def sweep_partial(self, older_than: timedelta, now: float | None = None) -> int:
+        """Delete staged and incoming files older than ``older_than``; return how many.
 
         A process killed between staging and committing leaves its temporary
-        file behind: never acknowledged, so the sender still holds the
-        instance. The age bar spares files another receiver on the same
-        storage is writing now. ``incoming`` is where pynetdicom writes each
-        data set as it arrives (``TMPDIR``); its stale ``tmp*.dcm`` files are
-        deleted too, but only in a folder inside the store's root, which is
-        the node's own: a shared ``/tmp`` holds other programs' files.
+        file behind, and an association aborted during a C-STORE leaves the
+        data set streamed so far in ``incoming``: never acknowledged, so the
+        sender still holds the instance. The age bar spares files another
+        receiver on the same storage is writing now.
         """
         if older_than < timedelta(0):
             raise ValueError(f"older_than must not be negative, got {older_than}")
         cutoff = (time.time() if now is None else now) - older_than.total_seconds()
-        stale = list(self.root.glob(f"*/*/.*{_PARTIAL_SUFFIX}"))
-        if incoming is not None and incoming.resolve().is_relative_to(self.root.resolve()):
-            stale += incoming.glob(_INCOMING_PATTERN)
+        stale = [*self.root.glob(f"*/*/.*{_PARTIAL_SUFFIX}"), *self.incoming.glob(_INCOMING_PATTERN)]
         removed = 0
         for path in stale:
             try:

@@ -200,8 +200,8 @@ def test_the_operations_guide_covers_every_service_and_port(compose: dict[str, A
 
 
 def test_incoming_files_land_on_the_storage_volume(compose: dict[str, Any], final_stage: Stage) -> None:
-    # pynetdicom writes each incoming data set under TMPDIR; on the storage volume the
-    # handler moves it into place, elsewhere (the container's /tmp) it has to copy it
+    # the container's temporary files go to the store's incoming folder, on the storage volume,
+    # where the receiver streams each data set: none lands in the container's own /tmp
     env = dict(arg.split("=", 1) for arg in final_stage.arguments("ENV") if "=" in arg)
     incoming = PurePosixPath(env["TMPDIR"])
     mounts = [PurePosixPath(v.split(":")[1]) for v in compose["services"]["receiver"]["volumes"]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -15,7 +17,7 @@ from node.storage import sha256_of
 from tests.helpers.dicom import StudyUIDs, mr_instance
 from tests.helpers.node import make_node, stored_files
 from tests.helpers.rows import read_rows
-from tests.helpers.senders import association
+from tests.helpers.senders import associate, association
 from tests.queue.helpers import wait_until
 
 
@@ -133,3 +135,40 @@ def test_a_staged_file_left_while_the_node_runs_is_swept_without_a_restart(datab
         assert stored.exists()
     finally:
         assert node.terminate() == 0
+
+
+def test_an_aborted_receive_leaves_no_images_outside_the_store(database_url: str, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # pynetdicom streams each data set into a temporary file; in a shared /tmp an association
+    # aborted mid-transfer left a patient's images there that nothing ever deleted
+    shared = tmp_path / "shared-tmp"
+    shared.mkdir()
+    monkeypatch.setenv("TMPDIR", str(shared))
+    node = make_node(tmp_path / "node", database_url, {"storage": {"partial_file_max_age": 2}})
+    uids = StudyUIDs.new()
+    big = mr_instance(uids.study, uids.series[0], 1, size=4096)  # 32 MiB, long enough to cut short
+    incoming = node.storage_root / ".incoming"
+    node.start()
+    try:
+        assoc = associate(node)
+        connection = assoc.dul.socket
+        assert connection is not None and connection.socket is not None
+        send_pdu = connection.send
+
+        def slowly(data: bytes) -> None:  # so that the connection drops mid-transfer, not after it
+            time.sleep(0.02)
+            send_pdu(data)
+
+        connection.send = slowly  # type: ignore[method-assign,assignment]
+        sending = threading.Thread(target=assoc.send_c_store, args=(big,), daemon=True)
+        sending.start()
+        wait_until(lambda: any(incoming.glob("tmp*.dcm")) or any(shared.iterdir()),
+                   "the data set to stream in", timeout=30)
+        connection.socket.shutdown(socket.SHUT_RDWR)  # the sender's host goes away
+        sending.join(30)
+        assert list(shared.iterdir()) == []
+        wait_until(lambda: not any(incoming.glob("tmp*.dcm")), "the partial file to be swept", timeout=30)
+    finally:
+        assert node.terminate() == 0
+    with node.engine() as engine:
+        assert read_rows(engine).instances == []

@@ -210,7 +210,7 @@ def test_a_sweep_removes_only_stale_staged_files(tmp_path: Path) -> None:
         store.sweep_partial(timedelta(seconds=-1))
 
 
-def test_a_sweep_removes_stale_incoming_files_only_in_a_folder_of_the_store(tmp_path: Path) -> None:
+def test_a_sweep_removes_stale_incoming_files_of_the_store_only(tmp_path: Path) -> None:
     import os
     import time
     from datetime import timedelta
@@ -218,16 +218,16 @@ def test_a_sweep_removes_stale_incoming_files_only_in_a_folder_of_the_store(tmp_
     store = _store(tmp_path / "storage")
     two_hours_ago = time.time() - 7200
     placed: dict[str, Path] = {}
-    for where, folder in (("inside", store.root / ".incoming"), ("shared", tmp_path / "tmp")):
-        folder.mkdir(parents=True)
+    for where, folder in (("inside", store.incoming), ("shared", tmp_path / "tmp")):
+        folder.mkdir(parents=True, exist_ok=True)
         for name in ("tmpab12cd.dcm", "tmpfresh1.dcm", "notes.txt"):
             path = placed[f"{where}/{name}"] = folder / name
             path.write_bytes(b"DICM")
         for name in ("tmpab12cd.dcm", "notes.txt"):
             os.utime(folder / name, (two_hours_ago, two_hours_ago))
 
-    assert store.sweep_partial(timedelta(hours=1), incoming=tmp_path / "tmp") == 0  # not the store's own
-    assert store.sweep_partial(timedelta(hours=1), incoming=store.root / ".incoming") == 1
+    assert store.incoming == store.root / ".incoming"
+    assert store.sweep_partial(timedelta(hours=1)) == 1
     assert [name for name, path in placed.items() if not path.exists()] == ["inside/tmpab12cd.dcm"]
 
 
@@ -382,7 +382,7 @@ def test_the_store_is_marked_when_new_or_when_a_recorded_file_is_in_place(
     root = tmp_path / "storage"
     _stored_once(engine, root)
     open_store(root, sessions)  # a store from before the marker
-    assert sorted(p.name for p in root.iterdir()) == [STORE_MARKER, KEY.study_uid]
+    assert sorted(p.name for p in root.iterdir()) == [".incoming", STORE_MARKER, KEY.study_uid]
 
     empty = tmp_path / "empty-mount-point"
     with pytest.raises(WrongStorageRoot, match=r"empty-mount-point is not this database's store"):
