@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from node.metrics.receiving import ReceptionEvents
 from node.receiver.associations import AssociationTracker
 from node.receiver.validation import (
+    DATABASE_UNAVAILABLE,
     OUT_OF_RESOURCES,
     PROCESSING_FAILURE,
     SERIES_CONFLICT,
@@ -74,7 +75,7 @@ class StoreHandler:
             return _status(rejection.status, rejection.comment)
         except SQLAlchemyError:
             log.exception("C-STORE of SOP Instance %r failed: database error", sop_uid[:64])
-            return _status(PROCESSING_FAILURE, "database unavailable, retry later")
+            return _status(DATABASE_UNAVAILABLE, "database unavailable, retry later")
         except Exception:  # the DIMSE boundary: answer the peer, keep the association
             log.exception("C-STORE of SOP Instance %r failed unexpectedly", sop_uid[:64])
             return _status(PROCESSING_FAILURE, "internal error")

@@ -29,6 +29,9 @@ from node.storage.files import data_set_offset
 
 # C-STORE failure statuses (PS3.4 B.2.3; 0xC000-0xCFFF is "cannot understand").
 OUT_OF_RESOURCES = 0xA700
+# Also "Refused: Out of Resources" (0xA7xx), which senders take as "try again later"; a code of
+# its own tells a database that failed from a full disk in the log and the metrics.
+DATABASE_UNAVAILABLE = 0xA701
 DATASET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
 CANNOT_UNDERSTAND = 0xC000
 UID_MISSING = 0xC001

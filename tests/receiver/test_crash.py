@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from node.db.models import Association, AssociationResult, Study, StudyStatus
@@ -172,3 +172,41 @@ def test_an_aborted_receive_leaves_no_images_outside_the_store(database_url: str
         assert node.terminate() == 0
     with node.engine() as engine:
         assert read_rows(engine).instances == []
+
+
+def test_a_database_that_fails_is_answered_out_of_resources(database_url: str, tmp_path: Path) -> None:
+    # 0x0110 is no C-STORE status (PS3.4 B.2.3): DCMTK printed "Unknown Status", and a PACS may
+    # fail the instance for good instead of sending it again, as a refusal for resources asks
+    node = make_node(tmp_path / "node", database_url)
+    uids = StudyUIDs.new()
+    instance = mr_instance(uids.study, uids.series[0], 1)
+    node.start()
+    try:
+        with node.engine() as engine, engine.begin() as conn:
+            for statement in _REFUSE_INSTANCES[engine.dialect.name]:
+                conn.execute(text(statement))
+        with association(node) as assoc:
+            answer = assoc.send_c_store(instance)
+        assert answer.Status == 0xA701
+        assert answer.ErrorComment == "database unavailable, retry later"
+        assert stored_files(node.storage_root) == []
+        with node.engine() as engine, engine.begin() as conn:
+            on = " ON instances" if engine.dialect.name == "postgresql" else ""
+            conn.execute(text(f"DROP TRIGGER refuse_instances{on}"))
+        with association(node) as assoc:
+            assert assoc.send_c_store(instance).Status == 0x0000  # the sender's retry
+    finally:
+        assert node.terminate() == 0
+    with node.engine() as engine:
+        assert [i.sop_instance_uid for i in read_rows(engine).instances] == [instance.SOPInstanceUID]
+
+
+# a database that refuses every instance row, as one out of space or gone read-only does
+_REFUSE_INSTANCES = {
+    "sqlite": ["CREATE TRIGGER refuse_instances BEFORE INSERT ON instances "
+               "BEGIN SELECT RAISE(ABORT, 'refused'); END"],
+    "postgresql": ["CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$ "
+                   "LANGUAGE plpgsql",
+                   "CREATE TRIGGER refuse_instances BEFORE INSERT ON instances FOR EACH ROW "
+                   "EXECUTE FUNCTION refuse()"],
+}
