@@ -21,7 +21,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import data_element_generator, read_file_meta_info
 from pydicom.tag import Tag
-from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from node.receiver.negotiation import MODALITY, STORAGE_SOP_CLASSES
 from node.storage import InstanceKey, is_storable_uid
@@ -85,11 +85,14 @@ def read_header(path: Path, affected_sop_class: str, affected_sop_instance: str,
         with path.open("rb") as source:
             dataset = dcmread(source, stop_before_pixels=not deflated)
             malformed = _structure_problem(dataset)
+            miscoded = _encoding_problem(path, dataset)
             values = _values(dataset)
             pixel_bytes = None if malformed else _pixel_data_length(source, dataset, path)
     except _PARSE_ERRORS as exc:
         raise Rejection(CANNOT_UNDERSTAND, f"not a readable DICOM data set: {type(exc).__name__}") from exc
     header = _check(values, affected_sop_class, affected_sop_instance, malformed)
+    if miscoded is not None:
+        raise Rejection(CANNOT_UNDERSTAND, miscoded)
     if pixel_bytes is not None and header.transfer_syntax_uid in _NATIVE_SYNTAXES:
         _check_pixel_data_length(values, pixel_bytes)
     return header
@@ -112,6 +115,31 @@ def _structure_problem(dataset: Dataset) -> str | None:
                 and raw.length != _UNDEFINED_LENGTH and len(raw.value) < raw.length):
             return "an element runs past the end of the data"
     return None
+
+
+def _encoding_problem(path: Path, dataset: Dataset) -> str | None:
+    """Why the data set is not in the transfer syntax it came in, or None.
+
+    pydicom reads Implicit VR bytes sent on an Explicit VR context and the
+    other way round (it guesses, with a warning, and reports the syntax's
+    encoding); stored byte for byte under the negotiated syntax's file meta,
+    they were a file DCMTK could not read. The first element tells: explicit
+    VR puts two upper-case letters after its tag.
+    """
+    syntax = dataset.file_meta.get("TransferSyntaxUID")
+    offset = data_set_offset(path)
+    if syntax is None or offset is None or syntax == DeflatedExplicitVRLittleEndian:
+        return None
+    with path.open("rb") as source:
+        source.seek(offset)
+        first = source.read(6)
+    if len(first) < 6:
+        return None
+    explicit = first[4:6].isalpha() and first[4:6].isupper()
+    if explicit == (not UID(syntax).is_implicit_VR):
+        return None
+    found = "explicit" if explicit else "implicit"
+    return f"data set encoded {found} VR, not in the negotiated transfer syntax"
 
 
 def _pixel_data_length(source: BinaryIO, dataset: Dataset, path: Path) -> int | None:

@@ -204,3 +204,22 @@ def test_a_deflated_instance_is_limited_by_its_inflated_size(
         with node.engine() as engine:
             rows = read_rows(engine)
         assert [i.sop_instance_uid for i in rows.instances] == [small.SOPInstanceUID]
+
+
+def test_a_data_set_in_another_encoding_than_negotiated_is_refused(node: NodeProcess, tmp_path: Path) -> None:
+    # Implicit VR bytes on an Explicit VR context were read (pydicom guesses), answered success
+    # and stored under the negotiated syntax's file meta: a file DCMTK could not read
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    uids = StudyUIDs.new()
+    instance = mr_instance(uids.study, uids.series[0], 1)
+    implicit = DicomBytesIO()
+    implicit.is_little_endian, implicit.is_implicit_VR = True, True
+    write_dataset(implicit, instance)
+    path = write_raw_file(tmp_path / "implicit.dcm", implicit.getvalue(),
+                          sop_instance_uid=str(instance.SOPInstanceUID))
+    response = _send_raw(node, path)
+    assert response.Status == 0xC000
+    assert response.ErrorComment.startswith("data set encoded implicit VR, not in the negotiated")
+    _assert_nothing_stored(node)
