@@ -93,7 +93,12 @@ def read_header(path: Path, affected_sop_class: str, affected_sop_instance: str,
     header = _check(values, affected_sop_class, affected_sop_instance, malformed)
     if miscoded is not None:
         raise Rejection(CANNOT_UNDERSTAND, miscoded)
-    if pixel_bytes is not None and header.transfer_syntax_uid in _NATIVE_SYNTAXES:
+    if pixel_bytes is None:
+        # an MR image without its image was acknowledged, and its study then skipped in silence
+        if malformed is not None:
+            raise Rejection(CANNOT_UNDERSTAND, f"not a readable DICOM data set: {malformed}")
+        raise Rejection(DATASET_DOES_NOT_MATCH_SOP_CLASS, "Pixel Data is missing")
+    if header.transfer_syntax_uid in _NATIVE_SYNTAXES:
         _check_pixel_data_length(values, pixel_bytes)
     return header
 

@@ -223,3 +223,13 @@ def test_a_data_set_in_another_encoding_than_negotiated_is_refused(node: NodePro
     assert response.Status == 0xC000
     assert response.ErrorComment.startswith("data set encoded implicit VR, not in the negotiated")
     _assert_nothing_stored(node)
+
+
+def test_an_mr_image_without_pixel_data_is_refused(node: NodeProcess) -> None:
+    # acknowledged before, and its study then skipped without a word
+    uids = StudyUIDs.new()
+    instance = mr_instance(uids.study, uids.series[0], 1)
+    del instance.PixelData
+    [response] = store(node, [instance])
+    assert (response.Status, response.ErrorComment) == (0xA900, "Pixel Data is missing")
+    _assert_nothing_stored(node)
