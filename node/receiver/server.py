@@ -44,8 +44,6 @@ class Receiver:
                  handed: HandedSource | None = None) -> None:
         if handoff is not None and handed is not None:
             raise ValueError("a receiver either hands connections over (handoff) or is handed them (handed)")
-        if not incoming.is_dir():
-            raise ValueError(f"incoming must be a folder, got {incoming}")
         self._incoming = incoming
         self._dicom = dicom
         self._tls = tls
@@ -73,6 +71,7 @@ class Receiver:
         # pynetdicom streams into a NamedTemporaryFile with no folder of its own: in a shared /tmp
         # an aborted receive left a patient's images that nothing deleted. This process's temporary
         # folder is therefore the store's incoming folder, swept with the store's staged files.
+        self._incoming.mkdir(exist_ok=True)
         tempfile.tempdir = str(self._incoming)
         ae = self._build_ae()
         handlers: list[Any] = [

@@ -165,8 +165,8 @@ class InstanceStore:
         self.root = root.resolve()
         # On the store's volume a received data set is moved into place, not copied, and what an
         # interrupted receive leaves (a patient's images) stays in the store, where it is swept.
+        # The receiver makes it once the root is found to be the store.
         self.incoming = self.root / INCOMING_FOLDER
-        self.incoming.mkdir(exist_ok=True)
         self.min_free_bytes = min_free_bytes
         self.max_instance_bytes = max_instance_bytes
         self._free_space = free_space

@@ -219,7 +219,7 @@ def test_a_sweep_removes_stale_incoming_files_of_the_store_only(tmp_path: Path) 
     two_hours_ago = time.time() - 7200
     placed: dict[str, Path] = {}
     for where, folder in (("inside", store.incoming), ("shared", tmp_path / "tmp")):
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True)
         for name in ("tmpab12cd.dcm", "tmpfresh1.dcm", "notes.txt"):
             path = placed[f"{where}/{name}"] = folder / name
             path.write_bytes(b"DICM")
@@ -382,7 +382,7 @@ def test_the_store_is_marked_when_new_or_when_a_recorded_file_is_in_place(
     root = tmp_path / "storage"
     _stored_once(engine, root)
     open_store(root, sessions)  # a store from before the marker
-    assert sorted(p.name for p in root.iterdir()) == [".incoming", STORE_MARKER, KEY.study_uid]
+    assert sorted(p.name for p in root.iterdir()) == [STORE_MARKER, KEY.study_uid]
 
     empty = tmp_path / "empty-mount-point"
     with pytest.raises(WrongStorageRoot, match=r"empty-mount-point is not this database's store"):
