@@ -8,7 +8,9 @@ here; the TOML file documents them.
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
+import json
 import math
 import os
 import re
@@ -32,7 +34,8 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 _ENV_PREFIX = "LSENT_"
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "node.toml"
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+# Signed, and with an exponent: "-5s" and "1e400" then get the range's message, not an ISO parse error.
+_DURATION = re.compile(r"^\s*([-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
@@ -74,6 +77,31 @@ Period = Annotated[timedelta, BeforeValidator(_duration), AfterValidator(_positi
 Duration = Annotated[timedelta, BeforeValidator(_duration), AfterValidator(_not_negative)]
 AETitle = Annotated[str, Field(min_length=1, max_length=16, pattern=r"^[\x20-\x5b\x5d-\x7e]*[^ ]$")]
 Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+def _path(value: object) -> object:
+    # Path("") is Path("."): an empty setting would silently mean the working folder.
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("must be a path, not empty")
+    return value
+
+
+SettingPath = Annotated[Path, BeforeValidator(_path)]
+
+# SQLAlchemy's URL grammar (sqlalchemy.engine.url._parse_url), checked here without importing
+# SQLAlchemy: commands that never open the database (echo, health) must start without it.
+_DATABASE_URL = re.compile(r"""
+    (?P<name>[\w+]+)://
+    (?:[^:/]*(?::[^@]*)?@)?
+    (?:(?:\[[^/?]+\]|[^/:?]+)?(?::(?P<port>[^/?]*))?)?
+    (?:/[^?]*)?
+    (?:\?.*)?""", re.X)
+# The synchronous drivers of the two supported backends (None: SQLAlchemy's default) and the
+# module each needs: create_engine would otherwise fail on a missing one with a traceback.
+_DATABASE_DRIVERS: dict[str, dict[str | None, str]] = {
+    "sqlite": {None: "sqlite3", "pysqlite": "sqlite3"},
+    "postgresql": {None: "psycopg", "psycopg": "psycopg", "psycopg2": "psycopg2", "pg8000": "pg8000"},
+}
 
 
 class ConfigError(ValueError):
@@ -121,9 +149,9 @@ class DicomSettings(_Section):
 
 class TlsSettings(_Section):
     enabled: bool = False
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    ca_file: Path | None = None
+    cert_file: SettingPath | None = None
+    key_file: SettingPath | None = None
+    ca_file: SettingPath | None = None
     require_client_cert: bool = False
 
     @model_validator(mode="after")
@@ -145,8 +173,8 @@ class RetentionSettings(_Section):
 
 
 class StorageSettings(_Section):
-    root: Path = Path("var/storage")
-    results: Path = Path("var/results")
+    root: SettingPath = Path("var/storage")
+    results: SettingPath = Path("var/results")
     min_free_bytes: int = Field(default=1024**3, ge=0)
     partial_file_max_age: Period = timedelta(hours=1)
     # Off only to start on a store whose most recent files are all lost, with no backup.
@@ -161,8 +189,20 @@ class DatabaseSettings(_Section):
     @field_validator("url")
     @classmethod
     def _known_backend(cls, value: str) -> str:
-        if not value.startswith(("sqlite://", "postgresql")):
+        # The messages never quote the URL: it may hold a password.
+        match = _DATABASE_URL.fullmatch(value)
+        backend, _, driver = (match.group("name") if match else "").partition("+")
+        if backend not in _DATABASE_DRIVERS:
             raise ValueError("database.url must be a sqlite:// or postgresql:// URL")
+        port = match.group("port") if match else None
+        if port and not (port.isdigit() and 1 <= int(port) <= 65535):
+            raise ValueError(f"the port must be a number 1-65535, got {port!r}")
+        drivers = _DATABASE_DRIVERS[backend]
+        if (driver or None) not in drivers:
+            known = ", ".join(f"{backend}+{name}" for name in drivers if name)
+            raise ValueError(f"unknown driver {driver!r} for {backend} (known: {known})")
+        if importlib.util.find_spec(drivers[driver or None]) is None:
+            raise ValueError(f"the driver {drivers[driver or None]} for {backend} is not installed")
         return value
 
 
@@ -217,10 +257,10 @@ class DestinationTls(_Section):
 
     enabled: bool = False
     # None: the system's trust store.
-    ca_file: Path | None = None
+    ca_file: SettingPath | None = None
     # Our client certificate, for destinations that require one.
-    cert_file: Path | None = None
-    key_file: Path | None = None
+    cert_file: SettingPath | None = None
+    key_file: SettingPath | None = None
     check_hostname: bool = True
 
     @model_validator(mode="after")
@@ -364,6 +404,10 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
         data: dict[str, Any] = tomllib.loads(config_path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ConfigError(f"configuration file not found: {config_path}") from exc
+    except OSError as exc:  # a folder, no permission to read
+        raise ConfigError(f"cannot read configuration file {config_path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{config_path}: not a UTF-8 text file (byte {exc.start})") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{config_path}: not valid TOML: {exc}") from exc
     for section, values in overrides.items():
@@ -387,7 +431,29 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
         problems = "; ".join(_problem(err["loc"], err["msg"]) for err in exc.errors())
         raise ConfigError(f"{config_path}: invalid configuration: {problems}") from exc
     except SettingsError as exc:  # an environment value pydantic-settings could not parse (JSON)
-        raise ConfigError(f"invalid environment override: {exc}") from exc
+        raise ConfigError(f"invalid environment override: {_unparsable(exc)}") from exc
+
+
+def _unparsable(exc: SettingsError) -> str:
+    """Which environment variable holds no valid JSON: pydantic-settings names only its section."""
+    section = re.search(r'field "([^"]+)"', str(exc))
+    prefix = f"{_ENV_PREFIX}{section.group(1).upper()}" if section else _ENV_PREFIX
+    candidates: list[tuple[str, str]] = []
+    for name, value in sorted(os.environ.items()):
+        if not name.upper().startswith(prefix):
+            continue
+        try:
+            json.loads(value)
+        except ValueError:
+            candidates.append((name, value))
+    # A list or table written as JSON, mistyped, is the likely one; a plain text value
+    # of a scalar setting does not parse as JSON either.
+    likely = [name for name, value in candidates if value.lstrip()[:1] in ("[", "{")] \
+        or [name for name, _ in candidates]
+    detail = f" ({exc.__cause__})" if isinstance(exc.__cause__, json.JSONDecodeError) else ""
+    if not likely:
+        return str(exc)
+    return f"{', '.join(likely)}: not valid JSON{detail}; a list or table setting takes a JSON value"
 
 
 def _problem(loc: tuple[int | str, ...], message: str) -> str:

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import importlib.util
+import re
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from node.cli import main
-from node.settings import DEFAULT_CONFIG, ConfigError, load_settings
+from node.settings import _DATABASE_DRIVERS, DEFAULT_CONFIG, ConfigError, load_settings
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -106,3 +109,110 @@ def test_a_misspelt_or_malformed_environment_override_is_refused(
     monkeypatch.setenv("LSENT_DELIVERY__DESTINATIONS", "[{not json")
     with pytest.raises(ConfigError, match="invalid environment override"):
         load_settings(path)
+
+
+def test_a_config_path_that_cannot_be_read_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError, match=f"cannot read configuration file {tmp_path}: Is a directory"):
+        load_settings(tmp_path)
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes('[dicom]\nae_title = "GRÜN"\n'.encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin1\.toml: not a UTF-8 text file"):
+        load_settings(latin1)
+
+    def refused(self: Path, encoding: str | None = None) -> str:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_text", refused)  # the tests may run as root, who reads anything
+    with pytest.raises(ConfigError, match=r"cannot read configuration file .*: Permission denied"):
+        load_settings(latin1)
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("-5", "must be positive"), ("-5s", "must be positive"), ("-0.5m", "must be positive"),
+    ("1e400", "must be a duration of at most 3650 days"), ("1e6d", "must be a duration of at most"),
+])
+def test_a_negative_or_huge_duration_is_said_so_from_the_environment_and_the_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str, message: str) -> None:
+    expected = f"study.quiet_period (set by LSENT_STUDY__QUIET_PERIOD): Value error, {message}"
+    monkeypatch.setenv("LSENT_STUDY__QUIET_PERIOD", value)
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        load_settings(write(tmp_path, ""))
+    monkeypatch.delenv("LSENT_STUDY__QUIET_PERIOD")
+    with pytest.raises(ConfigError, match=re.escape(f"study.quiet_period: Value error, {message}")):
+        load_settings(write(tmp_path, f'[study]\nquiet_period = "{value}"\n'))
+
+
+def test_a_duration_with_a_sign_or_an_exponent_is_still_a_duration(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, '[study]\nquiet_period = "+1.5e1s"\n'))
+    assert settings.study.quiet_period == timedelta(seconds=15)
+
+
+def test_an_environment_override_that_is_not_json_is_named(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LSENT_DICOM__AE_TITLE", "NODE")  # valid, and not JSON: not the one to blame
+    monkeypatch.setenv("LSENT_DICOM__ALLOWED_CALLERS", "[{bad")
+    with pytest.raises(ConfigError) as raised:
+        load_settings(write(tmp_path, ""))
+    said = str(raised.value)
+    assert "LSENT_DICOM__ALLOWED_CALLERS: not valid JSON" in said and "LSENT_DICOM__AE_TITLE" not in said
+
+
+@pytest.mark.parametrize("setting", ["storage.root", "storage.results", "tls.ca_file",
+                                     "delivery.return_to_sender.routes"])
+def test_an_empty_path_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setting: str) -> None:
+    if setting == "delivery.return_to_sender.routes":  # a path setting in a list of tables
+        text = ('[[delivery.return_to_sender.routes]]\nae_title = "PACS"\nhost = "pacs"\nport = 104\n'
+                'tls = { ca_file = "" }\n')
+        with pytest.raises(ConfigError, match=r"routes\.0\.tls\.ca_file: Value error, must be a path, not"):
+            load_settings(write(tmp_path, text))
+        return
+    section, name = setting.split(".")
+    with pytest.raises(ConfigError, match=re.escape(f"{setting}: Value error, must be a path, not empty")):
+        load_settings(write(tmp_path, f'[{section}]\n{name} = ""\n'))
+    monkeypatch.setenv(f"LSENT_{section.upper()}__{name.upper()}", "")
+    with pytest.raises(ConfigError, match=re.escape(f"{setting} (set by LSENT_")):
+        load_settings(write(tmp_path, ""))
+
+
+@pytest.mark.parametrize(("url", "message"), [
+    ("postgresqlfoo://x", "must be a sqlite:// or postgresql:// URL"),
+    ("postgresql+psycopg://lsent:secret@127.0.0.1:54x2/db", "the port must be a number 1-65535, got '54x2'"),
+    ("postgresql+psycopg://lsent:secret@127.0.0.1:99999/db", "the port must be a number 1-65535"),
+    ("postgresql+mysqldb://lsent:secret@db/lsent", "unknown driver 'mysqldb' for postgresql"),
+    ("sqlite+aiosqlite:///node.db", "unknown driver 'aiosqlite' for sqlite"),
+    ("not a url", "must be a sqlite:// or postgresql:// URL"),
+])
+def test_a_database_url_sqlalchemy_cannot_use_is_a_settings_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str, message: str) -> None:
+    monkeypatch.setenv("LSENT_DATABASE__URL", url)
+    with pytest.raises(ConfigError) as raised:
+        load_settings(write(tmp_path, ""))
+    said = str(raised.value)
+    assert "database.url (set by LSENT_DATABASE__URL)" in said and message in said
+    assert "secret" not in said
+
+
+def test_a_database_driver_that_is_not_installed_is_named(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *_: None)
+    with pytest.raises(ConfigError, match="the driver psycopg for postgresql is not installed"):
+        load_settings(write(tmp_path, '[database]\nurl = "postgresql://lsent@db/lsent"\n'))
+
+
+@pytest.mark.parametrize("url", [
+    "sqlite:///var/node.db", "sqlite:////abs/node.db", "sqlite://", "sqlite:///:memory:",
+    "postgresql://lsent@db/lsent", "postgresql+psycopg://lsent:p%40ss:w@[::1]:5432/lsent?sslmode=require",
+    "postgresql+psycopg://lsent@/lsent?host=/run/postgresql",
+])
+def test_the_database_urls_sqlalchemy_takes_are_accepted(tmp_path: Path, url: str) -> None:
+    settings = load_settings(write(tmp_path, f'[database]\nurl = "{url}"\n'))
+    make_url(settings.database.url).get_dialect()  # and SQLAlchemy parses them the same
+
+
+@pytest.mark.parametrize(("backend", "driver"), [(b, d) for b, ds in _DATABASE_DRIVERS.items() for d in ds])
+def test_the_known_drivers_are_sqlalchemys(backend: str, driver: str | None) -> None:
+    # the settings check them without importing SQLAlchemy; its dialects must agree
+    dialect = make_url(f"{backend}{'+' + driver if driver else ''}://").get_dialect()
+    assert dialect.name == backend and not dialect.is_async
+    # the default driver (None) needs the module of the driver SQLAlchemy picks
+    assert _DATABASE_DRIVERS[backend][driver] == _DATABASE_DRIVERS[backend][dialect.driver]

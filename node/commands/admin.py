@@ -15,7 +15,6 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from node.settings import Settings
@@ -44,24 +43,20 @@ def admin_engine(settings: Settings) -> Iterator[Engine]:
     A SQLite file that is not there is not created: a read command on a wrong
     ``database.url`` would otherwise leave an empty database behind.
     """
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import OperationalError, ProgrammingError
+    # DatabaseError: OperationalError, ProgrammingError, and "file is not a database" (SQLite)
+    from sqlalchemy.exc import DatabaseError
 
     from node.db.engine import create_db_engine
-    from node.db.migrate import schema_problem
+    from node.db.migrate import absent, schema_problem
 
-    url = make_url(settings.database.url)
-    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") \
-            and not Path(url.database).exists():
-        where = Path(url.database)
-        # a relative path is taken from the working folder, which may not be the node's
-        shown = str(where) if where.is_absolute() else f"{where} (in {Path.cwd()})"
-        raise DatabaseUnusable(f"no database at {shown}: no node has run with this configuration "
-                               "(start `lumbar-sentinel serve`, or check database.url and --config)")
     engine = create_db_engine(settings.database.url)
+    problem = absent(engine)
+    if problem is not None:
+        engine.dispose()
+        raise DatabaseUnusable(problem)
     try:
         yield engine
-    except (OperationalError, ProgrammingError) as exc:
+    except DatabaseError as exc:
         problem = schema_problem(engine)
         if problem is None:  # the schema is this version's: the error is not the database's set-up
             raise
@@ -93,7 +88,10 @@ def since(value: str) -> datetime:
     units = {"d": 86400, "h": 3600, "m": 60}
     text = value.strip()
     if text[-1:] in units and text[:-1].isdigit():
-        return datetime.now(UTC) - timedelta(seconds=int(text[:-1]) * units[text[-1]])
+        try:
+            return datetime.now(UTC) - timedelta(seconds=int(text[:-1]) * units[text[-1]])
+        except OverflowError as exc:  # argparse turns only ValueError and TypeError into a usage error
+            raise argparse.ArgumentTypeError(f"too far back (before the year 1): {value!r}") from exc
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError as exc:

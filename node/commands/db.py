@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from node.db.engine import create_db_engine
-from node.db.migrate import current_revision, unreachable, upgrade
+from node.db.migrate import absent, current_revision, unreachable, upgrade
 from node.settings import Settings
 
 
@@ -18,7 +18,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     engine = create_db_engine(settings.database.url)
     try:
-        problem = unreachable(engine)
+        # Only upgrade creates a database: `current` on a wrong URL must not leave an empty one.
+        problem = (absent(engine) if args.action == "current" else None) or unreachable(engine)
         if problem is not None:
             print(f"lumbar-sentinel db: {problem}", file=sys.stderr)
             return 2

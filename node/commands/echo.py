@@ -38,9 +38,28 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(handler=run)
 
 
+def _ae_title_problem(value: str) -> str | None:
+    """Why pynetdicom would refuse ``value`` as an AE title (with a ValueError traceback), or None."""
+    if not value.strip():
+        return "must not be empty or only spaces"
+    if len(value) > 16:
+        return f"must be at most 16 characters, got {len(value)}"
+    if any(not " " <= c <= "~" or c == "\\" for c in value):
+        return "must be printable ASCII without backslashes"
+    return None
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     if not 1 <= args.port <= 65535:
         print(f"echo: port must be 1-65535, got {args.port}", file=sys.stderr)
+        return USAGE
+    for option, title in (("--aet", args.aet), ("--aec", args.aec)):
+        problem = None if title is None else _ae_title_problem(title)
+        if problem is not None:
+            print(f"echo: {option} {title!r}: {problem}", file=sys.stderr)
+            return USAGE
+    if not args.timeout > 0:  # pynetdicom would log a warning and wait with its own default instead
+        print(f"echo: --timeout must be a positive number of seconds, got {args.timeout}", file=sys.stderr)
         return USAGE
     ssl_context: ssl.SSLContext | None = None
     if args.tls:
@@ -52,7 +71,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         except (ValueError, OSError, ssl.SSLError) as exc:
             print(f"echo: cannot set up TLS: {exc}", file=sys.stderr)
             return USAGE
-    called = args.aec or settings.dicom.ae_title
+    called = settings.dicom.ae_title if args.aec is None else args.aec
     return echo(args.host, args.port, calling=args.aet, called=called, timeout=args.timeout,
                 ssl_context=ssl_context)
 

@@ -8,7 +8,9 @@ endpoint is switched off.
 from __future__ import annotations
 
 import argparse
+import http.client
 import logging
+import math
 import sys
 import urllib.error
 import urllib.request
@@ -26,6 +28,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    if not (args.timeout > 0 and math.isfinite(args.timeout)):
+        print(f"lumbar-sentinel health: --timeout must be a positive number of seconds, got {args.timeout}",
+              file=sys.stderr)
+        return 2
     if not settings.metrics.enabled:
         log.error("metrics.enabled is false: this node serves no /healthz")
         return 2
@@ -40,4 +46,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     except OSError as exc:
         print(f"lumbar-sentinel health: {url}: {exc}", file=sys.stderr)
+        return 1
+    except http.client.HTTPException as exc:
+        # Its text is the peer's raw bytes, control characters included: not for a terminal.
+        print(f"lumbar-sentinel health: {url}: the answer is not HTTP ({type(exc).__name__}): "
+              "is metrics.port another service's port?", file=sys.stderr)
         return 1

@@ -10,6 +10,7 @@ it again, and it is analysed once it has arrived.
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from node.commands.admin import add_format, emit, write_session
@@ -38,12 +39,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         study = session.scalars(select(Study).where(Study.study_instance_uid == args.study_uid)
                                 .with_for_update()).one_or_none()
         if study is None:
-            print(f"reanalyze: no study {args.study_uid} in the database")
+            print(f"reanalyze: no study {args.study_uid} in the database", file=sys.stderr)
             return NOT_FOUND
         if session.scalar(select(deleted_by_retention(Study.id, Study.last_received_at))
                           .where(Study.id == study.id)):
             print(f"reanalyze: the images of study {args.study_uid} were deleted by retention (its results "
-                  "stay); send the study again from the PACS: it is analysed once it has arrived")
+                  "stay); send the study again from the PACS: it is analysed once it has arrived",
+                  file=sys.stderr)
             return IMAGES_DELETED
         now = utcnow()
         row: dict[str, Any]

@@ -33,7 +33,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.study is None and args.destination is None and not args.dead:
-        print("resend: give --study UID, --destination NAME or --dead")
+        print("resend: give --study UID, --destination NAME or --dead", file=sys.stderr)
         return USAGE
     from node.delivery import requeue, resolve
     from node.delivery.routes import destination_names, route_named
@@ -41,7 +41,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.destination is not None and route_named(settings.delivery, args.destination) is None:
         names = destination_names(settings.delivery)
         print(f"resend: no destination {args.destination!r} is configured and enabled "
-              f"({'configured: ' + ', '.join(names) if names else 'the settings configure none'})")
+              f"({'configured: ' + ', '.join(names) if names else 'the settings configure none'})",
+              file=sys.stderr)
         return USAGE
     from sqlalchemy import select
 
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     with write_session(settings) as session:
         if args.study is not None and session.scalar(
                 select(Study.id).where(Study.study_instance_uid == args.study)) is None:
-            print(f"resend: no study {args.study} in the database")
+            print(f"resend: no study {args.study} in the database", file=sys.stderr)
             return NOT_FOUND
         query = (select(Delivery, Study.study_instance_uid).join(Study, Study.id == Delivery.study_id)
                  .order_by(Delivery.id).with_for_update(of=Delivery))

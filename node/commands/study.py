@@ -9,6 +9,7 @@ time-ordered history (the ``v_study_history`` view).
 from __future__ import annotations
 
 import argparse
+import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +32,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     with read_session(settings) as session:
         sections = study_sections(session, args.study_uid)
     if sections is None:
-        print(f"study: no study {args.study_uid} in the database")
+        print(f"study: no study {args.study_uid} in the database", file=sys.stderr)
         return NOT_FOUND
     emit(sections, args.format)
     return 0

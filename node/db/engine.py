@@ -32,12 +32,15 @@ def _sqlite_begin(conn: Any) -> None:
 
 
 def create_db_engine(url: str, *, echo: bool = False) -> Engine:
-    """Create the process's engine; for SQLite also the database's folder."""
+    """Create the process's engine; for SQLite also the database's folder, on the first connection."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30})
+        if parsed.database and parsed.database != ":memory:":
+            # Not before: a command that refuses a missing database (worker, db current)
+            # must leave no folder behind either.
+            folder = Path(parsed.database).parent
+            event.listen(engine, "do_connect", lambda *_: folder.mkdir(parents=True, exist_ok=True))
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine

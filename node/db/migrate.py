@@ -59,21 +59,40 @@ def current_revision(engine: Engine) -> str | None:
     return str(rows[0]) if rows else None
 
 
+def absent(engine: Engine) -> str | None:
+    """Why there is no database: a SQLite file that is not there, which only `serve` and `db upgrade`
+    create (connecting would create it, leaving an empty database behind a wrong ``database.url``)."""
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:") \
+            or Path(url.database).exists():
+        return None
+    where = Path(url.database)
+    # a relative path is taken from the working folder, which may not be the node's
+    shown = str(where) if where.is_absolute() else f"{where} (in {Path.cwd()})"
+    return (f"no database at {shown}: no node has run with this configuration "
+            "(start `lumbar-sentinel serve` or run `lumbar-sentinel db upgrade`, or check database.url "
+            "and --config)")
+
+
 def unreachable(engine: Engine) -> str | None:
     """Why no connection to the database can be made (the URL shown without its password), or None."""
-    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import DatabaseError, OperationalError
 
+    shown = engine.url.render_as_string(hide_password=True)
     try:
         with engine.connect():
             pass
     except OperationalError as exc:
-        return f"cannot reach the database {engine.url.render_as_string(hide_password=True)}: {exc.orig}"
+        return f"cannot reach the database {shown}: {exc.orig}"
+    except DatabaseError as exc:  # reached, but not a database: a SQLite URL naming some other file
+        return f"cannot use the database {shown}: {exc.orig}"
     return None
 
 
 def schema_problem(engine: Engine) -> str | None:
-    """Why this code cannot use the database (unreachable, no tables, another revision), or None."""
-    problem = unreachable(engine)
+    """Why this code cannot use the database (not there, unreachable, no tables, another revision),
+    or None."""
+    problem = absent(engine) or unreachable(engine)
     if problem is not None:
         return problem
     shown = engine.url.render_as_string(hide_password=True)

@@ -16,6 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from node.cli import main
 from node.db.audit import Delivery, DeliveryStatus, RetentionDeletion, StudyEvent
+from node.db.engine import create_db_engine
+from node.db.migrate import upgrade
 from node.db.models import AnalysisResult, Instance, Job, JobStatus, Series, Study, StudyStatus, utcnow
 from node.delivery import record_findings
 from node.queue.jobs import claim, enqueue
@@ -200,11 +202,26 @@ def test_resend_refuses_an_unknown_destination_or_study(
         scenario: Scenario, sessions: sessionmaker[Session], capsys: pytest.CaptureFixture[str]) -> None:
     capsys.readouterr()
     assert main(["--config", str(scenario.config), "resend", "--destination", "pacz", "--dead"]) == 2
-    said = capsys.readouterr().out
+    said = capsys.readouterr().err
     assert "no destination 'pacz' is configured" in said and "configured: pacs" in said
     assert main(["--config", str(scenario.config), "resend", "--study", "1.2.3.4"]) == 1
-    assert "no study 1.2.3.4" in capsys.readouterr().out
+    assert "no study 1.2.3.4" in capsys.readouterr().err
     assert _status(sessions, scenario.dead) == DeliveryStatus.DEAD
+
+
+@pytest.mark.parametrize(("command", "code"), [
+    (["study", "1.2.3.4"], 1), (["reanalyze", "1.2.3.4"], 1), (["resend", "--study", "1.2.3.4"], 1),
+    (["resend", "--destination", "pacz", "--dead"], 2), (["resend"], 2)])
+def test_what_a_command_refuses_goes_to_stderr_not_into_its_json(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str], code: int) -> None:
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'node.db'}")
+    upgrade(engine)
+    engine.dispose()
+    config = write_config(tmp_path / "node.toml", {"database": {"url": f"sqlite:///{tmp_path / 'node.db'}"}})
+    capsys.readouterr()
+    assert main(["--config", str(config), *command, "--format", "json"]) == code
+    said = capsys.readouterr()
+    assert said.out == "" and said.err.startswith(f"{command[0]}: ") and len(said.err.splitlines()) == 1
 
 
 def test_resend_leaves_a_delivery_whose_destination_was_removed(
@@ -283,7 +300,7 @@ def test_retention_deletes_images_of_delivered_studies_only(
     # its images are gone: a new analysis is refused with what to do, not queued to fail
     capsys.readouterr()
     assert main(["--config", str(scenario.config), "reanalyze", scenario.delivered]) == 3
-    assert "deleted by retention" in capsys.readouterr().out
+    assert "deleted by retention" in capsys.readouterr().err
     with sessions() as session:
         assert session.scalars(select(Job).where(Job.kind == "analyze_study")).all() == []
         assert session.scalars(select(Study.status).where(Study.study_instance_uid == scenario.delivered)

@@ -1,11 +1,14 @@
 """What cannot work is said in one line naming the setting, with exit status 2, never as a traceback:
 a database that cannot answer (admin commands, serve, worker, db), a TLS certificate or a storage
-folder serve cannot use."""
+folder serve cannot use, an argument no command could use (echo, health, --since)."""
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 import subprocess
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -94,6 +97,106 @@ def test_the_node_and_its_workers_say_so_when_the_database_cannot_be_reached(
     assert done.returncode == 2, output
     assert "cannot reach the database postgresql+psycopg://lsent:***@127.0.0.1" in output
     assert "Traceback" not in output and "secret" not in output
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: c[0])
+def test_a_file_that_is_not_a_database_is_named(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]) -> None:
+    database = tmp_path / "node.db"
+    database.write_text("some text, not SQLite\n" * 10)
+    (tmp_path / "storage").mkdir()  # retention looks at the storage folder first
+    config = write_config(tmp_path / "node.toml", {"database": {"url": f"sqlite:///{database}"},
+                                                   "storage": {"root": str(tmp_path / "storage")}})
+    code, err = _run(config, capsys, command)
+    assert code == 2 and f"cannot use the database sqlite:///{database}: file is not a database" in err
+
+
+@pytest.mark.parametrize("command", [["serve"], ["worker"], ["db", "current"], ["db", "upgrade"]],
+                         ids=lambda c: "-".join(c))
+def test_the_node_and_its_workers_name_a_file_that_is_not_a_database(
+        tmp_path: Path, command: list[str]) -> None:
+    database = tmp_path / "node.db"
+    database.write_text("some text, not SQLite\n" * 10)
+    config = write_config(tmp_path / "node.toml", {"database": {"url": f"sqlite:///{database}"},
+                                                   "dicom": {"port": free_port()}})
+    done = subprocess.run([str(CLI), "--config", str(config), *command], capture_output=True, text=True,
+                          timeout=120, check=False, cwd=tmp_path)
+    output = done.stdout + done.stderr
+    assert done.returncode == 2, output
+    assert f"cannot use the database sqlite:///{database}: file is not a database" in output
+    assert "Traceback" not in output
+
+
+@pytest.mark.parametrize("command", [["db", "current"], ["worker"]], ids=lambda c: "-".join(c))
+def test_db_current_and_the_worker_refuse_a_database_that_is_not_there_and_create_nothing(
+        tmp_path: Path, command: list[str]) -> None:
+    database = tmp_path / "var" / "node.db"
+    config = write_config(tmp_path / "node.toml", {"database": {"url": f"sqlite:///{database}"}})
+    done = subprocess.run([str(CLI), "--config", str(config), *command], capture_output=True, text=True,
+                          timeout=120, check=False, cwd=tmp_path)
+    assert done.returncode == 2 and f"no database at {database}" in done.stderr, done.stderr
+    assert not database.parent.exists()
+    # the command that creates one
+    assert main(["--config", str(config), "db", "upgrade"]) == 0 and database.exists()
+
+
+@pytest.mark.parametrize(("option", "value", "said"), [
+    ("--aet", "ABCDEFGHIJKLMNOPQRS", "echo: --aet 'ABCDEFGHIJKLMNOPQRS': must be at most 16 characters"),
+    ("--aet", "", "echo: --aet '': must not be empty"),
+    ("--aet", "   ", "echo: --aet '   ': must not be empty or only spaces"),
+    ("--aec", "ABCDEFGHIJKLMNOPQRS", "echo: --aec 'ABCDEFGHIJKLMNOPQRS': must be at most 16 characters"),
+    ("--aec", "", "echo: --aec '': must not be empty"),
+    ("--aec", "BACK\\SLASH", "must be printable ASCII without backslashes"),
+    ("--timeout", "-1", "echo: --timeout must be a positive number of seconds, got -1.0"),
+])
+def test_echo_names_an_ae_title_or_timeout_it_cannot_use(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, value: str, said: str) -> None:
+    config = write_config(tmp_path / "node.toml", {})
+    code, err = _run(config, capsys, ["echo", "127.0.0.1", str(free_port()), f"{option}={value}"])
+    assert code == 2 and said in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.fixture
+def not_http() -> Iterator[int]:
+    """A port whose listener answers with bytes that are not HTTP."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def answer() -> None:
+        while True:
+            try:
+                connection, _ = server.accept()
+            except OSError:  # closed: the test is over
+                return
+            with connection:
+                connection.recv(1024)
+                connection.sendall(b"\x00\x01garbage\r\n")
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    server.close()
+    thread.join(5)
+
+
+def test_health_names_a_port_that_does_not_answer_http_and_a_bad_timeout(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], not_http: int) -> None:
+    config = write_config(tmp_path / "node.toml", {"metrics": {"enabled": True, "port": not_http}})
+    code, err = _run(config, capsys, ["health", "--timeout", "5"])
+    assert code == 1 and "the answer is not HTTP (BadStatusLine)" in err and len(err.splitlines()) == 1, err
+    for timeout in ("-1", "0", "nan"):
+        code, err = _run(config, capsys, ["health", f"--timeout={timeout}"])
+        assert code == 2 and "--timeout must be a positive number of seconds" in err, err
+
+
+@pytest.mark.parametrize("command", [["studies", "--since", "99999999999d"],
+                                     ["results", "--since", "9999999d"]], ids=lambda c: c[0])
+def test_a_since_too_far_back_is_a_usage_error(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]) -> None:
+    config = write_config(tmp_path / "node.toml", {})
+    with pytest.raises(SystemExit) as exited:
+        main(["--config", str(config), *command])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and "argument --since: too far back" in err and "Traceback" not in err
 
 
 def _serve(tmp_path: Path, sections: dict[str, dict[str, object]]) -> tuple[int, str]:

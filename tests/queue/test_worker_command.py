@@ -12,6 +12,7 @@ from node.db.migrate import current_revision
 
 
 def test_worker_refuses_an_unmigrated_database(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "empty.db").touch()  # there, but never migrated: a missing one is not created
     url = f"sqlite:///{tmp_path / 'empty.db'}"
     config = tmp_path / "node.toml"
     config.write_text(f'[database]\nurl = "{url}"\n', encoding="utf-8")
