@@ -32,6 +32,7 @@ from node.receiver.handoff import HandedSource, Handoff, LoadBoard
 from node.receiver.processes import ReceiverProcessError, ReceiverProcesses
 from node.settings import Settings
 from node.storage import InstanceCatalog, InstanceStore
+from node.storage.files import probe_writable
 from node.storage.retention import Retention, RetentionMonitor
 from node.storage.root import store_problem
 from node.tls import server_context
@@ -165,7 +166,9 @@ def run_node(settings: Settings, stop: threading.Event, *, association_grace: fl
             return 2
         try:
             node = Node(settings, engine)
-        except OSError as exc:  # the storage or results folder cannot be created
+            # found only when the first analysis failed to write its results, for good
+            probe_writable(settings.storage.results)
+        except OSError as exc:  # the storage or results folder cannot be created or written
             log.error("cannot start: %s (storage.root and storage.results must be folders the node can "
                       "create and write)", exc)
             return 2

@@ -20,6 +20,7 @@ from node.metrics import Telemetry
 from node.queue.completion import CompletionMonitor
 from node.queue.worker import FailureHook, JobHandler, WorkerPool, exit_process, process_name
 from node.settings import Settings
+from node.storage.files import probe_writable
 from node.storage.root import store_problem
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,13 @@ def _run_until_stopped(
         if problem is not None:
             log.error("%s", problem)
             return 2
+        if settings.queue.workers:
+            try:
+                probe_writable(settings.storage.results)
+            except OSError as exc:
+                log.error("cannot start: %s (storage.results must be a folder the worker can create and "
+                          "write)", exc)
+                return 2
         telemetry = Telemetry(settings, sessions)
         pool = WorkerPool(settings.queue, sessions, telemetry.jobs.timed(handlers), process_name(),
                           on_failure=on_failure)

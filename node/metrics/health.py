@@ -7,8 +7,6 @@ answers 503; the JSON body says which check failed, without secrets.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -21,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from node.db.models import utcnow
 from node.metrics.collector import due_jobs
+from node.storage.files import probe_writable
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +91,7 @@ class HealthCheck:
     def _storage(self) -> Check:
         for folder in self._folders:
             try:
-                folder.mkdir(parents=True, exist_ok=True)
-                with tempfile.NamedTemporaryFile(dir=folder, prefix=".healthz-") as probe:
-                    probe.write(b"ok")
-                    probe.flush()
-                    os.fsync(probe.fileno())
+                probe_writable(folder)
             except OSError as exc:
                 log.warning("health: %s not writable: %s", folder, exc.strerror)
                 return Check(False, {"folder": str(folder), "error": exc.strerror or type(exc).__name__})

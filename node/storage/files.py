@@ -66,6 +66,15 @@ def holds_store(root: Path, relative_paths: Iterable[str]) -> bool:
     return is_store(root) or any_in_place(root, relative_paths)
 
 
+def probe_writable(folder: Path) -> None:
+    """Make ``folder`` if missing and write, fsync and delete a file in it; raises OSError if it cannot."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=folder, prefix=".probe-") as probe:
+        probe.write(b"ok")
+        probe.flush()
+        os.fsync(probe.fileno())
+
+
 def fsync_dir(path: Path) -> None:
     """Make the entries of folder ``path`` (creations, renames) durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)

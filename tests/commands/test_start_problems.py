@@ -230,6 +230,24 @@ def test_serve_names_a_storage_folder_it_cannot_create(tmp_path: Path) -> None:
     assert _tables(tmp_path / "node.db") == []  # nothing migrated by a node that could not start
 
 
+def test_serve_and_workers_refuse_a_results_folder_they_cannot_write(tmp_path: Path) -> None:
+    # found before only when the first analysis failed to write its results, for good
+    (tmp_path / "a-file").write_text("")
+    results = tmp_path / "a-file"
+    code, output = _serve(tmp_path, {"storage": {"results": str(results)}})
+    assert code == 2 and "cannot start" in output and "storage.results" in output
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'node.db'}")
+    upgrade(engine)
+    engine.dispose()
+    config = write_config(tmp_path / "node.toml", {"database": {"url": f"sqlite:///{tmp_path / 'node.db'}"},
+                                                   "storage": {"root": str(tmp_path / "storage"),
+                                                               "results": str(results)}})
+    done = subprocess.run([str(CLI), "--config", str(config), "worker", "--no-monitor"], capture_output=True,
+                          text=True, timeout=120, check=False, cwd=tmp_path)
+    assert done.returncode == 2 and "storage.results" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_serve_and_workers_refuse_a_storage_root_holding_none_of_the_recorded_files(tmp_path: Path) -> None:
     # An unmounted volume's empty mount point: the node stored new studies there and took
     # the files of the old ones for lost.
