@@ -7,6 +7,7 @@ into a queued analysis job; `/healthz` names the check that fails.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from datetime import timedelta
 from pathlib import Path
@@ -72,18 +73,20 @@ def test_metrics_and_health_follow_a_study(database_url: str, tmp_path: Path) ->
 
 def test_healthz_answers_503_naming_the_failed_check(database_url: str, tmp_path: Path) -> None:
     port = free_port()
-    blocker = tmp_path / "a-file"
-    blocker.write_text("results cannot go under a file", encoding="utf-8")
+    results = tmp_path / "results"
     sections: dict[str, dict[str, Any]] = {
-        "storage": {"min_free_bytes": 0, "results": str(blocker / "results")},
+        "storage": {"min_free_bytes": 0, "results": str(results)},
         "metrics": {"enabled": True, "port": port},
     }
     with running_node(tmp_path / "node", database_url, sections) as node:
+        # a node cannot start on such a folder; this one loses it while it runs
+        shutil.rmtree(results)
+        results.write_text("results cannot go into a file", encoding="utf-8")
         status, body = health(port)
         assert status == 503, body
         assert body["status"] == "unhealthy"
         assert body["checks"]["storage"]["ok"] is False
-        assert body["checks"]["storage"]["folder"] == str(blocker / "results")
+        assert body["checks"]["storage"]["folder"] == str(results)
         assert body["checks"]["database"]["ok"] is True
         assert body["checks"]["queue"]["ok"] is True
         checked = _health_command(node)
