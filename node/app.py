@@ -40,6 +40,10 @@ from node.tls import server_context
 log = logging.getLogger(__name__)
 
 
+class MetricsUnavailable(RuntimeError):
+    """The /metrics and /healthz endpoint could not listen (the metrics server logged where and why)."""
+
+
 class Node:
     """The running parts of a node, wired to one engine."""
 
@@ -93,7 +97,10 @@ class Node:
             health.watch("workers", lambda: workers.died)
 
     def start(self) -> None:
-        self.telemetry.start()
+        try:
+            self.telemetry.start()
+        except OSError as exc:  # the metrics port, whose line is logged: not the DICOM port
+            raise MetricsUnavailable(str(exc)) from exc
         # in the background: on a large archive the walk takes a while, and nothing waits for it
         self.sweeper.start()
         self.receiver.start()
@@ -184,6 +191,9 @@ def run_node(settings: Settings, stop: threading.Event, *, association_grace: fl
             node.start()
         except ReceiverProcessError as exc:
             log.error("%s", exc)
+            node.stop(0, 0)
+            return 1
+        except MetricsUnavailable:
             node.stop(0, 0)
             return 1
         except OSError as exc:

@@ -230,6 +230,17 @@ def test_serve_names_a_storage_folder_it_cannot_create(tmp_path: Path) -> None:
     assert _tables(tmp_path / "node.db") == []  # nothing migrated by a node that could not start
 
 
+def test_a_taken_metrics_port_is_not_reported_as_the_dicom_port(tmp_path: Path) -> None:
+    # the node said "cannot listen on 0.0.0.0:<the DICOM port>" too, sending the administrator
+    # to the wrong port
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        metrics_port = taken.getsockname()[1]
+        code, output = _serve(tmp_path, {"metrics": {"enabled": True, "port": metrics_port}})
+    assert code == 1 and f"cannot serve /metrics and /healthz on 127.0.0.1:{metrics_port}" in output
+
+
 def test_serve_and_workers_refuse_a_results_folder_they_cannot_write(tmp_path: Path) -> None:
     # found before only when the first analysis failed to write its results, for good
     (tmp_path / "a-file").write_text("")
