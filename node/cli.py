@@ -22,6 +22,7 @@ from node.settings import ConfigError, Settings, load_settings
 
 log = logging.getLogger("lumbar_sentinel")
 
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")  # as logging.level allows
 DATABASE_UNUSABLE = 2  # as for a bad setting: the database is not there, not reachable or not migrated
 
 
@@ -30,7 +31,15 @@ def _add_common_options(parser: argparse.ArgumentParser) -> None:
     # sub-command is not overwritten by the sub-command's default.
     parser.add_argument("--config", type=Path, default=argparse.SUPPRESS,
                         help="TOML settings file (default: config/node.toml)")
-    parser.add_argument("--log-level", default=argparse.SUPPRESS, help="override logging.level")
+    parser.add_argument("--log-level", type=_log_level, default=argparse.SUPPRESS,
+                        help="override logging.level (DEBUG, INFO, WARNING or ERROR)")
+
+
+def _log_level(value: str) -> str:
+    level = value.strip().upper()
+    if level not in _LOG_LEVELS:
+        raise argparse.ArgumentTypeError(f"not one of {', '.join(_LOG_LEVELS)}: {value!r}")
+    return level
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

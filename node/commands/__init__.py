@@ -8,7 +8,9 @@ hundreds of MB that a command which does not use them should not pay.
 
 from __future__ import annotations
 
+import argparse
 import importlib
+import math
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -51,3 +53,14 @@ COMMANDS: dict[str, Command] = {
                          "delete received images of studies delivered storage.retention.delete_after ago"),
     "health": Command("node.commands.health", "GET this host's /healthz (exit 0 when healthy)"),
 }
+
+
+def grace_seconds(value: str) -> float:
+    """``--grace`` of ``serve`` and ``worker``: seconds, not negative (an argparse usage error otherwise)."""
+    try:
+        seconds = float(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {value!r}") from exc
+    if not math.isfinite(seconds) or seconds < 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, not negative: {value!r}")
+    return seconds

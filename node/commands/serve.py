@@ -13,6 +13,7 @@ import logging
 import threading
 
 from node.app import run_node
+from node.commands import grace_seconds
 from node.commands.signals import stop_on_signals
 from node.settings import Settings
 
@@ -20,7 +21,7 @@ log = logging.getLogger(__name__)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--grace", type=float, default=None,
+    parser.add_argument("--grace", type=grace_seconds, default=None,
                         help="seconds open associations and running jobs both get on SIGTERM "
                              "(default: dicom.shutdown_grace for associations, "
                              "queue.shutdown_grace for jobs)")
@@ -28,9 +29,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    if args.grace is not None and args.grace < 0:
-        log.error("--grace must not be negative, got %s", args.grace)
-        return 2
     association_grace = settings.dicom.shutdown_grace.total_seconds() if args.grace is None else args.grace
     job_grace = settings.queue.shutdown_grace.total_seconds() if args.grace is None else args.grace
     with stop_on_signals(threading.Event()) as stop:

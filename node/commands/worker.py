@@ -13,6 +13,7 @@ import logging
 import threading
 from collections.abc import Mapping
 
+from node.commands import grace_seconds
 from node.commands.signals import stop_on_signals
 from node.db.engine import create_db_engine, session_factory
 from node.db.migrate import schema_problem
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-monitor", action="store_true",
                         help="do not run the completion monitor in this process")
-    parser.add_argument("--grace", type=float, default=None,
+    parser.add_argument("--grace", type=grace_seconds, default=None,
                         help="seconds running jobs get to finish on SIGTERM before release "
                              "(default: queue.shutdown_grace)")
     parser.set_defaults(handler=run)

@@ -285,3 +285,23 @@ def _tables(database: Path) -> list[str]:
         return []
     with sqlite3.connect(database) as connection:
         return [row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+
+
+@pytest.mark.parametrize(("command", "said"), [
+    (["--log-level", "verbose", "studies"], "argument --log-level: not one of DEBUG, INFO, WARNING, ERROR"),
+    (["worker", "--grace", "-1"], "argument --grace: must be a number of seconds, not negative"),
+    (["serve", "--grace", "-1"], "argument --grace: must be a number of seconds, not negative"),
+])
+def test_a_bad_log_level_or_grace_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                   command: list[str], said: str) -> None:
+    # tracebacks before (the log level's from logging, the worker's grace from run_workers)
+    config = write_config(tmp_path / "node.toml", {"database": {"url": f"sqlite:///{tmp_path / 'db'}"}})
+    with pytest.raises(SystemExit) as exited:
+        main(["--config", str(config), *command])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and said in err and "Traceback" not in err
+
+
+def test_a_log_level_in_lower_case_is_taken(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(tmp_path / "node.toml", {"database": {"url": f"sqlite:///{tmp_path / 'db'}"}})
+    assert main(["--config", str(config), "--log-level", "debug", "db", "upgrade"]) == 0
