@@ -242,8 +242,11 @@ class WorkerPool:
             cancelled = True
         except RetryAfter as exc:
             deferred = exc
+        except PermanentJobError as exc:  # a handler's verdict (a dead letter, images deleted): no bug
+            retry = False
+            error = f"{type(exc).__name__}: {exc}"
+            log.error("job %d (%s) for study %s cannot succeed: %s", job.id, job.kind, job.study_uid, exc)
         except Exception as exc:  # the worker loop: any handler error fails its job
-            retry = not isinstance(exc, PermanentJobError)
             error = f"{type(exc).__name__}: {exc}"
             log.exception("job %d (%s) for study %s raised", job.id, job.kind, job.study_uid)
         finally:

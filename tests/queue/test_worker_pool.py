@@ -73,7 +73,7 @@ def test_failing_handler_is_retried_then_failed_with_its_error(engine: Engine) -
         "queued", "claimed", "retry_scheduled", "claimed", "retry_scheduled", "claimed", "failed"]
 
 
-def test_permanent_error_fails_at_once(engine: Engine) -> None:
+def test_permanent_error_fails_at_once(engine: Engine, caplog: pytest.LogCaptureFixture) -> None:
     def hopeless(job: ClaimedJob, context: JobContext) -> None:
         raise PermanentJobError("study gone")
 
@@ -85,6 +85,11 @@ def test_permanent_error_fails_at_once(engine: Engine) -> None:
     finally:
         pool.stop(5)
     assert events_of(session_factory(engine), job_id) == ["queued", "claimed", "failed"]
+    # a handler's verdict, not a bug: one line, no traceback (a dead letter printed one at ERROR)
+    errors = [r for r in caplog.records if r.name == "node.queue.worker" and r.levelname == "ERROR"]
+    assert [r.getMessage() for r in errors if "study gone" in r.getMessage()] == [
+        f"job {job_id} (hopeless) for study None cannot succeed: study gone"]
+    assert all(r.exc_info is None for r in errors)
 
 
 def test_a_job_whose_worker_died_on_its_final_attempt_fails_while_the_queue_is_busy(
