@@ -7,7 +7,9 @@ row is visible the file is durably in place.
 A SOP Instance UID sent again is handled by this policy:
 
 - byte for byte the same as its current version (its data set: the File
-  Meta Information is written by the receiving library): a duplicate. Nothing is
+  Meta Information is written by the receiving library), or the same image in
+  another transfer syntax (a lossless re-encoding, :mod:`node.storage.content`):
+  a duplicate. Nothing is
   written, but the study's quiet period restarts while it is receiving, and
   the association is noted as sending the study (a study does not complete
   while such an association is open);
@@ -163,7 +165,8 @@ class InstanceCatalog:
                 # copy the node will get, and without it the study can never be analysed again.
                 log.warning("SOP Instance %s: its stored file %s is missing; storing the instance sent "
                             "again", record.key.sop_uid, current.path)
-            elif current.sha256 == staged.sha256 or staged.holds_data_set_of(current.path):
+            elif (current.sha256 == staged.sha256 or staged.holds_data_set_of(current.path)
+                  or staged.holds_image_of(current.path)):
                 self._touch(conn, sql, record, now)
                 return RecordOutcome.DUPLICATE
         study_id: int = conn.execute(sql.upsert_study, {"uid": record.key.study_uid, "now": now}).scalar_one()

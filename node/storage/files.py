@@ -25,6 +25,7 @@ from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import BinaryIO
 
+from node.storage.content import same_image
 from node.storage.keys import InstanceKey, InstanceTooLarge, InsufficientSpace
 
 FreeSpace = Callable[[Path], int]
@@ -123,6 +124,11 @@ class StagedInstance:
             return ours is not None and data_set_sha256(self.root / relative_path) == ours
         except OSError:
             return False
+
+    def holds_image_of(self, relative_path: str) -> bool:
+        """Whether the stored file at ``relative_path`` is this instance in another encoding
+        (:func:`~node.storage.content.same_image`)."""
+        return same_image(self.temp_path, self.root / relative_path)
 
     def use_version(self, version: int) -> None:
         """Commit under the name of ``version`` of the instance: ``<sop>.dcm``, then ``<sop>.v2.dcm``, ...

@@ -96,6 +96,32 @@ def test_a_duplicate_is_stored_once_and_answered_success(node: NodeProcess, tmp_
     assert "already stored; answered success" in node.log_text()
 
 
+def test_a_lossless_re_encoding_is_a_duplicate_and_a_lossy_one_other_content(node: NodeProcess,
+                                                                            tmp_path: Path) -> None:
+    # a PACS forwarding in JPEG-LS or RLE what it first sent uncompressed: every instance became a
+    # new version, and the study was analysed and its results delivered again
+    _, paths = write_study(tmp_path / "study", 2, size=64)
+    assert storescu(node, paths).returncode == 0
+    with node.engine() as engine:
+        before = {i.sop_instance_uid: (i.path, i.sha256) for i in read_rows(engine).instances}
+    for tool, source, proposal in (("dcmcjpls", paths[0], "-xt"), ("dcmcrle", paths[1], "-xr")):
+        encoded = tmp_path / f"{tool}.dcm"
+        subprocess.run([tool, str(source), str(encoded)], check=True, capture_output=True, timeout=60)
+        sent = storescu(node, [encoded], proposal)
+        assert sent.returncode == 0, sent.stderr
+    with node.engine() as engine:
+        after = {i.sop_instance_uid: (i.path, i.sha256) for i in read_rows(engine).instances}
+    assert after == before
+    lossy = tmp_path / "near-lossless.dcm"  # other pixels, so other content
+    subprocess.run(["dcmcjpls", "+en", "+un", str(paths[0]), str(lossy)], check=True, capture_output=True,
+                   timeout=60)  # +un: the same SOP Instance UID, as a forwarding PACS keeps it
+    assert storescu(node, [lossy], "-xu").returncode == 0
+    with node.engine() as engine:
+        versions = [i.version for i in read_rows(engine).instances
+                    if i.sop_instance_uid == dcmread(paths[0], stop_before_pixels=True).SOPInstanceUID]
+    assert sorted(versions) == [1, 2]
+
+
 def test_racing_duplicates_store_one_row(node: NodeProcess) -> None:
     uids = StudyUIDs.new()
     dataset = mr_instance(uids.study, uids.series[0], 1)
