@@ -31,13 +31,17 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def delivery_state(statuses: list[str]) -> str:
-    """One word for a result's deliveries: delivered, pending, dead, partly dead, none."""
+    """One word for a result's deliveries: delivered, pending, dead, partly dead, none.
+
+    ``dead`` only when every destination's delivery is a dead letter: with one
+    delivered or still pending elsewhere, ``dead`` read as nobody got the result.
+    """
     if not statuses:
         return "none"
     if all(s == "delivered" for s in statuses):
         return "delivered"
     if "dead" in statuses:
-        return "dead" if all(s in ("dead", "delivered") for s in statuses) else "partly dead"
+        return "dead" if all(s == "dead" for s in statuses) else "partly dead"
     return "pending"
 
 

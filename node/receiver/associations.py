@@ -219,6 +219,9 @@ class AssociationTracker:
         self._lock = threading.Lock()
         self._rows: weakref.WeakKeyDictionary[PeerAssociation, int] = weakref.WeakKeyDictionary()
         self._answers: weakref.WeakKeyDictionary[PeerAssociation, _StoreAnswers] = weakref.WeakKeyDictionary()
+        # A C-STORE handler still running when the peer aborts asks for the row after the abort and
+        # close handlers removed it: its instance belongs to that row, not to a second one opened for it.
+        self._ended: weakref.WeakKeyDictionary[PeerAssociation, int] = weakref.WeakKeyDictionary()
         # An open row holds its studies' completion for up to study.association_hold, so an end
         # the database refused (a failover, a busy SQLite) is written again until it is taken.
         self._unclosed: list[_Unclosed] = []
@@ -260,6 +263,10 @@ class AssociationTracker:
         """
         with self._lock:
             row_id = self._rows.get(assoc)
+            ended = self._ended.get(assoc) if row_id is None else None
+        if ended is not None:
+            log.info("association %d has ended; a C-STORE it sent before is recorded on it", ended)
+            return ended
         return row_id if row_id is not None else self._open(assoc)
 
     def _open(self, assoc: PeerAssociation) -> int:
@@ -318,6 +325,8 @@ class AssociationTracker:
         with self._lock:
             row_id = self._rows.pop(assoc, None)
             answers = self._answers.pop(assoc, _StoreAnswers())
+            if row_id is not None:
+                self._ended[assoc] = row_id
         if row_id is None:
             return
         if self._metrics is not None:

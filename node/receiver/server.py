@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import socket
 import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pynetdicom import AE, _config, evt
 from pynetdicom.association import Association as PeerAssociation
@@ -123,7 +124,7 @@ class Receiver:
         elif self._handed is not None:
             ae = HandedAE(ae_title=self._dicom.ae_title)
         else:
-            ae = AE(ae_title=self._dicom.ae_title)
+            ae = _ListeningAE(ae_title=self._dicom.ae_title)
         # pynetdicom rejects a wrong called AE title itself (0x01, 0x01, 0x07); EVT_REJECTED records it
         ae.require_called_aet = self._dicom.require_called_ae_title
         ae.maximum_associations = self._dicom.max_associations
@@ -134,6 +135,38 @@ class Receiver:
         for sop_class in STORAGE_SOP_CLASSES:
             ae.add_supported_context(sop_class, list(TRANSFER_SYNTAXES))
         return ae
+
+
+class _HandshakingServer(ThreadedAssociationServer):
+    """Negotiates TLS after the accept loop, so that a failed handshake is logged.
+
+    pynetdicom wraps the socket in ``get_request``, where socketserver drops an
+    ``OSError`` without a word: a peer without a client certificate, or a plain
+    TCP one, left no trace at the node.
+    """
+
+    def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
+        connection, address = cast(socket.socket, self.socket).accept()
+        return connection, address
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if self.ssl_context is not None:
+            try:
+                request = self.ssl_context.wrap_socket(request, server_side=True)
+            except OSError as exc:  # a failed TLS handshake, a peer gone: that connection only
+                log.warning("connection from %s:%s failed before its association: %s",
+                            client_address[0], client_address[1], exc)
+                request.close()
+                return
+        super().process_request(request, client_address)
+
+
+class _ListeningAE(AE):
+    """The AE of a node with one receiver process: its server is a :class:`_HandshakingServer`."""
+
+    def make_server(self, *args: Any, **kwargs: Any) -> ThreadedAssociationServer:
+        # start_server always asks for its own server class; this one replaces it
+        return super().make_server(*args, **{**kwargs, "server_class": _HandshakingServer})
 
 
 def _on_echo(event: evt.Event) -> int:

@@ -23,6 +23,7 @@ from node.receiver.validation import (
     OUT_OF_RESOURCES,
     PROCESSING_FAILURE,
     SERIES_CONFLICT,
+    SOP_CLASS_NOT_SUPPORTED,
     UID_INVALID,
     Header,
     Rejection,
@@ -71,7 +72,7 @@ class StoreHandler:
             header, outcome = self._store_instance(event, str(request.AffectedSOPClassUID or ""), sop_uid)
         except Rejection as rejection:
             log.warning("C-STORE of SOP Instance %r refused with 0x%04X: %s",
-                        sop_uid[:64], rejection.status, rejection.comment)
+                        sop_uid[:64], rejection.status, rejection.detail)
             return _status(rejection.status, rejection.comment)
         except SQLAlchemyError:
             log.exception("C-STORE of SOP Instance %r failed: database error", sop_uid[:64])
@@ -85,6 +86,12 @@ class StoreHandler:
         return outcome
 
     def _store_instance(self, event: Event, sop_class: str, sop_uid: str) -> tuple[Header, RecordOutcome]:
+        # PS3.7 requires the Affected SOP Class to be the presentation context's abstract syntax;
+        # pynetdicom does not check it, and an Enhanced MR object sent on the MR Image context was stored.
+        if sop_class != event.context.abstract_syntax:
+            raise Rejection(SOP_CLASS_NOT_SUPPORTED, "Affected SOP Class UID is not the context's",
+                            f"Affected SOP Class UID {sop_class} is not the context's "
+                            f"{event.context.abstract_syntax}")
         received = Path(event.dataset_path)
         size = received.stat().st_size
         try:
@@ -92,12 +99,15 @@ class StoreHandler:
             header = read_header(received, sop_class, sop_uid,
                                  max_inflated_bytes=self._store.max_instance_bytes)
             return self._write(event, received, header)
-        except (InstanceTooLarge, InsufficientSpace) as exc:
-            raise Rejection(OUT_OF_RESOURCES, str(exc)) from exc
+        except InstanceTooLarge as exc:
+            raise Rejection(OUT_OF_RESOURCES, f"instance exceeds the maximum of "
+                                              f"{self._store.max_instance_bytes} bytes", str(exc)) from exc
+        except InsufficientSpace as exc:
+            raise Rejection(OUT_OF_RESOURCES, "disk under the free-space watermark", str(exc)) from exc
         except InvalidUID as exc:
-            raise Rejection(UID_INVALID, str(exc)) from exc
+            raise Rejection(UID_INVALID, "a UID is not valid", str(exc)) from exc
         except CatalogConflict as exc:
-            raise Rejection(SERIES_CONFLICT, str(exc)) from exc
+            raise Rejection(SERIES_CONFLICT, "series already stored under another study", str(exc)) from exc
 
     def _write(self, event: Event, received: Path, header: Header) -> tuple[Header, RecordOutcome]:
         # A re-sent SOP Instance UID: see node.storage.catalog for the policy (a

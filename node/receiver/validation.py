@@ -28,6 +28,7 @@ from node.storage import InstanceKey, is_storable_uid
 from node.storage.files import data_set_offset
 
 # C-STORE failure statuses (PS3.4 B.2.3; 0xC000-0xCFFF is "cannot understand").
+SOP_CLASS_NOT_SUPPORTED = 0x0122  # a general DIMSE status (PS3.7 Annex C)
 OUT_OF_RESOURCES = 0xA700
 # Also "Refused: Out of Resources" (0xA7xx), which senders take as "try again later"; a code of
 # its own tells a database that failed from a full disk in the log and the metrics.
@@ -53,12 +54,18 @@ _INFLATE_CHUNK = 1 << 20
 
 
 class Rejection(Exception):
-    """The C-STORE is answered with ``status``; ``comment`` says why (no patient data)."""
+    """The C-STORE is answered with ``status``; ``comment`` says why (no patient data).
 
-    def __init__(self, status: int, comment: str) -> None:
-        super().__init__(comment)
+    The comment goes on the wire as an Error Comment, an LO of at most 64
+    characters, so it names no UID: cut there, one read as a different UID.
+    ``detail``, for the log, may (it defaults to the comment).
+    """
+
+    def __init__(self, status: int, comment: str, detail: str | None = None) -> None:
+        super().__init__(detail or comment)
         self.status = status
         self.comment = comment
+        self.detail = detail or comment
 
 
 @dataclass(frozen=True)
@@ -118,7 +125,7 @@ def _structure_problem(dataset: Dataset) -> str | None:
         raw = dataset.get_item(tag)
         if (isinstance(raw, RawDataElement) and raw.value is not None
                 and raw.length != _UNDEFINED_LENGTH and len(raw.value) < raw.length):
-            return "an element runs past the end of the data"
+            return "an element runs past its end"
     return None
 
 
@@ -144,7 +151,7 @@ def _encoding_problem(path: Path, dataset: Dataset) -> str | None:
     if explicit == (not UID(syntax).is_implicit_VR):
         return None
     found = "explicit" if explicit else "implicit"
-    return f"data set encoded {found} VR, not in the negotiated transfer syntax"
+    return f"data set encoded {found} VR, not in the negotiated syntax"
 
 
 def _pixel_data_length(source: BinaryIO, dataset: Dataset, path: Path) -> int | None:
@@ -236,7 +243,7 @@ def _check(values: dict[str, object], affected_sop_class: str, affected_sop_inst
             raise Rejection(UID_INVALID, f"{name} is not a valid UID")
     sop_class = str(values["SOPClassUID"])
     if sop_class != affected_sop_class or sop_class not in STORAGE_SOP_CLASSES:
-        raise Rejection(DATASET_DOES_NOT_MATCH_SOP_CLASS,
+        raise Rejection(DATASET_DOES_NOT_MATCH_SOP_CLASS, "SOPClassUID is not the negotiated SOP class",
                         f"SOPClassUID {sop_class} is not the negotiated {affected_sop_class}")
     sop_instance = str(values["SOPInstanceUID"])
     if sop_instance != affected_sop_instance:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import OperationalError
 
@@ -94,3 +95,23 @@ def test_an_association_whose_row_was_refused_gets_it_at_its_first_store(engine:
     assert tracker.row_id(event.assoc) == row_id  # type: ignore[arg-type]
     tracker.on_released(event)  # type: ignore[arg-type]
     assert _row(engine).result == AssociationResult.RELEASED
+
+
+def test_a_store_finishing_after_an_abort_attaches_to_the_closed_row(
+        engine: Engine, caplog: pytest.LogCaptureFixture) -> None:
+    """The order seen with an A-ABORT mid-transfer: abort, the store handler's row lookup, then close."""
+    log = AssociationLog(session_factory(engine), tls=False,
+                         node=NodeIdentity.of("test", "LSENTINEL", "127.0.0.1", 11112))
+    tracker = AssociationTracker(CallerPolicy([]), log)
+    event = _Event(_PeerAssociation())
+    caplog.set_level("INFO", logger="node.receiver.associations")
+    tracker.on_accepted(event)  # type: ignore[arg-type]
+    row_id = _row(engine).id
+    tracker.on_aborted(event)  # type: ignore[arg-type]
+    assert tracker.row_id(event.assoc) == row_id  # type: ignore[arg-type]
+    tracker.on_connection_closed(event)  # type: ignore[arg-type]
+    row = _row(engine)  # one row only
+    assert (row.id, row.result, row.reason) == (row_id, AssociationResult.ABORTED, "A-ABORT")
+    messages = [record.getMessage() for record in caplog.records]
+    assert sum(" accepted from " in message for message in messages) == 1
+    assert sum(message.startswith(f"association {row_id} aborted:") for message in messages) == 1

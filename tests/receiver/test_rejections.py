@@ -13,13 +13,20 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pydicom.uid import CTImageStorage, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import (
+    CTImageStorage,
+    DeflatedExplicitVRLittleEndian,
+    EnhancedMRImageStorage,
+    ExplicitVRLittleEndian,
+    MRImageStorage,
+    generate_uid,
+)
 
 from node.receiver.negotiation import STORAGE_SOP_CLASSES, VERIFICATION
 from tests.helpers.dicom import StudyUIDs, mr_instance, write_raw_file
 from tests.helpers.node import NodeProcess, running_node, stored_files
 from tests.helpers.rows import read_rows
-from tests.helpers.senders import associate, raw_file_sending, store, storescu
+from tests.helpers.senders import associate, association, raw_file_sending, store, storescu
 
 pytestmark = pytest.mark.filterwarnings("ignore:Invalid value for VR UI", "ignore:The value length")
 
@@ -83,6 +90,32 @@ def test_a_malformed_data_set_is_refused(node: NodeProcess, tmp_path: Path, chan
     assert response.Status == status
     assert comment in response.ErrorComment
     assert f"refused with 0x{status:04X}" in node.log_text()
+    _assert_nothing_stored(node)
+
+
+def test_error_comments_are_whole_and_the_log_names_the_uids(node: NodeProcess, tmp_path: Path) -> None:
+    # an Error Comment is an LO (64 characters): cut there, a UID in it read as another UID
+    dataset = _instance(SOPClassUID=CTImageStorage)
+    path = write_raw_file(tmp_path / "bad.dcm", dataset, sop_instance_uid=dataset.SOPInstanceUID)
+    response = _send_raw(node, path)
+    assert (response.Status, response.ErrorComment) == (0xA900, "SOPClassUID is not the negotiated SOP class")
+    assert f"SOPClassUID {CTImageStorage} is not the negotiated {MRImageStorage}" in node.log_text()
+    _assert_nothing_stored(node)
+
+
+def test_an_affected_sop_class_other_than_the_context_is_refused(
+        node: NodeProcess, monkeypatch: pytest.MonkeyPatch) -> None:
+    # PS3.7: the command's Affected SOP Class UID is the abstract syntax of its presentation context
+    dataset = _instance(SOPClassUID=EnhancedMRImageStorage)
+    with association(node) as assoc:
+        [mr_context] = [cx for cx in assoc.accepted_contexts if cx.abstract_syntax == MRImageStorage]
+        # pynetdicom picks the context of the data set's SOP class; a faulty sender used another
+        monkeypatch.setattr(assoc, "_get_valid_context", lambda *args, **kwargs: mr_context)
+        response = assoc.send_c_store(dataset)
+    assert response.Status == 0x0122
+    assert response.ErrorComment == "Affected SOP Class UID is not the context's"
+    assert (f"Affected SOP Class UID {EnhancedMRImageStorage} is not the context's {MRImageStorage}"
+            in node.log_text())
     _assert_nothing_stored(node)
 
 
@@ -160,7 +193,7 @@ def test_a_too_large_instance_is_refused_out_of_resources(tmp_path_factory: pyte
         small = mr_instance(uids.study, uids.series[0], 2)
         first, second = store(node, [big, small])
         assert first.Status == 0xA700
-        assert "exceeds the maximum of 4096 bytes" in first.ErrorComment
+        assert first.ErrorComment == "instance exceeds the maximum of 4096 bytes"
         assert second.Status == 0x0000
         with node.engine() as engine:
             rows = read_rows(engine)

@@ -14,6 +14,9 @@ from tests.helpers.node import NodeProcess, running_node
 from tests.helpers.rows import read_rows
 from tests.helpers.senders import associate, echoscu, store, storescu
 from tests.helpers.tls import Pki, make_pki
+from tests.queue.helpers import wait_until
+
+_HANDSHAKE_FAILED = "failed before its association"
 
 
 @pytest.fixture(scope="module")
@@ -81,3 +84,17 @@ def test_client_certificates_are_optional_unless_required(pki: Pki, tmp_path: Pa
         assoc.release()
         result = echoscu(node, "+tla", "+cf", str(pki.ca_cert))
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("receiver_processes", [1, 2])
+def test_each_failed_handshake_is_logged(pki: Pki, tmp_path: Path, receiver_processes: int) -> None:
+    sections: dict[str, dict[str, object]] = {**_tls_sections(pki, require_client_cert=True),
+                                               "dicom": {"receiver_processes": receiver_processes}}
+    with running_node(tmp_path, f"sqlite:///{tmp_path / 'node.db'}", sections) as node:
+        assert not associate(node, ssl_context=_client(pki, with_cert=False)).is_established
+        assert echoscu(node, "+tla", "+cf", str(pki.ca_cert)).returncode != 0
+        assert echoscu(node).returncode != 0
+        wait_until(lambda: node.log_text().count(_HANDSHAKE_FAILED) >= 3, "three failed handshakes logged",
+                   timeout=10)
+        assert node.log_text().count(_HANDSHAKE_FAILED) == 3
+        assert "127.0.0.1" in next(line for line in node.log_text().splitlines() if _HANDSHAKE_FAILED in line)
