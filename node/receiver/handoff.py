@@ -135,6 +135,23 @@ class _DispatchingServer(ThreadedAssociationServer):
         serve_here(self, request, client_address, board, 0)
 
 
+def tls_handshake(server: ThreadedAssociationServer, connection: socket.socket) -> socket.socket:
+    """``connection`` after its TLS handshake (as it is without TLS); raises OSError if it fails.
+
+    The handshake runs where connections are accepted: a peer that connects and
+    sends nothing (a half-open probe) held every later association back until
+    it left. It gets ``acse_timeout`` seconds, as a peer slow to request an
+    association does.
+    """
+    if server.ssl_context is None:
+        return connection
+    before = connection.gettimeout()
+    connection.settimeout(server.ae.acse_timeout)
+    wrapped = server.ssl_context.wrap_socket(connection, server_side=True)
+    wrapped.settimeout(before)
+    return wrapped
+
+
 def serve_here(server: ThreadedAssociationServer, connection: socket.socket, address: Address,
                board: LoadBoard, slot: int) -> None:
     """Serve ``connection`` in this process (after its TLS handshake, when TLS is on).
@@ -143,8 +160,7 @@ def serve_here(server: ThreadedAssociationServer, connection: socket.socket, add
     here if it fails before an association could start.
     """
     try:
-        if server.ssl_context is not None:
-            connection = server.ssl_context.wrap_socket(connection, server_side=True)
+        connection = tls_handshake(server, connection)
         ThreadedAssociationServer.process_request(server, connection, address)
     except OSError as exc:  # a failed TLS handshake, a peer gone: that connection only
         log.warning("connection from %s:%s failed before its association: %s", address[0], address[1], exc)

@@ -22,6 +22,7 @@ from node.receiver.handoff import (
     Handoff,
     receive_handoffs,
     releasing,
+    tls_handshake,
 )
 from node.receiver.negotiation import STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES, VERIFICATION
 from node.receiver.store import SUCCESS, StoreHandler
@@ -150,14 +151,13 @@ class _HandshakingServer(ThreadedAssociationServer):
         return connection, address
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        if self.ssl_context is not None:
-            try:
-                request = self.ssl_context.wrap_socket(request, server_side=True)
-            except OSError as exc:  # a failed TLS handshake, a peer gone: that connection only
-                log.warning("connection from %s:%s failed before its association: %s",
-                            client_address[0], client_address[1], exc)
-                request.close()
-                return
+        try:
+            request = tls_handshake(self, request)
+        except OSError as exc:  # a failed or timed-out TLS handshake, a peer gone: that connection only
+            log.warning("connection from %s:%s failed before its association: %s",
+                        client_address[0], client_address[1], exc)
+            request.close()
+            return
         super().process_request(request, client_address)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -98,3 +99,18 @@ def test_each_failed_handshake_is_logged(pki: Pki, tmp_path: Path, receiver_proc
                    timeout=10)
         assert node.log_text().count(_HANDSHAKE_FAILED) == 3
         assert "127.0.0.1" in next(line for line in node.log_text().splitlines() if _HANDSHAKE_FAILED in line)
+
+
+@pytest.mark.parametrize("receiver_processes", [1, 2])
+def test_a_silent_connection_does_not_hold_back_the_next_association(pki: Pki, tmp_path: Path,
+                                                                     receiver_processes: int) -> None:
+    # the handshake runs where connections are accepted: a connection that sent nothing (a
+    # half-open probe) held every later association back for as long as it stayed
+    sections: dict[str, dict[str, object]] = {**_tls_sections(pki, require_client_cert=False),
+                                               "dicom": {"receiver_processes": receiver_processes,
+                                                         "acse_timeout": 2}}
+    with running_node(tmp_path, f"sqlite:///{tmp_path / 'node.db'}", sections) as node, \
+            socket.create_connection(("127.0.0.1", node.port)):
+        echoed = echoscu(node, "+tla", "+cf", str(pki.ca_cert), "-to", "20")
+        assert echoed.returncode == 0, echoed.stdout + echoed.stderr
+        wait_until(lambda: _HANDSHAKE_FAILED in node.log_text(), "the silent one to time out", timeout=10)
