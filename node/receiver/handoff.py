@@ -113,15 +113,23 @@ class Handoff:
         return True
 
 
-class _DispatchingServer(ThreadedAssociationServer):
+class PlainAcceptServer(ThreadedAssociationServer):
+    """Accepts connections as they come; TLS is negotiated where each is served (:func:`handshaken`).
+
+    pynetdicom wraps the socket in ``get_request``, where socketserver drops an
+    ``OSError`` without a word: a peer without a client certificate, or a plain
+    TCP one, left no trace at the node.
+    """
+
+    def get_request(self) -> tuple[socket.socket, Address]:
+        connection, address = cast(socket.socket, self.socket).accept()
+        return connection, address
+
+
+class _DispatchingServer(PlainAcceptServer):
     def __init__(self, *args: Any, handoff: Handoff, **kwargs: Any) -> None:
         self.handoff = handoff
         super().__init__(*args, **kwargs)
-
-    def get_request(self) -> tuple[socket.socket, Address]:
-        # TLS is negotiated where the connection is served (process_request).
-        connection, address = cast(socket.socket, self.socket).accept()
-        return connection, address
 
     def process_request(self, request: Any, client_address: Any) -> None:
         board = self.handoff.board
@@ -135,8 +143,10 @@ class _DispatchingServer(ThreadedAssociationServer):
         serve_here(self, request, client_address, board, 0)
 
 
-def tls_handshake(server: ThreadedAssociationServer, connection: socket.socket) -> socket.socket:
-    """``connection`` after its TLS handshake (as it is without TLS); raises OSError if it fails.
+def handshaken(server: ThreadedAssociationServer, connection: socket.socket,
+               address: Address) -> socket.socket | None:
+    """``connection`` after its TLS handshake (as it is without TLS); None when the handshake
+    failed, which is logged and the connection closed.
 
     The handshake runs where connections are accepted: a peer that connects and
     sends nothing (a half-open probe) held every later association back until
@@ -147,7 +157,12 @@ def tls_handshake(server: ThreadedAssociationServer, connection: socket.socket) 
         return connection
     before = connection.gettimeout()
     connection.settimeout(server.ae.acse_timeout)
-    wrapped = server.ssl_context.wrap_socket(connection, server_side=True)
+    try:
+        wrapped = server.ssl_context.wrap_socket(connection, server_side=True)
+    except OSError as exc:  # a failed or timed-out TLS handshake, a peer gone: that connection only
+        log.warning("connection from %s:%s failed before its association: %s", address[0], address[1], exc)
+        connection.close()
+        return None
     wrapped.settimeout(before)
     return wrapped
 
@@ -159,13 +174,11 @@ def serve_here(server: ThreadedAssociationServer, connection: socket.socket, add
     Its count on ``board`` comes off when it closes (:func:`releasing`), or
     here if it fails before an association could start.
     """
-    try:
-        connection = tls_handshake(server, connection)
-        ThreadedAssociationServer.process_request(server, connection, address)
-    except OSError as exc:  # a failed TLS handshake, a peer gone: that connection only
-        log.warning("connection from %s:%s failed before its association: %s", address[0], address[1], exc)
+    served = handshaken(server, connection, address)
+    if served is None:
         board.release(slot)
-        connection.close()
+        return
+    ThreadedAssociationServer.process_request(server, served, address)
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-import socket
 import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from pynetdicom import AE, _config, evt
 from pynetdicom.association import Association as PeerAssociation
@@ -20,9 +19,10 @@ from node.receiver.handoff import (
     HandedAE,
     HandedSource,
     Handoff,
+    PlainAcceptServer,
+    handshaken,
     receive_handoffs,
     releasing,
-    tls_handshake,
 )
 from node.receiver.negotiation import STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES, VERIFICATION
 from node.receiver.store import SUCCESS, StoreHandler
@@ -138,27 +138,14 @@ class Receiver:
         return ae
 
 
-class _HandshakingServer(ThreadedAssociationServer):
-    """Negotiates TLS after the accept loop, so that a failed handshake is logged.
-
-    pynetdicom wraps the socket in ``get_request``, where socketserver drops an
-    ``OSError`` without a word: a peer without a client certificate, or a plain
-    TCP one, left no trace at the node.
-    """
-
-    def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
-        connection, address = cast(socket.socket, self.socket).accept()
-        return connection, address
+class _HandshakingServer(PlainAcceptServer):
+    """The server of a node with one receiver process: each connection's TLS handshake, then its
+    association."""
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        try:
-            request = tls_handshake(self, request)
-        except OSError as exc:  # a failed or timed-out TLS handshake, a peer gone: that connection only
-            log.warning("connection from %s:%s failed before its association: %s",
-                        client_address[0], client_address[1], exc)
-            request.close()
-            return
-        super().process_request(request, client_address)
+        served = handshaken(self, request, client_address)
+        if served is not None:
+            super().process_request(served, client_address)
 
 
 class _ListeningAE(AE):
