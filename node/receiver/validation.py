@@ -92,7 +92,7 @@ def read_header(path: Path, affected_sop_class: str, affected_sop_instance: str,
         with path.open("rb") as source:
             dataset = dcmread(source, stop_before_pixels=not deflated)
             malformed = _structure_problem(dataset)
-            miscoded = _encoding_problem(path, dataset)
+            miscoded = _encoding_problem(source, path, dataset)
             values = _values(dataset)
             pixel_bytes = None if malformed else _pixel_data_length(source, dataset, path)
     except _PARSE_ERRORS as exc:
@@ -129,22 +129,23 @@ def _structure_problem(dataset: Dataset) -> str | None:
     return None
 
 
-def _encoding_problem(path: Path, dataset: Dataset) -> str | None:
+def _encoding_problem(source: BinaryIO, path: Path, dataset: Dataset) -> str | None:
     """Why the data set is not in the transfer syntax it came in, or None.
 
     pydicom reads Implicit VR bytes sent on an Explicit VR context and the
     other way round (it guesses, with a warning, and reports the syntax's
     encoding); stored byte for byte under the negotiated syntax's file meta,
     they were a file DCMTK could not read. The first element tells: explicit
-    VR puts two upper-case letters after its tag.
+    VR puts two upper-case letters after its tag. ``source`` is left where it was.
     """
     syntax = dataset.file_meta.get("TransferSyntaxUID")
     offset = data_set_offset(path)
     if syntax is None or offset is None or syntax == DeflatedExplicitVRLittleEndian:
         return None
-    with path.open("rb") as source:
-        source.seek(offset)
-        first = source.read(6)
+    where = source.tell()
+    source.seek(offset)
+    first = source.read(6)
+    source.seek(where)
     if len(first) < 6:
         return None
     explicit = first[4:6].isalpha() and first[4:6].isupper()
