@@ -234,3 +234,5 @@ def test_times_follow_the_source_s_timezone_offset(written: Written, tmp_path: P
         assert {v for k, v in times.items() if k.endswith("Date")} == {"20260304"}, obj.kind
         assert {v[:6] for k, v in times.items() if k.endswith("Time")} == {"192030"}, obj.kind
         assert ds.StudyDate == study.series[0].headers[0].StudyDate, obj.kind
+        errors, _ = dciodvfy_report(obj.path)
+        assert errors == [], (obj.kind, errors)
