@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from analysis.volume import Plane, Sequence
@@ -123,6 +123,9 @@ def test_plane_ignores_the_sense_of_row_and_column(
     assert plane_from_orientation(flipped) is plane
     assert plane_from_orientation(swapped) is plane
     normal = np.abs(rotation[:, 2])
+    # A normal 0.8 along an axis (the bar) is 0.8 only up to rounding, here and in the code's
+    # cross product: either side of the bar is right there (a clean clone drew such a rotation).
+    assume(abs(normal.max() - 0.8) > 1e-9)
     if normal.max() >= 0.8:
         assert plane is (Plane.SAGITTAL, Plane.CORONAL, Plane.AXIAL)[int(np.argmax(normal))]
     else:
