@@ -96,18 +96,28 @@ def segmented_series(inputs: StudyInputs, study: StudyFiles, labels: Volume) -> 
 _TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "AccessionNumber",
                  "StudyID", "StudyDate", "StudyTime", "ReferringPhysicianName")
 _DATE_TIME: dict[str, Callable[[str], object]] = {"PatientBirthDate": DA, "StudyDate": DA, "StudyTime": TM}
+_SEXES = ("M", "F", "O", "")  # PS3.3 C.7.1.1 Patient's Sex, enumerated values
+# Copied as sent, whatever their form: a PACS files a result with its study by them, and an
+# Orthanc given another Patient ID opens a second study of the same UID under another patient.
+_FILED_BY = ("PatientID", "AccessionNumber")
 
 
 def _with_type2(ds: Dataset) -> Dataset:
     """``ds``, or a shallow copy of it with the copied type-2 attributes it lacks, or holds in a
-    form its VR does not allow, present and empty.
+    form its VR or multiplicity does not allow, present and empty.
 
-    A sender's birth date written 1963-01-01 was stored (a bad demographic value must not lose
-    a study), and then every analysis of the study failed writing its results: highdicom
-    refuses such a date.
+    A sender's birth date written 1963-01-01, two patient names where one is allowed, or a sex
+    written "male" was stored (a bad demographic value must not lose a study), and then every
+    analysis of the study failed writing its results: highdicom refuses them.
     """
     empty = [name for name in _TYPE2_COPIED if name not in ds]
-    empty += [name for name, vr in _DATE_TIME.items() if name in ds and not _valid(vr, ds.get(name))]
+    # each allows one value (PS3.3 C.7.1.1, C.7.2.1)
+    empty += [name for name in _TYPE2_COPIED
+              if name in ds and name not in _FILED_BY and ds[name].VM > 1]
+    if "PatientSex" in ds and ds.PatientSex not in _SEXES:
+        empty.append("PatientSex")
+    empty += [name for name, vr in _DATE_TIME.items()
+              if name in ds and name not in empty and not _valid(vr, ds.get(name))]
     if not empty:
         return ds
     filled = copy.copy(ds)

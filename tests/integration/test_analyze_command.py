@@ -291,3 +291,43 @@ def test_odd_demographics_neither_stop_the_results_nor_reach_the_log(phantom: Pa
         written = (str(ds.PatientName), ds.PatientBirthDate, ds.StudyTime)
         assert written == ("SMITH JOHN NOCARET", "", ""), name
         assert dciodvfy_errors(out / name) == [], name
+
+
+@pytest.mark.parametrize(("keyword", "value"), [
+    ("PatientName", ["SMITH^JOHN", "SMYTHE^JON"]),  # highdicom: "Invalid type for a person name"
+    ("PatientSex", "male"),  # highdicom: "'male' is not a valid PatientSexValues"
+])
+def test_a_patient_value_highdicom_refuses_is_written_empty(
+    phantom: Path, tmp_path: Path, keyword: str, value: object
+) -> None:
+    # two names where one is allowed, or a sex out of M/F/O, was stored, and then every analysis
+    # of the study failed for good writing its results
+    dicom = tmp_path / "odd"
+    shutil.copytree(phantom / "dicom", dicom)
+    for path in dicom.rglob("*.dcm"):
+        ds = dcmread(path)
+        ds.PixelData = np.zeros_like(ds.pixel_array).tobytes()  # no body to find: a quick analysis
+        setattr(ds, keyword, value)
+        ds.save_as(path)
+    out = tmp_path / "out"
+    result = _cli("analyze", str(dicom), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    for name in ("sr.dcm", "key_image.dcm"):
+        ds = dcmread(out / name)
+        assert (ds[keyword].value, ds.PatientID) == ("", dcmread(next(dicom.rglob("*.dcm"))).PatientID), name
+        assert dciodvfy_errors(out / name) == [], name
+
+
+def test_a_patient_id_is_copied_as_sent_whatever_its_form(phantom: Path, tmp_path: Path) -> None:
+    # the PACS files a result with its study by Patient ID: an empty one would file it apart
+    dicom = tmp_path / "ids"
+    shutil.copytree(phantom / "dicom", dicom)
+    for path in dicom.rglob("*.dcm"):
+        ds = dcmread(path)
+        ds.PixelData = np.zeros_like(ds.pixel_array).tobytes()
+        ds.PatientID = ["A1234", "B5678"]
+        ds.save_as(path)
+    out = tmp_path / "out"
+    assert _cli("analyze", str(dicom), "--out", str(out)).returncode == 0
+    for name in ("sr.dcm", "key_image.dcm"):
+        assert list(dcmread(out / name).PatientID) == ["A1234", "B5678"], name
