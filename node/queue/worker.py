@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -24,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from node.db.models import Job, JobStatus, utcnow
+from node.privacy import describe, redact, traceback_text
 from node.queue.jobs import (
     ClaimedJob,
     JobCancelled,
@@ -57,6 +58,12 @@ class JobContext:
     sessions: sessionmaker[Session]
     worker_id: str
     cancelled: threading.Event = field(default_factory=threading.Event)
+    private: set[str] = field(default_factory=set)
+
+    def keep_private(self, values: Iterable[str]) -> None:
+        """Values the handler read that identify the patient (:func:`node.privacy.identifying_values`):
+        should the job fail, they are replaced in the error it keeps and logs."""
+        self.private.update(values)
 
 
 class JobHandler(Protocol):
@@ -244,11 +251,13 @@ class WorkerPool:
             deferred = exc
         except PermanentJobError as exc:  # a handler's verdict (a dead letter, images deleted): no bug
             retry = False
-            error = f"{type(exc).__name__}: {exc}"
-            log.error("job %d (%s) for study %s cannot succeed: %s", job.id, job.kind, job.study_uid, exc)
-        except Exception as exc:  # the worker loop: any handler error fails its job
-            error = f"{type(exc).__name__}: {exc}"
-            log.exception("job %d (%s) for study %s raised", job.id, job.kind, job.study_uid)
+            error = describe(exc, running.context.private)
+            log.error("job %d (%s) for study %s cannot succeed: %s", job.id, job.kind, job.study_uid,
+                      redact(str(exc), running.context.private))
+        except Exception as exc:  # noqa: BLE001 - the worker loop: any handler error fails its job; logged redacted
+            error = describe(exc, running.context.private)
+            log.error("job %d (%s) for study %s raised\n%s", job.id, job.kind, job.study_uid,
+                      traceback_text(exc, running.context.private))
         finally:
             running.done.set()
             beat.join()

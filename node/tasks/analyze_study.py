@@ -48,6 +48,7 @@ from node.db.models import AnalysisResult, Instance, Job, JobStatus, Series, Stu
 from node.delivery import current_result_id, current_result_objects, publish_results
 from node.pipeline.inputs import NotAnalysable, load_inputs
 from node.pipeline.run import AnalysisOutput, analyse, write_results
+from node.privacy import identifying_values
 from node.queue.completion import ANALYZE_STUDY
 from node.queue.jobs import ClaimedJob, JobCancelled, PermanentJobError
 from node.queue.worker import JobContext
@@ -172,6 +173,8 @@ class AnalyzeStudy:
             if context.cancelled.is_set():
                 raise JobCancelled(f"job {job.id} cancelled while reading study {job.study_uid}")
             outcome, headers = self._classify(series)
+            for header in headers or ():
+                context.keep_private(identifying_values(header))
             outcomes.append(outcome)
             if headers is not None:
                 readable.append(SeriesFiles(job.study_uid or "", series.uid, series.paths, headers))

@@ -450,3 +450,20 @@ def test_a_job_of_another_database_with_the_same_id_gets_other_uids() -> None:
     assert first.analysis_key(1) != Earlier((), queued + timedelta(microseconds=1)).analysis_key(1)
     assert first.analysis_key(1) != first.analysis_key(2)
     assert first.created == datetime(2026, 3, 1, 12, 0, 0)  # DICOM times: whole seconds
+
+
+def test_the_handler_names_its_patients_values_private(engine: Engine, tmp_path: Path) -> None:
+    # should the job fail after reading them, the worker keeps them out of its error and log
+    study_id, _ = _study(engine, tmp_path, [("T2", AXIAL)])  # nothing sagittal: no analysis to wait for
+    for path in tmp_path.rglob("*.dcm"):
+        ds = dcmread(path)
+        ds.PatientName, ds.PatientID, ds.PatientBirthDate = "SMITH^JOHN", "A1234", "19630102"
+        ds.save_as(path)
+    sessions = session_factory(engine)
+    with sessions.begin() as session:
+        enqueue(session, ANALYZE_STUDY, study_id, {}, max_attempts=1)
+        job = claim(session, "w", [ANALYZE_STUDY], timedelta(minutes=1))
+    assert job is not None
+    context = JobContext(sessions, "w")
+    AnalyzeStudy(tmp_path, tmp_path / "results", shipped_model, DeliverySettings())(job, context)
+    assert {"SMITH^JOHN", "SMITH", "JOHN", "A1234", "19630102", "1963-01-02"} <= context.private

@@ -73,6 +73,30 @@ def test_failing_handler_is_retried_then_failed_with_its_error(engine: Engine) -
         "queued", "claimed", "retry_scheduled", "claimed", "retry_scheduled", "claimed", "failed"]
 
 
+def test_a_failed_job_keeps_and_logs_no_value_its_handler_named_private(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    # a library's message quoting a patient's value went into jobs.last_error and the log
+    def quoting(job: ClaimedJob, context: JobContext) -> None:
+        context.keep_private({"SMITH^JOHN", "SMITH", "JOHN", "19630102"})
+        raise ValueError("cannot write 'Smith^John', born 19630102")
+
+    [job_id] = _enqueue(engine, "quoting", max_attempts=1)
+    pool = WorkerPool(FAST, session_factory(engine), {"quoting": quoting}, "test")
+    pool.start()
+    try:
+        wait_until(lambda: _status(engine, job_id) == JobStatus.FAILED, "the job to fail")
+    finally:
+        pool.stop(5)
+    kept = "ValueError: cannot write '[redacted]', born [redacted]"
+    with session_factory(engine)() as session:
+        assert session.get_one(Job, job_id).last_error == kept
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.name == "node.queue.worker")
+    assert kept in logged  # with its traceback
+    assert "in quoting" in logged
+    assert "smith" not in logged.lower() and "19630102" not in logged
+
+
 def test_permanent_error_fails_at_once(engine: Engine, caplog: pytest.LogCaptureFixture) -> None:
     def hopeless(job: ClaimedJob, context: JobContext) -> None:
         raise PermanentJobError("study gone")
