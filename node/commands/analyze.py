@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import tempfile
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +33,7 @@ EXIT_OK = 0
 EXIT_NOT_ANALYSABLE = 1
 EXIT_BAD_INPUT = 2
 EXIT_NOT_WRITTEN = 3
+PARTIAL_PREFIX = ".partial-"  # a run's results while they are written, inside the folder they go to
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -148,6 +151,13 @@ def _earlier_report(path: Path, study_uid: str) -> ResultObject | None:
         return None
 
 
+def _move(path: Path, folder: Path) -> Path:
+    """``path`` moved into ``folder`` under its name, over a file of that name."""
+    target = folder / path.name
+    path.replace(target)
+    return target
+
+
 def _print_skipped(skipped: Sequence[SkippedFile], console: Console, shown: int = 5) -> None:
     """Every notable skip, then the first ``shown`` others (files that are not DICOM, exact copies)."""
     rest = [item for item in skipped if not item.notable]
@@ -178,15 +188,23 @@ def _analyse_one(study: StudyFiles, out_dir: Path, model: Any, console: Console,
     earlier = [out_dir / name for name in (FINDINGS_FILE, LABELS_FILE, *FILE_NAMES.values())
                if (out_dir / name).is_file()]
     replaced = _earlier_report(out_dir / FILE_NAMES[ResultKind.SR], uid)
+    # Written whole beside the earlier run's files first, and only then moved over them: a write
+    # failing part-way (a full disk) left this run's findings beside the earlier run's SR and SEG.
+    staging = out_dir / f"{PARTIAL_PREFIX}{uuid.uuid4().hex}"
     try:
-        findings_path, labels_path = write_results(out_dir, output)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        staging.mkdir()
+        written = write_results(staging, output)
         update(f"study {uid}: writing the SR, SEG and key image")
         created = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
         # an offline run is a new analysis each time: its objects get UIDs of their own, also
         # when another run analyses the same study in the same second
         key = f"offline analyze {created.isoformat()} {uuid.uuid4()}"
-        objects = write_result_objects(output, inputs, study, out_dir, analysis_key=key, created=created,
-                                       predecessors=[replaced] if replaced is not None else [])
+        staged = write_result_objects(output, inputs, study, staging, analysis_key=key, created=created,
+                                      predecessors=[replaced] if replaced is not None else [])
+        # the findings last: they say whose results the folder holds
+        objects = [replace(obj, path=_move(obj.path, out_dir)) for obj in staged]
+        labels_path, findings_path = (_move(path, out_dir) for path in reversed(written))
         # A file of the earlier run that this one does not write (a SEG, when no body was
         # found now) would read as part of this result.
         stale = [path for path in earlier
@@ -196,6 +214,8 @@ def _analyse_one(study: StudyFiles, out_dir: Path, model: Any, console: Console,
     except OSError as exc:  # a full disk, a file where a study's folder should go
         console.print(f"[red]study {uid}: the results could not be written to {out_dir}:[/] {exc}")
         return EXIT_NOT_WRITTEN
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     summary = output.findings.study
     console.print(
         f"[bold]study {uid}[/]: {len(output.segmentation.bodies)} vertebral bodies, "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 import subprocess
@@ -331,3 +332,29 @@ def test_a_patient_id_is_copied_as_sent_whatever_its_form(phantom: Path, tmp_pat
     assert _cli("analyze", str(dicom), "--out", str(out)).returncode == 0
     for name in ("sr.dcm", "key_image.dcm"):
         assert list(dcmread(out / name).PatientID) == ["A1234", "B5678"], name
+
+
+def test_a_run_that_fails_writing_leaves_the_earlier_results_whole(
+    phantom: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a write failing part-way (a full disk) left the new run's findings beside the earlier run's SR
+    from node.cli import main
+    from node.results import writer
+
+    dicom = tmp_path / "blank"  # no body to find: a quick analysis
+    shutil.copytree(phantom / "dicom", dicom)
+    for path in dicom.rglob("*.dcm"):
+        ds = dcmread(path)
+        ds.PixelData = np.zeros_like(ds.pixel_array).tobytes()
+        ds.save_as(path)
+    out = tmp_path / "out"
+    assert main(["analyze", str(dicom), "--out", str(out)]) == 0
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    shutil.rmtree(next(folder for folder in dicom.iterdir() if "STIR" in folder.name))  # other findings
+
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(writer, "write_result_objects", full_disk)
+    assert main(["analyze", str(dicom), "--out", str(out)]) == 3
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before
