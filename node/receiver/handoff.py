@@ -113,8 +113,27 @@ class Handoff:
         return True
 
 
-class PlainAcceptServer(ThreadedAssociationServer):
-    """Accepts connections as they come; TLS is negotiated where each is served (:func:`handshaken`).
+class HandshakingServer(ThreadedAssociationServer):
+    """Negotiates each connection's TLS (when on) in the thread that then serves its association.
+
+    Negotiated where connections are accepted, a peer that connected and sent
+    nothing (a half-open probe) held every later association back for as long as
+    its handshake was given.
+    """
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        served = handshaken(self, request, client_address)
+        if served is None:
+            self.connection_lost()
+            return
+        super().process_request_thread(served, client_address)
+
+    def connection_lost(self) -> None:
+        """A connection closed before its association could start (its TLS handshake failed)."""
+
+
+class PlainAcceptServer(HandshakingServer):
+    """Accepts connections as they come; TLS is negotiated where each is served.
 
     pynetdicom wraps the socket in ``get_request``, where socketserver drops an
     ``OSError`` without a word: a peer without a client certificate, or a plain
@@ -140,7 +159,11 @@ class _DispatchingServer(PlainAcceptServer):
                 return
             board.release(slot)
             board.take(0)
-        serve_here(self, request, client_address, board, 0)
+        serve_here(self, request, client_address)
+
+    def connection_lost(self) -> None:
+        # its count comes off here: EVT_CONN_CLOSE (releasing) only fires for an association
+        self.handoff.board.release(0)
 
 
 def handshaken(server: ThreadedAssociationServer, connection: socket.socket,
@@ -148,9 +171,7 @@ def handshaken(server: ThreadedAssociationServer, connection: socket.socket,
     """``connection`` after its TLS handshake (as it is without TLS); None when the handshake
     failed, which is logged and the connection closed.
 
-    The handshake runs where connections are accepted: a peer that connects and
-    sends nothing (a half-open probe) held every later association back until
-    it left. It gets ``acse_timeout`` seconds, as a peer slow to request an
+    The handshake gets ``acse_timeout`` seconds, as a peer slow to request an
     association does.
     """
     if server.ssl_context is None:
@@ -167,18 +188,13 @@ def handshaken(server: ThreadedAssociationServer, connection: socket.socket,
     return wrapped
 
 
-def serve_here(server: ThreadedAssociationServer, connection: socket.socket, address: Address,
-               board: LoadBoard, slot: int) -> None:
-    """Serve ``connection`` in this process (after its TLS handshake, when TLS is on).
+def serve_here(server: HandshakingServer, connection: socket.socket, address: Address) -> None:
+    """Serve ``connection`` in this process, in a thread of its own (its TLS handshake first).
 
-    Its count on ``board`` comes off when it closes (:func:`releasing`), or
-    here if it fails before an association could start.
+    Its count on the board comes off when it closes (:func:`releasing`), or in
+    the server's ``connection_lost`` if it fails before an association could start.
     """
-    served = handshaken(server, connection, address)
-    if served is None:
-        board.release(slot)
-        return
-    ThreadedAssociationServer.process_request(server, served, address)
+    ThreadedAssociationServer.process_request(server, connection, address)
 
 
 @dataclass(frozen=True)
@@ -194,8 +210,15 @@ class HandedSource:
     gone: threading.Event
 
 
-class _HandedServer(ThreadedAssociationServer):
+class _HandedServer(HandshakingServer):
     """Serves connections handed over by the listening process; binds no port and runs no accept loop."""
+
+    def __init__(self, *args: Any, handed: HandedSource, **kwargs: Any) -> None:
+        self.handed = handed
+        super().__init__(*args, **kwargs)
+
+    def connection_lost(self) -> None:
+        self.handed.board.release(self.handed.slot)
 
     def server_bind(self) -> None:
         pass
@@ -223,11 +246,15 @@ class DispatchingAE(AE):
 class HandedAE(AE):
     """Another receiver process's AE: its server only serves handed connections."""
 
+    def __init__(self, *args: Any, handed: HandedSource, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._handed = handed
+
     def make_server(self, *args: Any, **kwargs: Any) -> ThreadedAssociationServer:
-        return super().make_server(*args, **{**kwargs, "server_class": _HandedServer})
+        return super().make_server(*args, **{**kwargs, "server_class": _HandedServer, "handed": self._handed})
 
 
-def receive_handoffs(server: ThreadedAssociationServer, source: HandedSource) -> None:
+def receive_handoffs(server: HandshakingServer, source: HandedSource) -> None:
     """Serve each connection handed over ``source.pipe`` until it closes; then set ``source.gone``.
 
     The pipe closes when the listening process is gone: this process must not
@@ -236,8 +263,7 @@ def receive_handoffs(server: ThreadedAssociationServer, source: HandedSource) ->
     try:
         while True:
             address = cast(Address, source.pipe.recv())
-            serve_here(server, socket.socket(fileno=recv_handle(source.pipe)), address, source.board,
-                       source.slot)
+            serve_here(server, socket.socket(fileno=recv_handle(source.pipe)), address)
     except (EOFError, OSError):
         log.info("the listening process is gone; stopping")
     finally:

@@ -20,7 +20,6 @@ from node.receiver.handoff import (
     HandedSource,
     Handoff,
     PlainAcceptServer,
-    handshaken,
     receive_handoffs,
     releasing,
 )
@@ -123,7 +122,7 @@ class Receiver:
         if self._handoff is not None:
             ae = DispatchingAE(ae_title=self._dicom.ae_title, handoff=self._handoff)
         elif self._handed is not None:
-            ae = HandedAE(ae_title=self._dicom.ae_title)
+            ae = HandedAE(ae_title=self._dicom.ae_title, handed=self._handed)
         else:
             ae = _ListeningAE(ae_title=self._dicom.ae_title)
         # pynetdicom rejects a wrong called AE title itself (0x01, 0x01, 0x07); EVT_REJECTED records it
@@ -138,22 +137,12 @@ class Receiver:
         return ae
 
 
-class _HandshakingServer(PlainAcceptServer):
-    """The server of a node with one receiver process: each connection's TLS handshake, then its
-    association."""
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        served = handshaken(self, request, client_address)
-        if served is not None:
-            super().process_request(served, client_address)
-
-
 class _ListeningAE(AE):
-    """The AE of a node with one receiver process: its server is a :class:`_HandshakingServer`."""
+    """The AE of a node with one receiver process: its server is a :class:`PlainAcceptServer`."""
 
     def make_server(self, *args: Any, **kwargs: Any) -> ThreadedAssociationServer:
         # start_server always asks for its own server class; this one replaces it
-        return super().make_server(*args, **{**kwargs, "server_class": _HandshakingServer})
+        return super().make_server(*args, **{**kwargs, "server_class": PlainAcceptServer})
 
 
 def _on_echo(event: evt.Event) -> int:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import socket
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pynetdicom import AE
 
-from node.tls import client_context
+from node.receiver.handoff import DispatchingAE, Handoff, LoadBoard, releasing
+from node.receiver.negotiation import VERIFICATION
+from node.settings import TlsSettings
+from node.tls import client_context, server_context
 from tests.helpers.dicom import StudyUIDs, mr_instance, write_study
 from tests.helpers.node import NodeProcess, running_node
 from tests.helpers.rows import read_rows
@@ -104,13 +109,41 @@ def test_each_failed_handshake_is_logged(pki: Pki, tmp_path: Path, receiver_proc
 @pytest.mark.parametrize("receiver_processes", [1, 2])
 def test_a_silent_connection_does_not_hold_back_the_next_association(pki: Pki, tmp_path: Path,
                                                                      receiver_processes: int) -> None:
-    # the handshake runs where connections are accepted: a connection that sent nothing (a
-    # half-open probe) held every later association back for as long as it stayed
+    # a connection that sent nothing (a half-open probe) held every later association back for as
+    # long as its handshake was given, the handshake running where connections are accepted
     sections: dict[str, dict[str, object]] = {**_tls_sections(pki, require_client_cert=False),
                                                "dicom": {"receiver_processes": receiver_processes,
-                                                         "acse_timeout": 2}}
-    with running_node(tmp_path, f"sqlite:///{tmp_path / 'node.db'}", sections) as node, \
-            socket.create_connection(("127.0.0.1", node.port)):
-        echoed = echoscu(node, "+tla", "+cf", str(pki.ca_cert), "-to", "20")
-        assert echoed.returncode == 0, echoed.stdout + echoed.stderr
-        wait_until(lambda: _HANDSHAKE_FAILED in node.log_text(), "the silent one to time out", timeout=10)
+                                                         "acse_timeout": 60}}
+    with running_node(tmp_path, f"sqlite:///{tmp_path / 'node.db'}", sections) as node:
+        with socket.create_connection(("127.0.0.1", node.port)):
+            echoed = echoscu(node, "+tla", "+cf", str(pki.ca_cert), "-to", "10")
+            assert echoed.returncode == 0, echoed.stdout + echoed.stderr
+            assert _HANDSHAKE_FAILED not in node.log_text()  # the silent one is still waited for
+        wait_until(lambda: _HANDSHAKE_FAILED in node.log_text(), "the silent one's close to be logged",
+                   timeout=10)
+
+
+def test_a_failed_handshake_comes_off_the_load_board(pki: Pki) -> None:
+    # the listening process counts each connection it serves; one that closes before its association
+    # fires no EVT_CONN_CLOSE, so its count must come off where its handshake failed
+    board = LoadBoard(multiprocessing.get_context("spawn").Array("i", 2))
+    ae = DispatchingAE(handoff=Handoff(board))  # no other process attached: every connection is served here
+    ae.add_supported_context(VERIFICATION)
+    tls = TlsSettings(enabled=True, cert_file=pki.server_cert, key_file=pki.server_key, ca_file=pki.ca_cert)
+    server = ae.start_server(("127.0.0.1", 0), block=False, ssl_context=server_context(tls),
+                             evt_handlers=[releasing(board, 0)])
+    assert server is not None
+    try:
+        port = server.server_address[1]
+        with socket.create_connection(("127.0.0.1", port)) as plain:
+            plain.sendall(b"not a TLS record")
+        wait_until(lambda: board.counts() == [0, 0], "the failed connection to come off", timeout=10)
+        client = AE()
+        client.add_requested_context(VERIFICATION)
+        assoc = client.associate("127.0.0.1", port, tls_args=(_client(pki, with_cert=True), "localhost"))
+        assert assoc.is_established
+        assert board.counts() == [1, 0]
+        assoc.release()
+        wait_until(lambda: board.counts() == [0, 0], "the association to come off", timeout=10)
+    finally:
+        server.shutdown()
