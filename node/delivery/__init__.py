@@ -3,7 +3,7 @@
 from node.delivery.outbox import (
     DELIVER_RESULTS,
     current_result_id,
-    current_result_objects,
+    last_reported_objects,
     publish_results,
     record_findings,
     requeue,
@@ -17,7 +17,7 @@ __all__ = [
     "Route",
     "Sender",
     "current_result_id",
-    "current_result_objects",
+    "last_reported_objects",
     "publish_results",
     "record_findings",
     "requeue",

@@ -155,9 +155,17 @@ def current_result_id(session: Session, study_id: int) -> int | None:
         .order_by(AnalysisResult.id.desc()).limit(1))
 
 
-def current_result_objects(session: Session, study_id: int, results_root: Path) -> tuple[ResultObject, ...]:
-    """The objects of the study's current analysed result: what a re-analysis lists as predecessors."""
-    result_id = current_result_id(session, study_id)
+def last_reported_objects(session: Session, study_id: int, results_root: Path) -> tuple[ResultObject, ...]:
+    """The objects of the study's newest analysed result, superseded or not: what a re-analysis
+    lists as predecessors.
+
+    A skipped analysis in between (the study sent again without its sagittal series) supersedes
+    the analysed result but writes no SR: the next SR must still name the last one the PACS got.
+    """
+    result_id = session.scalar(
+        select(AnalysisResult.id)
+        .where(AnalysisResult.study_id == study_id, AnalysisResult.outcome == "analysed")
+        .order_by(AnalysisResult.id.desc()).limit(1))
     if result_id is None:
         return ()
     rows = session.scalars(select(ResultObjectRow).where(ResultObjectRow.analysis_result_id == result_id)

@@ -45,7 +45,7 @@ from analysis.vertebrae.model import BodyModel
 from analysis.volume import Plane
 from node.db.audit import StudyEvent, StudyStage
 from node.db.models import AnalysisResult, Instance, Job, JobStatus, Series, Study, StudyStatus, utcnow
-from node.delivery import current_result_id, current_result_objects, publish_results
+from node.delivery import current_result_id, last_reported_objects, publish_results
 from node.pipeline.inputs import NotAnalysable, load_inputs
 from node.pipeline.run import AnalysisOutput, analyse, write_results
 from node.privacy import identifying_values
@@ -214,7 +214,7 @@ class AnalyzeStudy:
 
     def _earlier(self, session: Session, job: ClaimedJob) -> Earlier:
         assert job.study_id is not None
-        reports = tuple(obj for obj in current_result_objects(session, job.study_id, self._results)
+        reports = tuple(obj for obj in last_reported_objects(session, job.study_id, self._results)
                         if obj.kind == ResultKind.SR)
         queued = session.scalar(select(Job.created_at).where(Job.id == job.id))
         if queued is None:

@@ -21,7 +21,7 @@ from node.db.audit import (
     StudyEvent,
 )
 from node.db.models import AnalysisResult, Job, JobEvent
-from node.delivery import current_result_objects, publish_results
+from node.delivery import last_reported_objects, publish_results
 from node.results import ResultKind, ResultObject
 from tests.delivery.helpers import Storescp, delivering, delivery_settings, seed_analysis
 from tests.delivery.objects import write_objects
@@ -281,7 +281,7 @@ def test_publishing_twice_adds_nothing(sessions: sessionmaker[Session], tmp_path
                    for row in session.scalars(select(ResultObjectRow))]
         assert publish_results(session, settings, seeded.analysis_result_id, objects,
                                results_root=tmp_path / "results") == []
-        assert current_result_objects(session, seeded.study_id, tmp_path / "results") == tuple(objects)
+        assert last_reported_objects(session, seeded.study_id, tmp_path / "results") == tuple(objects)
     with sessions() as session:
         assert len(session.scalars(select(ResultObjectRow)).all()) == 2
         assert len(session.scalars(select(LevelFinding)).all()) == 2
@@ -316,7 +316,7 @@ def test_a_rerun_does_not_send_objects_the_destination_already_has(
     with delivering(sessions, settings, results):
         wait_until(lambda: _delivery(sessions).status == DeliveryStatus.DELIVERED, "first delivery")
     with sessions() as session:
-        first = current_result_objects(session, seeded.study_id, results)
+        first = last_reported_objects(session, seeded.study_id, results)
 
     def rerun(objects: list[ResultObject]) -> list[int]:
         with sessions.begin() as session:

@@ -467,3 +467,39 @@ def test_the_handler_names_its_patients_values_private(engine: Engine, tmp_path:
     context = JobContext(sessions, "w")
     AnalyzeStudy(tmp_path, tmp_path / "results", shipped_model, DeliverySettings())(job, context)
     assert {"SMITH^JOHN", "SMITH", "JOHN", "A1234", "19630102", "1963-01-02"} <= context.private
+
+
+def test_an_analysis_after_a_skipped_one_names_the_last_sr_as_its_predecessor(engine: Engine,
+                                                                              tmp_path: Path) -> None:
+    # analysed, then sent again with no sagittal series (skipped), then whole again: the skipped
+    # result had superseded the first, and the new SR named no predecessor, leaving the PACS two
+    # unlinked SRs of one study
+    study_id, _ = _study(engine, tmp_path, [("T1", SAGITTAL), ("T2", AXIAL)])
+    sessions = session_factory(engine)
+
+    def only(plane: tuple[float, ...]) -> None:
+        """The study sent again with only the series in ``plane`` (every series: ``()``), and complete."""
+        with sessions.begin() as session:
+            for instance in session.scalars(select(Instance)):
+                ds = dcmread(tmp_path / instance.path, stop_before_pixels=True)
+                instance.is_current = tuple(ds.ImageOrientationPatient) == plane or plane == ()
+            study = session.get_one(Study, study_id)
+            study.status, study.content_version = StudyStatus.COMPLETE, study.content_version + 1
+
+    def sr_of(result: AnalysisResult) -> ResultObjectRow:
+        with sessions() as session:
+            return session.scalars(select(ResultObjectRow).where(
+                ResultObjectRow.analysis_result_id == result.id, ResultObjectRow.kind == "sr")).one()
+
+    _run(engine, tmp_path, study_id)
+    only(AXIAL)
+    _run(engine, tmp_path, study_id)
+    only(())
+    _run(engine, tmp_path, study_id)
+    with sessions() as session:
+        first, skipped, last = session.scalars(select(AnalysisResult).order_by(AnalysisResult.id)).all()
+    assert (first.outcome, skipped.outcome, last.outcome) == ("analysed", "skipped", "analysed")
+    assert first.superseded_by_id == skipped.id
+    report = dcmread(tmp_path / "results" / sr_of(last).path)
+    [named] = report.PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0].ReferencedSOPSequence
+    assert named.ReferencedSOPInstanceUID == sr_of(first).sop_instance_uid
