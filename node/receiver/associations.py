@@ -50,6 +50,7 @@ from node.receiver.negotiation import CallerPolicy
 log = logging.getLogger(__name__)
 
 NODE_RESTARTED = "node restarted"
+NODE_STOPPING = "node shutting down"  # the node's own abort of what its shutdown grace did not see end
 
 # A-ASSOCIATE-RJ: rejected-permanent, by the service user, calling AE title not recognised.
 _REJECT_CALLER = (0x01, 0x01, 0x03)
@@ -130,7 +131,9 @@ class AssociationLog:
         Call it once the listener is bound (no other live process can own it
         then), before this node's extra receiver processes start. With
         ``process``, close only the rows of that process: one of those extra
-        receivers, which died.
+        receivers, which died. The quiet period of the studies still receiving
+        starts again (of every one when the listener starts; of those the dead
+        process was receiving otherwise).
         """
         owner = (Association.node_id == process) if process is not None else (
             Association.node_id != self._node.process)
@@ -144,17 +147,16 @@ class AssociationLog:
                 .returning(Association.id)
                 .execution_options(synchronize_session=False)
             ).all()
-            if ids:
-                # Their senders were cut off while the node was down, however long: the quiet
-                # period starts again now, so that a PACS sending again finds the study still
-                # receiving instead of half of it analysed the moment the node is back.
-                session.execute(
-                    update(Study)
-                    .where(Study.status == StudyStatus.RECEIVING,
-                           Study.id.in_(select(AssociationStudy.study_id)
-                                        .where(AssociationStudy.association_id.in_(ids))))
-                    .values(last_received_at=now)
-                    .execution_options(synchronize_session=False))
+            # Nothing could be received while the listener was down, however long: the quiet period
+            # starts again now, so that a PACS cut off by a crash or a shutdown, or refused while the
+            # node was down, finds the study still receiving when it sends the rest, instead of
+            # the part received before analysed the moment the node is back.
+            receiving = Study.status == StudyStatus.RECEIVING
+            if process is not None:  # one extra receiver died: only what it was receiving
+                receiving &= Study.id.in_(select(AssociationStudy.study_id)
+                                          .where(AssociationStudy.association_id.in_(ids)))
+            session.execute(update(Study).where(receiving).values(last_received_at=now)
+                            .execution_options(synchronize_session=False))
         swept = len(ids)
         if swept:
             log.warning("closed %d association(s) left open by %s of %s: %s", swept,
@@ -227,6 +229,7 @@ class AssociationTracker:
         self._unclosed: list[_Unclosed] = []
         self._retry: threading.Timer | None = None
         self._retry_after = retry_after
+        self._stopping = False
 
     def handlers(self) -> list[tuple[evt.EventType, Callable[[Event], None]]]:
         return [
@@ -316,7 +319,11 @@ class AssociationTracker:
         self._close(event.assoc, AssociationResult.RELEASED, None)
 
     def on_aborted(self, event: Event) -> None:
-        self._close(event.assoc, AssociationResult.ABORTED, "A-ABORT")
+        self._close(event.assoc, AssociationResult.ABORTED, NODE_STOPPING if self._stopping else "A-ABORT")
+
+    def stopping(self) -> None:
+        """The node aborts what is still open at shutdown: those aborts are its own, not the peers'."""
+        self._stopping = True
 
     def on_connection_closed(self, event: Event) -> None:
         self._close(event.assoc, AssociationResult.ABORTED, "connection closed without release")

@@ -109,6 +109,8 @@ class Receiver:
             return
         self._server = None
         remaining = _wait_for(server, grace)
+        if remaining:
+            self._tracker.stopping()
         for assoc in remaining:
             log.warning("aborting association with %s:%s at shutdown",
                         assoc.requestor.address, assoc.requestor.port)

@@ -6,6 +6,7 @@ import os
 import socket
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -210,3 +211,34 @@ _REFUSE_INSTANCES = {
                    "CREATE TRIGGER refuse_instances BEFORE INSERT ON instances FOR EACH ROW "
                    "EXECUTE FUNCTION refuse()"],
 }
+
+
+def test_a_study_cut_off_by_a_shutdown_is_not_analysed_the_moment_the_node_is_back(database_url: str,
+                                                                                   tmp_path: Path) -> None:
+    # SIGTERM aborts what its grace did not see end, closing the row: no row was left open, so the
+    # sweep at the restart did not restart the study's quiet period, and the part received before
+    # the shutdown was complete and analysed as soon as the node was back
+    node = make_node(tmp_path / "node", database_url,
+                     {"study": {"quiet_period": 2, "completion_poll_interval": 0.1}}, grace=0.5)
+    uids = StudyUIDs.new()
+    node.start()
+    try:
+        with association(node) as assoc:
+            assert assoc.send_c_store(mr_instance(uids.study, uids.series[0], 1)).Status == 0x0000
+            assert node.terminate() == 0
+    finally:
+        node.kill()
+    with node.engine() as engine:
+        [row] = read_rows(engine).associations
+        assert (row.result, row.reason) == (AssociationResult.ABORTED, "node shutting down")
+    time.sleep(3)  # down for longer than the quiet period
+    node.start()
+    try:
+        with node.engine() as engine, Session(engine) as session:
+            # the sweep runs before the node logs "listening on", i.e. before start() returned
+            status, last = session.execute(select(Study.status, Study.last_received_at)).one()
+            assert status == StudyStatus.RECEIVING
+            assert row.ended_at is not None
+            assert last.replace(tzinfo=None) >= row.ended_at.replace(tzinfo=None) + timedelta(seconds=3)
+    finally:
+        assert node.terminate() == 0
