@@ -313,6 +313,48 @@ def test_retention_deletes_images_of_delivered_studies_only(
     assert all(p.exists() for p in scenario.results.rglob("*.dcm"))
 
 
+def test_reanalyze_refuses_a_study_only_part_of_which_was_sent_again_after_retention(
+        scenario: Scenario, sessions: sessionmaker[Session], capsys: pytest.CaptureFixture[str]) -> None:
+    # it looked only at the last image received: a series sent again made it queue an analysis,
+    # which was withheld again (part of the study is not the study)
+    write_config(scenario.config, {
+        "database": {"url": scenario.database_url},
+        "storage": {"root": str(scenario.storage), "results": str(scenario.results)},
+        "storage.retention": {"enabled": True, "delete_after": 0},
+    })
+    assert [r["files_deleted"] for r in cli(capsys, scenario.config, "retention")] == [1]
+    with sessions.begin() as session:
+        study = session.scalars(select(Study).where(Study.study_instance_uid == scenario.delivered)).one()
+        old = session.scalars(select(Instance).join(Series).where(Series.study_id == study.id)).one()
+        late = Series(study_id=study.id, series_instance_uid=generate_uid(), modality="MR")
+        session.add(late)
+        session.flush()
+        session.add(Instance(series_id=late.id, sop_instance_uid=generate_uid(),
+                             sop_class_uid=old.sop_class_uid, transfer_syntax_uid=old.transfer_syntax_uid,
+                             path="late.dcm", size_bytes=1, sha256="0" * 64, received_at=utcnow()))
+        study.last_received_at = utcnow()
+    capsys.readouterr()
+    assert main(["--config", str(scenario.config), "reanalyze", scenario.delivered]) == 3
+    assert "1 image(s) of study" in capsys.readouterr().err
+    with sessions() as session:
+        assert session.scalars(select(Job).where(Job.kind == "analyze_study")).all() == []
+
+
+def test_reanalyze_points_at_a_queued_analysis_rather_than_a_running_one_it_makes_stale(
+        scenario: Scenario, sessions: sessionmaker[Session], capsys: pytest.CaptureFixture[str]) -> None:
+    # new content arrived while a job ran: the job queued for it answers, and the running one's
+    # result is not recorded; reanalyze named the running one
+    (first,) = cli(capsys, scenario.config, "reanalyze", scenario.delivered)
+    with sessions.begin() as session:
+        running = claim(session, "worker-1", ["analyze_study"], timedelta(minutes=5))
+        assert running is not None and running.id == first["job_id"]
+        study = session.scalars(select(Study).where(Study.study_instance_uid == scenario.delivered)).one()
+        newer = enqueue(session, "analyze_study", study.id, {}, max_attempts=1,
+                        now=utcnow() + timedelta(minutes=1)).id
+    (again,) = cli(capsys, scenario.config, "reanalyze", scenario.delivered)
+    assert (again["job_id"], again["note"]) == (newer, "an analysis was already queued: it runs now")
+
+
 def test_retention_finishes_a_deletion_that_a_stopped_node_left_recorded(
         scenario: Scenario, sessions: sessionmaker[Session], capsys: pytest.CaptureFixture[str]) -> None:
     # The deletion is recorded before the files are deleted: a node stopped between the two
