@@ -171,6 +171,7 @@ def _analyse_one(study: StudyFiles, out_dir: Path, model: Any, console: Console,
     from node.pipeline.inputs import NotAnalysable, load_inputs
     from node.pipeline.run import FINDINGS_FILE, LABELS_FILE, analyse, write_results
     from node.results import ResultKind
+    from node.results.source import SeriesNotReferable
     from node.results.writer import FILE_NAMES, write_result_objects
 
     uid = study.study_instance_uid
@@ -191,6 +192,7 @@ def _analyse_one(study: StudyFiles, out_dir: Path, model: Any, console: Console,
     # Written whole beside the earlier run's files first, and only then moved over them: a write
     # failing part-way (a full disk) left this run's findings beside the earlier run's SR and SEG.
     staging = out_dir / f"{PARTIAL_PREFIX}{uuid.uuid4().hex}"
+    unreferable: str | None = None
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         staging.mkdir()
@@ -200,8 +202,12 @@ def _analyse_one(study: StudyFiles, out_dir: Path, model: Any, console: Console,
         # an offline run is a new analysis each time: its objects get UIDs of their own, also
         # when another run analyses the same study in the same second
         key = f"offline analyze {created.isoformat()} {uuid.uuid4()}"
-        staged = write_result_objects(output, inputs, study, staging, analysis_key=key, created=created,
-                                      predecessors=[replaced] if replaced is not None else [])
+        try:
+            staged = write_result_objects(output, inputs, study, staging, analysis_key=key, created=created,
+                                          predecessors=[replaced] if replaced is not None else [])
+        except SeriesNotReferable as exc:  # the findings stand; the DICOM objects cannot be made
+            unreferable = str(exc)
+            staged = ()
         # the findings last: they say whose results the folder holds
         objects = [replace(obj, path=_move(obj.path, out_dir)) for obj in staged]
         labels_path, findings_path = (_move(path, out_dir) for path in reversed(written))
@@ -230,4 +236,7 @@ def _analyse_one(study: StudyFiles, out_dir: Path, model: Any, console: Console,
     for obj in objects:
         console.print(f"  wrote {obj.path} ({obj.kind}, SOP Instance UID {obj.sop_instance_uid})")
     console.print("  Triage aid: flags suspicious features for a radiologist; not a diagnosis.")
+    if unreferable is not None:
+        console.print(f"[yellow]study {uid}:[/] {unreferable}")
+        return EXIT_NOT_WRITTEN
     return EXIT_OK

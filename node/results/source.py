@@ -27,6 +27,11 @@ from node.study.frames import series_frame_headers
 from node.study.geometry import stack_geometry
 
 
+class SeriesNotReferable(ValueError):
+    """The series the bodies were drawn on cannot be the Segmentation's source (highdicom takes
+    one multi-frame source image): the analysis stands, but no result object can be written."""
+
+
 @dataclass(frozen=True, eq=False)
 class SegmentedSeries:
     """The primary series' headers and where each slice ``k`` of its volume is stored."""
@@ -81,7 +86,10 @@ def segmented_series(inputs: StudyInputs, study: StudyFiles, labels: Volume) -> 
     multi = [f for f in frames if f.frame_index is not None]
     if multi:
         if len(datasets) != 1:
-            raise ValueError(f"study: the {sequence} series mixes {len(datasets)} multi-frame objects")
+            raise SeriesNotReferable(
+                f"the {sequence} series the vertebral bodies were drawn on is stored as {len(datasets)} "
+                "multi-frame objects, and a Segmentation can reference only one: no SR, SEG or key "
+                "image was written")
         frame_of_slice = tuple(int(frames[n].frame_index or 0) for n in geometry.order)
         ordered: tuple[Dataset, ...] = (datasets[0],)
     else:

@@ -53,6 +53,7 @@ from node.queue.completion import ANALYZE_STUDY
 from node.queue.jobs import ClaimedJob, JobCancelled, PermanentJobError
 from node.queue.worker import JobContext
 from node.results import ResultKind, ResultObject
+from node.results.source import SeriesNotReferable
 from node.results.writer import write_result_objects
 from node.settings import DeliverySettings
 from node.storage.retention import deleted_by_retention
@@ -207,9 +208,12 @@ class AnalyzeStudy:
         write_results(out_dir, output)
         # keyed by the job and dated by its queueing, so a job run again after a lost
         # lease, before it recorded them, writes the same objects (same UIDs, same bytes)
-        objects = write_result_objects(output, inputs, files, out_dir,
-                                       analysis_key=earlier.analysis_key(job.id), created=earlier.created,
-                                       predecessors=earlier.reports)
+        try:
+            objects = write_result_objects(output, inputs, files, out_dir,
+                                           analysis_key=earlier.analysis_key(job.id), created=earlier.created,
+                                           predecessors=earlier.reports)
+        except SeriesNotReferable as exc:  # the same series at every attempt: a retry cannot help
+            raise PermanentJobError(str(exc)) from exc
         return Analysed(output, objects), inputs.unusable
 
     def _earlier(self, session: Session, job: ClaimedJob) -> Earlier:

@@ -17,6 +17,7 @@ from pydicom import dcmread
 
 from node.study import group_dicom_folder, read_series
 from tests.helpers.dicom import dciodvfy_errors, write_study
+from tests.helpers.enhanced import enhanced_study_with_split_t2
 
 CLI = Path(sys.executable).parent / "lumbar-sentinel"
 SIGN_FIELDS = {
@@ -358,3 +359,17 @@ def test_a_run_that_fails_writing_leaves_the_earlier_results_whole(
     monkeypatch.setattr(writer, "write_result_objects", full_disk)
     assert main(["analyze", str(dicom), "--out", str(out)]) == 3
     assert {path.name: path.read_bytes() for path in out.iterdir()} == before
+
+
+def test_a_series_of_several_enhanced_mr_objects_keeps_its_findings_and_says_why_no_object(
+    tmp_path: Path,
+) -> None:
+    # a Segmentation references one multi-frame source (highdicom): the writer raised, the run
+    # ended with a traceback and wrote nothing, and the node failed every attempt
+    dicom = enhanced_study_with_split_t2(tmp_path / "study")
+    out = tmp_path / "out"
+    result = _cli("analyze", str(dicom), "--out", str(out))
+    assert result.returncode == 3, result.stderr
+    assert "stored as 2 multi-frame objects" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert sorted(path.name for path in out.iterdir()) == ["findings.json", "vertebrae.nii.gz"]

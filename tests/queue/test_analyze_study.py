@@ -33,6 +33,7 @@ from node.storage import (
     sha256_of,
 )
 from node.tasks.analyze_study import NO_SAGITTAL, AnalyzeStudy, Earlier, finish_study
+from tests.helpers.enhanced import enhanced_study_with_split_t2
 from tests.queue.helpers import AXIAL, SAGITTAL, add_study, register_series, write_series
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -503,3 +504,20 @@ def test_an_analysis_after_a_skipped_one_names_the_last_sr_as_its_predecessor(en
     report = dcmread(tmp_path / "results" / sr_of(last).path)
     [named] = report.PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0].ReferencedSOPSequence
     assert named.ReferencedSOPInstanceUID == sr_of(first).sop_instance_uid
+
+
+def test_a_primary_series_of_several_enhanced_objects_fails_at_once_with_the_reason(
+        engine: Engine, tmp_path: Path) -> None:
+    # the result objects cannot reference it, at any attempt: retrying it failed the study only later
+    dicom = enhanced_study_with_split_t2(tmp_path / "phantom")
+    study_uid = str(dcmread(next(dicom.rglob("*.dcm")), stop_before_pixels=True).StudyInstanceUID)
+    with session_factory(engine).begin() as session:
+        study_id = add_study(session, study_uid, T0, StudyStatus.COMPLETE)
+        for folder in sorted(p for p in dicom.iterdir() if p.is_dir()):
+            headers = {path: dcmread(path, stop_before_pixels=True) for path in folder.glob("*.dcm")}
+            # stored under their SOP Instance UIDs, as the node stores them
+            paths = sorted(path.rename(folder / f"{ds.SOPInstanceUID}.dcm") for path, ds in headers.items())
+            series_uid = str(next(iter(headers.values())).SeriesInstanceUID)
+            register_series(session, tmp_path, study_id, series_uid, paths)
+    with pytest.raises(PermanentJobError, match="stored as 2 multi-frame objects"):
+        _run(engine, tmp_path, study_id)
