@@ -66,8 +66,11 @@ def due_studies(session: Session, delete_after: timedelta, now: datetime,
     total = (select(func.count(Delivery.id)).where(Delivery.analysis_result_id == current)
              .correlate(Study).scalar_subquery())
     cleaned = deleted_by_retention(Study.id, Study.last_received_at)
+    # What arrived within delete_after stays that long too: part of a cleaned study sent again is
+    # withheld until the rest arrives, and deleting it at the next run lost it before it could.
     query = (select(Study.id, Study.study_instance_uid)
-             .where(Study.status.in_([StudyStatus.ANALYSED]), total > 0, delivered == total, ~cleaned)
+             .where(Study.status.in_([StudyStatus.ANALYSED]), total > 0, delivered == total, ~cleaned,
+                    Study.last_received_at <= cutoff)
              .order_by(Study.id))
     if only is not None:
         query = query.where(Study.id == only).with_for_update(of=Study)
@@ -209,9 +212,15 @@ class Retention:
 
 
 def _paths(session: Session, study_id: int, at: datetime) -> list[str]:
-    return list(session.scalars(
-        select(Instance.path).join(Series, Series.id == Instance.series_id)
-        .where(Series.study_id == study_id, Instance.received_at <= at)))
+    """The files of the study's instances (every version) received by ``at`` and after its
+    deletion before that: those an earlier deletion removed are not counted as missing again."""
+    before = session.scalar(select(func.max(RetentionDeletion.at))
+                            .where(RetentionDeletion.study_id == study_id, RetentionDeletion.at < at))
+    query = (select(Instance.path).join(Series, Series.id == Instance.series_id)
+             .where(Series.study_id == study_id, Instance.received_at <= at))
+    if before is not None:
+        query = query.where(Instance.received_at > before)
+    return list(session.scalars(query))
 
 
 class RetentionMonitor(Periodic):

@@ -385,6 +385,47 @@ def test_retention_finishes_a_deletion_that_a_stopped_node_left_recorded(
     assert cli(capsys, scenario.config, "retention") == []  # finished: not again
 
 
+def test_retention_keeps_what_arrived_within_delete_after_and_counts_each_file_once(
+        scenario: Scenario, sessions: sessionmaker[Session], capsys: pytest.CaptureFixture[str]) -> None:
+    # part of a cleaned study sent again (withheld until the rest arrives) was deleted at the next
+    # run, before the rest could arrive; and each run counted the files earlier runs had deleted
+    # as "already gone" again
+    write_config(scenario.config, {
+        "database": {"url": scenario.database_url},
+        "storage": {"root": str(scenario.storage), "results": str(scenario.results)},
+        "storage.retention": {"enabled": True, "delete_after": 3600},
+    })
+    long_ago = utcnow() - timedelta(hours=3)
+    with sessions.begin() as session:
+        study = session.scalars(select(Study).where(Study.study_instance_uid == scenario.delivered)).one()
+        study.last_received_at = long_ago
+        session.execute(update(Instance).values(received_at=long_ago))
+        session.execute(update(Delivery).where(Delivery.study_id == study.id)
+                        .values(delivered_at=long_ago + timedelta(minutes=1)))
+        study_id = study.id
+    assert [(r["files_deleted"], r["files_missing"]) for r in cli(capsys, scenario.config, "retention")] == [
+        (1, 0)]
+    resent = scenario.storage / "resent.dcm"
+    resent.write_bytes(b"the image sent again")
+    with sessions.begin() as session:
+        old = session.scalars(select(Instance).join(Series).where(Series.study_id == study_id)).one()
+        old.is_current = False
+        session.add(Instance(series_id=old.series_id, sop_instance_uid=old.sop_instance_uid, version=2,
+                             sop_class_uid=old.sop_class_uid, transfer_syntax_uid=old.transfer_syntax_uid,
+                             path=resent.name, size_bytes=20, sha256="0" * 64, received_at=utcnow()))
+        session.get_one(Study, study_id).last_received_at = utcnow()
+    assert cli(capsys, scenario.config, "retention") == []  # arrived within delete_after: kept
+    assert resent.exists()
+    with sessions.begin() as session:  # an hour and more later
+        session.execute(update(RetentionDeletion).values(at=long_ago + timedelta(minutes=30)))
+        session.execute(update(Instance).where(Instance.path == resent.name)
+                        .values(received_at=long_ago + timedelta(hours=1)))
+        session.get_one(Study, study_id).last_received_at = long_ago + timedelta(hours=1)
+    assert [(r["files_deleted"], r["files_missing"]) for r in cli(capsys, scenario.config, "retention")] == [
+        (1, 0)]
+    assert not resent.exists()
+
+
 def test_retention_with_no_storage_folder_deletes_and_records_nothing(
         scenario: Scenario, sessions: sessionmaker[Session], capsys: pytest.CaptureFixture[str]) -> None:
     # e.g. run from another folder than the node's, with the default relative storage.root
