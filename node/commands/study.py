@@ -53,7 +53,7 @@ def study_sections(session: Session, study_uid: str) -> dict[str, list[dict[str,
         ResultObjectRow,
         ResultSummary,
     )
-    from node.db.models import AnalysisResult, Association, Instance, Job, Series, Study
+    from node.db.models import AnalysisResult, Association, AssociationStudy, Instance, Job, Series, Study
 
     study = session.scalars(select(Study).where(Study.study_instance_uid == study_uid)).one_or_none()
     if study is None:
@@ -61,10 +61,13 @@ def study_sections(session: Session, study_uid: str) -> dict[str, list[dict[str,
     sections: dict[str, list[dict[str, Any]]] = {}
     sections["study"] = [_columns(study, "study_instance_uid status first_received_at last_received_at "
                                          "completed_at skip_reason")]
+    # through association_studies too: an association that only re-sent the study (all duplicates)
+    # stored no instance row, yet it held the study's completion while it was open
     associations = session.scalars(
         select(Association).where(Association.id.in_(
             select(Instance.association_id).join(Series, Series.id == Instance.series_id)
-            .where(Series.study_id == study.id)))
+            .where(Series.study_id == study.id)
+            .union(select(AssociationStudy.association_id).where(AssociationStudy.study_id == study.id))))
         .order_by(Association.started_at)).all()
     sections["associations"] = [
         _columns(a, "id calling_ae called_ae peer_address tls started_at ended_at result instances_received")

@@ -18,7 +18,18 @@ from node.cli import main
 from node.db.audit import Delivery, DeliveryStatus, RetentionDeletion, StudyEvent
 from node.db.engine import create_db_engine
 from node.db.migrate import upgrade
-from node.db.models import AnalysisResult, Instance, Job, JobStatus, Series, Study, StudyStatus, utcnow
+from node.db.models import (
+    AnalysisResult,
+    Association,
+    AssociationStudy,
+    Instance,
+    Job,
+    JobStatus,
+    Series,
+    Study,
+    StudyStatus,
+    utcnow,
+)
 from node.delivery import record_findings
 from node.queue.jobs import claim, enqueue
 from tests.delivery.helpers import Storescp, delivering, delivery_settings, seed_analysis
@@ -134,6 +145,21 @@ def test_study_command_tells_the_whole_history(scenario: Scenario,
     assert stages.index("received") < stages.index("delivered")
     capsys.readouterr()
     assert main(["--config", str(scenario.config), "study", "1.2.3.4"]) == 1
+
+
+def test_study_command_lists_an_association_that_only_sent_duplicates(
+        scenario: Scenario, sessions: sessionmaker[Session], capsys: pytest.CaptureFixture[str]) -> None:
+    # a PACS re-sending the study, its association still open, held the study back: `study`
+    # did not list it (it stored no instance row), and the administrator could not see why
+    with sessions.begin() as session:
+        study = session.scalars(select(Study).where(Study.study_instance_uid == scenario.delivered)).one()
+        resend = Association(calling_ae="ORTHANC", called_ae="LSENTINEL", peer_address="10.0.0.7",
+                             peer_port=4242)
+        session.add(resend)
+        session.flush()
+        session.add(AssociationStudy(association_id=resend.id, study_id=study.id))
+    listed = cli(capsys, scenario.config, "study", scenario.delivered)["associations"]
+    assert [(a["calling_ae"], a["result"]) for a in listed] == [("STORESCU", "released"), ("ORTHANC", "open")]
 
 
 def test_views_answer_the_questions(scenario: Scenario, sessions: sessionmaker[Session]) -> None:
