@@ -15,6 +15,7 @@ from pydicom.dataset import Dataset
 
 from analysis.volume import Plane, Sequence
 from node.study.errors import StudyInputError
+from node.study.frames import frame_count, frames_left_out, is_multi_frame
 from node.study.parameters import AcquisitionParameters, dataset_parameters
 
 # The slice normal's largest LPS component must be at least this (about 37 degrees
@@ -46,6 +47,11 @@ class SeriesClassification:
     sequence: Sequence
     reasons: tuple[str, ...]
     parameters: AcquisitionParameters
+    # Every plane and contrast its frames were found in: a series that mixes them is
+    # OBLIQUE or OTHER, and these say whether a sagittal T1, T2... was among them.
+    planes_found: frozenset[Plane] = frozenset()
+    sequences_found: frozenset[Sequence] = frozenset()
+    localizers_left_out: int = 0  # localizer frames the series was classified without
 
     @property
     def explanation(self) -> str:
@@ -194,12 +200,16 @@ def classify_series(headers: Seq[Dataset]) -> SeriesClassification:
         raise StudyInputError("headers: a series needs at least one header")
     description = str(headers[0].get("SeriesDescription", "") or "")
     distinct: dict[AcquisitionParameters, None] = {}
-    for ds in headers:
-        for params in dataset_parameters(ds):
-            distinct.setdefault(params, None)
+    left_out = frames_left_out(headers)
+    for ds, skip in zip(headers, left_out, strict=True):
+        indices: list[int | None] = list(range(frame_count(ds))) if is_multi_frame(ds) else [None]
+        for index, params in zip(indices, dataset_parameters(ds), strict=True):
+            if index not in skip:
+                distinct.setdefault(params, None)
     param_sets = list(distinct)
     planes: set[Plane] = set()
     plane_reasons: list[str] = []
+    localizers = sum(len(skip) for skip in left_out)
     for params in param_sets:
         if params.orientation is None:
             continue
@@ -207,6 +217,7 @@ def classify_series(headers: Seq[Dataset]) -> SeriesClassification:
             planes.add(plane_from_orientation(params.orientation))
         except ValueError as exc:
             plane_reasons = [f"invalid Image Orientation (Patient): {exc}"]
+    found_planes = frozenset(planes)
     if plane_reasons:
         plane = Plane.OBLIQUE
     elif not planes:
@@ -232,7 +243,14 @@ def classify_series(headers: Seq[Dataset]) -> SeriesClassification:
     else:
         sequence = Sequence.OTHER
         reasons = [f"frames mix contrasts ({', '.join(sorted(sequences))}): other"]
-    return SeriesClassification(plane, sequence, tuple(plane_reasons + reasons), param_sets[0])
+    left_out_reason = [f"{localizer_images(localizers)} left out"] if localizers else []
+    return SeriesClassification(plane, sequence, tuple(left_out_reason + plane_reasons + reasons),
+                                param_sets[0], found_planes, frozenset(sequences), localizers)
+
+
+def localizer_images(count: int) -> str:
+    """``count`` localizer image(s), in words."""
+    return f"{count} localizer image{'' if count == 1 else 's'}"
 
 
 def plane_axis(plane: Plane) -> str:

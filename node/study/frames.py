@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +24,10 @@ ENHANCED_MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4.1"
 LEGACY_CONVERTED_ENHANCED_MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4.4"
 MULTI_FRAME_MR = frozenset({ENHANCED_MR_IMAGE, LEGACY_CONVERTED_ENHANCED_MR_IMAGE})
 SUPPORTED_SOP_CLASSES = frozenset({MR_IMAGE}) | MULTI_FRAME_MR
+# Image Type (Frame Type in multi-frame objects) value 3 of a planning image: a scanner may store
+# it in the series it plans, in another plane and contrast, where it would cost the series its
+# single plane, contrast and stack.
+LOCALIZER_FLAVOURS = frozenset({"LOCALIZER", "SCOUT"})
 
 
 @dataclass(frozen=True)
@@ -120,8 +124,39 @@ def read_header(path: str | os.PathLike[str]) -> Dataset:
         raise SeriesError(f"{os.fspath(path)}: not a readable DICOM file ({exc})") from exc
 
 
-def frame_headers(path: Path, ds: Dataset) -> list[FrameHeader]:
-    """One :class:`FrameHeader` per frame of the object ``ds`` stored at ``path``."""
+def _image_flavour(ds: Dataset, frame_index: int | None) -> str:
+    """Value 3 of a frame's Frame Type (multi-frame) or of the object's Image Type, upper case."""
+    value = frame_value(ds, frame_index, "MRImageFrameTypeSequence", "FrameType")
+    if frame_index is None or value is None:
+        value = ds.get("ImageType")
+    items = list(value) if isinstance(value, Iterable) and not isinstance(value, str) else [value]
+    return str(items[2]).strip().upper() if len(items) > 2 and items[2] is not None else ""
+
+
+def localizer_frames(ds: Dataset) -> frozenset[int | None]:
+    """The frames of ``ds`` (``None``: the one frame of a single-frame object) that are localizers."""
+    indices: list[int | None] = list(range(frame_count(ds))) if is_multi_frame(ds) else [None]
+    return frozenset(i for i in indices if _image_flavour(ds, i) in LOCALIZER_FLAVOURS)
+
+
+def frames_left_out(datasets: Sequence[Dataset]) -> list[frozenset[int | None]]:
+    """Per object of one series, the frames the series is read without: its localizers.
+
+    A series of localizers only (a three-plane scout) is kept whole, so that it is
+    still classified, and reported, as the localizer it is.
+    """
+    left_out = [localizer_frames(ds) for ds in datasets]
+    if sum(len(s) for s in left_out) == sum(frame_count(ds) for ds in datasets):
+        return [frozenset() for _ in datasets]
+    return left_out
+
+
+def frame_headers(path: Path, ds: Dataset, leave_out: Collection[int | None] = ()) -> list[FrameHeader]:
+    """One :class:`FrameHeader` per frame of the object ``ds`` stored at ``path``.
+
+    Frames in ``leave_out`` (0-based indices; ``None`` for a single-frame object) are
+    skipped before their geometry is read: a localizer's may be incomplete.
+    """
     sop_class = str(ds.get("SOPClassUID", ""))
     if sop_class not in SUPPORTED_SOP_CLASSES:
         name = getattr(ds.get("SOPClassUID"), "name", sop_class) or "missing"
@@ -133,7 +168,7 @@ def frame_headers(path: Path, ds: Dataset) -> list[FrameHeader]:
         raise SeriesError(f"{path}: Rows/Columns missing or zero")
     uid = str(ds.get("SOPInstanceUID", ""))
     multi = is_multi_frame(ds)
-    indices: list[int | None] = list(range(frame_count(ds))) if multi else [None]
+    indices = [i for i in (list(range(frame_count(ds))) if multi else [None]) if i not in leave_out]
     out: list[FrameHeader] = []
     for index in indices:
         where = f"{path}" if index is None else f"{path} frame {index + 1}"
@@ -186,7 +221,11 @@ def frame_headers(path: Path, ds: Dataset) -> list[FrameHeader]:
 def series_frame_headers(
     paths: Sequence[str | os.PathLike[str]], headers: Sequence[Dataset] | None = None
 ) -> tuple[list[Path], list[Dataset], list[FrameHeader]]:
-    """Headers (read now unless given) and frames of the files of one series."""
+    """Headers (read now unless given) and frames of the files of one series.
+
+    Localizer frames are left out (:func:`frames_left_out`), and with them a file that
+    holds nothing else: what is returned is what the series' volume is built from.
+    """
     if isinstance(paths, (str, os.PathLike)):
         raise TypeError("paths must be a sequence of file paths, not a single path")
     files = [Path(p) for p in paths]
@@ -201,9 +240,32 @@ def series_frame_headers(
     for path, ds in zip(files, datasets, strict=True):
         if not ds.get("SeriesInstanceUID"):
             raise SeriesError(f"{path}: no Series Instance UID (truncated file or not an image instance)")
-    for kw, what in (("SeriesInstanceUID", "series"), ("FrameOfReferenceUID", "frames of reference")):
-        values = {str(ds.get(kw, "")) for ds in datasets}
-        if len(values) > 1:
-            raise SeriesError(f"files belong to {len(values)} different {what} ({kw})")
-    frames = [frame for path, ds in zip(files, datasets, strict=True) for frame in frame_headers(path, ds)]
-    return files, datasets, frames
+    series = {str(ds.get("SeriesInstanceUID", "")) for ds in datasets}
+    if len(series) > 1:
+        raise SeriesError(f"files belong to {len(series)} different series (SeriesInstanceUID)")
+    left_out = frames_left_out(datasets)
+    kept = [(path, ds, skip) for path, ds, skip in zip(files, datasets, left_out, strict=True)
+            if len(skip) < frame_count(ds)]
+    # after the localizers are left out: only the frames read need to share one frame of reference
+    check_frame_of_reference([ds for _, ds, _ in kept])
+    frames = [frame for path, ds, skip in kept for frame in frame_headers(path, ds, skip)]
+    return [path for path, _, _ in kept], [ds for _, ds, _ in kept], frames
+
+
+def frame_of_reference(ds: Dataset) -> str:
+    """The Frame of Reference UID of an object; "" when it has none."""
+    return str(ds.get("FrameOfReferenceUID", "") or "").strip()
+
+
+def check_frame_of_reference(datasets: Iterable[Dataset]) -> str:
+    """The one Frame of Reference UID of a series' objects ("" when none states one).
+
+    Positions in different frames of reference cannot be compared (PS3.3 C.7.4.1), so
+    objects that mix them, or mix a UID with none, cannot form one stack.
+    """
+    values = {frame_of_reference(ds) for ds in datasets}
+    if len(values) > 1:
+        raise SeriesError(
+            f"files belong to {len(values)} different frames of reference (FrameOfReferenceUID)"
+        )
+    return next(iter(values), "")

@@ -13,9 +13,17 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from analysis.volume import Plane, Sequence
-from node.study.classify import SeriesClassification, classify_series
+from node.study.classify import SeriesClassification, classify_series, localizer_images
 from node.study.errors import SeriesError, StudyInputError
-from node.study.frames import SUPPORTED_SOP_CLASSES, frame_headers, photometric_interpretation
+from node.study.frames import (
+    SUPPORTED_SOP_CLASSES,
+    check_frame_of_reference,
+    frame_count,
+    frame_headers,
+    frame_of_reference,
+    frames_left_out,
+    photometric_interpretation,
+)
 from node.study.geometry import GeometryTolerance, StackGeometry, stack_geometry
 
 WANTED: tuple[Sequence, ...] = (Sequence.T1, Sequence.T2, Sequence.STIR, Sequence.T1C)
@@ -51,6 +59,8 @@ class SeriesSummary:
     derived: bool
     acquired: str  # sortable acquisition date and time ("" when not recorded)
     volume_problem: str | None  # why it cannot form a volume; None when it can
+    frame_of_reference_uid: str = ""  # "" when the series states none
+    localizers_left_out: int = 0  # localizer images the series is read without
 
     @property
     def length_mm(self) -> float:
@@ -135,28 +145,34 @@ def summarize_series(headers: Seq[Dataset], tolerance: GeometryTolerance | None 
     """Classification and volume facts of one series from its headers (no pixel data read)."""
     if not headers:
         raise StudyInputError("headers: a series needs at least one header")
-    first = headers[0]
+    # The series as its volume is read: without its localizers (see frames.series_frame_headers).
+    kept = [(n, ds, skip) for n, (ds, skip) in enumerate(zip(headers, frames_left_out(headers), strict=True))
+            if len(skip) < frame_count(ds)]
+    first = kept[0][1]
     modality = str(first.get("Modality", "") or "")
     image_type = [str(v).upper() for v in (first.get("ImageType") or [])]
     frames, problem = [], None
     try:
-        for n, ds in enumerate(headers):
+        for n, ds, skip in kept:
             name = getattr(ds, "filename", None)
-            frames.extend(frame_headers(Path(name) if isinstance(name, str) else Path(f"#{n}"), ds))
+            frames.extend(frame_headers(Path(name) if isinstance(name, str) else Path(f"#{n}"), ds, skip))
         geometry = stack_geometry(frames, tolerance)
-        photometric_interpretation(headers)  # decided here, so a repeat of that contrast is used
+        # decided here, so a repeat of that contrast is used
+        photometric_interpretation(ds for _, ds, _ in kept)
+        check_frame_of_reference(ds for _, ds, _ in kept)
     except SeriesError as exc:
         geometry, problem = None, str(exc)
     thickness = next((f.slice_thickness for f in frames if f.slice_thickness), None)
     number = _series_number(first)
     mr_image = modality == "MR" and str(first.get("SOPClassUID", "")) in SUPPORTED_SOP_CLASSES
+    classification = classify_series(headers) if mr_image else None
     return SeriesSummary(
         study_instance_uid=str(first.get("StudyInstanceUID", "") or ""),
         series_instance_uid=str(first.get("SeriesInstanceUID", "") or ""),
         series_number=number,
         description=str(first.get("SeriesDescription", "") or ""),
         modality=modality,
-        classification=classify_series(headers) if mr_image else None,
+        classification=classification,
         slices=len(frames),
         slice_spacing=None if geometry is None else geometry.spacing[2],
         spine_range=None if geometry is None else _spine_range(geometry),
@@ -164,6 +180,8 @@ def summarize_series(headers: Seq[Dataset], tolerance: GeometryTolerance | None 
         derived=bool(image_type) and image_type[0] == "DERIVED",
         acquired=_acquired(first),
         volume_problem=problem,
+        frame_of_reference_uid=frame_of_reference(first),
+        localizers_left_out=classification.localizers_left_out if classification else 0,
     )
 
 
@@ -215,6 +233,10 @@ def select_series(
     notes: list[str] = []
     mr = [s for s in summaries if s.classification is not None]
     sagittal = [s for s in mr if s.classification and s.classification.plane is Plane.SAGITTAL]
+    # the administrator's first question: why was a series that is there not usable
+    set_aside = [f"{s.label} set aside: {s.classification.explanation}" for s in _mixed_sagittal(mr)
+                 if s.classification]
+    notes += set_aside
     if not summaries:
         problems.append("the study has no series")
     elif not mr:
@@ -222,8 +244,8 @@ def select_series(
         problems.append(f"no MR image series (modalities: {kinds})")
     elif not sagittal:
         planes = ", ".join(sorted({str(s.classification.plane) for s in mr if s.classification}))
-        problems.append(f"no sagittal MR series (planes found: {planes})")
-    set_aside: list[str] = []
+        problems.append(f"no sagittal MR series (planes found: {planes})"
+                        + "".join(f"; {reason}" for reason in set_aside))
     usable: dict[Sequence, list[SeriesSummary]] = {}
     for sequence in WANTED:
         of_kind = _of_sequence(sagittal, sequence)
@@ -237,6 +259,8 @@ def select_series(
                   if sagittal]
         usable = {sequence: [s for s in _of_sequence(sagittal, sequence) if s.volume_problem is None]
                   for sequence in FALLBACK}
+    usable, other_frame = _one_frame_of_reference(usable)
+    other_frame_at = len(notes)  # said once the series analysed are known
     anchor = _anchor([s for found in usable.values() for s in found])
     choices: list[SeriesChoice] = []
     for sequence, found in usable.items():
@@ -253,9 +277,18 @@ def select_series(
                                         else reason))
         elif sagittal and not fallback:
             notes.append(f"no usable sagittal {sequence}: {MISSING_CONSEQUENCE[sequence]}")
+    if choices:
+        notes[other_frame_at:other_frame_at] = [
+            f"{s.label} ({sequence}) set aside: {_other_frame(s, choices[0].series)}"
+            for sequence, s in other_frame
+        ]
+    notes += [f"{c.series.label}: {localizer_images(c.series.localizers_left_out)} left out"
+              for c in choices if c.series.localizers_left_out]
+    if len(choices) > 1 and not choices[0].series.frame_of_reference_uid:
+        notes.append("the series analysed state no Frame of Reference UID: their positions are "
+                     "taken to be in one frame")
     if sagittal and not choices:
         kinds = ", ".join(sorted({str(s.classification.sequence) for s in sagittal if s.classification}))
-        # the administrator's first question: why was a series that is there not usable
         why = "".join(f"; {reason}" for reason in set_aside)
         problems.append(
             "no usable sagittal T1, T2, STIR, post-contrast T1 or Dixon series "
@@ -266,6 +299,57 @@ def select_series(
 
 def _of_sequence(series: Iterable[SeriesSummary], sequence: Sequence) -> list[SeriesSummary]:
     return [s for s in series if s.classification and s.classification.sequence is sequence]
+
+
+def _mixed_sagittal(series: Iterable[SeriesSummary]) -> list[SeriesSummary]:
+    """Series with sagittal frames of a wanted contrast that are, as a whole, not a sagittal one of
+    those contrasts (frames in several planes, or mixing contrasts): they are there, yet not used."""
+    wanted = frozenset(WANTED)
+    return [s for s in series if s.classification
+            and Plane.SAGITTAL in s.classification.planes_found and wanted & s.classification.sequences_found
+            and not (s.classification.plane is Plane.SAGITTAL and s.classification.sequence in wanted)]
+
+
+def _one_frame_of_reference(
+    usable: Mapping[Sequence, list[SeriesSummary]],
+) -> tuple[dict[Sequence, list[SeriesSummary]], list[tuple[Sequence, SeriesSummary]]]:
+    """The candidates in the frame of reference analysed, and those set aside as in another.
+
+    Positions in different frames of reference cannot be compared (PS3.3 C.7.4.1): a
+    series of another frame, resampled by its positions, shows other tissue at each level.
+    The frame analysed is the one whose series share one part of the spine in the most
+    sequences; then one stated over none; then the one with a T1 (T2, STIR, post-contrast
+    T1: the order of WANTED); then the latest acquired (a repeat after the patient moved).
+    Series that state no Frame of Reference UID count as one frame, as the files of one
+    series do (frames.check_frame_of_reference): a study whose every series lacks it is
+    analysed as before, with a note.
+    """
+    candidates = [s for found in usable.values() for s in found]
+    frames = sorted({s.frame_of_reference_uid for s in candidates})
+    if len(frames) < 2:
+        return dict(usable), []
+
+    def key(uid: str) -> tuple[object, ...]:
+        members = [s for s in candidates if s.frame_of_reference_uid == uid]
+        anchor = _anchor(members)
+        together = {s.classification.sequence for s in members
+                    if s.classification and anchor is not None and s.shares_spine_with(anchor)}
+        return (len(together), bool(uid), tuple(seq in together for seq in WANTED),
+                max(s.acquired for s in members))
+
+    analysed = max(frames, key=key)
+    elsewhere = [(sequence, s) for sequence, found in usable.items() for s in found
+                 if s.frame_of_reference_uid != analysed]
+    return ({sequence: [s for s in found if s.frame_of_reference_uid == analysed]
+             for sequence, found in usable.items()}, elsewhere)
+
+
+def _other_frame(series: SeriesSummary, analysed: SeriesSummary) -> str:
+    if not series.frame_of_reference_uid:
+        return (f"no Frame of Reference UID, so its positions cannot be matched to those of the series "
+                f"analysed, {analysed.label}")
+    return (f"another Frame of Reference than the series analysed, {analysed.label}, so its positions "
+            "cannot be matched to theirs")
 
 
 def _anchor(candidates: Seq[SeriesSummary]) -> SeriesSummary | None:

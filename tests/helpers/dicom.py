@@ -62,7 +62,8 @@ def mr_instance(study_uid: str, series_uid: str, number: int, *, size: int = 16,
     ds.InstanceNumber = number
     ds.ImagePositionPatient = [f"{number * 4.4:.2f}", "-100", "100"]
     ds.ImageOrientationPatient = [0.0, 1.0, 0.0, 0.0, 0.0, -1.0]
-    ds.FrameOfReferenceUID = f"{study_uid}.1"[:64] if len(study_uid) < 62 else generate_uid(UID_PREFIX)
+    # one frame of reference per study: a random one per instance made a series that cannot form a volume
+    ds.FrameOfReferenceUID = generate_uid(UID_PREFIX, entropy_srcs=[study_uid, "frame of reference"])
     ds.PositionReferenceIndicator = ""
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"

@@ -373,3 +373,61 @@ def test_a_series_of_several_enhanced_mr_objects_keeps_its_findings_and_says_why
     assert "stored as 2 multi-frame objects" in result.stderr
     assert "Traceback" not in result.stderr
     assert sorted(path.name for path in out.iterdir()) == ["findings.json", "vertebrae.nii.gz"]
+
+
+def test_a_series_in_another_frame_of_reference_is_set_aside_and_said(phantom: Path, tmp_path: Path) -> None:
+    # positions of different frames cannot be compared (PS3.3 C.7.4.1): a T1 repositioned 12 mm
+    # in a frame of its own was resampled onto the T2 by position, and every level read suspicious
+    from pydicom.uid import generate_uid
+
+    dicom = tmp_path / "frames"
+    shutil.copytree(phantom / "dicom", dicom)
+    frame = generate_uid()
+    t1 = next(folder for folder in sorted(dicom.iterdir()) if "T1" in folder.name)
+    for path in t1.iterdir():
+        ds = dcmread(path)
+        ds.FrameOfReferenceUID = frame
+        x, y, z = (float(v) for v in ds.ImagePositionPatient)
+        ds.ImagePositionPatient = [x, y, z + 12.0]
+        ds.save_as(path)
+    out = tmp_path / "out"
+    result = _cli("analyze", str(dicom), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    said = ("(T1) set aside: another Frame of Reference than the series analysed, series 2 'SAG T2 TSE', "
+            "so its positions cannot be matched to theirs")
+    assert f"note: series 1 'SAG T1 TSE' {said}" in result.stderr
+    findings = json.loads((out / "findings.json").read_text())
+    assert findings["series_used"]["T1"] is None
+    assert findings["series_used"]["T2"] and findings["series_used"]["STIR"]
+    assert said in findings["study"]["impression"]
+
+
+def test_a_localizer_inside_the_t2_series_is_left_out_and_the_t2_used(phantom: Path, tmp_path: Path) -> None:
+    # one axial planning image stored in the T2 series cost the study its T2, without a word why
+    from pydicom.uid import generate_uid
+
+    dicom = tmp_path / "localizer"
+    shutil.copytree(phantom / "dicom", dicom)
+    t2 = next(folder for folder in sorted(dicom.iterdir()) if "T2" in folder.name)
+    slices = sorted(t2.iterdir())
+    scout = dcmread(slices[7])
+    scout.SOPInstanceUID = scout.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    scout.ImageType = ["ORIGINAL", "PRIMARY", "LOCALIZER"]
+    scout.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    scout.ImagePositionPatient = [-144, -144, 0]
+    scout.InstanceNumber, scout.RepetitionTime, scout.EchoTime = 0, 5, 2
+    scout.save_as(t2 / "0000-localizer.dcm")
+    out = tmp_path / "out"
+    result = _cli("analyze", str(dicom), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "note: series 2 'SAG T2 TSE': 1 localizer image left out" in result.stderr
+    assert "no usable sagittal T2" not in result.stderr
+    assert f"T2: series 2 'SAG T2 TSE' (only candidate: series 2 'SAG T2 TSE' ({len(slices)} slices" \
+        in result.stderr
+    findings = json.loads((out / "findings.json").read_text())
+    assert findings["series_used"]["T2"] == str(scout.SeriesInstanceUID)
+    # the SEG references the T2's slices, not the planning image
+    seg = dcmread(out / "seg.dcm")
+    referenced = {str(item.ReferencedSOPInstanceUID) for series in seg.ReferencedSeriesSequence
+                  for item in series.ReferencedInstanceSequence}
+    assert str(scout.SOPInstanceUID) not in referenced
