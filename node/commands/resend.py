@@ -5,6 +5,10 @@ Only objects the destination has not acknowledged are sent, unless
 Without ``--study`` only dead letters are picked (of ``--destination``, or
 all of them with ``--dead``); with ``--study`` every delivery of the study's
 current result that is not delivered (with ``--again``, delivered ones too).
+Either way only deliveries of a study's current result: a superseded SR sent
+once its destination is fixed would put an outdated report beside (or after)
+the one that replaced it. Dead letters of superseded results are left as they
+are, and counted on standard error.
 """
 
 from __future__ import annotations
@@ -55,11 +59,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 select(Study.id).where(Study.study_instance_uid == args.study)) is None:
             print(f"resend: no study {args.study} in the database", file=sys.stderr)
             return NOT_FOUND
-        query = (select(Delivery, Study.study_instance_uid).join(Study, Study.id == Delivery.study_id)
+        query = (select(Delivery, Study.study_instance_uid, AnalysisResult.superseded_by_id)
+                 .join(Study, Study.id == Delivery.study_id)
+                 .join(AnalysisResult, AnalysisResult.id == Delivery.analysis_result_id)
                  .order_by(Delivery.id).with_for_update(of=Delivery))
         if args.study is not None:
-            query = query.join(AnalysisResult, AnalysisResult.id == Delivery.analysis_result_id).where(
-                Study.study_instance_uid == args.study, AnalysisResult.superseded_by_id.is_(None))
+            query = query.where(Study.study_instance_uid == args.study,
+                                AnalysisResult.superseded_by_id.is_(None))
             if args.dead:
                 query = query.where(Delivery.status == DeliveryStatus.DEAD)
             elif not args.again:
@@ -68,7 +74,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             query = query.where(Delivery.status == DeliveryStatus.DEAD)
         if args.destination is not None:
             query = query.where(Delivery.destination == args.destination)
-        for delivery, study_uid in session.execute(query).all():
+        superseded = 0
+        for delivery, study_uid, superseded_by in session.execute(query).all():
+            if superseded_by is not None:
+                superseded += 1
+                continue
             if resolve(settings.delivery, delivery.destination, delivery.return_to_ae) is None:
                 # Sent again it would only fail again, as a dead letter with the same reason.
                 print(f"resend: delivery {delivery.id} of study {study_uid} left as it is: its "
@@ -80,6 +90,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                              reason="lumbar-sentinel resend" + (" --again" if args.again else ""))
             rows.append({"delivery_id": delivery.id, "study_instance_uid": study_uid,
                          "destination": delivery.destination, "was": before, "job_id": job_id})
+    if superseded:
+        print(f"resend: {superseded} dead deliver{'y' if superseded == 1 else 'ies'} of superseded results "
+              "left as they are: a newer analysis of their study replaced them",
+              file=sys.stderr)
     emit({"resend": rows}, args.format, single=True)
     return 0
 

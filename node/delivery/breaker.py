@@ -8,8 +8,12 @@ destination with C-ECHO: success closes it, failure opens it for another
 the probe runs (its deadline is ``open_until`` again, so a probe that dies
 with its worker is taken over).
 
-Only connection failures count: a destination that answers C-STORE with an
-error status is up, and its deliveries retry on their own backoff.
+Only connection failures count (no answer: refused, unreachable, TLS
+failure, abort, timeout). A destination that answers is up, whatever it
+answers: an A-ASSOCIATE-RJ, an association without a context for an
+object's SOP class, a C-STORE error status. Its deliveries retry on their
+own backoff, or end when retrying cannot help; opening the circuit would only
+hold back every other delivery to it.
 Every function runs in the caller's transaction and locks the row.
 """
 
@@ -90,7 +94,7 @@ def record_probe(session: Session, destination: str, error: str | None, settings
 
 def record_send(session: Session, destination: str, error: str | None, settings: CircuitBreakerSettings,
                 now: datetime) -> None:
-    """A send attempt's connection outcome: None (connected) or why it could not connect."""
+    """A send attempt's connection outcome: None (the destination answered) or why it did not."""
     row = _row(session, destination, now)
     if error is None:
         _close(row, now)

@@ -5,7 +5,12 @@ attempt) or probe with C-ECHO. Every attempt is recorded with each object's
 remote status; an acknowledged object is never sent again by this delivery.
 A delivery not finished is retried after its own backoff
 (``delivery.retry``), and after the last attempt it is a dead letter.
-Network work happens outside database transactions.
+Retrying cannot help when the destination does not know our or its AE
+title, or accepts none of the contexts of an object's SOP class: such a
+delivery is a dead letter at once, after its other objects were sent. Only
+the kinds of object the destination takes now (its ``objects`` setting,
+read at every attempt) are sent. Network work happens outside database
+transactions.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from node.db.audit import (
@@ -61,6 +66,8 @@ class _Plan:
     objects: tuple[ObjectToSend, ...]
     uids: dict[int, tuple[int, str]]  # item id -> (result object id, SOP Instance UID)
     gate: breaker.Gate
+    # Unacknowledged items of kinds the destination no longer takes: (item id, object id, UID, kind).
+    left_out: tuple[tuple[int, int, str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,7 @@ class _Next:
     status: DeliveryStatus | None  # None: this job no longer owns the delivery
     delay: timedelta = timedelta(0)
     counted: bool = True
+    reason: str | None = None  # why it is a dead letter
 
 
 @dataclass(frozen=True)
@@ -123,7 +131,7 @@ class DeliverResults:
         with context.sessions.begin() as session:
             after = self._record(session, job, plan, outcome, started)
         if after.status == DeliveryStatus.DEAD:
-            why = outcome.association_error or "objects refused"
+            why = after.reason or outcome.association_error or "objects refused"
             raise PermanentJobError(f"delivery {delivery_id} to {plan.route.name} is a dead letter after "
                                     f"{job.attempt} attempt(s): {why}")
         if after.status == DeliveryStatus.QUEUED:
@@ -153,15 +161,21 @@ class DeliverResults:
             return self._give_up(session, delivery, now,
                                  f"not delivered within {limit} of being queued (last error: "
                                  f"{delivery.last_error or 'circuit breaker open'})")
-        pending = session.execute(
+        unacknowledged = session.execute(
             select(DeliveryItem.id, ResultObjectRow.id, ResultObjectRow.sop_instance_uid,
-                   ResultObjectRow.path, ResultObjectRow.sha256)
+                   ResultObjectRow.path, ResultObjectRow.sha256, ResultObjectRow.kind)
             .join(ResultObjectRow, ResultObjectRow.id == DeliveryItem.result_object_id)
             .where(DeliveryItem.delivery_id == delivery_id, DeliveryItem.acknowledged_at.is_(None))
             .order_by(DeliveryItem.id)
         ).all()
+        # An administrator who took a kind off the destination's objects and ran `resend` wants
+        # the rest delivered, not that kind sent again.
+        pending = [row for row in unacknowledged if route.takes(row.kind)]
+        left_out = tuple((item_id, object_id, uid, kind) for item_id, object_id, uid, _, _, kind
+                         in unacknowledged if not route.takes(kind))
         if not pending:
-            finish_delivery(session, delivery, DeliveryStatus.DELIVERED, now, None)
+            finish_delivery(session, delivery, DeliveryStatus.DELIVERED, now, None,
+                            note=_left_out_note(route, left_out))
             return None
         gate = breaker.gate(session, route.name, job.worker_id, self._settings.breaker, now)
         delivery.called_ae, delivery.host, delivery.port = route.called_ae, route.host, route.port
@@ -172,9 +186,10 @@ class DeliverResults:
         delivery.updated_at = now
         return _Plan(
             delivery_id, route,
-            tuple(ObjectToSend(item_id, self._results / path, sha) for item_id, _, _, path, sha in pending),
-            {item_id: (object_id, uid) for item_id, object_id, uid, _, _ in pending},
-            gate,
+            tuple(ObjectToSend(item_id, self._results / path, sha)
+                  for item_id, _, _, path, sha, _ in pending),
+            {item_id: (object_id, uid) for item_id, object_id, uid, _, _, _ in pending},
+            gate, left_out,
         )
 
     def _record(self, session: Session, job: ClaimedJob, plan: _Plan, outcome: StoreOutcome,
@@ -205,8 +220,13 @@ class DeliverResults:
                 row.dimse_status = item.status
                 if item.acknowledged:
                     row.acknowledged_at = now
+        for _, object_id, uid, kind in plan.left_out:
+            session.add(DeliveryAttemptObject(attempt_id=attempt.id, result_object_id=object_id,
+                                              sop_instance_uid=uid, dimse_status=None,
+                                              error=_not_taken(plan.route, kind)))
         if outcome.contacted:
-            breaker.record_send(session, plan.route.name, outcome.association_error, self._settings.breaker,
+            # A destination that answered, even with a rejection, is up: only silence counts.
+            breaker.record_send(session, plan.route.name, outcome.connection_error, self._settings.breaker,
                                 now)
         if not _owns(session, job, delivery):
             log.warning("delivery %d: attempt %d by %s ended after its job %d was taken over or the "
@@ -215,19 +235,27 @@ class DeliverResults:
             return _Next(None)
         # Counted after the attempt, not from it: `resend --again` may have cleared
         # acknowledgements while it ran, and those objects are still to send.
-        unacknowledged = session.scalar(
-            select(func.count()).select_from(DeliveryItem)
-            .where(DeliveryItem.delivery_id == delivery.id, DeliveryItem.acknowledged_at.is_(None)))
+        unacknowledged = set(session.scalars(
+            select(DeliveryItem.id)
+            .join(ResultObjectRow, ResultObjectRow.id == DeliveryItem.result_object_id)
+            .where(DeliveryItem.delivery_id == delivery.id, DeliveryItem.acknowledged_at.is_(None),
+                   ResultObjectRow.kind.in_(plan.route.objects))))
+        note = _left_out_note(plan.route, plan.left_out)
         if not unacknowledged:
-            finish_delivery(session, delivery, DeliveryStatus.DELIVERED, now, None)
+            finish_delivery(session, delivery, DeliveryStatus.DELIVERED, now, None, note=note)
             return _Next(DeliveryStatus.DELIVERED)
+        final = _final(outcome, unacknowledged)
+        if final is not None:
+            # Retrying cannot change this answer; the rest of the delivery was sent in this attempt.
+            finish_delivery(session, delivery, DeliveryStatus.DEAD, now, final, note=note)
+            return _Next(DeliveryStatus.DEAD, reason=final)
         if result == Outcome.DELIVERED:
             # every object sent was taken; the rest were asked for again meanwhile: send them now
             _wait_for_attempt(delivery, now, now, None)
             return _Next(DeliveryStatus.QUEUED, timedelta(0), counted=False)
         if job.attempt >= job.max_attempts:
-            finish_delivery(session, delivery, DeliveryStatus.DEAD, now, error)
-            return _Next(DeliveryStatus.DEAD)
+            finish_delivery(session, delivery, DeliveryStatus.DEAD, now, error, note=note)
+            return _Next(DeliveryStatus.DEAD, reason=error)
         delay = self._policy.delay(job.attempt, self._rng)
         attempt.retry_at = now + delay
         _wait_for_attempt(delivery, attempt.retry_at, now, error)
@@ -240,9 +268,36 @@ class DeliverResults:
         return _GiveUp(reason)
 
 
+def _final(outcome: StoreOutcome, unacknowledged: set[int]) -> str | None:
+    """Why the delivery is a dead letter now, or None while retrying may still deliver it.
+
+    It is one when the destination rejected the association for good (it
+    does not know an AE title), or when every object still to send is of a
+    SOP class it has just refused: those are refused the same way until its
+    configuration changes, and `resend` sends them again once it has.
+    """
+    if outcome.final:
+        return outcome.association_error
+    refused = {o.key: o.error for o in outcome.objects if o.refused}
+    if unacknowledged <= refused.keys():
+        return "; ".join(sorted({refused[key] or "refused" for key in unacknowledged}))
+    return None
+
+
+def _not_taken(route: Route, kind: str) -> str:
+    return f"not sent: {route.name} no longer takes {kind} objects (its objects setting)"
+
+
+def _left_out_note(route: Route, left_out: tuple[tuple[int, int, str, str], ...]) -> str | None:
+    kinds = sorted({kind for _, _, _, kind in left_out})
+    if not kinds:
+        return None
+    return f"{', '.join(kinds)} not sent: {route.name} no longer takes them (its objects setting)"
+
+
 def finish_delivery(session: Session, delivery: Delivery, status: DeliveryStatus, now: datetime,
-                    error: str | None) -> None:
-    """Make ``delivery`` delivered or a dead letter, with its study event."""
+                    error: str | None, note: str | None = None) -> None:
+    """Make ``delivery`` delivered or a dead letter, with its study event (and ``note`` in it)."""
     delivery.status = status
     delivery.updated_at = now
     delivery.next_attempt_at = None
@@ -255,10 +310,15 @@ def finish_delivery(session: Session, delivery: Delivery, status: DeliveryStatus
     else:
         stage = StudyStage.DEAD_LETTER
         detail = f"delivery {delivery.id} to {delivery.destination}: {error}"
+    if note is not None:
+        detail += f"; {note}"
     session.add(StudyEvent(study_id=delivery.study_id, at=now, stage=stage,
                            detail=detail[:MAX_ERROR_CHARS]))
-    log.log(logging.INFO if status == DeliveryStatus.DELIVERED else logging.ERROR,
-            "delivery %d to %s: %s", delivery.id, delivery.destination, status.value)
+    if status == DeliveryStatus.DELIVERED:
+        log.info("delivery %d to %s: delivered%s", delivery.id, delivery.destination,
+                 "" if note is None else f" ({note})")
+    else:  # what the destination or the node said, never patient data
+        log.error("delivery %d to %s: dead letter: %s", delivery.id, delivery.destination, error)
 
 
 def _owns(session: Session, job: ClaimedJob, delivery: Delivery) -> bool:

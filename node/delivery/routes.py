@@ -1,8 +1,8 @@
 """Where a delivery goes: configured destinations and routes back to the sender.
 
-A delivery row names its destination; the route (address, TLS) is looked up
-in the current settings at every attempt, so an administrator who fixes a
-destination's address and runs ``resend`` is heard.
+A delivery row names its destination; the route (address, TLS, the kinds of
+object it takes) is looked up in the current settings at every attempt, so an
+administrator who fixes a destination and runs ``resend`` is heard.
 """
 
 from __future__ import annotations
@@ -23,6 +23,10 @@ class Route:
     tls: DestinationTls
     objects: tuple[str, ...]
     return_to_ae: str | None = None
+
+    def takes(self, kind: str) -> bool:
+        """Whether objects of ``kind`` (sr, seg, key_image) go to this destination now."""
+        return kind in self.objects
 
     def describe(self) -> str:
         tls = ", TLS" if self.tls.enabled else ""

@@ -2,7 +2,11 @@
 
 One association per attempt; each file is sent as stored (its own transfer
 syntax, proposed beside the uncompressed ones). The sender only reports;
-the outbox decides what a status means for the delivery.
+the outbox decides what a status means for the delivery. It does tell an
+answer from silence: a destination that rejects the association (PS3.8
+A-ASSOCIATE-RJ, decoded into words) or accepts none of an object's
+presentation contexts has answered, so it is up; only no answer at all is a
+connection failure.
 """
 
 from __future__ import annotations
@@ -17,9 +21,10 @@ from pathlib import Path
 
 from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import AE
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom import AE, evt
 from pynetdicom.association import Association
+from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RJ
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     Comprehensive3DSRStorage,
     SecondaryCaptureImageStorage,
@@ -38,6 +43,34 @@ _MAX_CONTEXTS = 128
 # What the node sends (TID 1500 SR, Segmentation, the key image as Secondary Capture).
 _RESULT_CLASSES = (Comprehensive3DSRStorage, SegmentationStorage, SecondaryCaptureImageStorage)
 
+# PS3.8 9.3.4, Table 9-21: A-ASSOCIATE-RJ result, source and reason/diag.
+_RJ_RESULTS = {1: "permanently", 2: "transiently"}
+_RJ_REASONS = {
+    (1, 1): "no reason given",
+    (1, 2): "application context name not supported",
+    (1, 3): "calling AE title not recognised",
+    (1, 7): "called AE title not recognised",
+    (2, 1): "no reason given (ACSE)",
+    (2, 2): "protocol version not supported",
+    (3, 1): "temporary congestion",
+    (3, 2): "local limit exceeded",
+}
+# Rejections that retrying cannot change: the destination does not know one of
+# the AE titles, which only a change of its configuration or ours mends.
+_AE_TITLE_UNKNOWN = frozenset({(1, 3), (1, 7)})
+
+
+def rejection_reason(result: int | None, source: int | None, reason: int | None) -> tuple[str, bool]:
+    """An A-ASSOCIATE-RJ in words, and whether it is final (an AE title not recognised, permanently)."""
+    how = _RJ_RESULTS.get(result or 0, f"(result {result})")
+    why = _RJ_REASONS.get((source or 0, reason or 0), f"reason {reason} from source {source}")
+    return f"rejected {how}: {why}", result == 1 and (source, reason) in _AE_TITLE_UNKNOWN
+
+
+def not_accepted(sop_class_uid: str) -> str:
+    """Why an object of ``sop_class_uid`` was not sent: the destination accepted no context for it."""
+    return f"{UID(sop_class_uid).name} not accepted by the destination"
+
 
 @dataclass(frozen=True)
 class ObjectToSend:
@@ -52,6 +85,9 @@ class ObjectOutcome:
     sop_instance_uid: str | None
     status: int | None  # the remote DIMSE status; None when there was no answer
     error: str | None  # why it was not sent or not answered
+    # The destination accepted no presentation context for its SOP class: sending it again
+    # is refused the same way until the destination's configuration changes.
+    refused: bool = False
 
     @property
     def acknowledged(self) -> bool:
@@ -65,11 +101,33 @@ class StoreOutcome:
 
     ``contacted`` is False when nothing could be read to send, so the
     destination was not asked: such an attempt says nothing about it.
+    ``answered`` is True when the destination answered the association
+    request (accepted or rejected it): it is up, whatever came of it.
+    ``final`` is True when it rejected the association for a reason that
+    retrying cannot change (an AE title it does not know).
     """
 
     association_error: str | None
     objects: tuple[ObjectOutcome, ...]
     contacted: bool = True
+    answered: bool = False
+    final: bool = False
+
+    @property
+    def connection_error(self) -> str | None:
+        """Why the destination did not answer at all (what the circuit breaker counts), or None."""
+        return None if self.answered else self.association_error
+
+
+@dataclass(frozen=True)
+class _NoAssociation:
+    """Why an association cannot be used; ``answered``/``final`` as in :class:`StoreOutcome`."""
+
+    reason: str
+    answered: bool = False
+    final: bool = False
+    # The destination accepted the association but none of the proposed contexts.
+    no_context: bool = False
 
 
 def _sha256(path: Path) -> str:
@@ -111,36 +169,54 @@ class Sender:
             raise DeliveryError(f"{route.name}: cannot set up TLS: {exc}") from exc
         return context, route.host
 
-    def _associate(self, ae: AE, route: Route) -> tuple[Association | None, str | None]:
+    def _associate(self, ae: AE, route: Route) -> Association | _NoAssociation:
         try:
             tls_args = self._tls(route)
         except DeliveryError as exc:
-            return None, str(exc)
+            return _NoAssociation(str(exc))
+        # The answer is taken from the PDU itself: pynetdicom 3.0 may report an association whose
+        # A-ASSOCIATE-RJ its reactor handled (and then closed the connection) before the requesting
+        # thread looked as neither rejected nor established, as if the connection had failed.
+        answers: list[A_ASSOCIATE_AC | A_ASSOCIATE_RJ] = []
+
+        def answered(event: evt.Event) -> None:
+            if isinstance(event.pdu, (A_ASSOCIATE_AC, A_ASSOCIATE_RJ)):
+                answers.append(event.pdu)
+
         try:
-            assoc = ae.associate(route.host, route.port, ae_title=route.called_ae, tls_args=tls_args)
+            assoc = ae.associate(route.host, route.port, ae_title=route.called_ae, tls_args=tls_args,
+                                 evt_handlers=[(evt.EVT_PDU_RECV, answered)])
         except OSError as exc:  # pynetdicom resolves the host before it connects, and lets this through
-            return None, (f"could not associate with {route.describe()}: cannot resolve host "
-                          f"{route.host!r} ({exc})")
+            return _NoAssociation(f"could not associate with {route.describe()}: cannot resolve host "
+                                  f"{route.host!r} ({exc})")
         if assoc.is_established:
-            return assoc, None
-        if assoc.is_rejected:
-            rejection = assoc.acceptor.primitive
-            detail = "" if rejection is None else (
-                f" (result {rejection.result}, source {rejection.result_source}, "
-                f"diagnostic {rejection.diagnostic})")
-            return None, f"association rejected by {route.describe()}{detail}"
-        return None, f"could not associate with {route.describe()}: no connection, TLS failure or abort"
+            return assoc
+        answer = answers[0] if answers else None
+        if isinstance(answer, A_ASSOCIATE_RJ):
+            words, final = rejection_reason(answer.result, answer.source, answer.reason_diagnostic)
+            return _NoAssociation(f"association with {route.describe()} {words}", answered=True, final=final)
+        if isinstance(answer, A_ASSOCIATE_AC):
+            # pynetdicom aborts an association in which no proposed context was accepted
+            return _NoAssociation(f"{route.describe()} accepted none of the proposed presentation contexts",
+                                  answered=True, no_context=True)
+        return _NoAssociation(f"could not associate with {route.describe()}: no connection, TLS failure "
+                              "or abort")
 
     def echo(self, route: Route) -> str | None:
-        """C-ECHO the destination; None when it answered success, else why not."""
+        """C-ECHO the destination; None when it answered (success, or a refusal: it is up), else why not."""
         ae = self._ae()
         ae.add_requested_context(VERIFICATION)
         # Proposed too, so a destination that does not offer Verification can still show it is up.
         for sop_class in _RESULT_CLASSES:
             ae.add_requested_context(sop_class)
-        assoc, error = self._associate(ae, route)
-        if assoc is None:
-            return error
+        assoc = self._associate(ae, route)
+        if isinstance(assoc, _NoAssociation):
+            if assoc.answered:
+                # An answer, if not the one wanted: the destination is up. A send attempt
+                # meets the same answer and records it for its delivery.
+                log.info("%s is up but did not take the association: %s", route.describe(), assoc.reason)
+                return None
+            return assoc.reason
         try:
             if not any(context.abstract_syntax == VERIFICATION for context in assoc.accepted_contexts):
                 # It accepted an association, so it is up; it just does not offer Verification.
@@ -186,13 +262,24 @@ class Sender:
             for syntax in syntaxes:
                 # one context per syntax: the acceptor answers each separately
                 ae.add_requested_context(sop_class, syntax)
-        assoc, error = self._associate(ae, route)
-        if assoc is None:
-            return StoreOutcome(error, tuple(
-                [ObjectOutcome(item.key, uid, None, error) for item, _, uid, _ in readable] + unreadable))
+        assoc = self._associate(ae, route)
+        if isinstance(assoc, _NoAssociation):
+            if assoc.no_context:
+                # Each object is refused for its SOP class: that is an answer about the
+                # objects, not a failure of the association.
+                return StoreOutcome(None, tuple(
+                    [ObjectOutcome(item.key, uid, None, not_accepted(sop_class), refused=True)
+                     for item, sop_class, uid, _ in readable] + unreadable), answered=True)
+            return StoreOutcome(assoc.reason, tuple(
+                [ObjectOutcome(item.key, uid, None, assoc.reason) for item, _, uid, _ in readable]
+                + unreadable), answered=assoc.answered, final=assoc.final)
+        accepted = {context.abstract_syntax for context in assoc.accepted_contexts}
         outcomes: list[ObjectOutcome] = []
         try:
-            for item, _, uid, _ in readable:
+            for item, sop_class, uid, _ in readable:
+                if sop_class not in accepted:
+                    outcomes.append(ObjectOutcome(item.key, uid, None, not_accepted(sop_class), refused=True))
+                    continue
                 if not assoc.is_established:
                     outcomes.append(ObjectOutcome(item.key, uid, None, "association ended before sending"))
                     continue
@@ -213,6 +300,7 @@ class Sender:
         finally:
             if assoc.is_established:
                 assoc.release()
-        log.info("sent %d object(s) to %s: %d acknowledged", len(outcomes), route.describe(),
-                 sum(o.acknowledged for o in outcomes))
-        return StoreOutcome(None, tuple(outcomes + unreadable))
+        log.info("sent %d object(s) to %s: %d acknowledged, %d of a SOP class it does not accept",
+                 len(outcomes), route.describe(), sum(o.acknowledged for o in outcomes),
+                 sum(o.refused for o in outcomes))
+        return StoreOutcome(None, tuple(outcomes + unreadable), answered=True)
