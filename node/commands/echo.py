@@ -11,6 +11,7 @@ from pathlib import Path
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
+from node.rejections import rejection_reason
 from node.settings import Settings
 from node.tls import client_context
 
@@ -92,10 +93,9 @@ def echo(host: str, port: int, *, calling: str, called: str, timeout: float,
         return FAILED
     if assoc.is_rejected:
         rejection = assoc.acceptor.primitive
-        detail = "" if rejection is None else (
-            f" (result {rejection.result}, source {rejection.result_source}, "
-            f"diagnostic {rejection.diagnostic})")
-        print(f"echo: association rejected by {where}{detail}", file=sys.stderr)
+        words = "rejected" if rejection is None else rejection_reason(
+            rejection.result, rejection.result_source, rejection.diagnostic)[0]
+        print(f"echo: association with {where} {words}", file=sys.stderr)
         return FAILED
     if not assoc.is_established:
         print(f"echo: could not associate with {where}: no connection, TLS failure or abort",

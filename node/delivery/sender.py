@@ -34,6 +34,7 @@ from pynetdicom.status import code_to_category
 
 from node.delivery.routes import Route
 from node.receiver.negotiation import VERIFICATION
+from node.rejections import rejection_reason
 from node.tls import client_context
 
 log = logging.getLogger(__name__)
@@ -42,30 +43,6 @@ log = logging.getLogger(__name__)
 _MAX_CONTEXTS = 128
 # What the node sends (TID 1500 SR, Segmentation, the key image as Secondary Capture).
 _RESULT_CLASSES = (Comprehensive3DSRStorage, SegmentationStorage, SecondaryCaptureImageStorage)
-
-# PS3.8 9.3.4, Table 9-21: A-ASSOCIATE-RJ result, source and reason/diag.
-_RJ_RESULTS = {1: "permanently", 2: "transiently"}
-_RJ_REASONS = {
-    (1, 1): "no reason given",
-    (1, 2): "application context name not supported",
-    (1, 3): "calling AE title not recognised",
-    (1, 7): "called AE title not recognised",
-    (2, 1): "no reason given (ACSE)",
-    (2, 2): "protocol version not supported",
-    (3, 1): "temporary congestion",
-    (3, 2): "local limit exceeded",
-}
-# Rejections that retrying cannot change: the destination does not know one of
-# the AE titles, which only a change of its configuration or ours mends.
-_AE_TITLE_UNKNOWN = frozenset({(1, 3), (1, 7)})
-
-
-def rejection_reason(result: int | None, source: int | None, reason: int | None) -> tuple[str, bool]:
-    """An A-ASSOCIATE-RJ in words, and whether it is final (an AE title not recognised, permanently)."""
-    how = _RJ_RESULTS.get(result or 0, f"(result {result})")
-    why = _RJ_REASONS.get((source or 0, reason or 0), f"reason {reason} from source {source}")
-    return f"rejected {how}: {why}", result == 1 and (source, reason) in _AE_TITLE_UNKNOWN
-
 
 def not_accepted(sop_class_uid: str) -> str:
     """Why an object of ``sop_class_uid`` was not sent: the destination accepted no context for it."""

@@ -46,6 +46,7 @@ from node.db.models import (
 )
 from node.metrics.receiving import ReceptionEvents
 from node.receiver.negotiation import CallerPolicy
+from node.rejections import CALLED_AE_UNKNOWN, reason_in_words
 
 log = logging.getLogger(__name__)
 
@@ -54,19 +55,6 @@ NODE_STOPPING = "node shutting down"  # the node's own abort of what its shutdow
 
 # A-ASSOCIATE-RJ: rejected-permanent, by the service user, calling AE title not recognised.
 _REJECT_CALLER = (0x01, 0x01, 0x03)
-# (source, diagnostic) of pynetdicom's rejection for a called AE title other than ours.
-_CALLED_NOT_RECOGNISED = (0x01, 0x07)
-
-_REJECT_REASONS = {
-    (0x01, 0x01): "no reason given",
-    (0x01, 0x02): "application context name not supported",
-    (0x01, 0x03): "calling AE title not recognised",
-    (0x01, 0x07): "called AE title not recognised",
-    (0x02, 0x01): "no reason given (ACSE)",
-    (0x02, 0x02): "protocol version not supported",
-    (0x03, 0x01): "temporary congestion",
-    (0x03, 0x02): "local limit exceeded: too many concurrent associations",
-}
 
 
 @dataclass(frozen=True)
@@ -299,9 +287,9 @@ class AssociationTracker:
         primitive = event.assoc.acceptor.primitive
         key = (int(getattr(primitive, "result_source", 0) or 0),
                int(getattr(primitive, "diagnostic", 0) or 0))
-        reason = _REJECT_REASONS.get(key, f"rejected (source, diagnostic) = {key}")
+        reason = reason_in_words(*key)
         peer = _peer(event.assoc)
-        if key == _CALLED_NOT_RECOGNISED:
+        if key == CALLED_AE_UNKNOWN:
             reason = f"{reason}: {peer.called_ae!r} is not {event.assoc.acceptor.ae_title.strip()!r}"
         log.warning("rejected association from %s:%d (%r -> %r): %s",
                     peer.address, peer.port, peer.calling_ae, peer.called_ae, reason)

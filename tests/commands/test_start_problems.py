@@ -19,7 +19,7 @@ from node.db.engine import create_db_engine, session_factory
 from node.db.migrate import upgrade
 from node.db.models import StudyStatus, utcnow
 from tests.helpers.node import CLI, free_port, write_config
-from tests.queue.helpers import SAGITTAL, add_study, register_series, write_series
+from tests.queue.helpers import SAGITTAL, add_study, register_series, wait_until, write_series
 
 COMMANDS = (["studies"], ["study", "1.2.3"], ["results"], ["reanalyze", "1.2.3"], ["resend", "--dead"],
             ["retention", "--dry-run"])
@@ -305,3 +305,28 @@ def test_a_bad_log_level_or_grace_is_a_usage_error(tmp_path: Path, capsys: pytes
 def test_a_log_level_in_lower_case_is_taken(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = write_config(tmp_path / "node.toml", {"database": {"url": f"sqlite:///{tmp_path / 'db'}"}})
     assert main(["--config", str(config), "--log-level", "debug", "db", "upgrade"]) == 0
+
+
+def test_echo_says_why_an_association_was_rejected(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    # it printed "(result 1, source 1, diagnostic 1)": three numbers to look up in PS3.8
+    port = free_port()
+    refusing = subprocess.Popen(["storescp", "--refuse", str(port)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: _listening(port), "storescp to listen")
+        config = write_config(tmp_path / "node.toml", {})
+        code, err = _run(config, capsys, ["echo", "127.0.0.1", str(port), "--aec", "PACS"])
+    finally:
+        refusing.terminate()
+        refusing.wait(10)
+    assert code != 0
+    assert f"association with PACS at 127.0.0.1:{port} rejected permanently: no reason given" in err, err
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True

@@ -79,7 +79,7 @@ def test_the_echo_command_reports_a_rejection(node: NodeProcess) -> None:
         capture_output=True, text=True, check=False, timeout=60,
     )
     assert result.returncode == 1
-    assert "association rejected" in result.stderr
+    assert "rejected permanently: calling AE title not recognised" in result.stderr
 
 
 def test_associations_over_the_limit_are_rejected_and_recorded(node: NodeProcess) -> None:
