@@ -118,11 +118,30 @@ class HandshakingServer(ThreadedAssociationServer):
 
     Negotiated where connections are accepted, a peer that connected and sent
     nothing (a half-open probe) held every later association back for as long as
-    its handshake was given.
+    its handshake was given. At most ``maximum_associations`` handshakes are under
+    way at once: a connection beyond them is closed at once rather than given a
+    thread of its own, so a flood of silent connections cannot take a thread each.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._handshakes = threading.BoundedSemaphore(max(1, int(self.ae.maximum_associations)))
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if self.ssl_context is not None and not self._handshakes.acquire(blocking=False):
+            log.warning("connection from %s:%s closed: %d TLS handshakes already under way",
+                        client_address[0], client_address[1], self.ae.maximum_associations)
+            request.close()
+            self.connection_lost()
+            return
+        super().process_request(request, client_address)
+
     def process_request_thread(self, request: Any, client_address: Any) -> None:
-        served = handshaken(self, request, client_address)
+        try:
+            served = handshaken(self, request, client_address)
+        finally:
+            if self.ssl_context is not None:
+                self._handshakes.release()
         if served is None:
             self.connection_lost()
             return
@@ -194,7 +213,7 @@ def serve_here(server: HandshakingServer, connection: socket.socket, address: Ad
     Its count on the board comes off when it closes (:func:`releasing`), or in
     the server's ``connection_lost`` if it fails before an association could start.
     """
-    ThreadedAssociationServer.process_request(server, connection, address)
+    HandshakingServer.process_request(server, connection, address)
 
 
 @dataclass(frozen=True)

@@ -147,3 +147,32 @@ def test_a_failed_handshake_comes_off_the_load_board(pki: Pki) -> None:
         wait_until(lambda: board.counts() == [0, 0], "the association to come off", timeout=10)
     finally:
         server.shutdown()
+
+
+def test_handshakes_under_way_are_bounded_by_the_association_limit(pki: Pki) -> None:
+    # each handshake has a thread of its own: without a bound a flood of silent connections took
+    # a thread each; one beyond max_associations is closed at once
+    board = LoadBoard(multiprocessing.get_context("spawn").Array("i", 2))
+    ae = DispatchingAE(handoff=Handoff(board))
+    ae.maximum_associations = 1
+    ae.acse_timeout = 60
+    ae.add_supported_context(VERIFICATION)
+    tls = TlsSettings(enabled=True, cert_file=pki.server_cert, key_file=pki.server_key, ca_file=pki.ca_cert)
+    server = ae.start_server(("127.0.0.1", 0), block=False, ssl_context=server_context(tls),
+                             evt_handlers=[releasing(board, 0)])
+    assert server is not None
+    try:
+        port = server.server_address[1]
+        with socket.create_connection(("127.0.0.1", port)):  # silent: its handshake waits
+            wait_until(lambda: board.counts() == [1, 0], "the silent one to be served", timeout=10)
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as extra:
+                assert extra.recv(1) == b""  # closed by the node, not left waiting
+            wait_until(lambda: board.counts() == [1, 0], "the closed one to come off", timeout=10)
+        wait_until(lambda: board.counts() == [0, 0], "the silent one to come off", timeout=10)
+        client = AE()
+        client.add_requested_context(VERIFICATION)
+        assoc = client.associate("127.0.0.1", port, tls_args=(_client(pki, with_cert=True), "localhost"))
+        assert assoc.is_established  # the slot is free again
+        assoc.release()
+    finally:
+        server.shutdown()
