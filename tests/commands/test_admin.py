@@ -304,17 +304,22 @@ def test_reanalyze_while_an_analysis_runs_points_at_it(scenario: Scenario, sessi
         assert session.scalars(select(Job.id).where(Job.kind == "analyze_study")).all() == [running.id]
 
 
+def _with_retention(scenario: Scenario, delete_after: int) -> None:
+    """The scenario's node configured with retention on, ``delete_after`` seconds."""
+    write_config(scenario.config, {
+        "database": {"url": scenario.database_url},
+        "storage": {"root": str(scenario.storage), "results": str(scenario.results)},
+        "storage.retention": {"enabled": True, "delete_after": delete_after},
+    })
+
+
 def test_retention_deletes_images_of_delivered_studies_only(
         scenario: Scenario, sessions: sessionmaker[Session], capsys: pytest.CaptureFixture[str]) -> None:
     files_before = sorted(p for p in scenario.storage.rglob("*.dcm"))
     assert len(files_before) == 2
     # delete_after 30 days (default): nothing is due yet
     assert cli(capsys, scenario.config, "retention", "--force") == []
-    write_config(scenario.config, {
-        "database": {"url": scenario.database_url},
-        "storage": {"root": str(scenario.storage), "results": str(scenario.results)},
-        "storage.retention": {"enabled": True, "delete_after": 0},
-    })
+    _with_retention(scenario, delete_after=0)
     dry = cli(capsys, scenario.config, "retention", "--dry-run")
     assert [r["study_instance_uid"] for r in dry] == [scenario.delivered]
     assert sorted(p for p in scenario.storage.rglob("*.dcm")) == files_before
@@ -343,11 +348,7 @@ def test_reanalyze_refuses_a_study_only_part_of_which_was_sent_again_after_reten
         scenario: Scenario, sessions: sessionmaker[Session], capsys: pytest.CaptureFixture[str]) -> None:
     # it looked only at the last image received: a series sent again made it queue an analysis,
     # which was withheld again (part of the study is not the study)
-    write_config(scenario.config, {
-        "database": {"url": scenario.database_url},
-        "storage": {"root": str(scenario.storage), "results": str(scenario.results)},
-        "storage.retention": {"enabled": True, "delete_after": 0},
-    })
+    _with_retention(scenario, delete_after=0)
     assert [r["files_deleted"] for r in cli(capsys, scenario.config, "retention")] == [1]
     with sessions.begin() as session:
         study = session.scalars(select(Study).where(Study.study_instance_uid == scenario.delivered)).one()
@@ -385,11 +386,7 @@ def test_retention_finishes_a_deletion_that_a_stopped_node_left_recorded(
         scenario: Scenario, sessions: sessionmaker[Session], capsys: pytest.CaptureFixture[str]) -> None:
     # The deletion is recorded before the files are deleted: a node stopped between the two
     # left the study's images on disk for good, its record saying 0 files deleted.
-    write_config(scenario.config, {
-        "database": {"url": scenario.database_url},
-        "storage": {"root": str(scenario.storage), "results": str(scenario.results)},
-        "storage.retention": {"enabled": True, "delete_after": 0},
-    })
+    _with_retention(scenario, delete_after=0)
     long_ago = utcnow() - timedelta(hours=3)
     with sessions.begin() as session:
         study = session.scalars(select(Study).where(Study.study_instance_uid == scenario.delivered)).one()
@@ -416,11 +413,7 @@ def test_retention_keeps_what_arrived_within_delete_after_and_counts_each_file_o
     # part of a cleaned study sent again (withheld until the rest arrives) was deleted at the next
     # run, before the rest could arrive; and each run counted the files earlier runs had deleted
     # as "already gone" again
-    write_config(scenario.config, {
-        "database": {"url": scenario.database_url},
-        "storage": {"root": str(scenario.storage), "results": str(scenario.results)},
-        "storage.retention": {"enabled": True, "delete_after": 3600},
-    })
+    _with_retention(scenario, delete_after=3600)
     long_ago = utcnow() - timedelta(hours=3)
     with sessions.begin() as session:
         study = session.scalars(select(Study).where(Study.study_instance_uid == scenario.delivered)).one()

@@ -45,6 +45,19 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(CLI), *args], capture_output=True, text=True, timeout=600, check=False)
 
 
+def _blank_copy(phantom: Path, dicom: Path, **values: object) -> Path:
+    """The phantom's DICOM copied to ``dicom`` with blank images (no body to find: a quick
+    analysis) and ``values`` set on every instance."""
+    shutil.copytree(phantom / "dicom", dicom)
+    for path in dicom.rglob("*.dcm"):
+        ds = dcmread(path)
+        ds.PixelData = np.zeros_like(ds.pixel_array).tobytes()
+        for keyword, value in values.items():
+            setattr(ds, keyword, value)
+        ds.save_as(path)
+    return dicom
+
+
 @pytest.fixture(scope="module")
 def phantom(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("phantom") / "study"
@@ -151,12 +164,7 @@ def test_analyze_explains_a_study_it_cannot_analyse(tmp_path: Path) -> None:
 def test_analyze_into_an_earlier_result_replaces_it_whole(phantom: Path, tmp_path: Path) -> None:
     # a study with no body to find (blank images) writes no SEG: the earlier run's SEG must not
     # stay beside the new SR as if it were part of it
-    dicom = tmp_path / "blank"
-    shutil.copytree(phantom / "dicom", dicom)
-    for path in dicom.rglob("*.dcm"):
-        ds = dcmread(path)
-        ds.PixelData = np.zeros_like(ds.pixel_array).tobytes()
-        ds.save_as(path)
+    dicom = _blank_copy(phantom, tmp_path / "blank")
     out = tmp_path / "out"
     out.mkdir()
     (out / "findings.json").write_text("{}\n")
@@ -256,12 +264,7 @@ def test_two_runs_in_the_same_second_give_objects_uids_of_their_own(
             return cls(2026, 3, 4, 10, 20, 30, tzinfo=tz)
 
     monkeypatch.setattr(analyze, "datetime", SameSecond)
-    dicom = tmp_path / "blank"  # no body to find: a quick analysis
-    shutil.copytree(phantom / "dicom", dicom)
-    for path in dicom.rglob("*.dcm"):
-        ds = dcmread(path)
-        ds.PixelData = np.zeros_like(ds.pixel_array).tobytes()
-        ds.save_as(path)
+    dicom = _blank_copy(phantom, tmp_path / "blank")
     uids = []
     for run in ("a", "b"):
         assert main(["analyze", str(dicom), "--out", str(tmp_path / run)]) == 0
@@ -274,15 +277,8 @@ def test_odd_demographics_neither_stop_the_results_nor_reach_the_log(phantom: Pa
     # a birth date written 1963-01-01 failed every analysis of the study as it wrote the results
     # (the error, quoting the date, was kept in the database), and highdicom's warning about a
     # name without carets printed the name
-    dicom = tmp_path / "odd"
-    shutil.copytree(phantom / "dicom", dicom)
-    for path in dicom.rglob("*.dcm"):
-        ds = dcmread(path)
-        ds.PixelData = np.zeros_like(ds.pixel_array).tobytes()  # no body to find: a quick analysis
-        ds.PatientName = "SMITH JOHN NOCARET"
-        ds.PatientBirthDate = "1963-01-01"
-        ds.StudyTime = "12:30"
-        ds.save_as(path)
+    dicom = _blank_copy(phantom, tmp_path / "odd", PatientName="SMITH JOHN NOCARET",
+                        PatientBirthDate="1963-01-01", StudyTime="12:30")
     out = tmp_path / "out"
     result = _cli("analyze", str(dicom), "--out", str(out))
     assert result.returncode == 0, result.stderr
@@ -304,13 +300,7 @@ def test_a_patient_value_highdicom_refuses_is_written_empty(
 ) -> None:
     # two names where one is allowed, or a sex out of M/F/O, was stored, and then every analysis
     # of the study failed for good writing its results
-    dicom = tmp_path / "odd"
-    shutil.copytree(phantom / "dicom", dicom)
-    for path in dicom.rglob("*.dcm"):
-        ds = dcmread(path)
-        ds.PixelData = np.zeros_like(ds.pixel_array).tobytes()  # no body to find: a quick analysis
-        setattr(ds, keyword, value)
-        ds.save_as(path)
+    dicom = _blank_copy(phantom, tmp_path / "odd", **{keyword: value})
     out = tmp_path / "out"
     result = _cli("analyze", str(dicom), "--out", str(out))
     assert result.returncode == 0, result.stderr
@@ -322,13 +312,7 @@ def test_a_patient_value_highdicom_refuses_is_written_empty(
 
 def test_a_patient_id_is_copied_as_sent_whatever_its_form(phantom: Path, tmp_path: Path) -> None:
     # the PACS files a result with its study by Patient ID: an empty one would file it apart
-    dicom = tmp_path / "ids"
-    shutil.copytree(phantom / "dicom", dicom)
-    for path in dicom.rglob("*.dcm"):
-        ds = dcmread(path)
-        ds.PixelData = np.zeros_like(ds.pixel_array).tobytes()
-        ds.PatientID = ["A1234", "B5678"]
-        ds.save_as(path)
+    dicom = _blank_copy(phantom, tmp_path / "ids", PatientID=["A1234", "B5678"])
     out = tmp_path / "out"
     assert _cli("analyze", str(dicom), "--out", str(out)).returncode == 0
     for name in ("sr.dcm", "key_image.dcm"):
@@ -342,12 +326,7 @@ def test_a_run_that_fails_writing_leaves_the_earlier_results_whole(
     from node.cli import main
     from node.results import writer
 
-    dicom = tmp_path / "blank"  # no body to find: a quick analysis
-    shutil.copytree(phantom / "dicom", dicom)
-    for path in dicom.rglob("*.dcm"):
-        ds = dcmread(path)
-        ds.PixelData = np.zeros_like(ds.pixel_array).tobytes()
-        ds.save_as(path)
+    dicom = _blank_copy(phantom, tmp_path / "blank")
     out = tmp_path / "out"
     assert main(["analyze", str(dicom), "--out", str(out)]) == 0
     before = {path.name: path.read_bytes() for path in out.iterdir()}
