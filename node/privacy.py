@@ -67,10 +67,11 @@ def _texts(value: object) -> Iterator[str]:
 
 
 def _variants(text: str) -> Iterator[str]:
+    pieces = _PIECES.split(text)
     yield text
-    yield from _PIECES.split(text)
-    for whole in _PIECES.split(text):
-        date = _DATE.fullmatch(whole)
+    yield from pieces
+    for piece in pieces:
+        date = _DATE.fullmatch(piece)
         if date is not None:
             yield "-".join(date.groups())
 

@@ -15,7 +15,7 @@ from pydicom.dataset import Dataset
 
 from analysis.volume import Plane, Sequence
 from node.study.errors import StudyInputError
-from node.study.frames import frame_count, frames_left_out, is_multi_frame
+from node.study.frames import frame_indices, frames_left_out
 from node.study.parameters import AcquisitionParameters, dataset_parameters
 
 # The slice normal's largest LPS component must be at least this (about 37 degrees
@@ -202,8 +202,7 @@ def classify_series(headers: Seq[Dataset]) -> SeriesClassification:
     distinct: dict[AcquisitionParameters, None] = {}
     left_out = frames_left_out(headers)
     for ds, skip in zip(headers, left_out, strict=True):
-        indices: list[int | None] = list(range(frame_count(ds))) if is_multi_frame(ds) else [None]
-        for index, params in zip(indices, dataset_parameters(ds), strict=True):
+        for index, params in zip(frame_indices(ds), dataset_parameters(ds), strict=True):
             if index not in skip:
                 distinct.setdefault(params, None)
     param_sets = list(distinct)

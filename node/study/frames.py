@@ -57,6 +57,11 @@ def frame_count(ds: Dataset) -> int:
     return 1
 
 
+def frame_indices(ds: Dataset) -> list[int | None]:
+    """The object's frames: 0-based indices of a multi-frame object, ``[None]`` for a single-frame one."""
+    return list(range(frame_count(ds))) if is_multi_frame(ds) else [None]
+
+
 def functional_group(ds: Dataset, frame_index: int, keyword: str) -> Dataset | None:
     """The first item of functional group ``keyword`` for a frame: per-frame, else shared."""
     per_frame = ds.get("PerFrameFunctionalGroupsSequence")
@@ -135,8 +140,7 @@ def _image_flavour(ds: Dataset, frame_index: int | None) -> str:
 
 def localizer_frames(ds: Dataset) -> frozenset[int | None]:
     """The frames of ``ds`` (``None``: the one frame of a single-frame object) that are localizers."""
-    indices: list[int | None] = list(range(frame_count(ds))) if is_multi_frame(ds) else [None]
-    return frozenset(i for i in indices if _image_flavour(ds, i) in LOCALIZER_FLAVOURS)
+    return frozenset(i for i in frame_indices(ds) if _image_flavour(ds, i) in LOCALIZER_FLAVOURS)
 
 
 def frames_left_out(datasets: Sequence[Dataset]) -> list[frozenset[int | None]]:
@@ -149,6 +153,14 @@ def frames_left_out(datasets: Sequence[Dataset]) -> list[frozenset[int | None]]:
     if sum(len(s) for s in left_out) == sum(frame_count(ds) for ds in datasets):
         return [frozenset() for _ in datasets]
     return left_out
+
+
+def without_localizers(datasets: Sequence[Dataset]) -> list[tuple[int, Dataset, frozenset[int | None]]]:
+    """(position in ``datasets``, object, its frames left out) of the objects of one series that
+    hold more than localizers (:func:`frames_left_out`): what the series' volume is built from."""
+    left_out = frames_left_out(datasets)
+    return [(n, ds, skip) for n, (ds, skip) in enumerate(zip(datasets, left_out, strict=True))
+            if len(skip) < frame_count(ds)]
 
 
 def frame_headers(path: Path, ds: Dataset, leave_out: Collection[int | None] = ()) -> list[FrameHeader]:
@@ -167,8 +179,7 @@ def frame_headers(path: Path, ds: Dataset, leave_out: Collection[int | None] = (
     if rows < 1 or columns < 1:
         raise SeriesError(f"{path}: Rows/Columns missing or zero")
     uid = str(ds.get("SOPInstanceUID", ""))
-    multi = is_multi_frame(ds)
-    indices = [i for i in (list(range(frame_count(ds))) if multi else [None]) if i not in leave_out]
+    indices = [i for i in frame_indices(ds) if i not in leave_out]
     out: list[FrameHeader] = []
     for index in indices:
         where = f"{path}" if index is None else f"{path} frame {index + 1}"
@@ -243,13 +254,11 @@ def series_frame_headers(
     series = {str(ds.get("SeriesInstanceUID", "")) for ds in datasets}
     if len(series) > 1:
         raise SeriesError(f"files belong to {len(series)} different series (SeriesInstanceUID)")
-    left_out = frames_left_out(datasets)
-    kept = [(path, ds, skip) for path, ds, skip in zip(files, datasets, left_out, strict=True)
-            if len(skip) < frame_count(ds)]
+    kept = without_localizers(datasets)
     # after the localizers are left out: only the frames read need to share one frame of reference
     check_frame_of_reference([ds for _, ds, _ in kept])
-    frames = [frame for path, ds, skip in kept for frame in frame_headers(path, ds, skip)]
-    return [path for path, _, _ in kept], [ds for _, ds, _ in kept], frames
+    frames = [frame for n, ds, skip in kept for frame in frame_headers(files[n], ds, skip)]
+    return [files[n] for n, _, _ in kept], [ds for _, ds, _ in kept], frames
 
 
 def frame_of_reference(ds: Dataset) -> str:

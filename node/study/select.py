@@ -18,11 +18,10 @@ from node.study.errors import SeriesError, StudyInputError
 from node.study.frames import (
     SUPPORTED_SOP_CLASSES,
     check_frame_of_reference,
-    frame_count,
     frame_headers,
     frame_of_reference,
-    frames_left_out,
     photometric_interpretation,
+    without_localizers,
 )
 from node.study.geometry import GeometryTolerance, StackGeometry, stack_geometry
 
@@ -146,8 +145,7 @@ def summarize_series(headers: Seq[Dataset], tolerance: GeometryTolerance | None 
     if not headers:
         raise StudyInputError("headers: a series needs at least one header")
     # The series as its volume is read: without its localizers (see frames.series_frame_headers).
-    kept = [(n, ds, skip) for n, (ds, skip) in enumerate(zip(headers, frames_left_out(headers), strict=True))
-            if len(skip) < frame_count(ds)]
+    kept = without_localizers(headers)
     first = kept[0][1]
     modality = str(first.get("Modality", "") or "")
     image_type = [str(v).upper() for v in (first.get("ImageType") or [])]

@@ -6,10 +6,12 @@ import multiprocessing
 import socket
 import ssl
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from pynetdicom import AE
+from pynetdicom.association import Association
 
 from node.receiver.handoff import DispatchingAE, Handoff, LoadBoard, releasing
 from node.receiver.negotiation import VERIFICATION
@@ -123,38 +125,13 @@ def test_a_silent_connection_does_not_hold_back_the_next_association(pki: Pki, t
                    timeout=10)
 
 
-def test_a_failed_handshake_comes_off_the_load_board(pki: Pki) -> None:
-    # the listening process counts each connection it serves; one that closes before its association
-    # fires no EVT_CONN_CLOSE, so its count must come off where its handshake failed
-    board = LoadBoard(multiprocessing.get_context("spawn").Array("i", 2))
-    ae = DispatchingAE(handoff=Handoff(board))  # no other process attached: every connection is served here
-    ae.add_supported_context(VERIFICATION)
-    tls = TlsSettings(enabled=True, cert_file=pki.server_cert, key_file=pki.server_key, ca_file=pki.ca_cert)
-    server = ae.start_server(("127.0.0.1", 0), block=False, ssl_context=server_context(tls),
-                             evt_handlers=[releasing(board, 0)])
-    assert server is not None
-    try:
-        port = server.server_address[1]
-        with socket.create_connection(("127.0.0.1", port)) as plain:
-            plain.sendall(b"not a TLS record")
-        wait_until(lambda: board.counts() == [0, 0], "the failed connection to come off", timeout=10)
-        client = AE()
-        client.add_requested_context(VERIFICATION)
-        assoc = client.associate("127.0.0.1", port, tls_args=(_client(pki, with_cert=True), "localhost"))
-        assert assoc.is_established
-        assert board.counts() == [1, 0]
-        assoc.release()
-        wait_until(lambda: board.counts() == [0, 0], "the association to come off", timeout=10)
-    finally:
-        server.shutdown()
-
-
-def test_handshakes_under_way_are_bounded_by_the_association_limit(pki: Pki) -> None:
-    # each handshake has a thread of its own: without a bound a flood of silent connections took
-    # a thread each; one beyond max_associations is closed at once
+@contextmanager
+def _listening_process_server(pki: Pki, max_associations: int = 10) -> Iterator[tuple[LoadBoard, int]]:
+    """A TLS listening process's server with no other receiver process attached (every connection
+    is served here): its load board and port."""
     board = LoadBoard(multiprocessing.get_context("spawn").Array("i", 2))
     ae = DispatchingAE(handoff=Handoff(board))
-    ae.maximum_associations = 1
+    ae.maximum_associations = max_associations
     ae.acse_timeout = 60
     ae.add_supported_context(VERIFICATION)
     tls = TlsSettings(enabled=True, cert_file=pki.server_cert, key_file=pki.server_key, ca_file=pki.ca_cert)
@@ -162,17 +139,41 @@ def test_handshakes_under_way_are_bounded_by_the_association_limit(pki: Pki) -> 
                              evt_handlers=[releasing(board, 0)])
     assert server is not None
     try:
-        port = server.server_address[1]
+        yield board, server.server_address[1]
+    finally:
+        server.shutdown()
+
+
+def _echo_association(pki: Pki, port: int) -> Association:
+    client = AE()
+    client.add_requested_context(VERIFICATION)
+    return client.associate("127.0.0.1", port, tls_args=(_client(pki, with_cert=True), "localhost"))
+
+
+def test_a_failed_handshake_comes_off_the_load_board(pki: Pki) -> None:
+    # the listening process counts each connection it serves; one that closes before its association
+    # fires no EVT_CONN_CLOSE, so its count must come off where its handshake failed
+    with _listening_process_server(pki) as (board, port):
+        with socket.create_connection(("127.0.0.1", port)) as plain:
+            plain.sendall(b"not a TLS record")
+        wait_until(lambda: board.counts() == [0, 0], "the failed connection to come off", timeout=10)
+        assoc = _echo_association(pki, port)
+        assert assoc.is_established
+        assert board.counts() == [1, 0]
+        assoc.release()
+        wait_until(lambda: board.counts() == [0, 0], "the association to come off", timeout=10)
+
+
+def test_handshakes_under_way_are_bounded_by_the_association_limit(pki: Pki) -> None:
+    # each handshake has a thread of its own: without a bound a flood of silent connections took
+    # a thread each; one beyond max_associations is closed at once
+    with _listening_process_server(pki, max_associations=1) as (board, port):
         with socket.create_connection(("127.0.0.1", port)):  # silent: its handshake waits
             wait_until(lambda: board.counts() == [1, 0], "the silent one to be served", timeout=10)
             with socket.create_connection(("127.0.0.1", port), timeout=10) as extra:
                 assert extra.recv(1) == b""  # closed by the node, not left waiting
             wait_until(lambda: board.counts() == [1, 0], "the closed one to come off", timeout=10)
         wait_until(lambda: board.counts() == [0, 0], "the silent one to come off", timeout=10)
-        client = AE()
-        client.add_requested_context(VERIFICATION)
-        assoc = client.associate("127.0.0.1", port, tls_args=(_client(pki, with_cert=True), "localhost"))
+        assoc = _echo_association(pki, port)
         assert assoc.is_established  # the slot is free again
         assoc.release()
-    finally:
-        server.shutdown()
