@@ -118,6 +118,17 @@ class Seeded:
     job_ids: list[int]
 
 
+def analysed_again(session: Session, seeded: Seeded) -> tuple[AnalysisResult, AnalysisResult]:
+    """A second analysed result of the seeded study, with the first's findings: (first, new)."""
+    old = session.get(AnalysisResult, seeded.analysis_result_id)
+    assert old is not None
+    new = AnalysisResult(study_id=seeded.study_id, outcome="analysed", algorithm_version="test",
+                         findings=old.findings)
+    session.add(new)
+    session.flush()
+    return old, new
+
+
 def seed_analysis(sessions: sessionmaker[Session], settings: DeliverySettings, results_root: Path,
                   study_uid: str, *, calling_ae: str = "STORESCU", suspicious: bool = True,
                   storage_root: Path | None = None) -> Seeded:

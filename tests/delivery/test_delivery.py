@@ -20,10 +20,10 @@ from node.db.audit import (
     ResultObjectRow,
     StudyEvent,
 )
-from node.db.models import AnalysisResult, Job, JobEvent
+from node.db.models import Job, JobEvent
 from node.delivery import last_reported_objects, publish_results
 from node.results import ResultKind, ResultObject
-from tests.delivery.helpers import Storescp, delivering, delivery_settings, seed_analysis
+from tests.delivery.helpers import Storescp, analysed_again, delivering, delivery_settings, seed_analysis
 from tests.delivery.objects import write_objects
 from tests.helpers.tls import make_pki
 from tests.queue.helpers import wait_until
@@ -320,12 +320,7 @@ def test_a_rerun_does_not_send_objects_the_destination_already_has(
 
     def rerun(objects: list[ResultObject]) -> list[int]:
         with sessions.begin() as session:
-            old = session.get(AnalysisResult, seeded.analysis_result_id)
-            assert old is not None
-            new = AnalysisResult(study_id=seeded.study_id, outcome="analysed", algorithm_version="test",
-                                 findings=old.findings)
-            session.add(new)
-            session.flush()
+            _, new = analysed_again(session, seeded)
             return publish_results(session, settings, new.id, objects, results_root=results)
 
     # the same job again (lost lease): the same objects, byte for byte

@@ -13,9 +13,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from node.cli import main
 from node.db.audit import Delivery, DeliveryStatus, ResultObjectRow
-from node.db.models import AnalysisResult
 from node.delivery import publish_results
-from tests.delivery.helpers import Storescp, delivering, delivery_settings, seed_analysis
+from tests.delivery.helpers import Storescp, analysed_again, delivering, delivery_settings, seed_analysis
 from tests.delivery.objects import write_objects
 from tests.helpers.node import write_config
 from tests.queue.helpers import wait_until
@@ -41,12 +40,7 @@ def test_resend_leaves_dead_letters_of_superseded_results(
     down = delivery_settings(storescp.port, retry={"max_attempts": 1})  # storescp not started yet
     seeded = seed_analysis(sessions, down, results, generate_uid())
     with sessions.begin() as session:  # a re-analysis replaces the result; both deliveries fail
-        old = session.get(AnalysisResult, seeded.analysis_result_id)
-        assert old is not None
-        new = AnalysisResult(study_id=seeded.study_id, outcome="analysed", algorithm_version="test",
-                             findings=old.findings)
-        session.add(new)
-        session.flush()
+        old, new = analysed_again(session, seeded)
         old.superseded_by_id = new.id
         objects = write_objects(results / seeded.study_uid / "2", seeded.study_uid)
         publish_results(session, down, new.id, objects, results_root=results)
